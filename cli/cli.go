@@ -1,0 +1,178 @@
+// Package cli implements the strata command line: one file per
+// subcommand, each a type with Run and Usage, dispatched by Main.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/spf13/pflag"
+)
+
+// Exit codes shared by every subcommand (PRODUCT.md section 6).
+const (
+	ExitOK           = 0
+	ExitRuntime      = 1 // runtime error, safe to retry
+	ExitUsage        = 2 // bad input or usage, never retry
+	ExitNoGo         = 3
+	ExitInconclusive = 4
+)
+
+// ExitError carries the exit code an error maps to.
+type ExitError struct {
+	Code int
+	Err  error
+}
+
+func (e *ExitError) Error() string { return e.Err.Error() }
+func (e *ExitError) Unwrap() error { return e.Err }
+
+// usageErrorf returns an error that exits with ExitUsage.
+func usageErrorf(format string, args ...any) error {
+	return &ExitError{Code: ExitUsage, Err: fmt.Errorf(format, args...)}
+}
+
+// command is one subcommand.
+type command interface {
+	// Run parses args (without the subcommand name) and runs it.
+	Run(ctx context.Context, args []string) error
+	// Usage is the help text.
+	Usage() string
+}
+
+// env is what every command writes to.
+type env struct {
+	stdout, stderr io.Writer
+}
+
+// commands lists the subcommands for help, in display order.
+var commands = []struct{ name, summary string }{
+	{"version", "print the version, commit and Go version"},
+	{"help", "show help for strata or a subcommand"},
+}
+
+// lookup returns the command of a name; adding a command is one file and
+// one case here.
+func lookup(name string, e env) command {
+	switch name {
+	case "version":
+		return &versionCommand{env: e}
+	}
+	return nil
+}
+
+// Main runs strata with args (without the program name) and returns the
+// process exit code. Only main exits.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	e := env{stdout: stdout, stderr: stderr}
+	if len(args) == 0 {
+		fmt.Fprint(stderr, topUsage())
+		return ExitUsage
+	}
+	name, rest := args[0], args[1:]
+	switch name {
+	case "help", "-h", "--help":
+		if len(rest) == 0 {
+			fmt.Fprint(stdout, topUsage())
+			return ExitOK
+		}
+		if c := lookup(rest[0], e); c != nil {
+			fmt.Fprint(stdout, c.Usage())
+			return ExitOK
+		}
+		fmt.Fprintf(stderr, "strata: unknown command %q\n\n%s", rest[0], topUsage())
+		return ExitUsage
+	}
+	c := lookup(name, e)
+	if c == nil {
+		fmt.Fprintf(stderr, "strata: unknown command %q\n\n%s", name, topUsage())
+		return ExitUsage
+	}
+	err := c.Run(ctx, rest)
+	return exitCode(err, stderr)
+}
+
+// exitCode reports err on stderr and maps it to an exit code.
+func exitCode(err error, stderr io.Writer) int {
+	if err == nil {
+		return ExitOK
+	}
+	if errors.Is(err, pflag.ErrHelp) {
+		return ExitOK
+	}
+	code := ExitRuntime
+	var ee *ExitError
+	if errors.As(err, &ee) {
+		code = ee.Code
+	} else if errors.Is(err, context.Canceled) {
+		code = ExitRuntime
+	}
+	if ee == nil || ee.Err != nil {
+		fmt.Fprintf(stderr, "strata: %v\n", err)
+	}
+	return code
+}
+
+func topUsage() string {
+	var b strings.Builder
+	b.WriteString("strata pilots structured + residual layers (W = S + R) on a trained dense model.\n\n")
+	b.WriteString("Usage:\n  strata COMMAND [flags]\n\nCommands:\n")
+	for _, c := range commands {
+		fmt.Fprintf(&b, "  %-10s %s\n", c.name, c.summary)
+	}
+	b.WriteString("\nRun 'strata help COMMAND' or 'strata COMMAND --help' for a command's flags.\n")
+	b.WriteString("Exit codes: 0 ok (report: GO), 1 runtime error, 2 bad input, 3 NO-GO, 4 INCONCLUSIVE.\n")
+	return b.String()
+}
+
+// newFlagSet returns a flag set for a subcommand that reports errors
+// instead of exiting and prints usage on --help.
+func newFlagSet(name string, e env, usage func() string) *pflag.FlagSet {
+	fs := pflag.NewFlagSet("strata "+name, pflag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.Usage = func() { fmt.Fprint(e.stderr, usage()) }
+	fs.SortFlags = false
+	return fs
+}
+
+// parse parses args into fs, mapping bad flags to a usage error.
+func parse(fs *pflag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return err
+		}
+		return &ExitError{Code: ExitUsage, Err: fmt.Errorf("%s: %w", fs.Name(), err)}
+	}
+	return nil
+}
+
+// logOptions are the logging flags every long-running command takes.
+type logOptions struct {
+	format string
+	level  string
+}
+
+func (o *logOptions) bind(fs *pflag.FlagSet) {
+	fs.StringVar(&o.format, "log-format", "text", "log format on stderr: text or json")
+	fs.StringVar(&o.level, "log-level", "info", "log level: debug, info, warn or error")
+}
+
+// logger builds the stderr logger the options describe.
+func (o *logOptions) logger(w io.Writer) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(o.level)); err != nil {
+		return nil, usageErrorf("--log-level %q: want debug, info, warn or error", o.level)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch o.format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, usageErrorf("--log-format %q: want text or json", o.format)
+}

@@ -1,0 +1,157 @@
+package compute
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+
+	"gonum.org/v1/gonum/blas/blas64"
+	"gonum.org/v1/gonum/lapack/lapack64"
+	"gonum.org/v1/gonum/mat"
+)
+
+// exactSVDLimit is the size below which TruncatedSVD factorises exactly:
+// the full SVD is cheap there and its result is the exact optimum.
+const exactSVDLimit = 160
+
+// SingularValuesOf returns the min(m, n) singular values of a in decreasing
+// order, in dst if it has room. It computes values only (no vectors).
+func SingularValuesOf(a mat.Matrix, dst []float64) []float64 {
+	m, n := a.Dims()
+	k := min(m, n)
+	if cap(dst) < k {
+		dst = make([]float64, k)
+	}
+	dst = dst[:k]
+	if k == 0 {
+		return dst
+	}
+	var svd mat.SVD
+	if !svd.Factorize(a, mat.SVDNone) {
+		for i := range dst {
+			dst[i] = math.NaN()
+		}
+		return dst
+	}
+	return svd.Values(dst)
+}
+
+// FrobeniusNorm returns ||a||_F.
+func FrobeniusNorm(a mat.Matrix) float64 { return mat.Norm(a, 2) }
+
+// RelativeError returns ||a - b||_F / ||a||_F, or ||a - b||_F when a is zero.
+func RelativeError(a, b mat.Matrix) float64 {
+	var d mat.Dense
+	d.Sub(a, b)
+	num := mat.Norm(&d, 2)
+	den := mat.Norm(a, 2)
+	if den == 0 {
+		return num
+	}
+	return num / den
+}
+
+// TruncatedSVD returns the leading k singular triplets of a (m x n): u is
+// m x k with orthonormal columns, s holds k values in decreasing order and
+// v is n x k, so u diag(s) v^T is a best rank-k approximation. Small
+// matrices and large k are factorised exactly; otherwise it uses the
+// randomized range finder of Halko, Martinsson and Tropp (2011) with power
+// iterations, seeded by seed, whose error is within a small factor of the
+// optimum and usually equal to it to many digits.
+func TruncatedSVD(a *mat.Dense, k int, seed uint64) (u *mat.Dense, s []float64, v *mat.Dense, err error) {
+	m, n := a.Dims()
+	if k < 0 || k > min(m, n) {
+		return nil, nil, nil, fmt.Errorf("%w: rank %d outside [0, %d] for a %dx%d matrix", ErrSpec, k, min(m, n), m, n)
+	}
+	if k == 0 {
+		return mat.NewDense(m, 1, nil).Slice(0, m, 0, 0).(*mat.Dense), nil, mat.NewDense(n, 1, nil).Slice(0, n, 0, 0).(*mat.Dense), nil
+	}
+	if !allFinite(a.RawMatrix().Data) {
+		return nil, nil, nil, ErrNotFinite
+	}
+	if min(m, n) <= exactSVDLimit || 4*k >= min(m, n) {
+		return exactTruncatedSVD(a, k)
+	}
+	return randomizedSVD(a, k, seed)
+}
+
+func exactTruncatedSVD(a mat.Matrix, k int) (*mat.Dense, []float64, *mat.Dense, error) {
+	var svd mat.SVD
+	if !svd.Factorize(a, mat.SVDThin) {
+		return nil, nil, nil, fmt.Errorf("%w: SVD", ErrNoConvergence)
+	}
+	var uf, vf mat.Dense
+	svd.UTo(&uf)
+	svd.VTo(&vf)
+	s := svd.Values(nil)[:k]
+	m, _ := uf.Dims()
+	n, _ := vf.Dims()
+	u := mat.DenseCopyOf(uf.Slice(0, m, 0, k))
+	v := mat.DenseCopyOf(vf.Slice(0, n, 0, k))
+	return u, s, v, nil
+}
+
+func randomizedSVD(a *mat.Dense, k int, seed uint64) (*mat.Dense, []float64, *mat.Dense, error) {
+	m, n := a.Dims()
+	l := min(k+max(10, k/5), min(m, n))
+	const powerIterations = 3
+	rng := rand.New(rand.NewPCG(seed, 0x5eed_57a7a))
+	omega := mat.NewDense(n, l, nil)
+	for i, raw := 0, omega.RawMatrix().Data; i < len(raw); i++ {
+		raw[i] = rng.NormFloat64()
+	}
+	y := mat.NewDense(m, l, nil)
+	y.Mul(a, omega)
+	orthonormalize(y)
+	z := mat.NewDense(n, l, nil)
+	for range powerIterations {
+		z.Mul(a.T(), y)
+		orthonormalize(z)
+		y.Mul(a, z)
+		orthonormalize(y)
+	}
+	// B = Q^T A is l x n; its SVD gives the approximate triplets.
+	b := mat.NewDense(l, n, nil)
+	b.Mul(y.T(), a)
+	ub, s, v, err := exactTruncatedSVD(b.T(), k) // factor B^T (n x l) so the thin SVD is n x l
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	// B^T = ub s v^T, so B = v s ub^T: left vectors of B are v, right are ub.
+	u := mat.NewDense(m, k, nil)
+	u.Mul(y, v)
+	return u, s, ub, nil
+}
+
+// orthonormalize replaces the columns of a (m x n, m >= n) by an
+// orthonormal basis of their span (the thin Q of a Householder QR).
+func orthonormalize(a *mat.Dense) {
+	m, n := a.Dims()
+	if m < n {
+		panic(ErrShape)
+	}
+	g := a.RawMatrix()
+	tau := make([]float64, n)
+	work := []float64{0}
+	lapack64.Geqrf(g, tau, work, -1)
+	work = make([]float64, int(work[0]))
+	lapack64.Geqrf(g, tau, work, len(work))
+	work = []float64{0}
+	lapack64.Orgqr(g, tau, work, -1)
+	work = make([]float64, int(work[0]))
+	lapack64.Orgqr(g, tau, work, len(work))
+}
+
+// general wraps a row-major slice as a blas64.General.
+func general(rows, cols int, data []float64) blas64.General {
+	return blas64.General{Rows: rows, Cols: cols, Stride: cols, Data: data}
+}
+
+func allFinite(data []float64) bool {
+	for _, v := range data {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return false
+		}
+	}
+	return true
+}

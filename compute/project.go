@@ -1,0 +1,111 @@
+package compute
+
+import (
+	"fmt"
+	"math"
+
+	"gonum.org/v1/gonum/mat"
+)
+
+// Project returns the operator of family s.Family (with s's
+// hyper-parameters) nearest to w (out x in). s.Out and s.In are taken from
+// w. seed drives the randomized SVD used for large low-rank factors, so
+// the result is a deterministic function of (w, s, seed). Errors wrap
+// ErrSpec for hyper-parameters that do not fit w and ErrNotFinite for a w
+// with NaN or Inf.
+func Project(w *mat.Dense, s Spec, seed uint64) (Operator[float64], error) {
+	s.Out, s.In = w.Dims()
+	if s.Out == 0 || s.In == 0 {
+		return nil, fmt.Errorf("%w: empty %dx%d matrix", ErrSpec, s.Out, s.In)
+	}
+	if !allFinite(denseData(w)) {
+		return nil, ErrNotFinite
+	}
+	p, ok := projectors[s.Family]
+	if !ok {
+		return nil, fmt.Errorf("%w: no projection onto family %q", ErrSpec, s.Family)
+	}
+	// Validate the spec first, so every family rejects bad
+	// hyper-parameters the same way New does.
+	if _, err := New[float64](s); err != nil {
+		return nil, err
+	}
+	return p(w, s, seed)
+}
+
+// Residual selects the correction R fitted to W - S.
+type Residual struct {
+	// Kind is "lowrank" (the default), "sparse" or "none".
+	Kind string `json:"kind"`
+	// Rank of a lowrank correction.
+	Rank int `json:"rank,omitempty"`
+	// NNZ is the number of entries of a sparse correction.
+	NNZ int `json:"nnz,omitempty"`
+}
+
+// Decompose projects w onto the trunk family of trunk, then fits the
+// residual correction to w - S: the truncated SVD of w - S (Eckart-Young)
+// for "lowrank", its largest-magnitude entries for "sparse", nothing for
+// "none". The result is a Sum.
+func Decompose(w *mat.Dense, trunk Spec, residual Residual, seed uint64) (*Sum[float64], error) {
+	s, err := Project(w, trunk, seed)
+	if err != nil {
+		return nil, fmt.Errorf("trunk %s: %w", trunk.Family, err)
+	}
+	out, in := w.Dims()
+	diff := mat.NewDense(out, in, nil)
+	s.DenseTo(diff.RawMatrix().Data)
+	diff.Sub(w, diff)
+	var rs Spec
+	switch residual.Kind {
+	case "", "lowrank":
+		rs = Spec{Family: FamilyLowRank, Rank: residual.Rank}
+		if residual.Rank == 0 {
+			rs = Spec{Family: FamilyZero}
+		}
+	case "sparse":
+		rs = Spec{Family: FamilySparse, NNZ: residual.NNZ}
+		if residual.NNZ == 0 {
+			rs = Spec{Family: FamilyZero}
+		}
+	case "none":
+		rs = Spec{Family: FamilyZero}
+	default:
+		return nil, fmt.Errorf("%w: unknown residual kind %q (want lowrank, sparse or none)", ErrSpec, residual.Kind)
+	}
+	r, err := Project(diff, rs, seed^0x9e3779b97f4a7c15)
+	if err != nil {
+		return nil, fmt.Errorf("residual %s: %w", residual.Kind, err)
+	}
+	return NewSum(s, r), nil
+}
+
+func denseData(w *mat.Dense) []float64 {
+	raw := w.RawMatrix()
+	if raw.Stride == raw.Cols {
+		return raw.Data[:raw.Rows*raw.Cols]
+	}
+	return mat.DenseCopyOf(w).RawMatrix().Data
+}
+
+// rowMajor returns w's entries as a fresh contiguous row-major slice.
+func rowMajor(w mat.Matrix) []float64 {
+	return mat.DenseCopyOf(w).RawMatrix().Data
+}
+
+// ceilTo rounds n up to a multiple of b.
+func ceilTo(n, b int) int { return (n + b - 1) / b * b }
+
+// padDense returns w zero-padded to rows x cols (w itself when no padding
+// is needed).
+func padDense(w *mat.Dense, rows, cols int) *mat.Dense {
+	m, n := w.Dims()
+	if m == rows && n == cols {
+		return w
+	}
+	p := mat.NewDense(rows, cols, nil)
+	p.Slice(0, m, 0, n).(*mat.Dense).Copy(w)
+	return p
+}
+
+func isqrtFloor(n int) int { return int(math.Sqrt(float64(n))) }

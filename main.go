@@ -1,0 +1,20 @@
+// Command strata pilots structured + residual layers on a trained dense
+// model: convert, finetune, validate and report, ending in a go / no-go
+// decision a pipeline can gate on. See README.md.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/strata-ml/strata/cli"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := cli.Main(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
