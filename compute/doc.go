@@ -20,7 +20,9 @@
 // kronecker) zero-pad a layer to the next admissible shape: the input is
 // padded with zeros and the extra outputs are dropped, so the operator is the
 // top-left out x in corner of a padded structured matrix. The padded shape is
-// a deterministic function of the Spec and is reported by PaddedShape.
+// a deterministic function of the Spec (the next multiples of b, or of the
+// Kronecker factor shape), and the parameter shapes reported by Params are
+// those of the padded operator.
 // circulant uses a square of side max(out, in) and toeplitz is rectangular
 // by nature; orthogonal, lowrank, dense and sparse need no padding.
 package compute

@@ -241,6 +241,27 @@ func checkOperator(t *testing.T, op Operator[float64], rng *rand.Rand) {
 	if d := relDiff(y64, y); d > tolFloat32 {
 		t.Errorf("float32 Apply vs float64: rel diff %g > %g", d, tolFloat32)
 	}
+	// float32 Backward agrees with float64 too.
+	g32 := make([]float32, len(g))
+	for i, v := range g {
+		g32[i] = float32(v)
+	}
+	grads32 := make([][]float32, len(params))
+	for i, p := range params {
+		grads32[i] = make([]float32, len(p.Data))
+		clear(grads[i])
+	}
+	dx32 := make([]float32, n*in)
+	op32.Backward(dx32, x32, g32, n, grads32, NewWorkspace[float32]())
+	op.Backward(dx, x, g, n, grads, ws)
+	if d := relDiff(widen(dx32), dx); d > tolFloat32 {
+		t.Errorf("float32 Backward dx vs float64: rel diff %g > %g", d, tolFloat32)
+	}
+	for i := range grads {
+		if d := relDiff(widen(grads32[i]), grads[i]); d > tolFloat32 {
+			t.Errorf("float32 Backward grad %q vs float64: rel diff %g > %g", params[i].Name, d, tolFloat32)
+		}
+	}
 	if NumParams(op) <= 0 && op.Spec().Family != FamilyZero {
 		t.Errorf("NumParams = %d", NumParams(op))
 	}
@@ -292,4 +313,12 @@ func tailError(s []float64, k int) float64 {
 		}
 	}
 	return math.Sqrt(tail / all)
+}
+
+func widen(s []float32) []float64 {
+	w := make([]float64, len(s))
+	for i, v := range s {
+		w[i] = float64(v)
+	}
+	return w
 }
