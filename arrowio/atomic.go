@@ -1,0 +1,113 @@
+package arrowio
+
+import (
+	"bufio"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"syscall"
+)
+
+// WriteFileAtomic writes a file so that it appears complete under path or not
+// at all. It creates a temporary file in path's directory (so the final rename
+// stays on one file system), calls write with a buffered writer over it,
+// flushes, fsyncs and closes it, renames it to path, and fsyncs the
+// directory. If write or any step fails, the temporary file is removed, path
+// is left as it was (absent, or the previous complete version), and the first
+// error is returned.
+//
+// The new file gets mode 0644 less the process umask, like os.Create. write
+// must not retain w.
+func WriteFileAtomic(path string, write func(w io.Writer) error) error {
+	dir := filepath.Dir(path)
+	tmp, err := createTemp(dir, "."+filepath.Base(path)+".tmp-")
+	if err != nil {
+		return fmt.Errorf("arrowio: write %s: %w", path, err)
+	}
+	tmpName := tmp.Name()
+	closed, renamed := false, false
+	defer func() {
+		// Runs on errors and on a panic in write alike.
+		if !closed {
+			_ = tmp.Close()
+		}
+		if !renamed {
+			_ = os.Remove(tmpName)
+		}
+	}()
+	bw := bufio.NewWriterSize(tmp, 1<<20)
+	// onlyWriter hides *os.File's other methods, so that writers which close
+	// an io.Closer sink (the Parquet writer does) cannot close the file early.
+	if err := write(onlyWriter{bw}); err != nil {
+		return fmt.Errorf("arrowio: write %s: %w", path, err)
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("arrowio: write %s: %w", path, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return fmt.Errorf("arrowio: write %s: fsync: %w", path, err)
+	}
+	closed = true
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("arrowio: write %s: %w", path, err)
+	}
+	if err := os.Rename(tmpName, path); err != nil {
+		return fmt.Errorf("arrowio: write %s: %w", path, err)
+	}
+	renamed = true
+	// The rename is done: from here on the target is complete, so a failing
+	// directory sync is reported but the file stays.
+	if err := syncDir(dir); err != nil {
+		return fmt.Errorf("arrowio: write %s: fsync directory: %w", path, err)
+	}
+	return nil
+}
+
+// createTemp is os.CreateTemp with mode 0644 instead of 0600, so that the
+// umask applies as it does for os.Create.
+func createTemp(dir, prefix string) (*os.File, error) {
+	var err error
+	for range 100 {
+		var rnd [8]byte
+		if _, err = rand.Read(rnd[:]); err != nil {
+			return nil, err
+		}
+		name := filepath.Join(dir, prefix+hex.EncodeToString(rnd[:]))
+		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+		if err == nil {
+			return f, nil
+		}
+		if !errors.Is(err, fs.ErrExist) {
+			return nil, err
+		}
+	}
+	return nil, fmt.Errorf("could not create a unique temporary file in %s", dir)
+}
+
+type onlyWriter struct{ w io.Writer }
+
+func (o onlyWriter) Write(p []byte) (int, error) { return o.w.Write(p) }
+
+// syncDir fsyncs a directory so that a rename in it is durable. Windows
+// cannot sync a directory handle and needs no such step; file systems that
+// refuse (EINVAL on some network file systems) are not an error either.
+func syncDir(dir string) error {
+	if runtime.GOOS == "windows" {
+		return nil
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, errors.ErrUnsupported) {
+		return err
+	}
+	return nil
+}
