@@ -11,6 +11,9 @@ import (
 	"strings"
 
 	"github.com/spf13/pflag"
+
+	"github.com/strata-ml/strata/compute"
+	"github.com/strata-ml/strata/stages"
 )
 
 // Exit codes shared by every subcommand (PRODUCT.md section 6).
@@ -51,6 +54,10 @@ type env struct {
 
 // commands lists the subcommands for help, in display order.
 var commands = []struct{ name, summary string }{
+	{"convert", "decompose a dense checkpoint's layers into S + R"},
+	{"merge", "join the shards of a sharded convert"},
+	{"inspect", "describe a model file (Arrow or safetensors)"},
+	{"export", "materialise a model to one dense file"},
 	{"version", "print the version, commit and Go version"},
 	{"help", "show help for strata or a subcommand"},
 }
@@ -59,6 +66,14 @@ var commands = []struct{ name, summary string }{
 // one case here.
 func lookup(name string, e env) command {
 	switch name {
+	case "convert":
+		return &convertCommand{env: e}
+	case "merge":
+		return &mergeCommand{env: e}
+	case "inspect":
+		return &inspectCommand{env: e}
+	case "export":
+		return &exportCommand{env: e}
 	case "version":
 		return &versionCommand{env: e}
 	}
@@ -106,10 +121,11 @@ func exitCode(err error, stderr io.Writer) int {
 	}
 	code := ExitRuntime
 	var ee *ExitError
-	if errors.As(err, &ee) {
+	switch {
+	case errors.As(err, &ee):
 		code = ee.Code
-	} else if errors.Is(err, context.Canceled) {
-		code = ExitRuntime
+	case errors.Is(err, stages.ErrInput):
+		code = ExitUsage
 	}
 	if ee == nil || ee.Err != nil {
 		fmt.Fprintf(stderr, "strata: %v\n", err)
@@ -126,6 +142,35 @@ func topUsage() string {
 	}
 	b.WriteString("\nRun 'strata help COMMAND' or 'strata COMMAND --help' for a command's flags.\n")
 	b.WriteString("Exit codes: 0 ok (report: GO), 1 runtime error, 2 bad input, 3 NO-GO, 4 INCONCLUSIVE.\n")
+	return b.String()
+}
+
+// flagSet is the flag set type every command builds.
+type flagSet = pflag.FlagSet
+
+// flagUsages returns the flag help of fs.
+func flagUsages(fs *flagSet) string { return fs.FlagUsages() }
+
+// describeSpec renders a structure for people, e.g. "monarch b=4 r=16 +
+// lowrank r=8".
+func describeSpec(s compute.Spec) string {
+	if s.Family == compute.FamilySum && s.Trunk != nil && s.Correction != nil {
+		return describeSpec(*s.Trunk) + " + " + describeSpec(*s.Correction)
+	}
+	var b strings.Builder
+	b.WriteString(s.Family)
+	if s.Blocks > 0 {
+		fmt.Fprintf(&b, " b=%d", s.Blocks)
+	}
+	if s.Rank > 0 {
+		fmt.Fprintf(&b, " r=%d", s.Rank)
+	}
+	if s.FactorShape != [2]int{} {
+		fmt.Fprintf(&b, " A=%dx%d", s.FactorShape[0], s.FactorShape[1])
+	}
+	if s.NNZ > 0 {
+		fmt.Fprintf(&b, " nnz=%d", s.NNZ)
+	}
 	return b.String()
 }
 

@@ -64,3 +64,16 @@ func checkLen[T Float](s []T, n int) {
 		panic(ErrShape)
 	}
 }
+
+// float64s returns s as float64: s itself for float64, a widened copy for
+// float32.
+func float64s[T Float](s []T) []float64 {
+	if d, ok := any(s).([]float64); ok {
+		return d
+	}
+	d := make([]float64, len(s))
+	for i, v := range s {
+		d[i] = float64(v)
+	}
+	return d
+}

@@ -53,8 +53,8 @@ func RelativeError(a, b mat.Matrix) float64 {
 
 // TruncatedSVD returns the leading k singular triplets of a (m x n): u is
 // m x k with orthonormal columns, s holds k values in decreasing order and
-// v is n x k, so u diag(s) v^T is a best rank-k approximation. Small
-// matrices and large k are factorised exactly; otherwise it uses the
+// v is n x k, so u diag(s) v^T is a best rank-k approximation. Matrices
+// with min(m, n) <= 160, and k >= min(m, n)/2, are factorised exactly; otherwise it uses the
 // randomized range finder of Halko, Martinsson and Tropp (2011) with power
 // iterations, seeded by seed, whose error is within a small factor of the
 // optimum and usually equal to it to many digits.
@@ -69,7 +69,7 @@ func TruncatedSVD(a *mat.Dense, k int, seed uint64) (u *mat.Dense, s []float64, 
 	if !allFinite(a.RawMatrix().Data) {
 		return nil, nil, nil, ErrNotFinite
 	}
-	if min(m, n) <= exactSVDLimit || 4*k >= min(m, n) {
+	if min(m, n) <= exactSVDLimit || 2*k >= min(m, n) {
 		return exactTruncatedSVD(a, k)
 	}
 	return randomizedSVD(a, k, seed)

@@ -384,21 +384,13 @@ func (m *Monarch[T]) DenseTo(dst []float64) {
 	checkLen(dst, m.out*m.in)
 	b, r := m.b, m.r
 	mo, mi, br := m.out/b, m.in/b, b*r
+	left, right := float64s(m.left), float64s(m.right)
+	// Block (j, k) = L_jk R_jk^T lands on rows j, j+b, ... (row stride
+	// b*in) and columns k*mi ...: one GEMM straight into dst each.
 	for j := range b {
-		for i := range mo {
-			lrow := m.left[(j*mo+i)*br : (j*mo+i+1)*br]
-			drow := dst[(j+i*b)*m.in : (j+i*b+1)*m.in]
-			for k := range b {
-				lt := lrow[k*r : (k+1)*r]
-				for c := range mi {
-					rt := m.right[(k*mi+c)*br+j*r : (k*mi+c)*br+(j+1)*r]
-					var s float64
-					for t, v := range lt {
-						s += float64(v) * float64(rt[t])
-					}
-					drow[k*mi+c] = s
-				}
-			}
+		for k := range b {
+			gemm(false, true, mo, mi, r, 1, left[j*mo*br+k*r:], br, right[k*mi*br+j*r:], br,
+				0, dst[j*m.in+k*mi:], b*m.in)
 		}
 	}
 }

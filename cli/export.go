@@ -1,0 +1,40 @@
+package cli
+
+import (
+	"context"
+
+	"github.com/strata-ml/strata/stages"
+)
+
+type exportCommand struct{ env }
+
+func (c *exportCommand) Usage() string {
+	return `Usage: strata export --model FILE --format safetensors|arrow --out FILE
+
+Materialises a model: every decomposed layer becomes its dense weight
+W = S + R (accumulated in float64, written as float32).
+
+Flags:
+` + flagUsages(c.flags(new(stages.ExportConfig)))
+}
+
+func (c *exportCommand) flags(cfg *stages.ExportConfig) *flagSet {
+	fs := newFlagSet("export", c.env, c.Usage)
+	fs.StringVar(&cfg.Model, "model", cfg.Model, "model file to materialise")
+	fs.StringVar(&cfg.Format, "format", cfg.Format, "output format: safetensors or arrow")
+	fs.StringVar(&cfg.Out, "out", cfg.Out, "output file")
+	fs.StringVar(&cfg.Activation, "activation", cfg.Activation, "activation of an nn.Sequential safetensors input without metadata")
+	return fs
+}
+
+func (c *exportCommand) Run(ctx context.Context, args []string) error {
+	cfg := stages.ExportConfig{Format: stages.FormatSafetensors}
+	fs := c.flags(&cfg)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return usageErrorf("export takes no positional arguments, got %q", fs.Args())
+	}
+	return stages.Export(ctx, cfg)
+}

@@ -1,0 +1,456 @@
+package stages
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"math"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"gonum.org/v1/gonum/mat"
+
+	"github.com/strata-ml/strata/arrowio"
+	"github.com/strata-ml/strata/compute"
+)
+
+// StructureAuto asks convert to choose the family per layer.
+const StructureAuto = "auto"
+
+// ConvertConfig configures Convert. The JSON form is recorded in
+// convert.json.
+type ConvertConfig struct {
+	// Model is the dense checkpoint: an Arrow model file or safetensors.
+	Model string `json:"model"`
+	// Out is the output directory.
+	Out string `json:"out"`
+	// Structure is a trunk family (see compute.TrunkFamilies) or "auto".
+	Structure string `json:"structure"`
+	// Blocks is b for monarch and blockdiag (capped at the layer's
+	// smaller dimension).
+	Blocks int `json:"blocks"`
+	// Rank is the monarch submatrix rank (0: min(out, in) / b^2, the
+	// spec's 2n^2/b parameters), the kronecker term count (0: 1) or the
+	// lowrank trunk rank (0: min(out, in) / 8).
+	Rank int `json:"rank"`
+	// KronFactors is the shape "m1xn1" of the Kronecker factors A_i
+	// (empty: closest to square).
+	KronFactors string `json:"kron_factors,omitempty"`
+	// Residual is lowrank, sparse or none.
+	Residual string `json:"residual"`
+	// ResidualRank is the rank of a lowrank residual.
+	ResidualRank int `json:"residual_rank"`
+	// ResidualDensity is the share of entries a sparse residual keeps.
+	ResidualDensity float64 `json:"residual_density"`
+	// TargetError and ParamBudget drive "auto": the fewest parameters
+	// with relative error <= TargetError, or the lowest error with at
+	// most ParamBudget (a fraction of the dense layer) parameters.
+	TargetError float64 `json:"target_error,omitempty"`
+	ParamBudget float64 `json:"param_budget,omitempty"`
+	// Include and Exclude are globs (path.Match) on tensor names that
+	// select the weights to convert; empty Include means every 2-D
+	// weight.
+	Include []string `json:"include,omitempty"`
+	Exclude []string `json:"exclude,omitempty"`
+	// Layers selects a shard of the selected weights by position, e.g.
+	// "0-3" or "0,2,5-7" (0-based, inclusive); empty means all.
+	Layers string `json:"layers,omitempty"`
+	// Activation is used for a safetensors nn.Sequential checkpoint with
+	// no strata.architecture metadata.
+	Activation string `json:"activation,omitempty"`
+	// Seed drives the randomized SVDs.
+	Seed uint64 `json:"seed"`
+	// Logger receives progress; nil discards it.
+	Logger *slog.Logger `json:"-"`
+}
+
+// DefaultConvertConfig returns the defaults the CLI starts from.
+func DefaultConvertConfig() ConvertConfig {
+	return ConvertConfig{
+		Structure:       compute.FamilyMonarch,
+		Blocks:          4,
+		Residual:        "lowrank",
+		ResidualRank:    8,
+		ResidualDensity: 0.01,
+	}
+}
+
+// ConvertedLayer describes one converted weight in convert.json.
+type ConvertedLayer struct {
+	Name               string       `json:"name"`
+	Tensor             string       `json:"tensor"`
+	Shape              [2]int       `json:"shape"`
+	Family             string       `json:"family"`
+	Hyperparameters    compute.Spec `json:"hyperparameters"`
+	ParamsDense        int          `json:"params_dense"`
+	Params             int          `json:"params"`
+	ParamsTrunk        int          `json:"params_trunk"`
+	ParamsCorrection   int          `json:"params_correction"`
+	RelativeError      Float        `json:"relative_error"`
+	TrunkRelativeError Float        `json:"trunk_relative_error"`
+	ConditionDense     Float        `json:"condition_dense"`
+	ConditionTrunk     Float        `json:"condition_trunk"`
+	// ConditionExact is false when the layer was too large for a full
+	// SVD and the condition numbers are estimates (compute.Condition).
+	ConditionExact bool                `json:"condition_exact"`
+	Seconds        float64             `json:"seconds"`
+	Auto           *compute.AutoResult `json:"auto,omitempty"`
+}
+
+// ConvertTotals sums the parameters over the converted layers.
+type ConvertTotals struct {
+	Layers      int     `json:"layers"`
+	ParamsDense int     `json:"params_dense"`
+	Params      int     `json:"params"`
+	Ratio       float64 `json:"ratio"`
+}
+
+// ConvertResult is convert.json.
+type ConvertResult struct {
+	SchemaVersion int              `json:"schema_version"`
+	Tool          VersionInfo      `json:"tool"`
+	Input         InputFile        `json:"input"`
+	Config        ConvertConfig    `json:"config"`
+	Selected      []string         `json:"selected"`
+	Layers        []ConvertedLayer `json:"layers"`
+	Totals        ConvertTotals    `json:"totals"`
+	Outputs       ConvertOutputs   `json:"outputs"`
+}
+
+// ConvertOutputs names the files Convert wrote, relative to Out.
+type ConvertOutputs struct {
+	Model  string `json:"model"`
+	Dense  string `json:"dense"`
+	Report string `json:"report"`
+}
+
+// Convert decomposes the selected 2-D weights of cfg.Model into S + R and
+// writes Out/model.arrow (the decomposed model), the dense materialisation
+// in the input's own format (model.dense.arrow or model.dense.safetensors)
+// and Out/convert.json. Bad input returns an error wrapping ErrInput and
+// writes nothing.
+func Convert(ctx context.Context, cfg ConvertConfig) (*ConvertResult, error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	lm, err := loadModel(cfg.Model, cfg.Activation)
+	if err != nil {
+		return nil, err
+	}
+	selected, err := selectWeights(lm.model, cfg.Include, cfg.Exclude)
+	if err != nil {
+		return nil, inputErrorf("%s: %w", cfg.Model, err)
+	}
+	shard, err := parseShard(cfg.Layers, len(selected))
+	if err != nil {
+		return nil, err
+	}
+	res := &ConvertResult{SchemaVersion: 1, Tool: Version(), Input: lm.input, Config: cfg, Selected: selected}
+	res.Outputs = ConvertOutputs{Model: "model.arrow", Dense: "model.dense." + lm.format, Report: "convert.json"}
+
+	out := &arrowio.Model{Arch: lm.model.Arch, Meta: lm.model.Meta}
+	out.Arch.Layers = append([]arrowio.Layer(nil), lm.model.Arch.Layers...)
+	replaced := map[string][]arrowio.Tensor{}
+	for i, idx := range shard {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		name := selected[idx]
+		t, _ := lm.model.Tensor(name)
+		start := time.Now()
+		layer, op, err := convertWeight(t, cfg)
+		if err != nil {
+			return nil, classify(fmt.Errorf("%s: convert tensor %q: %w", cfg.Model, name, err))
+		}
+		layer.Seconds = time.Since(start).Seconds()
+		if tr := layer.Hyperparameters.Trunk; tr != nil && cfg.Structure != StructureAuto &&
+			((cfg.Rank > 0 && tr.Rank != cfg.Rank && tr.Rank > 0) || (cfg.Blocks > 0 && tr.Blocks != cfg.Blocks && tr.Blocks > 0)) {
+			log.Warn("hyper-parameters capped to fit the layer", "layer", layer.Name, "shape", layer.Shape,
+				"blocks", tr.Blocks, "rank", tr.Rank, "requested_blocks", cfg.Blocks, "requested_rank", cfg.Rank)
+		}
+		res.Layers = append(res.Layers, layer)
+		replaced[name] = operatorTensors(layer.Name, op)
+		setStructure(out, layer.Name, t, op.Spec())
+		log.Info("converted layer", "layer", layer.Name, "n", i+1, "of", len(shard),
+			"family", layer.Family, "params", layer.Params, "params_dense", layer.ParamsDense,
+			"relative_error", float64(layer.RelativeError), "seconds", layer.Seconds)
+		res.Totals.ParamsDense += layer.ParamsDense
+		res.Totals.Params += layer.Params
+	}
+	for _, t := range lm.model.Tensors {
+		if ts, ok := replaced[t.Name]; ok {
+			out.Tensors = append(out.Tensors, ts...)
+			continue
+		}
+		out.Tensors = append(out.Tensors, t)
+	}
+	res.Totals.Layers = len(res.Layers)
+	if res.Totals.ParamsDense > 0 {
+		res.Totals.Ratio = float64(res.Totals.Params) / float64(res.Totals.ParamsDense)
+	}
+	dense, err := Materialize(out)
+	if err != nil {
+		return nil, err
+	}
+	err = writeOutputs(cfg.Out, func(dir string) error {
+		if err := arrowio.WriteModel(filepath.Join(dir, res.Outputs.Model), out); err != nil {
+			return err
+		}
+		if err := writeDense(filepath.Join(dir, res.Outputs.Dense), lm, dense); err != nil {
+			return err
+		}
+		return writeJSON(filepath.Join(dir, res.Outputs.Report), res)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("convert: write %s: %w", cfg.Out, err)
+	}
+	return res, nil
+}
+
+func (cfg *ConvertConfig) validate() error {
+	if cfg.Model == "" {
+		return inputErrorf("convert: --model is required")
+	}
+	if cfg.Out == "" {
+		return inputErrorf("convert: --out is required")
+	}
+	switch cfg.Structure {
+	case StructureAuto:
+		if (cfg.TargetError > 0) == (cfg.ParamBudget > 0) {
+			return inputErrorf("convert: --structure auto needs exactly one of --target-error or --param-budget")
+		}
+		if cfg.ParamBudget > 1 {
+			return inputErrorf("convert: --param-budget %g is a fraction of each dense layer, want (0, 1]", cfg.ParamBudget)
+		}
+	default:
+		known := false
+		for _, f := range compute.TrunkFamilies {
+			known = known || f == cfg.Structure
+		}
+		if !known {
+			return inputErrorf("convert: --structure %q: want auto or one of %s", cfg.Structure, strings.Join(compute.TrunkFamilies, ", "))
+		}
+	}
+	switch cfg.Residual {
+	case "lowrank", "none":
+	case "sparse":
+		if !(cfg.ResidualDensity > 0 && cfg.ResidualDensity <= 1) {
+			return inputErrorf("convert: --residual-density %g: want (0, 1]", cfg.ResidualDensity)
+		}
+	default:
+		return inputErrorf("convert: --residual %q: want lowrank, sparse or none", cfg.Residual)
+	}
+	if cfg.Blocks < 0 || cfg.Rank < 0 || cfg.ResidualRank < 0 {
+		return inputErrorf("convert: --blocks, --rank and --residual-rank must not be negative")
+	}
+	if _, err := parseKronFactors(cfg.KronFactors); err != nil {
+		return err
+	}
+	for _, g := range append(append([]string(nil), cfg.Include...), cfg.Exclude...) {
+		if _, err := path.Match(g, ""); err != nil {
+			return inputErrorf("convert: bad glob %q: %v", g, err)
+		}
+	}
+	return nil
+}
+
+// selectWeights returns the names of the 2-D weight tensors matching the
+// include globs (all when none) and no exclude glob, in file order.
+func selectWeights(m *arrowio.Model, include, exclude []string) ([]string, error) {
+	var names []string
+	for _, t := range m.Tensors {
+		if t.Role != RoleWeight || len(t.Shape) != 2 {
+			continue
+		}
+		if len(include) > 0 && !matchAny(include, t.Name) {
+			continue
+		}
+		if matchAny(exclude, t.Name) {
+			continue
+		}
+		names = append(names, t.Name)
+	}
+	if len(names) == 0 {
+		return nil, fmt.Errorf("no 2-D weight matches --include %q --exclude %q", include, exclude)
+	}
+	return names, nil
+}
+
+func matchAny(globs []string, name string) bool {
+	for _, g := range globs {
+		if ok, _ := path.Match(g, name); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// parseShard parses a --layers selection of positions in [0, n).
+func parseShard(s string, n int) ([]int, error) {
+	if s == "" {
+		idx := make([]int, n)
+		for i := range idx {
+			idx[i] = i
+		}
+		return idx, nil
+	}
+	seen := map[int]bool{}
+	var idx []int
+	for _, part := range strings.Split(s, ",") {
+		lo, hi, isRange := strings.Cut(strings.TrimSpace(part), "-")
+		a, err1 := strconv.Atoi(lo)
+		b := a
+		var err2 error
+		if isRange {
+			b, err2 = strconv.Atoi(hi)
+		}
+		if err1 != nil || err2 != nil || a < 0 || b < a {
+			return nil, inputErrorf("--layers %q: want positions like 0-3 or 0,2,5-7", s)
+		}
+		if b >= n {
+			return nil, inputErrorf("--layers %q: position %d out of range, %d weights are selected (0-%d)", s, b, n, n-1)
+		}
+		for i := a; i <= b; i++ {
+			if !seen[i] {
+				seen[i] = true
+				idx = append(idx, i)
+			}
+		}
+	}
+	return idx, nil
+}
+
+func parseKronFactors(s string) ([2]int, error) {
+	if s == "" {
+		return [2]int{}, nil
+	}
+	a, b, ok := strings.Cut(s, "x")
+	m1, err1 := strconv.Atoi(a)
+	n1, err2 := strconv.Atoi(b)
+	if !ok || err1 != nil || err2 != nil || m1 < 1 || n1 < 1 {
+		return [2]int{}, inputErrorf("--kron-factors %q: want M1xN1, e.g. 8x8", s)
+	}
+	return [2]int{m1, n1}, nil
+}
+
+// trunkSpec resolves the configured family's hyper-parameters for an
+// out x in layer.
+func trunkSpec(cfg ConvertConfig, out, in int) compute.Spec {
+	s := compute.Spec{Family: cfg.Structure, Out: out, In: in}
+	m := min(out, in)
+	switch cfg.Structure {
+	case compute.FamilyMonarch:
+		s.Blocks = min(max(cfg.Blocks, 1), m)
+		s.Rank = cfg.Rank
+		if s.Rank == 0 {
+			s.Rank = max(1, m/(s.Blocks*s.Blocks))
+		}
+		s.Rank = min(s.Rank, ceilDiv(m, s.Blocks))
+	case compute.FamilyBlockDiag:
+		s.Blocks = min(max(cfg.Blocks, 1), m)
+	case compute.FamilyKronecker:
+		s.Rank = max(cfg.Rank, 1)
+		s.FactorShape, _ = parseKronFactors(cfg.KronFactors)
+	case compute.FamilyLowRank:
+		s.Rank = cfg.Rank
+		if s.Rank == 0 {
+			s.Rank = max(1, m/8)
+		}
+		s.Rank = min(s.Rank, m)
+	}
+	return s
+}
+
+func ceilDiv(a, b int) int { return (a + b - 1) / b }
+
+// layerSeed derives a layer's seed from the run seed and the tensor name,
+// so a shard converts a layer exactly as a full run does.
+func layerSeed(seed uint64, name string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	return seed ^ h.Sum64()
+}
+
+// convertWeight decomposes one weight tensor.
+func convertWeight(t *arrowio.Tensor, cfg ConvertConfig) (ConvertedLayer, compute.Operator[float64], error) {
+	out, in := int(t.Shape[0]), int(t.Shape[1])
+	w := mat.NewDense(out, in, nil)
+	raw := w.RawMatrix().Data
+	for i, v := range t.Data {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return ConvertedLayer{}, nil, inputErrorf("value %d (row %d, column %d) is %v", i, i/in, i%in, v)
+		}
+		raw[i] = float64(v)
+	}
+	seed := layerSeed(cfg.Seed, t.Name)
+	layer := ConvertedLayer{Name: layerOfWeight(t.Name), Tensor: t.Name, Shape: [2]int{out, in}, ParamsDense: out * in}
+	var sum *compute.Sum[float64]
+	var err error
+	if cfg.Structure == StructureAuto {
+		var ar compute.AutoResult
+		sum, ar, err = compute.Auto(w, compute.AutoConfig{TargetError: cfg.TargetError, ParamBudget: cfg.ParamBudget}, seed)
+		layer.Auto = &ar
+	} else {
+		res := compute.Residual{Kind: cfg.Residual, Rank: min(cfg.ResidualRank, min(out, in))}
+		if cfg.Residual == "sparse" {
+			res.NNZ = max(1, int(math.Ceil(cfg.ResidualDensity*float64(out*in))))
+		}
+		sum, err = compute.Decompose(w, trunkSpec(cfg, out, in), res, seed)
+	}
+	if err != nil {
+		return ConvertedLayer{}, nil, err
+	}
+	// Report what the file stores: parameters rounded to float32.
+	stored := compute.Convert[float64](compute.Convert[float32, float64](sum)).(*compute.Sum[float64])
+	layer.Family = stored.Trunk().Spec().Family
+	layer.Hyperparameters = stored.Spec()
+	layer.Params = compute.NumParams[float64](stored)
+	layer.ParamsTrunk = compute.NumParams(stored.Trunk())
+	layer.ParamsCorrection = compute.NumParams(stored.Correction())
+	layer.RelativeError = Float(compute.RelativeError(w, compute.Dense[float64](stored)))
+	layer.TrunkRelativeError = Float(compute.RelativeError(w, compute.Dense(stored.Trunk())))
+	cd, exactD := compute.Condition(w, seed)
+	ct, exactT := compute.Condition(compute.Dense(stored.Trunk()), seed)
+	layer.ConditionDense, layer.ConditionTrunk = Float(cd), Float(ct)
+	layer.ConditionExact = exactD && exactT
+	return layer, stored, nil
+}
+
+// setStructure records a converted weight's structure in the architecture,
+// adding a linear layer entry for a generic checkpoint.
+func setStructure(m *arrowio.Model, layer string, t *arrowio.Tensor, spec compute.Spec) {
+	js, _ := jsonMarshal(spec)
+	for i := range m.Arch.Layers {
+		if m.Arch.Layers[i].Name == layer {
+			m.Arch.Layers[i].Structure = js
+			return
+		}
+	}
+	m.Arch.Layers = append(m.Arch.Layers, arrowio.Layer{
+		Name: layer, Kind: "linear", Out: int(t.Shape[0]), In: int(t.Shape[1]), Structure: js,
+	})
+}
+
+// writeDense writes the dense materialisation in the input's format.
+func writeDense(path string, lm *loadedModel, dense *arrowio.Model) error {
+	if lm.format == FormatArrow {
+		return arrowio.WriteModel(path, dense)
+	}
+	if dense.Arch.Kind == arrowio.ArchGeneric {
+		var ts []arrowio.Tensor
+		for _, t := range dense.Tensors {
+			ts = append(ts, t)
+		}
+		return arrowio.WriteSafetensors(path, ts, lm.safeMeta)
+	}
+	ts, meta := arrowio.SequentialTensors(dense)
+	return arrowio.WriteSafetensors(path, ts, meta)
+}

@@ -1,0 +1,52 @@
+package stages
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/strata-ml/strata/arrowio"
+)
+
+// ExportConfig configures Export.
+type ExportConfig struct {
+	// Model is a model file, decomposed or dense.
+	Model string `json:"model"`
+	// Format is "safetensors" or "arrow".
+	Format string `json:"format"`
+	// Out is the file to write.
+	Out string `json:"out"`
+	// Activation is for safetensors nn.Sequential input without metadata.
+	Activation string `json:"activation,omitempty"`
+}
+
+// Export materialises a model (every decomposed layer as W = S + R) and
+// writes it as one dense file in the requested format, atomically.
+func Export(ctx context.Context, cfg ExportConfig) error {
+	if cfg.Model == "" || cfg.Out == "" {
+		return inputErrorf("export: --model and --out are required")
+	}
+	if cfg.Format != FormatSafetensors && cfg.Format != FormatArrow {
+		return inputErrorf("export: --format %q: want safetensors or arrow", cfg.Format)
+	}
+	lm, err := loadModel(cfg.Model, cfg.Activation)
+	if err != nil {
+		return err
+	}
+	dense, err := Materialize(lm.model)
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if cfg.Format == FormatArrow {
+		err = arrowio.WriteModel(cfg.Out, dense)
+	} else {
+		lm.format = FormatSafetensors
+		err = writeDense(cfg.Out, lm, dense)
+	}
+	if err != nil {
+		return fmt.Errorf("export: write %s: %w", cfg.Out, err)
+	}
+	return nil
+}

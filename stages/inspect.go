@@ -1,0 +1,77 @@
+package stages
+
+import (
+	"github.com/strata-ml/strata/arrowio"
+	"github.com/strata-ml/strata/compute"
+)
+
+// InspectTensor describes one tensor of a model file.
+type InspectTensor struct {
+	Name  string  `json:"name"`
+	Role  string  `json:"role"`
+	Shape []int64 `json:"shape"`
+	Numel int64   `json:"numel"`
+}
+
+// InspectLayer describes one layer of a model's architecture.
+type InspectLayer struct {
+	Name       string        `json:"name"`
+	Kind       string        `json:"kind"`
+	In         int           `json:"in,omitempty"`
+	Out        int           `json:"out,omitempty"`
+	Activation string        `json:"activation,omitempty"`
+	Structure  *compute.Spec `json:"structure,omitempty"`
+	Params     int           `json:"params,omitempty"`
+}
+
+// InspectResult is what `strata inspect` prints.
+type InspectResult struct {
+	Input    InputFile             `json:"input"`
+	Format   string                `json:"format"`
+	Kind     string                `json:"kind"`
+	Task     string                `json:"task,omitempty"`
+	Inputs   int                   `json:"inputs,omitempty"`
+	Layers   []InspectLayer        `json:"layers"`
+	Tensors  []InspectTensor       `json:"tensors"`
+	Params   int64                 `json:"params"`
+	Metadata map[string]string     `json:"metadata,omitempty"`
+	Arch     *arrowio.Architecture `json:"architecture,omitempty"`
+}
+
+// Inspect describes a model file (Arrow or safetensors): its architecture,
+// its tensors and parameter counts.
+func Inspect(path, activation string) (*InspectResult, error) {
+	lm, err := loadModel(path, activation)
+	if err != nil {
+		return nil, err
+	}
+	m := lm.model
+	res := &InspectResult{Input: lm.input, Format: lm.format, Kind: m.Arch.Kind, Task: m.Arch.Task, Inputs: m.Arch.Inputs, Metadata: lm.safeMeta, Arch: &m.Arch}
+	for _, l := range m.Arch.Layers {
+		il := InspectLayer{Name: l.Name, Kind: l.Kind, In: l.In, Out: l.Out, Activation: l.Activation}
+		spec, err := structureOf(l)
+		if err != nil {
+			return nil, err
+		}
+		il.Structure = spec
+		if spec != nil {
+			op, err := operatorOf[float32](m, l.Name, *spec)
+			if err != nil {
+				return nil, err
+			}
+			il.Params = compute.NumParams(op)
+		} else if l.Kind == "linear" {
+			il.Params = l.In * l.Out
+		}
+		res.Layers = append(res.Layers, il)
+	}
+	for _, t := range m.Tensors {
+		n := int64(1)
+		for _, d := range t.Shape {
+			n *= d
+		}
+		res.Tensors = append(res.Tensors, InspectTensor{Name: t.Name, Role: t.Role, Shape: t.Shape, Numel: n})
+		res.Params += n
+	}
+	return res, nil
+}

@@ -1,0 +1,103 @@
+package stages
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/strata-ml/strata/arrowio"
+)
+
+// writeOutputs creates dir if needed, lets write put every output file in
+// a fresh staging directory inside dir, then renames them into dir in name
+// order with any file named "*.json" last, so a reader that sees the JSON
+// summary sees the artifacts it describes. On error nothing is moved and
+// the staging directory is removed: a failed run leaves no output that
+// looks valid.
+func writeOutputs(dir string, write func(staging string) error) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create output directory: %w", err)
+	}
+	staging, err := os.MkdirTemp(dir, ".staging-")
+	if err != nil {
+		return fmt.Errorf("create staging directory in %s: %w", dir, err)
+	}
+	defer os.RemoveAll(staging)
+	if err := write(staging); err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(staging)
+	if err != nil {
+		return err
+	}
+	names := make([]string, 0, len(entries))
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	sort.SliceStable(names, func(i, j int) bool {
+		ji, jj := filepath.Ext(names[i]) == ".json", filepath.Ext(names[j]) == ".json"
+		if ji != jj {
+			return jj
+		}
+		return names[i] < names[j]
+	})
+	for _, n := range names {
+		if err := os.Rename(filepath.Join(staging, n), filepath.Join(dir, n)); err != nil {
+			return fmt.Errorf("move %s into %s: %w", n, dir, err)
+		}
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	_ = d.Sync() // not every file system supports syncing a directory
+	return nil
+}
+
+// writeJSON writes v as indented JSON, atomically.
+func writeJSON(path string, v any) error {
+	return arrowio.WriteFileAtomic(path, func(w io.Writer) error {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	})
+}
+
+// Float is a float64 that encodes NaN and infinities as JSON null, so a
+// summary stays valid JSON when a condition number is infinite.
+type Float float64
+
+// MarshalJSON implements json.Marshaler.
+func (f Float) MarshalJSON() ([]byte, error) {
+	v := float64(f)
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return []byte("null"), nil
+	}
+	return json.Marshal(v)
+}
+
+// UnmarshalJSON implements json.Unmarshaler; null reads as NaN.
+func (f *Float) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		*f = Float(math.NaN())
+		return nil
+	}
+	var v float64
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*f = Float(v)
+	return nil
+}
+
+// jsonMarshal is json.Marshal for values that cannot fail to encode.
+func jsonMarshal(v any) (json.RawMessage, error) { return json.Marshal(v) }
