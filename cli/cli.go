@@ -55,6 +55,7 @@ type env struct {
 // commands lists the subcommands for help, in display order.
 var commands = []struct{ name, summary string }{
 	{"convert", "decompose a dense checkpoint's layers into S + R"},
+	{"finetune", "train a decomposed (or fresh dense) model, with checkpoints and resume"},
 	{"merge", "join the shards of a sharded convert"},
 	{"inspect", "describe a model file (Arrow or safetensors)"},
 	{"export", "materialise a model to one dense file"},
@@ -68,6 +69,8 @@ func lookup(name string, e env) command {
 	switch name {
 	case "convert":
 		return &convertCommand{env: e}
+	case "finetune":
+		return &finetuneCommand{env: e}
 	case "merge":
 		return &mergeCommand{env: e}
 	case "inspect":

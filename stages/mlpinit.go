@@ -1,0 +1,77 @@
+package stages
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/strata-ml/strata/arrowio"
+)
+
+// InitArchitecture parses an --init spec into the architecture of a fresh
+// dense MLP:
+//
+//	mlp:W0-W1-...-Wk[:ACTIVATION][+ln]
+//
+// W0 is the input width and Wk the output width (classes, or regression
+// targets); ACTIVATION is one of arrowio.Activations (default relu) and
+// follows every linear layer but the last; "+ln" puts a layer norm between
+// each hidden linear layer and its activation. Layers are named by their
+// index, as in a PyTorch nn.Sequential ("0" linear, "1" activation, "2"
+// linear, ...), and every linear layer has a bias. task is
+// arrowio.TaskClassification (also when empty) or TaskRegression.
+// Examples: "mlp:64-256-256-10:relu", "mlp:4-32-32-3",
+// "mlp:13-64-1:tanh+ln". Errors are input errors.
+func InitArchitecture(spec, task string) (arrowio.Architecture, error) {
+	bad := func(why string) (arrowio.Architecture, error) {
+		return arrowio.Architecture{}, inputErrorf("--init %q: %s (want mlp:W0-W1-...-Wk[:ACTIVATION][+ln], e.g. mlp:64-256-256-10:relu)", spec, why)
+	}
+	rest, ok := strings.CutPrefix(spec, "mlp:")
+	if !ok {
+		return bad("only the mlp family can be initialised")
+	}
+	rest, ln := strings.CutSuffix(rest, "+ln")
+	widthsPart, act, hasAct := strings.Cut(rest, ":")
+	if !hasAct {
+		act = "relu"
+	}
+	if !arrowio.ValidActivation(act) {
+		return bad("unknown activation " + strconv.Quote(act) + " (want one of " + strings.Join(arrowio.Activations, ", ") + ")")
+	}
+	var widths []int
+	for _, w := range strings.Split(widthsPart, "-") {
+		n, err := strconv.Atoi(w)
+		if err != nil || n < 1 {
+			return bad("width " + strconv.Quote(w) + " is not a positive integer")
+		}
+		widths = append(widths, n)
+	}
+	if len(widths) < 2 {
+		return bad("need at least an input and an output width")
+	}
+	switch task {
+	case "":
+		task = arrowio.TaskClassification
+	case arrowio.TaskClassification, arrowio.TaskRegression:
+	default:
+		return arrowio.Architecture{}, inputErrorf("--task %q: want %s or %s", task, arrowio.TaskClassification, arrowio.TaskRegression)
+	}
+	if task == arrowio.TaskClassification && widths[len(widths)-1] < 2 {
+		return bad("a classifier needs at least 2 outputs")
+	}
+	arch := arrowio.Architecture{FormatVersion: arrowio.FormatVersion, Kind: arrowio.ArchMLP, Task: task, Inputs: widths[0]}
+	add := func(l arrowio.Layer) {
+		l.Name = strconv.Itoa(len(arch.Layers))
+		arch.Layers = append(arch.Layers, l)
+	}
+	for i := range len(widths) - 1 {
+		add(arrowio.Layer{Kind: arrowio.KindLinear, In: widths[i], Out: widths[i+1], Bias: true})
+		if i == len(widths)-2 {
+			break
+		}
+		if ln {
+			add(arrowio.Layer{Kind: arrowio.KindLayerNorm, In: widths[i+1], Out: widths[i+1]})
+		}
+		add(arrowio.Layer{Kind: arrowio.KindActivation, Activation: act})
+	}
+	return arch, nil
+}
