@@ -56,6 +56,7 @@ type env struct {
 var commands = []struct{ name, summary string }{
 	{"convert", "decompose a dense checkpoint's layers into S + R"},
 	{"finetune", "train a decomposed (or fresh dense) model, with checkpoints and resume"},
+	{"validate", "compare a candidate with its baseline: every metric side by side, with intervals"},
 	{"merge", "join the shards of a sharded convert"},
 	{"inspect", "describe a model file (Arrow or safetensors)"},
 	{"export", "materialise a model to one dense file"},
@@ -71,6 +72,8 @@ func lookup(name string, e env) command {
 		return &convertCommand{env: e}
 	case "finetune":
 		return &finetuneCommand{env: e}
+	case "validate":
+		return &validateCommand{env: e}
 	case "merge":
 		return &mergeCommand{env: e}
 	case "inspect":
