@@ -8,7 +8,7 @@ BIN       := bin/strata
 FUZZTIME  ?= 15s
 BENCHTIME ?= 1s
 
-.PHONY: all build test test-race bench fuzz vet clean
+.PHONY: all build test test-race bench fuzz vet clean demo
 
 all: build
 
@@ -25,6 +25,12 @@ vet:
 test: vet
 	$(GO) test -count=1 ./...
 	$(GO) test -count=1 -race ./compute/...
+
+# demo: the whole pilot on the digits data embedded in the binary, in a
+# fresh directory under TMPDIR (or DEMOFLAGS='--workdir DIR'); prints
+# the decision, the headline table and the path of report.html.
+demo:
+	$(GO) run . pilot --demo $(DEMOFLAGS)
 
 # bench: the benchmark table of issue #2 (apply, apply + gradients and
 # projection of every family vs dense), printed as ratios.

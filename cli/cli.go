@@ -57,6 +57,8 @@ var commands = []struct{ name, summary string }{
 	{"convert", "decompose a dense checkpoint's layers into S + R"},
 	{"finetune", "train a decomposed (or fresh dense) model, with checkpoints and resume"},
 	{"validate", "compare a candidate with its baseline: every metric side by side, with intervals"},
+	{"report", "judge validation.json against a gate policy: GO / NO-GO / INCONCLUSIVE, and the report"},
+	{"pilot", "run the whole pilot from one config (or --demo on embedded data)"},
 	{"merge", "join the shards of a sharded convert"},
 	{"inspect", "describe a model file (Arrow or safetensors)"},
 	{"export", "materialise a model to one dense file"},
@@ -74,6 +76,10 @@ func lookup(name string, e env) command {
 		return &finetuneCommand{env: e}
 	case "validate":
 		return &validateCommand{env: e}
+	case "report":
+		return &reportCommand{env: e}
+	case "pilot":
+		return &pilotCommand{env: e}
 	case "merge":
 		return &mergeCommand{env: e}
 	case "inspect":

@@ -1,0 +1,225 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/strata-ml/strata/stages"
+)
+
+type pilotCommand struct{ env }
+
+// pilotOptions are the flags of pilot that are not in the config file.
+type pilotOptions struct {
+	config, workdir                     string
+	demo, noFail                        bool
+	decisionFile, xcomFile, metricsFile string
+	log                                 logOptions
+}
+
+func (c *pilotCommand) Usage() string {
+	return `Usage: strata pilot --config pilot.yaml --workdir DIR [flags]
+       strata pilot --demo [--workdir DIR]
+
+Runs the whole pilot from one config file (docs/PILOT.md): trains the dense
+baseline (unless the config names a model), converts it (convert), fine-tunes
+the structured candidate S + R (finetune), fine-tunes the dense baseline with
+the same budget as the equal-budget control (unless control: false), compares
+the candidate with both (validate) and judges it against the gate policy
+(report). Each stage writes the files its own subcommand writes, in its own
+subdirectory of DIR (data, baseline, convert, finetune, control, validate,
+report); DIR/pilot.json summarises the run.
+
+Prints the decision, a headline table and the path of report.html on
+stdout; progress goes to stderr.
+
+--demo needs nothing else: it pilots a Monarch + low-rank structure on the
+digits data embedded in the binary (UCI, CC BY 4.0) in a fresh directory
+under the system's temporary directory (or --workdir), and exits 0 once it
+has a decision, whatever the decision (as --no-fail).
+
+Exit codes: the report's: 0 GO, 3 NO-GO, 4 INCONCLUSIVE (0 with --no-fail),
+2 bad input, 1 runtime error.
+
+Flags:
+` + flagUsages(c.flags(new(pilotOptions)))
+}
+
+func (c *pilotCommand) flags(o *pilotOptions) *flagSet {
+	fs := newFlagSet("pilot", c.env, c.Usage)
+	fs.StringVar(&o.config, "config", o.config, "pilot config YAML")
+	fs.StringVar(&o.workdir, "workdir", o.workdir, "working directory for every stage's outputs (--demo: a fresh temporary directory)")
+	fs.BoolVar(&o.demo, "demo", o.demo, "run the built-in demo on the embedded digits data")
+	fs.StringVar(&o.decisionFile, "decision-file", o.decisionFile, "write the decision as one word (go, no-go, inconclusive) here")
+	fs.StringVar(&o.xcomFile, "xcom-file", o.xcomFile, "write the report's JSON summary here, e.g. /airflow/xcom/return.json")
+	fs.StringVar(&o.metricsFile, "metrics-file", o.metricsFile, "write OpenMetrics text here")
+	fs.BoolVar(&o.noFail, "no-fail", o.noFail, "exit 0 for NO-GO and INCONCLUSIVE too")
+	o.log.bind(fs)
+	return fs
+}
+
+func (c *pilotCommand) Run(ctx context.Context, args []string) error {
+	var o pilotOptions
+	fs := c.flags(&o)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return usageErrorf("pilot takes no positional arguments, got %q", fs.Args())
+	}
+	var cfg stages.PilotConfig
+	switch {
+	case o.demo && o.config != "":
+		return usageErrorf("pilot: give --demo or --config, not both")
+	case o.demo:
+		cfg = stages.DemoPilotConfig()
+		o.noFail = true
+		if o.workdir == "" {
+			dir, err := os.MkdirTemp("", "strata-demo-")
+			if err != nil {
+				return fmt.Errorf("pilot: %w", err)
+			}
+			o.workdir = dir
+		}
+	case o.config == "":
+		return usageErrorf("pilot: --config is required (or --demo)")
+	default:
+		var err error
+		if cfg, err = stages.LoadPilotConfig(o.config); err != nil {
+			return err
+		}
+		if o.workdir == "" {
+			return usageErrorf("pilot: --workdir is required")
+		}
+	}
+	cfg.Workdir, cfg.NoFail = o.workdir, o.noFail
+	cfg.DecisionFile, cfg.XComFile, cfg.MetricsFile = o.decisionFile, o.xcomFile, o.metricsFile
+
+	pr := newProgress(c.stderr, "train")
+	defer pr.finish()
+	log, err := o.log.logger(pr.logWriter())
+	if err != nil {
+		return err
+	}
+	cfg.Logger = log
+	// The stages' own logs (an epoch line per epoch of three training
+	// runs) only at debug level; warnings always.
+	stageLevel := slog.LevelWarn
+	if o.log.level == "debug" {
+		stageLevel = slog.LevelDebug
+	}
+	stageOpts := o.log
+	stageOpts.level = stageLevel.String()
+	if cfg.StageLogger, err = stageOpts.logger(pr.logWriter()); err != nil {
+		return err
+	}
+	if pr.active() {
+		cfg.TrainProgress = func(stage string, p stages.FinetuneProgress) {
+			pr.update(p.Step, p.TotalSteps, fmt.Sprintf("%s epoch %d/%d loss %.4f", stage, p.Epoch, p.Epochs, p.Loss))
+			if p.Step == p.TotalSteps {
+				pr.finish()
+			}
+		}
+	}
+	if o.demo {
+		log.Info("strata pilot --demo: the whole pilot on the embedded digits data", "workdir", cfg.Workdir)
+	}
+	res, err := stages.Pilot(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	pr.finish()
+	printPilotSummary(c.stdout, res)
+	return decisionError(res.Decision, cfg.NoFail)
+}
+
+// printPilotSummary prints the decision, the rules, a headline table and
+// the path of report.html.
+func printPilotSummary(w io.Writer, res *stages.PilotResult) {
+	rep := res.Report
+	feat := rep.Featured()
+	fmt.Fprintf(w, "Decision: %s\n%s\n\n", rep.Decision.Label(), rep.Why)
+	fmt.Fprintf(w, "Data:      %s; %d training rows, %d evaluation rows\n", res.Data.Source, res.Data.TrainRows, res.Data.TestRows)
+	if res.Baseline != nil {
+		fmt.Fprintf(w, "Baseline:  dense %s, trained %d epochs\n", res.Baseline.Config.Init, res.Baseline.Epochs)
+	} else {
+		fmt.Fprintf(w, "Baseline:  %s\n", res.BaselineModel)
+	}
+	fmt.Fprintf(w, "Candidate: %s, fine-tuned %d epochs\n", feat.Structure, res.Finetune.Epochs)
+	if res.Control != nil {
+		fmt.Fprintf(w, "Control:   the dense baseline fine-tuned with the same budget (%d epochs)\n", res.Control.Epochs)
+	}
+	fmt.Fprintln(w)
+
+	rows := map[string]stages.MetricRow{}
+	for _, m := range rep.Metrics {
+		rows[m.Metric] = m
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
+	header := "metric\tbaseline\t"
+	if rep.HasControl {
+		header += "control\t"
+	}
+	header += "candidate\tcandidate - baseline [95% CI]"
+	if rep.HasControl {
+		header += "\tcandidate - control [95% CI]"
+	}
+	fmt.Fprintln(tw, header)
+	for _, key := range []string{stages.MetricAccuracy, stages.MetricLoss, stages.MetricJacobianCondition,
+		stages.MetricPerturbationSensitivity, stages.MetricPerturbationSensitivityRelative, stages.MetricParams} {
+		m, ok := rows[key]
+		if !ok {
+			continue
+		}
+		line := key + "\t" + cellOf(m.Baseline) + "\t"
+		if rep.HasControl {
+			line += cellOf(m.Control) + "\t"
+		}
+		line += cellOf(m.Candidate) + "\t" + deltaOf(m.Delta, m.CI95)
+		if rep.HasControl {
+			line += "\t" + deltaOf(m.DeltaVsControl, m.CI95VsControl)
+		}
+		fmt.Fprintln(tw, line)
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	for _, r := range rep.Rules {
+		fmt.Fprintf(w, "  %-12s %s\n", strings.ToUpper(string(r.Outcome)), r.Rule)
+	}
+	fmt.Fprintf(w, "\nReport: %s\n", res.ReportHTML)
+}
+
+// cellOf formats a value for the headline table.
+func cellOf(f *stages.Float) string {
+	if f == nil {
+		return "-"
+	}
+	return number(float64(*f), "")
+}
+
+// number formats v with 4 significant digits, whole numbers in full;
+// sign is "+" to show the sign of positive values.
+func number(v float64, sign string) string {
+	if v == math.Trunc(v) && math.Abs(v) < 1e15 {
+		return fmt.Sprintf("%"+sign+"d", int64(v))
+	}
+	return fmt.Sprintf("%"+sign+".4g", v)
+}
+
+// deltaOf formats a delta and its interval.
+func deltaOf(d *stages.Float, ci *stages.Interval) string {
+	if d == nil {
+		return "-"
+	}
+	s := number(float64(*d), "+")
+	if ci != nil && ci[0] != ci[1] {
+		s += fmt.Sprintf(" [%s, %s]", number(float64(ci[0]), "+"), number(float64(ci[1]), "+"))
+	}
+	return s
+}

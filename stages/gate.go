@@ -1,0 +1,442 @@
+package stages
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+)
+
+// Decision is the outcome of the gate.
+type Decision string
+
+// The decisions, as --decision-file writes them.
+const (
+	DecisionGo           Decision = "go"
+	DecisionNoGo         Decision = "no-go"
+	DecisionInconclusive Decision = "inconclusive"
+)
+
+// Label returns the decision for people: GO, NO-GO or INCONCLUSIVE.
+func (d Decision) Label() string { return strings.ToUpper(string(d)) }
+
+// Outcome is the outcome of one rule.
+type Outcome string
+
+// The outcomes of a rule. An optional rule whose metric is missing, NaN or
+// infinite is skipped and counts for nothing.
+const (
+	OutcomePass         Outcome = "pass"
+	OutcomeFail         Outcome = "fail"
+	OutcomeInconclusive Outcome = "inconclusive"
+	OutcomeSkipped      Outcome = "skipped"
+)
+
+// Statistics a rule's bound is checked on.
+const (
+	StatCandidate      = "candidate"       // the candidate's value
+	StatDelta          = "delta"           // candidate - reference
+	StatRelativeChange = "relative_change" // (candidate - reference) / |reference|
+	StatRatio          = "ratio"           // candidate / reference
+)
+
+// How a rule was judged.
+const (
+	JudgedCI    = "ci95"  // at the bounds of the delta's 95% interval
+	JudgedPoint = "point" // on the point value (no interval)
+)
+
+// RuleResult is one rule's judgement, a line of the report.
+type RuleResult struct {
+	// Index is the rule's position in the policy (from 0), Line its line
+	// in the policy file.
+	Index int    `json:"index"`
+	Line  int    `json:"line,omitempty"`
+	Rule  string `json:"rule"`
+	// Metric, Versus, Direction (as applied: the rule's, else the
+	// metric's better), Bound and Limit restate the rule.
+	Metric    string `json:"metric"`
+	Versus    string `json:"versus"`
+	Direction string `json:"direction,omitempty"`
+	Bound     string `json:"bound"`
+	Limit     Float  `json:"limit"`
+	Optional  bool   `json:"optional,omitempty"`
+	// Reference is the baseline's (or the control's) value, Candidate the
+	// candidate's, Delta their difference and CI95 its 95% interval, as
+	// validation.json gives them.
+	Reference *Float    `json:"reference"`
+	Candidate *Float    `json:"candidate"`
+	Delta     *Float    `json:"delta"`
+	CI95      *Interval `json:"ci95"`
+	// Statistic is what the bound is checked on (StatCandidate,
+	// StatDelta, ...), Value its point value, Interval the range the
+	// judgement used (the point twice when JudgedOn is JudgedPoint), and
+	// Requirement the inequality it had to meet, e.g. "delta >= -0.005".
+	Statistic   string    `json:"statistic"`
+	Value       *Float    `json:"value"`
+	Interval    *Interval `json:"interval"`
+	Requirement string    `json:"requirement"`
+	JudgedOn    string    `json:"judged_on,omitempty"`
+	Outcome     Outcome   `json:"outcome"`
+	// Sentence explains the judgement in words.
+	Sentence string `json:"sentence"`
+}
+
+// GateResult is the judgement of a policy on one validation.json.
+type GateResult struct {
+	Decision Decision `json:"decision"`
+	// Why says, in one sentence, what decided.
+	Why   string       `json:"why"`
+	Rules []RuleResult `json:"rules"`
+	// Counts counts the rules by outcome.
+	Counts map[Outcome]int `json:"counts"`
+}
+
+// Judge applies a policy to a validation result (PRODUCT.md section 5,
+// docs/GATE.md). Each rule is judged on the bounds of the 95% interval of
+// the candidate's delta to its reference when validation.json has one:
+// it passes when the unfavourable bound meets the requirement, fails when
+// even the favourable bound does not, and is inconclusive otherwise;
+// without an interval, on the point value. A missing, NaN or infinite
+// value fails the rule, or skips it when the rule is optional. Decision:
+// any fail is NO-GO, else any inconclusive is INCONCLUSIVE, else GO.
+//
+// policyName is the file errors cite. A rule on a metric whose direction
+// is needed but unknown (better: reported, and no direction in the rule)
+// is a *ConfigError.
+func Judge(policyName string, p *Policy, v *ValidationResult) (*GateResult, error) {
+	g := &GateResult{Counts: map[Outcome]int{}}
+	for i, r := range p.Rules {
+		rr, err := judgeRule(i, r, v)
+		if err != nil {
+			return nil, &ConfigError{File: policyName, Line: r.Line, Key: fmt.Sprintf("rules[%d]", i), Err: err}
+		}
+		g.Rules = append(g.Rules, rr)
+		g.Counts[rr.Outcome]++
+	}
+	g.Decision, g.Why = decide(g)
+	return g, nil
+}
+
+// decide applies the decision rule and says why.
+func decide(g *GateResult) (Decision, string) {
+	list := func(o Outcome) string {
+		var names []string
+		for _, r := range g.Rules {
+			if r.Outcome == o {
+				names = append(names, r.Rule)
+			}
+		}
+		return strings.Join(names, "; ")
+	}
+	judged := len(g.Rules) - g.Counts[OutcomeSkipped]
+	skipped := ""
+	if n := g.Counts[OutcomeSkipped]; n > 0 {
+		skipped = fmt.Sprintf(" (%d optional %s skipped)", n, plural(n, "rule", "rules"))
+	}
+	switch {
+	case g.Counts[OutcomeFail] > 0:
+		n := g.Counts[OutcomeFail]
+		return DecisionNoGo, fmt.Sprintf("NO-GO: %d of %d %s failed: %s.", n, judged, plural(judged, "rule", "rules"), list(OutcomeFail))
+	case g.Counts[OutcomeInconclusive] > 0:
+		n := g.Counts[OutcomeInconclusive]
+		return DecisionInconclusive, fmt.Sprintf("INCONCLUSIVE: no rule failed, but %d of %d %s could not be decided at the 95%% level: %s. More evaluation data narrows the intervals.",
+			n, judged, plural(judged, "rule", "rules"), list(OutcomeInconclusive))
+	}
+	switch judged {
+	case 0:
+		return DecisionGo, fmt.Sprintf("GO: no rule could be judged and all are optional%s.", skipped)
+	case 1:
+		return DecisionGo, fmt.Sprintf("GO: the one rule passed%s.", skipped)
+	}
+	return DecisionGo, fmt.Sprintf("GO: all %d rules passed%s.", judged, skipped)
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+// judgeRule judges one rule.
+func judgeRule(i int, r Rule, v *ValidationResult) (RuleResult, error) {
+	kind, limit := r.Bound()
+	rr := RuleResult{
+		Index: i, Line: r.Line, Metric: r.Metric, Versus: r.versus(), Bound: kind, Limit: Float(limit),
+		Optional: r.Optional, Direction: r.Direction,
+	}
+	rr.Rule = ruleName(r)
+	m := v.Metrics[r.Metric]
+	if rr.Direction == "" && m != nil && (m.Better == BetterHigher || m.Better == BetterLower) {
+		rr.Direction = m.Better
+	}
+	if rr.Direction == "" && m != nil && kind != BoundMinValue && kind != BoundMaxValue {
+		return rr, fmt.Errorf("%s is %q in validation.json, with no direction to judge %s on; give the rule a direction (higher or lower)",
+			r.Metric, m.Better, kind)
+	}
+
+	missing := func(why string) RuleResult {
+		rr.Outcome = OutcomeFail
+		verdict := "fail"
+		if r.Optional {
+			rr.Outcome, verdict = OutcomeSkipped, "skipped (optional)"
+		}
+		rr.Sentence = fmt.Sprintf("%s: %s: %s.", rr.Rule, verdict, why)
+		return rr
+	}
+	if m == nil {
+		return missing(fmt.Sprintf("validation.json has no metric %q", r.Metric)), nil
+	}
+	hasControl := v.Inputs.Control != nil || v.Inputs.ControlLogits != nil
+	if rr.Versus == VersusControl && !hasControl {
+		return missing("validation.json has no control model to judge against (validate --control)"), nil
+	}
+	ref, delta, ci := m.Baseline, m.Delta, m.CI95
+	refName := "baseline"
+	if rr.Versus == VersusControl {
+		ref, delta, ci, refName = m.Control, m.DeltaVsControl, m.CI95VsControl, "control"
+	}
+	rr.Reference, rr.Candidate, rr.Delta, rr.CI95 = ref, m.Candidate, delta, ci
+	reason := ""
+	if m.Reason != "" {
+		reason = " (" + m.Reason + ")"
+	}
+	if !finite(m.Candidate) {
+		return missing(fmt.Sprintf("the candidate's %s is %s%s", r.Metric, describeValue(m.Candidate), reason)), nil
+	}
+	c := float64(*m.Candidate)
+
+	// The statistic's point value and its interval.
+	var stat, lo, hi float64
+	judged := JudgedPoint
+	note, zero := "", ""
+	switch kind {
+	case BoundMinValue, BoundMaxValue:
+		rr.Statistic = StatCandidate
+		stat, lo, hi = c, c, c
+		note = "validation.json has no interval for the candidate's own value"
+	default:
+		if !finite(ref) {
+			return missing(fmt.Sprintf("the %s's %s is %s%s", refName, r.Metric, describeValue(ref), reason)), nil
+		}
+		b := float64(*ref)
+		d := c - b
+		if finite(delta) {
+			d = float64(*delta)
+		}
+		dlo, dhi := d, d
+		switch {
+		case ci != nil && isFinite(float64(ci[0])) && isFinite(float64(ci[1])):
+			dlo, dhi = min(float64(ci[0]), float64(ci[1])), max(float64(ci[0]), float64(ci[1]))
+			judged = JudgedCI
+			if dlo == dhi && dlo == d {
+				judged, note = JudgedPoint, "its interval is a single point"
+			}
+		case m.CIReason != "" && rr.Versus == VersusBaseline:
+			note = "no interval: " + m.CIReason
+		default:
+			note = "validation.json gives no interval for this delta"
+		}
+		switch kind {
+		case BoundMaxDegradation:
+			rr.Statistic = StatDelta
+			stat, lo, hi = d, dlo, dhi
+		case BoundMaxRelativeChange:
+			rr.Statistic = StatRelativeChange
+			stat, lo, hi = relative(d, b), relative(dlo, b), relative(dhi, b)
+			if b == 0 {
+				zero = "The " + refName + " is 0, so the relative change is 0 when the candidate is 0 too, and infinite in the direction of the change otherwise."
+			}
+		case BoundMaxRatio:
+			rr.Statistic = StatRatio
+			if b < 0 {
+				rr.Outcome = OutcomeFail
+				rr.Value = newPtr(Float(math.NaN()))
+				rr.Sentence = fmt.Sprintf("%s: fail: the %s's %s is %s; a ratio is only meaningful for a positive reference.", rr.Rule, refName, r.Metric, fmtNum(b))
+				rr.Requirement = "ratio needs a reference > 0"
+				return rr, nil
+			}
+			stat, lo, hi = ratio(d, b), ratio(dlo, b), ratio(dhi, b)
+			if b == 0 {
+				zero = "The " + refName + " is 0, so the ratio is taken as 1 when the candidate is 0 too, and infinite in the direction of the change otherwise."
+			}
+		}
+	}
+	rr.JudgedOn = judged
+	rr.Value = newPtr(Float(stat))
+	rr.Interval = &Interval{Float(lo), Float(hi)}
+
+	// The requirement: stat <= bound (atMost) or stat >= bound.
+	atMost := true
+	bound := limit
+	switch kind {
+	case BoundMinValue:
+		atMost = false
+	case BoundMaxValue:
+	case BoundMaxDegradation:
+		if rr.Direction == BetterHigher {
+			atMost, bound = false, -limit
+		}
+	case BoundMaxRelativeChange:
+		if rr.Direction == BetterHigher {
+			atMost, bound = false, -limit
+		}
+	case BoundMaxRatio:
+		if rr.Direction == BetterHigher {
+			atMost, bound = false, 1/limit
+		}
+	}
+	op := "<="
+	if !atMost {
+		op = ">="
+	}
+	statName := strings.ReplaceAll(rr.Statistic, "_", " ")
+	rr.Requirement = fmt.Sprintf("%s %s %s", statName, op, fmtNum(bound))
+	// The unfavourable and favourable ends of the interval.
+	worst, best := hi, lo
+	if !atMost {
+		worst, best = lo, hi
+	}
+	meets := func(x float64) bool {
+		if atMost {
+			return x <= bound
+		}
+		return x >= bound
+	}
+	switch {
+	case meets(worst):
+		rr.Outcome = OutcomePass
+	case !meets(best):
+		rr.Outcome = OutcomeFail
+	default:
+		rr.Outcome = OutcomeInconclusive
+	}
+
+	// The sentence.
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: %s", rr.Rule, rr.Outcome)
+	switch kind {
+	case BoundMinValue, BoundMaxValue:
+		fmt.Fprintf(&b, ": the candidate's %s is %s, the rule asks %s %s", r.Metric, fmtNum(c), op, fmtNum(bound))
+	default:
+		fmt.Fprintf(&b, ": %s %s (%s %s, %s %s)", statName, fmtStat(rr.Statistic, stat), refName, fmtNum(float64(*ref)), "candidate", fmtNum(c))
+		if judged == JudgedCI {
+			fmt.Fprintf(&b, ", 95%% CI [%s, %s]", fmtStat(rr.Statistic, lo), fmtStat(rr.Statistic, hi))
+		}
+		fmt.Fprintf(&b, "; %s is better, and %s %s asks %s", rr.Direction, kind, fmtNum(limit), rr.Requirement)
+	}
+	switch {
+	case judged == JudgedCI && rr.Outcome == OutcomePass:
+		fmt.Fprintf(&b, ": even the unfavourable bound %s meets it", fmtStat(rr.Statistic, worst))
+	case judged == JudgedCI && rr.Outcome == OutcomeFail:
+		fmt.Fprintf(&b, ": even the favourable bound %s violates it", fmtStat(rr.Statistic, best))
+	case judged == JudgedCI:
+		fmt.Fprintf(&b, ": the interval straddles %s (the favourable bound %s meets it, the unfavourable %s does not)",
+			fmtNum(bound), fmtStat(rr.Statistic, best), fmtStat(rr.Statistic, worst))
+	default:
+		if rr.Outcome == OutcomePass {
+			b.WriteString(": met by the point value")
+		} else {
+			b.WriteString(": violated by the point value")
+		}
+	}
+	if judged == JudgedPoint && note != "" {
+		fmt.Fprintf(&b, " (%s)", note)
+	}
+	b.WriteString(".")
+	if zero != "" {
+		b.WriteString(" " + zero)
+	}
+	rr.Sentence = b.String()
+	return rr, nil
+}
+
+// ruleName names a rule for people, e.g. "accuracy vs baseline,
+// max_degradation 0.005".
+func ruleName(r Rule) string {
+	kind, limit := r.Bound()
+	switch kind {
+	case BoundMinValue, BoundMaxValue:
+		return fmt.Sprintf("%s %s %s", r.Metric, kind, fmtNum(limit))
+	}
+	return fmt.Sprintf("%s vs %s %s %s", r.Metric, r.versus(), kind, fmtNum(limit))
+}
+
+// relative returns the relative change of a delta d to a reference b:
+// d / |b|, and for b = 0: 0 when d is 0, else an infinity of d's sign.
+func relative(d, b float64) float64 {
+	if b != 0 {
+		return d / math.Abs(b)
+	}
+	switch {
+	case d > 0:
+		return math.Inf(1)
+	case d < 0:
+		return math.Inf(-1)
+	}
+	return 0
+}
+
+// ratio returns (b + d) / b for b > 0, and for b = 0: 1 when d is 0, else
+// an infinity of d's sign.
+func ratio(d, b float64) float64 {
+	if b != 0 {
+		return (b + d) / b
+	}
+	if d == 0 {
+		return 1
+	}
+	return relative(d, 0)
+}
+
+func finite(f *Float) bool { return f != nil && isFinite(float64(*f)) }
+
+func isFinite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
+
+func describeValue(f *Float) string {
+	switch {
+	case f == nil:
+		return "missing (null)"
+	case math.IsNaN(float64(*f)):
+		return "NaN"
+	case math.IsInf(float64(*f), 0):
+		return "infinite"
+	}
+	return fmtNum(float64(*f))
+}
+
+func newPtr[T any](v T) *T { return &v }
+
+// fmtNum formats a number compactly for sentences and tables: up to four
+// significant digits, whole numbers of any size in full.
+func fmtNum(v float64) string {
+	switch {
+	case math.IsNaN(v):
+		return "NaN"
+	case math.IsInf(v, 1):
+		return "+inf"
+	case math.IsInf(v, -1):
+		return "-inf"
+	case v == math.Trunc(v) && math.Abs(v) < 1e15:
+		return strconv.FormatFloat(v, 'f', -1, 64)
+	}
+	return strconv.FormatFloat(v, 'g', 4, 64)
+}
+
+// fmtSigned formats a difference with its sign.
+func fmtSigned(v float64) string {
+	s := fmtNum(v)
+	if v > 0 && !math.IsInf(v, 1) || (v == 0 && !math.Signbit(v)) {
+		return "+" + s
+	}
+	return s
+}
+
+// fmtStat formats a statistic's value: differences with a sign.
+func fmtStat(stat string, v float64) string {
+	if stat == StatDelta || stat == StatRelativeChange {
+		return fmtSigned(v)
+	}
+	return fmtNum(v)
+}

@@ -1,0 +1,192 @@
+package stages
+
+import (
+	"errors"
+	"math"
+	"strings"
+	"testing"
+)
+
+// fp returns a pointer to a Float.
+func fp(v float64) *Float { f := Float(v); return &f }
+
+// iv returns an interval.
+func iv(lo, hi float64) *Interval { return &Interval{Float(lo), Float(hi)} }
+
+// metric builds a metric of validation.json with a delta interval; ci nil
+// means none (judged on the point).
+func metric(better string, base, cand float64, ci *Interval) *Metric {
+	m := &Metric{Better: better, Baseline: fp(base), Candidate: fp(cand), Delta: fp(cand - base), CI95: ci}
+	if ci == nil {
+		m.CIReason = "one run per model, nothing to resample"
+	}
+	return m
+}
+
+// withControl adds the control's value and interval to m.
+func withControl(m *Metric, ctl float64, ci *Interval) *Metric {
+	m.WithControl = true
+	m.Control, m.DeltaVsControl, m.CI95VsControl = fp(ctl), fp(float64(*m.Candidate)-ctl), ci
+	return m
+}
+
+// validation builds a validation result with the given metrics.
+func validation(control bool, ms map[string]*Metric) *ValidationResult {
+	v := &ValidationResult{SchemaVersion: ValidateSchemaVersion, Mode: ValidateModeModels, Metrics: ms}
+	v.Inputs.Baseline = &InputFile{Path: "baseline.arrow", SHA256: "b"}
+	v.Inputs.Candidate = &InputFile{Path: "candidate.arrow", SHA256: "c"}
+	if control {
+		v.Inputs.Control = &InputFile{Path: "control.arrow", SHA256: "k"}
+	}
+	return v
+}
+
+// TestJudge checks each bound kind and the decision rule on crafted
+// validation results, down to the rule outcomes. The CLI tests check the
+// same semantics end to end through files and exit codes.
+func TestJudge(t *testing.T) {
+	acc := func(base, cand, lo, hi float64) map[string]*Metric {
+		return map[string]*Metric{MetricAccuracy: metric(BetterHigher, base, cand, iv(lo, hi))}
+	}
+	tests := []struct {
+		name     string
+		policy   string
+		control  bool
+		metrics  map[string]*Metric
+		want     []Outcome
+		decision Decision
+		// sentence is a substring of the first rule's sentence.
+		sentence string
+	}{
+		{"degradation pass at the unfavourable bound", `{metric: accuracy, max_degradation: 0.005}`, false,
+			acc(0.95, 0.949, -0.004, 0.002), []Outcome{OutcomePass}, DecisionGo, "even the unfavourable bound -0.004 meets it"},
+		{"degradation fail at the favourable bound", `{metric: accuracy, max_degradation: 0.005}`, false,
+			acc(0.95, 0.93, -0.03, -0.01), []Outcome{OutcomeFail}, DecisionNoGo, "even the favourable bound -0.01 violates it"},
+		{"degradation straddling the margin", `{metric: accuracy, max_degradation: 0.005}`, false,
+			acc(0.95, 0.948, -0.009, 0.004), []Outcome{OutcomeInconclusive}, DecisionInconclusive, "straddles -0.005"},
+		{"non-inferiority: slightly worse still passes", `{metric: accuracy, max_degradation: 0.01}`, false,
+			acc(0.95, 0.947, -0.008, -0.001), []Outcome{OutcomePass}, DecisionGo, "delta -0.003"},
+		{"lower is better: degradation is an increase", `{metric: loss, max_degradation: 0.02}`, false,
+			map[string]*Metric{MetricLoss: metric(BetterLower, 0.30, 0.31, iv(0.005, 0.03))}, []Outcome{OutcomeInconclusive}, DecisionInconclusive, "delta <= 0.02"},
+		{"relative change pass", `{metric: perturbation_sensitivity, max_relative_change: 0.0}`, false,
+			map[string]*Metric{MetricPerturbationSensitivity: metric(BetterLower, 0.5, 0.4, iv(-0.12, -0.08))}, []Outcome{OutcomePass}, DecisionGo, "relative change -0.2"},
+		{"relative change fail", `{metric: perturbation_sensitivity, max_relative_change: 0.1}`, false,
+			map[string]*Metric{MetricPerturbationSensitivity: metric(BetterLower, 0.5, 0.6, iv(0.06, 0.14))}, []Outcome{OutcomeFail}, DecisionNoGo, "favourable bound +0.12"},
+		{"relative change, zero baseline, candidate zero", `{metric: prediction_flip_rate, max_relative_change: 0.0}`, false,
+			map[string]*Metric{MetricPredictionFlipRate: metric(BetterLower, 0, 0, iv(0, 0))}, []Outcome{OutcomePass}, DecisionGo, "The baseline is 0"},
+		{"relative change, zero baseline, candidate worse", `{metric: prediction_flip_rate, max_relative_change: 0.5}`, false,
+			map[string]*Metric{MetricPredictionFlipRate: metric(BetterLower, 0, 0.01, iv(0.002, 0.02))}, []Outcome{OutcomeFail}, DecisionNoGo, "+inf"},
+		{"relative change, zero baseline, interval across 0", `{metric: prediction_flip_rate, max_relative_change: 0.5}`, false,
+			map[string]*Metric{MetricPredictionFlipRate: metric(BetterLower, 0, 0.001, iv(-0.002, 0.004))}, []Outcome{OutcomeInconclusive}, DecisionInconclusive, "infinite in the direction of the change"},
+		{"ratio pass on an exact metric", `{metric: params, max_ratio: 0.6}`, false,
+			map[string]*Metric{MetricParams: metric(BetterLower, 1000, 420, iv(-580, -580))}, []Outcome{OutcomePass}, DecisionGo, "its interval is a single point"},
+		{"ratio fail", `{metric: params, max_ratio: 0.6}`, false,
+			map[string]*Metric{MetricParams: metric(BetterLower, 1000, 700, iv(-300, -300))}, []Outcome{OutcomeFail}, DecisionNoGo, "ratio 0.7"},
+		{"ratio, zero baseline and zero candidate", `{metric: flops, max_ratio: 1}`, false,
+			map[string]*Metric{MetricFLOPs: metric(BetterLower, 0, 0, nil)}, []Outcome{OutcomePass}, DecisionGo, "taken as 1"},
+		{"ratio, higher is better: candidate / baseline at least 1 / max_ratio", `{metric: accuracy, max_ratio: 1.05}`, false,
+			acc(0.95, 0.90, -0.06, -0.05), []Outcome{OutcomeFail}, DecisionNoGo, "ratio >= 0.9524"},
+		{"min_value on the candidate", `{metric: accuracy, min_value: 0.9}`, false,
+			acc(0.80, 0.91, 0.05, 0.15), []Outcome{OutcomePass}, DecisionGo, "the candidate's accuracy is 0.91"},
+		{"max_value on the candidate", `{metric: latency_ms, max_value: 1.5}`, false,
+			map[string]*Metric{MetricLatencyMS: metric(BetterLower, 1, 2, iv(0.9, 1.1))}, []Outcome{OutcomeFail}, DecisionNoGo, "asks <= 1.5"},
+		{"no interval: judged on the point", `{metric: layer_robustness, max_degradation: 0.01}`, false,
+			map[string]*Metric{MetricLayerRobustness: metric(BetterLower, 0.02, 0.025, nil)}, []Outcome{OutcomePass}, DecisionGo, "met by the point value (no interval: one run per model"},
+		{"direction overrides better", `{metric: residual_share, direction: lower, max_value: 0.5}`, false,
+			map[string]*Metric{MetricResidualShare: metric(BetterReported, 0, 0.2, nil)}, []Outcome{OutcomePass}, DecisionGo, ""},
+		{"missing metric fails", `{metric: bytes, max_ratio: 0.5}`, false,
+			acc(0.9, 0.9, 0, 0), []Outcome{OutcomeFail}, DecisionNoGo, `no metric "bytes"`},
+		{"missing optional metric is skipped", `{metric: bytes, max_ratio: 0.5, optional: true}`, false,
+			acc(0.9, 0.9, 0, 0), []Outcome{OutcomeSkipped}, DecisionGo, "skipped (optional)"},
+		{"NaN candidate fails", `{metric: accuracy, max_degradation: 0.01}`, false,
+			map[string]*Metric{MetricAccuracy: {Better: BetterHigher, Baseline: fp(0.9), Candidate: fp(math.NaN())}}, []Outcome{OutcomeFail}, DecisionNoGo, "is NaN"},
+		{"infinite baseline fails", `{metric: jacobian_condition, max_relative_change: 0.1}`, false,
+			map[string]*Metric{MetricJacobianCondition: {Better: BetterLower, Baseline: fp(math.Inf(1)), Candidate: fp(3)}}, []Outcome{OutcomeFail}, DecisionNoGo, "is infinite"},
+		{"null value fails with the reason", `{metric: loss, max_degradation: 0.1}`, false,
+			map[string]*Metric{MetricLoss: {Better: BetterLower, Baseline: fp(0.2), Reason: "candidate: not finite"}}, []Outcome{OutcomeFail}, DecisionNoGo, "candidate: not finite"},
+		{"NaN optional metric is skipped", `{metric: loss, max_degradation: 0.1, optional: true}`, false,
+			map[string]*Metric{MetricLoss: {Better: BetterLower, Baseline: fp(0.2), Candidate: fp(math.NaN())}}, []Outcome{OutcomeSkipped}, DecisionGo, ""},
+		{"versus control", `{metric: accuracy, versus: control, max_degradation: 0.01}`, true,
+			map[string]*Metric{MetricAccuracy: withControl(metric(BetterHigher, 0.9, 0.95, iv(0.03, 0.07)), 0.96, iv(-0.015, -0.005))},
+			[]Outcome{OutcomeInconclusive}, DecisionInconclusive, "control 0.96"},
+		{"versus control without a control fails", `{metric: accuracy, versus: control, max_degradation: 0.01}`, false,
+			acc(0.9, 0.9, 0, 0), []Outcome{OutcomeFail}, DecisionNoGo, "no control model"},
+		{"any fail beats inconclusive", "{metric: accuracy, max_degradation: 0.005}\n  - {metric: params, max_ratio: 0.5}", false,
+			map[string]*Metric{MetricAccuracy: metric(BetterHigher, 0.9, 0.9, iv(-0.01, 0.01)), MetricParams: metric(BetterLower, 100, 80, iv(-20, -20))},
+			[]Outcome{OutcomeInconclusive, OutcomeFail}, DecisionNoGo, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := ParsePolicy("policy.yaml", []byte("version: 1\nrules:\n  - "+tt.policy+"\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			g, err := Judge("policy.yaml", p, validation(tt.control, tt.metrics))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []Outcome
+			for _, r := range g.Rules {
+				got = append(got, r.Outcome)
+			}
+			if !equalOutcomes(got, tt.want) || g.Decision != tt.decision {
+				t.Errorf("outcomes %v, decision %s; want %v, %s\n%s", got, g.Decision, tt.want, tt.decision, g.Rules[0].Sentence)
+			}
+			if !strings.Contains(g.Rules[0].Sentence, tt.sentence) {
+				t.Errorf("sentence %q does not contain %q", g.Rules[0].Sentence, tt.sentence)
+			}
+			if !strings.HasPrefix(g.Why, g.Decision.Label()+":") {
+				t.Errorf("why %q does not start with the decision", g.Why)
+			}
+		})
+	}
+}
+
+func equalOutcomes(a, b []Outcome) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// TestJudgeNeedsDirection: a bound relative to the baseline on a metric
+// validate only reports, with no direction in the rule, is a policy error
+// naming the rule's line.
+func TestJudgeNeedsDirection(t *testing.T) {
+	p, err := ParsePolicy("p.yaml", []byte("version: 1\nrules:\n  - metric: accuracy\n    min_value: 0.5\n  - metric: residual_share\n    max_degradation: 0.1\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Judge("p.yaml", p, validation(false, map[string]*Metric{MetricResidualShare: metric(BetterReported, 0, 0.2, nil)}))
+	var ce *ConfigError
+	if !errors.As(err, &ce) || !errors.Is(err, ErrInput) || ce.Line != 5 || !strings.Contains(err.Error(), "give the rule a direction") {
+		t.Fatalf("err = %v, want a ConfigError at line 5 asking for a direction", err)
+	}
+}
+
+// TestRelativeAndRatio checks the zero-reference conventions.
+func TestRelativeAndRatio(t *testing.T) {
+	tests := []struct {
+		d, b          float64
+		wantRel, want float64
+	}{
+		{0.1, 0.5, 0.2, 1.2},
+		{-0.1, -0.5, -0.2, 1.2}, // ratio (b + d) / b of a negative b is not used by Judge
+		{0, 0, 0, 1},
+		{0.1, 0, math.Inf(1), math.Inf(1)},
+		{-0.1, 0, math.Inf(-1), math.Inf(-1)},
+	}
+	for _, tt := range tests {
+		if got := relative(tt.d, tt.b); got != tt.wantRel && !(math.IsNaN(got) && math.IsNaN(tt.wantRel)) {
+			t.Errorf("relative(%v, %v) = %v, want %v", tt.d, tt.b, got, tt.wantRel)
+		}
+		if got := ratio(tt.d, tt.b); math.Abs(got-tt.want) > 1e-12 && got != tt.want {
+			t.Errorf("ratio(%v, %v) = %v, want %v", tt.d, tt.b, got, tt.want)
+		}
+	}
+}

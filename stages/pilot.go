@@ -1,0 +1,545 @@
+package stages
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/strata-ml/strata/arrowio"
+	"github.com/strata-ml/strata/examples/data"
+)
+
+// PilotSchemaVersion is the schema_version of pilot.json.
+const PilotSchemaVersion = 1
+
+// PilotConfig configures Pilot: the whole pilot, convert -> finetune ->
+// validate -> report, from one YAML file (docs/PILOT.md). Fields tagged
+// yaml come from the file; the others are set by the caller.
+type PilotConfig struct {
+	// Version of the config format: 1 (also when absent).
+	Version int `yaml:"version" json:"version"`
+
+	// Data names a data set embedded in the binary (digits, wine, iris)
+	// instead of files. Otherwise Train is the training data and Test the
+	// evaluation data of validate; without Test, TestFraction of Train
+	// is held out (seeded). Valid is the validation data of every
+	// training run; without it, each holds out its ValidFraction.
+	Data         string  `yaml:"data" json:"data,omitempty"`
+	Train        string  `yaml:"train" json:"train,omitempty"`
+	Valid        string  `yaml:"valid" json:"valid,omitempty"`
+	Test         string  `yaml:"test" json:"test,omitempty"`
+	TestFraction float64 `yaml:"test_fraction" json:"test_fraction"`
+	// Label names the target column of the data.
+	Label string `yaml:"label" json:"label"`
+
+	// Model is the dense baseline (Arrow or safetensors). Empty: Pilot
+	// trains one as Baseline describes.
+	Model string `yaml:"model" json:"model,omitempty"`
+	// Activation is for a safetensors nn.Sequential Model without
+	// architecture metadata (default relu).
+	Activation string `yaml:"activation" json:"activation,omitempty"`
+	// Baseline describes the dense baseline Pilot trains when Model is
+	// empty.
+	Baseline PilotBaseline `yaml:"baseline" json:"baseline"`
+	// Convert chooses the structure of the candidate.
+	Convert PilotConvert `yaml:"convert" json:"convert"`
+	// Finetune is the candidate's training budget, and the control's.
+	Finetune PilotTraining `yaml:"finetune" json:"finetune"`
+	// Control also fine-tunes the dense baseline with the candidate's
+	// budget and validates against it (default true).
+	Control bool `yaml:"control" json:"control"`
+	// Validate configures the metrics.
+	Validate PilotValidate `yaml:"validate" json:"validate"`
+	// Policy is the gate policy file; empty: the embedded default.
+	Policy string `yaml:"policy" json:"policy,omitempty"`
+	// Seed drives every stage.
+	Seed uint64 `yaml:"seed" json:"seed"`
+
+	// Workdir receives each stage's outputs in its own subdirectory
+	// (data, baseline, convert, finetune, control, validate, report) and
+	// pilot.json.
+	Workdir string `yaml:"-" json:"workdir"`
+	// ConfigFile is the file the config came from ("" when built in Go).
+	ConfigFile string `yaml:"-" json:"config_file,omitempty"`
+	// DecisionFile, XComFile, MetricsFile and NoFail are passed to Report.
+	DecisionFile string `yaml:"-" json:"decision_file,omitempty"`
+	XComFile     string `yaml:"-" json:"xcom_file,omitempty"`
+	MetricsFile  string `yaml:"-" json:"metrics_file,omitempty"`
+	NoFail       bool   `yaml:"-" json:"no_fail,omitempty"`
+	// Logger receives one line per stage; StageLogger the stages' own
+	// logs (nil: discarded).
+	Logger      *slog.Logger `yaml:"-" json:"-"`
+	StageLogger *slog.Logger `yaml:"-" json:"-"`
+	// TrainProgress, when set, is called after every training step of
+	// the stage named (baseline, finetune, control).
+	TrainProgress func(stage string, p FinetuneProgress) `yaml:"-" json:"-"`
+}
+
+// PilotTraining are the options of a training run.
+type PilotTraining struct {
+	Epochs        int     `yaml:"epochs" json:"epochs"`
+	BatchSize     int     `yaml:"batch_size" json:"batch_size"`
+	LR            float64 `yaml:"lr" json:"lr"`
+	Warmup        float64 `yaml:"warmup" json:"warmup"`
+	Optimizer     string  `yaml:"optimizer" json:"optimizer"`
+	Momentum      float64 `yaml:"momentum" json:"momentum"`
+	WeightDecay   float64 `yaml:"weight_decay" json:"weight_decay"`
+	ResidualL2    float64 `yaml:"residual_l2" json:"residual_l2"`
+	Clip          float64 `yaml:"clip" json:"clip"`
+	Retract       bool    `yaml:"retract" json:"retract"`
+	Freeze        string  `yaml:"freeze" json:"freeze,omitempty"`
+	FactorLR      string  `yaml:"factor_lr" json:"factor_lr"`
+	Patience      int     `yaml:"patience" json:"patience"`
+	ValidFraction float64 `yaml:"valid_fraction" json:"valid_fraction"`
+	Shards        int     `yaml:"shards" json:"shards"`
+}
+
+// PilotBaseline describes the dense baseline Pilot trains.
+type PilotBaseline struct {
+	// Init is its architecture (see InitArchitecture); empty:
+	// mlp:D-128-128-K for D features and K classes (1 output for
+	// regression).
+	Init string `yaml:"init" json:"init,omitempty"`
+	// Task is classification (also when empty) or regression.
+	Task          string `yaml:"task" json:"task,omitempty"`
+	PilotTraining `yaml:",inline" json:"training"`
+}
+
+// PilotConvert are the options of convert.
+type PilotConvert struct {
+	Structure       string   `yaml:"structure" json:"structure"`
+	Blocks          int      `yaml:"blocks" json:"blocks"`
+	Rank            int      `yaml:"rank" json:"rank"`
+	KronFactors     string   `yaml:"kron_factors" json:"kron_factors,omitempty"`
+	Residual        string   `yaml:"residual" json:"residual"`
+	ResidualRank    int      `yaml:"residual_rank" json:"residual_rank"`
+	ResidualDensity float64  `yaml:"residual_density" json:"residual_density"`
+	TargetError     float64  `yaml:"target_error" json:"target_error,omitempty"`
+	ParamBudget     float64  `yaml:"param_budget" json:"param_budget,omitempty"`
+	Include         []string `yaml:"include" json:"include,omitempty"`
+	Exclude         []string `yaml:"exclude" json:"exclude,omitempty"`
+}
+
+// PilotValidate are the options of validate.
+type PilotValidate struct {
+	Bootstrap          int       `yaml:"bootstrap" json:"bootstrap"`
+	MaxJacobianSamples int       `yaml:"max_jacobian_samples" json:"max_jacobian_samples"`
+	Noise              []float64 `yaml:"noise" json:"noise"`
+	RobustnessEps      float64   `yaml:"robustness_eps" json:"robustness_eps"`
+	RobustnessDraws    int       `yaml:"robustness_draws" json:"robustness_draws"`
+	GradBatch          int       `yaml:"grad_batch" json:"grad_batch"`
+	LatencyBatch       int       `yaml:"latency_batch" json:"latency_batch"`
+	LatencyRuns        int       `yaml:"latency_runs" json:"latency_runs"`
+	LatencyWarmup      int       `yaml:"latency_warmup" json:"latency_warmup"`
+	SpikeWindow        int       `yaml:"spike_window" json:"spike_window"`
+	SpikeThreshold     float64   `yaml:"spike_threshold" json:"spike_threshold"`
+}
+
+// DefaultPilotConfig returns the defaults a pilot config file starts from:
+// each stage's defaults, a held-out test share of 0.25, a validation
+// share of 0.15 for every training run, and the control on.
+func DefaultPilotConfig() PilotConfig {
+	ft := DefaultFinetuneConfig()
+	cv := DefaultConvertConfig()
+	va := DefaultValidateConfig()
+	train := PilotTraining{
+		Epochs: ft.Epochs, BatchSize: ft.BatchSize, LR: ft.LR, Warmup: ft.Warmup, Optimizer: ft.Optimizer,
+		Momentum: ft.Momentum, WeightDecay: ft.WeightDecay, ResidualL2: ft.ResidualL2, Clip: ft.Clip,
+		Retract: ft.Retract, Freeze: ft.Freeze, FactorLR: ft.FactorLR, Patience: ft.Patience,
+		ValidFraction: 0.15, Shards: ft.Shards,
+	}
+	return PilotConfig{
+		Version: 1, TestFraction: 0.25, Label: ft.Label,
+		Baseline: PilotBaseline{PilotTraining: train},
+		Convert: PilotConvert{
+			Structure: cv.Structure, Blocks: cv.Blocks, Rank: cv.Rank, Residual: cv.Residual,
+			ResidualRank: cv.ResidualRank, ResidualDensity: cv.ResidualDensity,
+		},
+		Finetune: train,
+		Control:  true,
+		Validate: PilotValidate{
+			Bootstrap: va.Bootstrap, MaxJacobianSamples: va.MaxJacobianSamples, Noise: va.Noise,
+			RobustnessEps: va.RobustnessEps, RobustnessDraws: va.RobustnessDraws, GradBatch: va.GradBatch,
+			LatencyBatch: va.LatencyBatch, LatencyRuns: va.LatencyRuns, LatencyWarmup: va.LatencyWarmup,
+			SpikeWindow: va.SpikeWindow, SpikeThreshold: va.SpikeThreshold,
+		},
+	}
+}
+
+// DemoPilotConfig is `strata pilot --demo`: the embedded digits data
+// (UCI, CC BY 4.0) split 75/25, a dense 64-128-128-10 baseline, one
+// Monarch + low-rank structure fine-tuned next to its equal-budget
+// control, and the default policy. Workdir is left to the caller.
+func DemoPilotConfig() PilotConfig {
+	cfg := DefaultPilotConfig()
+	cfg.Data = "digits"
+	cfg.Seed = 1
+	cfg.Baseline.Init = "mlp:64-128-128-10:relu"
+	cfg.Baseline.Epochs = 40
+	cfg.Baseline.LR = 3e-3
+	cfg.Convert.Structure = "monarch"
+	cfg.Convert.Blocks = 4
+	cfg.Convert.ResidualRank = 4
+	cfg.Finetune.Epochs = 15
+	cfg.Finetune.LR = 1e-3
+	return cfg
+}
+
+// LoadPilotConfig reads a pilot config file onto DefaultPilotConfig,
+// strictly (an unknown key or a value of the wrong type is a *ConfigError
+// naming the line and the key), and resolves its relative paths against
+// the file's directory.
+func LoadPilotConfig(path string) (PilotConfig, error) {
+	cfg := DefaultPilotConfig()
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, inputErrorf("pilot: %w", err)
+	}
+	lines, err := decodeYAMLStrict(path, src, &cfg)
+	if err != nil {
+		return cfg, err
+	}
+	cfg.ConfigFile = path
+	if cfg.Version != 1 {
+		return cfg, &ConfigError{File: path, Line: lines["version"], Key: "version", Err: fmt.Errorf("%d: want 1", cfg.Version)}
+	}
+	base := filepath.Dir(path)
+	for _, p := range []*string{&cfg.Train, &cfg.Valid, &cfg.Test, &cfg.Model, &cfg.Policy} {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(base, *p)
+		}
+	}
+	if err := cfg.check(lines); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
+}
+
+// check validates what the stages do not: the data sources.
+func (cfg *PilotConfig) check(lines map[string]int) error {
+	bad := func(key, format string, args ...any) error {
+		return &ConfigError{File: orDefault(cfg.ConfigFile, "pilot config"), Line: lines[key], Key: key, Err: fmt.Errorf(format, args...)}
+	}
+	switch {
+	case cfg.Data != "" && (cfg.Train != "" || cfg.Test != "" || cfg.Valid != ""):
+		return bad("data", "give an embedded data set or train/test files, not both")
+	case cfg.Data != "" && !slices.Contains(data.Names, cfg.Data):
+		return bad("data", "%q: want one of %s", cfg.Data, strings.Join(data.Names, ", "))
+	case cfg.Data == "" && cfg.Train == "":
+		return bad("train", "no data: set train (and test), or data: digits")
+	case cfg.Test == "" && !(cfg.TestFraction > 0 && cfg.TestFraction < 1):
+		return bad("test_fraction", "%v: want a share in (0, 1) of the data to hold out for validate", cfg.TestFraction)
+	case cfg.Label == "":
+		return bad("label", "must not be empty")
+	}
+	return nil
+}
+
+// PilotStage is one stage of a pilot run in pilot.json.
+type PilotStage struct {
+	Name string `json:"name"`
+	// Dir is the stage's output directory; Seconds its wall time.
+	Dir     string  `json:"dir"`
+	Seconds float64 `json:"seconds"`
+}
+
+// PilotResult is pilot.json, plus each stage's result in memory.
+type PilotResult struct {
+	SchemaVersion int         `json:"schema_version"`
+	Tool          VersionInfo `json:"tool"`
+	Config        PilotConfig `json:"config"`
+	// Data names where the data came from and the files the stages read.
+	Data PilotData `json:"data"`
+	// BaselineModel is the dense baseline every comparison is against.
+	BaselineModel string       `json:"baseline_model"`
+	Stages        []PilotStage `json:"stages"`
+	Decision      Decision     `json:"decision"`
+	Why           string       `json:"why"`
+	// ReportHTML is the path of report.html.
+	ReportHTML string  `json:"report_html"`
+	Seconds    float64 `json:"seconds"`
+
+	Baseline   *FinetuneResult   `json:"-"` // nil when Model was given
+	Convert    *ConvertResult    `json:"-"`
+	Finetune   *FinetuneResult   `json:"-"`
+	Control    *FinetuneResult   `json:"-"` // nil without the control
+	Validation *ValidationResult `json:"-"`
+	Report     *ReportResult     `json:"-"`
+}
+
+// PilotData describes the pilot's data.
+type PilotData struct {
+	// Source is the embedded data set's description, or "files".
+	Source    string `json:"source"`
+	Train     string `json:"train"`
+	Valid     string `json:"valid,omitempty"`
+	Test      string `json:"test"`
+	TrainRows int    `json:"train_rows"`
+	TestRows  int    `json:"test_rows"`
+}
+
+// Pilot runs the whole pilot: it prepares the data, trains the dense
+// baseline (unless Model is given), converts it, fine-tunes the
+// candidate, fine-tunes the dense baseline with the same budget as the
+// equal-budget control (unless Control is false), validates the candidate
+// against both, and reports against the policy. Each stage is the same
+// function its subcommand calls and writes the same files, in its own
+// subdirectory of Workdir; Workdir/pilot.json summarises the run. The
+// decision is the report's.
+func Pilot(ctx context.Context, cfg PilotConfig) (*PilotResult, error) {
+	start := time.Now()
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Workdir == "" {
+		return nil, inputErrorf("pilot: --workdir is required")
+	}
+	if err := cfg.check(nil); err != nil {
+		return nil, err
+	}
+	wd, err := filepath.Abs(cfg.Workdir)
+	if err != nil {
+		return nil, fmt.Errorf("pilot: %w", err)
+	}
+	cfg.Workdir = wd
+	if err := os.MkdirAll(wd, 0o755); err != nil {
+		return nil, fmt.Errorf("pilot: create workdir: %w", err)
+	}
+	res := &PilotResult{SchemaVersion: PilotSchemaVersion, Tool: Version(), Config: cfg}
+	dir := func(name string) string { return filepath.Join(wd, name) }
+	total := 6
+	if cfg.Model != "" {
+		total--
+	}
+	if !cfg.Control {
+		total--
+	}
+	n := 0
+	stage := func(name, what string, run func() error) error {
+		n++
+		log.Info(fmt.Sprintf("pilot [%d/%d] %s", n, total, what), "stage", name)
+		t0 := time.Now()
+		if err := run(); err != nil {
+			return fmt.Errorf("pilot: %s stage: %w", name, err)
+		}
+		res.Stages = append(res.Stages, PilotStage{Name: name, Dir: dir(name), Seconds: time.Since(t0).Seconds()})
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		return nil
+	}
+
+	if err := cfg.prepareData(dir("data"), &res.Data); err != nil {
+		return nil, err
+	}
+	res.Stages = append(res.Stages, PilotStage{Name: "data", Dir: dir("data")})
+	log.Info("pilot data", "source", res.Data.Source, "train_rows", res.Data.TrainRows, "test_rows", res.Data.TestRows, "workdir", wd)
+
+	training := func(name string, t PilotTraining) FinetuneConfig {
+		ft := DefaultFinetuneConfig()
+		t.apply(&ft)
+		ft.Train, ft.Valid, ft.Label, ft.Seed = res.Data.Train, res.Data.Valid, cfg.Label, cfg.Seed
+		if ft.Valid != "" {
+			ft.ValidFraction = 0
+		}
+		ft.Out, ft.Activation, ft.Logger = dir(name), cfg.Activation, cfg.StageLogger
+		if cfg.TrainProgress != nil {
+			ft.Progress = func(p FinetuneProgress) { cfg.TrainProgress(name, p) }
+			ft.LogInterval = -1
+		}
+		return ft
+	}
+
+	res.BaselineModel = cfg.Model
+	if cfg.Model == "" {
+		ft := training("baseline", cfg.Baseline.PilotTraining)
+		ft.Init, ft.Task = cfg.Baseline.Init, cfg.Baseline.Task
+		if ft.Init == "" {
+			if ft.Init, err = defaultInit(res.Data.Train, cfg.Label, cfg.Baseline.Task); err != nil {
+				return nil, err
+			}
+		}
+		err := stage("baseline", "training the dense baseline "+ft.Init, func() error {
+			res.Baseline, err = Finetune(ctx, ft)
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		res.BaselineModel = filepath.Join(ft.Out, res.Baseline.Outputs.Model)
+	}
+
+	cv := DefaultConvertConfig()
+	cfg.Convert.apply(&cv)
+	cv.Model, cv.Out, cv.Seed, cv.Activation, cv.Logger = res.BaselineModel, dir("convert"), cfg.Seed, cfg.Activation, cfg.StageLogger
+	err = stage("convert", "converting to "+cv.Structure+" + "+cv.Residual+" residual", func() error {
+		res.Convert, err = Convert(ctx, cv)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	ft := training("finetune", cfg.Finetune)
+	ft.Model = filepath.Join(cv.Out, res.Convert.Outputs.Model)
+	err = stage("finetune", fmt.Sprintf("fine-tuning the candidate S + R (%d epochs)", ft.Epochs), func() error {
+		res.Finetune, err = Finetune(ctx, ft)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	candidate := filepath.Join(ft.Out, res.Finetune.Outputs.Model)
+
+	control := ""
+	if cfg.Control {
+		ct := training("control", cfg.Finetune)
+		ct.Model = res.BaselineModel
+		err = stage("control", fmt.Sprintf("fine-tuning the dense control with the same budget (%d epochs)", ct.Epochs), func() error {
+			res.Control, err = Finetune(ctx, ct)
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		control = filepath.Join(ct.Out, res.Control.Outputs.Model)
+	}
+
+	va := DefaultValidateConfig()
+	cfg.Validate.apply(&va)
+	va.Baseline, va.Candidate, va.Control = res.BaselineModel, candidate, control
+	va.Data, va.Label, va.Out, va.Seed, va.Activation, va.Logger = res.Data.Test, cfg.Label, dir("validate"), cfg.Seed, cfg.Activation, cfg.StageLogger
+	va.TrainLog = dir("finetune")
+	if res.Baseline != nil {
+		va.BaselineTrainLog = dir("baseline")
+	}
+	if control != "" {
+		va.ControlTrainLog = dir("control")
+	}
+	err = stage("validate", "validating the candidate against the baseline"+map[bool]string{true: " and the control", false: ""}[control != ""], func() error {
+		res.Validation, err = Validate(ctx, va)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	rc := ReportConfig{
+		Validation: filepath.Join(va.Out, "validation.json"), Policy: cfg.Policy, Out: dir("report"),
+		DecisionFile: cfg.DecisionFile, XComFile: cfg.XComFile, MetricsFile: cfg.MetricsFile, NoFail: cfg.NoFail,
+		Title: "strata pilot report", Logger: cfg.StageLogger,
+	}
+	err = stage("report", "judging against the gate policy", func() error {
+		res.Report, err = Report(ctx, rc)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	res.Decision, res.Why = res.Report.Decision, res.Report.Why
+	res.ReportHTML = filepath.Join(rc.Out, res.Report.Outputs.HTML)
+	res.Seconds = time.Since(start).Seconds()
+	if err := writeJSON(filepath.Join(wd, "pilot.json"), res); err != nil {
+		return nil, fmt.Errorf("pilot: write pilot.json: %w", err)
+	}
+	log.Info("pilot done", "decision", res.Decision.Label(), "seconds", fmt.Sprintf("%.1f", res.Seconds), "report", res.ReportHTML)
+	return res, nil
+}
+
+// prepareData writes the pilot's data files (an embedded set or a split
+// of Train) to dir and fills d.
+func (cfg *PilotConfig) prepareData(dir string, d *PilotData) error {
+	var ds *arrowio.Dataset
+	switch {
+	case cfg.Data != "":
+		set, err := data.Load(cfg.Data)
+		if err != nil {
+			return inputErrorf("pilot: %w", err)
+		}
+		ds = set.Dataset
+		d.Source = fmt.Sprintf("embedded %s data (UCI Machine Learning Repository, CC BY 4.0), %d rows, %d features, %d classes",
+			cfg.Data, ds.N, ds.D, len(set.Classes))
+	case cfg.Test == "":
+		var err error
+		if ds, _, err = readData(cfg.Train, cfg.Label); err != nil {
+			return err
+		}
+		d.Source = "files: " + cfg.Train + " split"
+	default:
+		d.Source = "files"
+		d.Train, d.Valid, d.Test = cfg.Train, cfg.Valid, cfg.Test
+		for _, f := range []struct {
+			path string
+			n    *int
+		}{{cfg.Train, &d.TrainRows}, {cfg.Test, &d.TestRows}} {
+			ds, _, err := readData(f.path, cfg.Label)
+			if err != nil {
+				return err
+			}
+			*f.n = ds.N
+		}
+		return nil
+	}
+	train, test, err := Split(ds, cfg.TestFraction, cfg.Seed)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("pilot: %w", err)
+	}
+	d.Train, d.Test, d.Valid = filepath.Join(dir, "train.arrow"), filepath.Join(dir, "test.arrow"), cfg.Valid
+	d.TrainRows, d.TestRows = train.N, test.N
+	// Datasets carry the label under the configured name.
+	opts := []arrowio.DatasetOption{arrowio.WithLabel(cfg.Label)}
+	if err := arrowio.WriteDataset(d.Train, train, opts...); err != nil {
+		return fmt.Errorf("pilot: %w", err)
+	}
+	if err := arrowio.WriteDataset(d.Test, test, opts...); err != nil {
+		return fmt.Errorf("pilot: %w", err)
+	}
+	return nil
+}
+
+// defaultInit is the baseline architecture for data without one given:
+// mlp:D-128-128-K.
+func defaultInit(train, label, task string) (string, error) {
+	ds, _, err := readData(train, label)
+	if err != nil {
+		return "", err
+	}
+	k := 1
+	if task != "regression" {
+		for _, y := range ds.Y {
+			if y >= float64(k) && y == math.Trunc(y) {
+				k = int(y) + 1
+			}
+		}
+		k = max(k, 2)
+	}
+	return fmt.Sprintf("mlp:%d-128-128-%d:relu", ds.D, k), nil
+}
+
+func (t PilotTraining) apply(c *FinetuneConfig) {
+	c.Epochs, c.BatchSize, c.LR, c.Warmup, c.Optimizer = t.Epochs, t.BatchSize, t.LR, t.Warmup, t.Optimizer
+	c.Momentum, c.WeightDecay, c.ResidualL2, c.Clip, c.Retract = t.Momentum, t.WeightDecay, t.ResidualL2, t.Clip, t.Retract
+	c.Freeze, c.FactorLR, c.Patience, c.ValidFraction, c.Shards = t.Freeze, t.FactorLR, t.Patience, t.ValidFraction, t.Shards
+}
+
+func (p PilotConvert) apply(c *ConvertConfig) {
+	c.Structure, c.Blocks, c.Rank, c.KronFactors, c.Residual = p.Structure, p.Blocks, p.Rank, p.KronFactors, p.Residual
+	c.ResidualRank, c.ResidualDensity, c.TargetError, c.ParamBudget = p.ResidualRank, p.ResidualDensity, p.TargetError, p.ParamBudget
+	c.Include, c.Exclude = p.Include, p.Exclude
+}
+
+func (p PilotValidate) apply(c *ValidateConfig) {
+	c.Bootstrap, c.MaxJacobianSamples, c.Noise, c.RobustnessEps = p.Bootstrap, p.MaxJacobianSamples, slices.Clone(p.Noise), p.RobustnessEps
+	c.RobustnessDraws, c.GradBatch, c.LatencyBatch, c.LatencyRuns = p.RobustnessDraws, p.GradBatch, p.LatencyBatch, p.LatencyRuns
+	c.LatencyWarmup, c.SpikeWindow, c.SpikeThreshold = p.LatencyWarmup, p.SpikeWindow, p.SpikeThreshold
+}

@@ -1,0 +1,104 @@
+package stages
+
+import (
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/strata-ml/strata/examples/data"
+)
+
+// TestPilotDemo runs `strata pilot --demo`'s configuration end to end
+// (fewer epochs and resamples under -short) and checks that every stage
+// wrote its files in its own directory, that the control was trained and
+// validated, and that the report is complete.
+func TestPilotDemo(t *testing.T) {
+	cfg := DemoPilotConfig()
+	if testing.Short() {
+		cfg.Baseline.Epochs, cfg.Finetune.Epochs, cfg.Validate.Bootstrap = 8, 3, 200
+	}
+	cfg.Workdir = t.TempDir()
+	start := time.Now()
+	res, err := Pilot(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("demo: %s in %.1fs: %s", res.Decision.Label(), time.Since(start).Seconds(), res.Why)
+	want := map[string][]string{
+		"data":     {"test.arrow", "train.arrow"},
+		"baseline": {"finetune.json", "model.arrow", "model.dense.arrow", "train_log.arrow"},
+		"convert":  {"convert.json", "model.arrow", "model.dense.arrow"},
+		"finetune": {"finetune.json", "model.arrow", "model.dense.arrow", "train_log.arrow"},
+		"control":  {"finetune.json", "model.arrow", "model.dense.arrow", "train_log.arrow"},
+		"validate": {"validation.json"},
+		"report": {"plot-residual-share.svg", "plot-robustness.svg", "plot-sensitivity.svg", "plot-spectra.svg", "plot-training.svg",
+			"report.html", "report.json", "report.md"},
+	}
+	for d, files := range want {
+		if got := entries(t, filepath.Join(cfg.Workdir, d)); !slices.Equal(got, files) {
+			t.Errorf("%s holds %v, want %v", d, got, files)
+		}
+	}
+	var stages []string
+	for _, s := range res.Stages {
+		stages = append(stages, s.Name)
+	}
+	if !slices.Equal(stages, []string{"data", "baseline", "convert", "finetune", "control", "validate", "report"}) {
+		t.Errorf("stages %v", stages)
+	}
+	if res.Validation.Inputs.Control == nil || !res.Report.HasControl {
+		t.Error("the control was not validated")
+	}
+	if res.Finetune.Steps != res.Control.Steps {
+		t.Errorf("the control trained %d steps, the candidate %d: not the same budget", res.Control.Steps, res.Finetune.Steps)
+	}
+	if res.Data.TrainRows+res.Data.TestRows != 1797 || res.Data.TestRows != 449 {
+		t.Errorf("split %d / %d rows, want 1348 / 449", res.Data.TrainRows, res.Data.TestRows)
+	}
+	var pj PilotResult
+	if err := json.Unmarshal(readFile(t, filepath.Join(cfg.Workdir, "pilot.json")), &pj); err != nil {
+		t.Fatal(err)
+	}
+	if pj.Decision != res.Decision || pj.ReportHTML != res.ReportHTML {
+		t.Errorf("pilot.json: decision %s report %s", pj.Decision, pj.ReportHTML)
+	}
+	checkHTML(t, readFile(t, res.ReportHTML), res.Decision.Label(), PlotIDs)
+}
+
+// TestPilotFilesNoControl pilots from data files with a held-out test
+// share and no control: no control directory, and the report compares
+// the candidate with the baseline only.
+func TestPilotFilesNoControl(t *testing.T) {
+	dir := t.TempDir()
+	train := filepath.Join(dir, "iris.csv")
+	if err := data.Write("iris", train); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultPilotConfig()
+	cfg.Train, cfg.Control, cfg.Seed = train, false, 2
+	cfg.Baseline.Epochs, cfg.Baseline.LR, cfg.Finetune.Epochs = 30, 1e-2, 5
+	cfg.Convert.Structure, cfg.Convert.Blocks = "blockdiag", 2
+	cfg.Validate.Bootstrap = 200
+	cfg.Workdir = filepath.Join(dir, "work")
+	res, err := Pilot(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Control != nil || res.Report.HasControl {
+		t.Error("control: false still trained or reported a control")
+	}
+	if got := entries(t, cfg.Workdir); slices.Contains(got, "control") {
+		t.Errorf("workdir %v has a control directory", got)
+	}
+	if res.Baseline.Config.Init != "mlp:4-128-128-3:relu" {
+		t.Errorf("default baseline %q, want mlp:4-128-128-3:relu", res.Baseline.Config.Init)
+	}
+	for _, r := range res.Report.Rules {
+		if r.Versus == VersusControl && r.Outcome != OutcomeSkipped {
+			t.Errorf("the optional control rule was %s without a control", r.Outcome)
+		}
+	}
+}

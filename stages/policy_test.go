@@ -1,0 +1,190 @@
+package stages
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/strata-ml/strata/manifests/policy"
+)
+
+func TestParsePolicy(t *testing.T) {
+	p, err := ParsePolicy("p.yaml", []byte(`version: 1
+rules:
+  - {metric: accuracy, direction: higher, max_degradation: 0.005}   # non-inferiority margin
+  - {metric: perturbation_sensitivity, direction: lower, max_relative_change: 0.0}
+  - {metric: params, direction: lower, max_ratio: 0.6}
+  - metric: accuracy
+    min_value: 0.90
+  - {metric: accuracy, versus: control, max_degradation: 0.01, optional: true}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Rules) != 5 {
+		t.Fatalf("%d rules, want 5", len(p.Rules))
+	}
+	wantLines := []int{3, 4, 5, 6, 8}
+	for i, r := range p.Rules {
+		if r.Line != wantLines[i] {
+			t.Errorf("rule %d at line %d, want %d", i, r.Line, wantLines[i])
+		}
+	}
+	if k, v := p.Rules[3].Bound(); k != BoundMinValue || v != 0.9 {
+		t.Errorf("rule 3 bound %s %v, want min_value 0.9", k, v)
+	}
+	if r := p.Rules[4]; r.versus() != VersusControl || !r.Optional {
+		t.Errorf("rule 4: versus %s optional %v", r.versus(), r.Optional)
+	}
+	if p.Rules[0].versus() != VersusBaseline {
+		t.Errorf("versus defaults to %q", p.Rules[0].versus())
+	}
+}
+
+// TestParsePolicyErrors: every mistake names the file, the line and the
+// key, and is bad input.
+func TestParsePolicyErrors(t *testing.T) {
+	tests := []struct {
+		name, src string
+		line      int
+		want      string
+	}{
+		{"typo'd key", "version: 1\nrules:\n  - metric: accuracy\n    max_degredation: 0.01\n", 4,
+			"rules[0].max_degredation: unknown key (did you mean max_degradation?)"},
+		{"unknown top-level key", "version: 1\nrule:\n  - {metric: accuracy, min_value: 0.5}\n", 2, "rule: unknown key (did you mean rules?)"},
+		{"unknown metric", "version: 1\nrules:\n  - {metric: accuracy, min_value: 0.5}\n  - {metric: acuracy, min_value: 0.5}\n", 4,
+			`rules[1].metric: unknown metric "acuracy" (did you mean accuracy?)`},
+		{"wrong type", "version: 1\nrules:\n  - metric: accuracy\n    max_degradation: half a point\n", 4,
+			`rules[0].max_degradation: want a number, got "half a point"`},
+		{"a list for a number", "version: 1\nrules:\n  - {metric: accuracy, min_value: [1, 2]}\n", 3, "rules[0].min_value: want a number, got a list"},
+		{"optional not a bool", "version: 1\nrules:\n  - {metric: accuracy, min_value: 0.5, optional: maybe}\n", 3, "rules[0].optional: want true or false"},
+		{"rules not a list", "version: 1\nrules: {metric: accuracy}\n", 2, "rules: want a list, got a mapping"},
+		{"non-finite bound", "version: 1\nrules:\n  - {metric: accuracy, min_value: .nan}\n", 3, "want a finite number"},
+		{"two bounds", "version: 1\nrules:\n  - metric: accuracy\n    min_value: 0.5\n    max_degradation: 0.01\n", 5,
+			"rules[0].max_degradation: the rule already has min_value; write one rule per bound"},
+		{"no bound", "version: 1\nrules:\n  - metric: accuracy\n", 3, "rules[0]: no bound"},
+		{"no metric", "version: 1\nrules:\n  - min_value: 0.5\n", 3, "rules[0]: no metric"},
+		{"bad direction", "version: 1\nrules:\n  - {metric: loss, direction: down, max_degradation: 0.1}\n", 3, `rules[0].direction: "down": want higher or lower`},
+		{"bad versus", "version: 1\nrules:\n  - {metric: loss, versus: dense, max_degradation: 0.1}\n", 3, `rules[0].versus: "dense": want baseline or control`},
+		{"negative margin", "version: 1\nrules:\n  - {metric: loss, max_degradation: -0.1}\n", 3, "a margin is >= 0"},
+		{"zero ratio", "version: 1\nrules:\n  - {metric: params, max_ratio: 0}\n", 3, "want a ratio > 0"},
+		{"duplicate key", "version: 1\nrules:\n  - metric: loss\n    metric: accuracy\n    min_value: 1\n", 4, "rules[0].metric: duplicate key (first at line 3)"},
+		{"version 2", "version: 2\nrules:\n  - {metric: loss, max_value: 1}\n", 1, "version: 2: want 1"},
+		{"no version", "rules:\n  - {metric: loss, max_value: 1}\n", 0, "version: missing"},
+		{"no rules", "version: 1\nrules: []\n", 2, "the policy has no rules"},
+		{"not YAML", "version: 1\nrules:\n  - {metric: loss\n", 2, "not valid YAML"},
+		{"empty", "", 0, "the file is empty"},
+		{"two documents", "version: 1\nrules:\n  - {metric: loss, max_value: 1}\n---\nversion: 1\n", 4, "more than one YAML document"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParsePolicy("policy.yaml", []byte(tt.src))
+			var ce *ConfigError
+			if !errors.As(err, &ce) {
+				t.Fatalf("err = %v, want a *ConfigError", err)
+			}
+			if !errors.Is(err, ErrInput) {
+				t.Errorf("err is not ErrInput")
+			}
+			if ce.Line != tt.line {
+				t.Errorf("line %d, want %d (%v)", ce.Line, tt.line, err)
+			}
+			if !strings.Contains(err.Error(), tt.want) || !strings.HasPrefix(err.Error(), "policy.yaml") {
+				t.Errorf("error %q does not name the file and contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestDefaultPolicy: the embedded default policy is the file in
+// manifests/policy and parses.
+func TestDefaultPolicy(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "manifests", "policy", "default.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(b) != string(policy.Default) {
+		t.Fatal("the embedded default policy differs from manifests/policy/default.yaml")
+	}
+	p, err := LoadPolicy("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Input.Path != policy.DefaultName || p.Input.SHA256 != sha256Hex(b) || len(p.Rules) == 0 {
+		t.Errorf("default policy input %+v with %d rules", p.Input, len(p.Rules))
+	}
+}
+
+func TestLoadPilotConfig(t *testing.T) {
+	dir := t.TempDir()
+	write := func(src string) string {
+		path := filepath.Join(dir, "pilot.yaml")
+		if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	cfg, err := LoadPilotConfig(write(`version: 1
+train: data/train.arrow
+test: /abs/test.arrow
+convert:
+  structure: blockdiag
+  blocks: 2
+finetune:
+  epochs: 3
+baseline:
+  init: mlp:4-8-3
+  epochs: 5
+control: false
+validate:
+  noise: [0.1]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Train != filepath.Join(dir, "data", "train.arrow") || cfg.Test != "/abs/test.arrow" {
+		t.Errorf("paths %q %q: want the train path resolved against the config's directory", cfg.Train, cfg.Test)
+	}
+	if cfg.Convert.Structure != "blockdiag" || cfg.Convert.Blocks != 2 || cfg.Convert.Residual != "lowrank" {
+		t.Errorf("convert %+v: want blockdiag b=2 and the default residual", cfg.Convert)
+	}
+	if cfg.Finetune.Epochs != 3 || cfg.Baseline.Epochs != 5 || cfg.Finetune.BatchSize != DefaultFinetuneConfig().BatchSize || cfg.Control {
+		t.Errorf("training %+v / %+v control %v", cfg.Finetune, cfg.Baseline, cfg.Control)
+	}
+	if len(cfg.Validate.Noise) != 1 || cfg.Validate.Bootstrap != DefaultValidateConfig().Bootstrap {
+		t.Errorf("validate %+v", cfg.Validate)
+	}
+
+	ex, err := LoadPilotConfig(filepath.Join("..", "examples", "pilot", "pilot.yaml"))
+	if err != nil {
+		t.Fatalf("examples/pilot/pilot.yaml: %v", err)
+	}
+	if ex.Data != "digits" || ex.Convert.Structure != "kronecker" || !ex.Control {
+		t.Errorf("examples/pilot/pilot.yaml read as %+v", ex)
+	}
+	if _, err := LoadPolicy(ex.Policy); err != nil {
+		t.Errorf("the example's policy: %v", err)
+	}
+
+	errs := []struct {
+		src  string
+		line int
+		want string
+	}{
+		{"version: 1\ndata: digits\nfinetune:\n  epoch: 3\n", 4, "finetune.epoch: unknown key (did you mean epochs?)"},
+		{"version: 1\ndata: digits\nbaseline:\n  epochs: ten\n", 4, `baseline.epochs: want a whole number, got "ten"`},
+		{"version: 1\ndata: mnist\n", 2, `data: "mnist": want one of digits, wine, iris`},
+		{"version: 1\ndata: digits\ntrain: x.arrow\n", 2, "not both"},
+		{"version: 1\nlabel: y\n", 0, "train: no data"},
+		{"version: 3\ndata: digits\n", 1, "version: 3: want 1"},
+	}
+	for _, e := range errs {
+		_, err := LoadPilotConfig(write(e.src))
+		var ce *ConfigError
+		if !errors.As(err, &ce) || ce.Line != e.line || !strings.Contains(err.Error(), e.want) || !errors.Is(err, ErrInput) {
+			t.Errorf("%q: err = %v, want line %d and %q", e.src, err, e.line, e.want)
+		}
+	}
+}

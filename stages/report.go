@@ -1,0 +1,723 @@
+package stages
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+
+	"github.com/strata-ml/strata/arrowio"
+)
+
+// ReportSchemaVersion is the schema_version of report.json.
+const ReportSchemaVersion = 1
+
+// ReportConfig configures Report. The JSON form is recorded in
+// report.json.
+type ReportConfig struct {
+	// Validation is the validation.json to judge. With SelectBest it may
+	// be empty.
+	Validation string `json:"validation,omitempty"`
+	// SelectBest lists the validation.json of several candidates (a
+	// sweep) against one baseline: every one is judged, and the best
+	// passing one (fewest parameters, ties by accuracy) is selected.
+	// Validation, when also given, is one of them.
+	SelectBest []string `json:"select_best,omitempty"`
+	// Policy is the gate policy file; empty applies the embedded default
+	// (manifests/policy/default.yaml).
+	Policy string `json:"policy,omitempty"`
+	// Out is the output directory of report.json, report.md, report.html
+	// and the plots (plot-*.svg).
+	Out string `json:"out"`
+	// DecisionFile, XComFile and MetricsFile are the orchestrator outputs
+	// (PRODUCT.md section 6), each written atomically when set: the
+	// decision as one word, a JSON summary, OpenMetrics text.
+	DecisionFile string `json:"decision_file,omitempty"`
+	XComFile     string `json:"xcom_file,omitempty"`
+	MetricsFile  string `json:"metrics_file,omitempty"`
+	// NoFail makes the exit code 0 for NO-GO and INCONCLUSIVE (Argo and
+	// Airflow drop the outputs of failed steps); it is recorded in the
+	// XCom summary's exit_code.
+	NoFail bool `json:"no_fail,omitempty"`
+	// Title heads the report (empty: "strata pilot report").
+	Title string `json:"title,omitempty"`
+	// Logger receives progress; nil discards it.
+	Logger *slog.Logger `json:"-"`
+}
+
+// ExitCode returns the exit code of a decision (PRODUCT.md section 6): 0
+// for GO, 3 for NO-GO, 4 for INCONCLUSIVE, and 0 for any with noFail.
+func (d Decision) ExitCode(noFail bool) int {
+	if noFail {
+		return 0
+	}
+	switch d {
+	case DecisionNoGo:
+		return 3
+	case DecisionInconclusive:
+		return 4
+	}
+	return 0
+}
+
+// ReportInputs are the files a report was made from, with their hashes.
+type ReportInputs struct {
+	Validations []InputFile `json:"validations"`
+	Policy      InputFile   `json:"policy"`
+	// TrainLogs are the training logs validation.json names, read for
+	// the training curves.
+	TrainLogs []InputFile `json:"train_logs,omitempty"`
+}
+
+// MetricRow is one row of the report's metric table: a metric of
+// validation.json for each model, with the deltas and their intervals.
+type MetricRow struct {
+	Metric    string `json:"metric"`
+	Better    string `json:"better"`
+	Baseline  *Float `json:"baseline"`
+	Candidate *Float `json:"candidate"`
+	Control   *Float `json:"control,omitempty"`
+	// Delta (candidate - baseline) with CI95 and PValue: what the
+	// candidate changed.
+	Delta  *Float    `json:"delta"`
+	CI95   *Interval `json:"ci95"`
+	PValue *Float    `json:"p_value,omitempty"`
+	// DeltaVsControl (candidate - control) with CI95VsControl: what the
+	// structure did, training budget equal.
+	DeltaVsControl *Float    `json:"delta_vs_control,omitempty"`
+	CI95VsControl  *Interval `json:"ci95_vs_control,omitempty"`
+	// TrainingEffect is control - baseline: what more training alone did.
+	TrainingEffect *Float `json:"training_effect,omitempty"`
+	Note           string `json:"note,omitempty"`
+	Reason         string `json:"reason,omitempty"`
+}
+
+// CandidateReport is one judged candidate; a report without SelectBest
+// has one.
+type CandidateReport struct {
+	// Name labels the candidate: its model file's directory and name, or
+	// the validation file's.
+	Name       string    `json:"name"`
+	Validation InputFile `json:"validation"`
+	// Structure summarises the candidate's structure, e.g. "monarch +
+	// lowrank residual on 3 of 3 layers, 55% of the baseline's
+	// parameters"; Layers gives each layer's, e.g. "0: monarch b=4 r=4 +
+	// lowrank r=4; 2: ...".
+	Structure string          `json:"structure"`
+	Layers    string          `json:"layers"`
+	Params    *Float          `json:"params"`
+	Accuracy  *Float          `json:"accuracy"`
+	Decision  Decision        `json:"decision"`
+	Why       string          `json:"why"`
+	Counts    map[Outcome]int `json:"counts"`
+	Rules     []RuleResult    `json:"rules"`
+	// Selected marks the candidate the report features: the one chosen
+	// by SelectBest, or the only one.
+	Selected bool `json:"selected"`
+
+	res  *ValidationResult
+	gate *GateResult
+}
+
+// ReportOutputs names the files Report wrote: those in Out relative to
+// it, the orchestrator files as given.
+type ReportOutputs struct {
+	JSON         string   `json:"json"`
+	Markdown     string   `json:"markdown"`
+	HTML         string   `json:"html"`
+	Plots        []string `json:"plots"`
+	DecisionFile string   `json:"decision_file,omitempty"`
+	XComFile     string   `json:"xcom_file,omitempty"`
+	MetricsFile  string   `json:"metrics_file,omitempty"`
+}
+
+// ReportResult is report.json.
+type ReportResult struct {
+	SchemaVersion int          `json:"schema_version"`
+	Tool          VersionInfo  `json:"tool"`
+	Config        ReportConfig `json:"config"`
+	Inputs        ReportInputs `json:"inputs"`
+	// Policy is the policy as applied.
+	Policy Policy `json:"policy"`
+	// Decision and Why are the gate's; with SelectBest, the selected
+	// candidate's (GO), else INCONCLUSIVE when some candidate was, else
+	// NO-GO.
+	Decision Decision `json:"decision"`
+	Why      string   `json:"why"`
+	// Rules, Counts and Metrics are the featured candidate's: the
+	// selected one, or with SelectBest and none passing, the best ranked.
+	Rules   []RuleResult    `json:"rules"`
+	Counts  map[Outcome]int `json:"counts"`
+	Metrics []MetricRow     `json:"metrics"`
+	// HasControl says whether the featured validation had a control.
+	HasControl bool `json:"has_control"`
+	// Candidates lists every judged candidate, best ranked first.
+	Candidates []CandidateReport `json:"candidates"`
+	Warnings   []string          `json:"warnings"`
+	Outputs    ReportOutputs     `json:"outputs"`
+}
+
+// Featured returns the candidate the report is about.
+func (r *ReportResult) Featured() *CandidateReport {
+	for i := range r.Candidates {
+		if r.Candidates[i].Selected {
+			return &r.Candidates[i]
+		}
+	}
+	if len(r.Candidates) > 0 {
+		return &r.Candidates[0]
+	}
+	return nil
+}
+
+// Report judges a validation.json (or, with SelectBest, several) against
+// a gate policy and writes Out/report.json, Out/report.md, Out/report.html
+// (self-contained: inline SVG plots, no scripts, no network) and each plot
+// as Out/plot-*.svg for report.md, all or nothing, then the orchestrator files that are
+// configured, each atomically. The decision is in the result; mapping it
+// to an exit code is the caller's (Decision.ExitCode).
+//
+// Bad input (a validation.json or policy that does not read or does not
+// check, a rule that needs a direction the metric does not have) returns
+// an error wrapping ErrInput and writes nothing.
+func Report(ctx context.Context, cfg ReportConfig) (*ReportResult, error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	files, err := cfg.validationFiles()
+	if err != nil {
+		return nil, err
+	}
+	pol, err := LoadPolicy(cfg.Policy)
+	if err != nil {
+		return nil, err
+	}
+	res := &ReportResult{
+		SchemaVersion: ReportSchemaVersion, Tool: Version(), Config: cfg, Policy: pol.Policy,
+		Inputs: ReportInputs{Policy: pol.Input}, Warnings: []string{},
+	}
+	for _, f := range files {
+		v, in, err := ReadValidation(f)
+		if err != nil {
+			return nil, err
+		}
+		g, err := Judge(pol.Input.Path, &pol.Policy, v)
+		if err != nil {
+			return nil, err
+		}
+		res.Inputs.Validations = append(res.Inputs.Validations, in)
+		res.Candidates = append(res.Candidates, newCandidateReport(v, in, g))
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	res.selectCandidate(len(cfg.SelectBest) > 0)
+	feat := res.Featured()
+	res.Rules, res.Counts = feat.Rules, feat.Counts
+	res.Metrics = metricRows(feat.res)
+	res.HasControl = feat.res.Inputs.Control != nil || feat.res.Inputs.ControlLogits != nil
+	res.Warnings = append(res.Warnings, feat.res.Warnings...)
+	if len(res.Candidates) > 1 {
+		base := res.Candidates[0].res.Inputs.Baseline
+		for _, c := range res.Candidates[1:] {
+			if b := c.res.Inputs.Baseline; base != nil && b != nil && b.SHA256 != base.SHA256 {
+				res.Warnings = append(res.Warnings, fmt.Sprintf("%s compares against another baseline (%s) than %s (%s)",
+					c.Validation.Path, b.Path, res.Candidates[0].Validation.Path, base.Path))
+			}
+		}
+	}
+
+	logs, logInputs, warnings := readTrainLogs(feat)
+	res.Inputs.TrainLogs = logInputs
+	res.Warnings = append(res.Warnings, warnings...)
+	plots := renderPlots(feat.res, logs)
+
+	res.Outputs = ReportOutputs{
+		JSON: "report.json", Markdown: "report.md", HTML: "report.html",
+		DecisionFile: cfg.DecisionFile, XComFile: cfg.XComFile, MetricsFile: cfg.MetricsFile,
+	}
+	for _, p := range plots {
+		if p.SVG != nil {
+			res.Outputs.Plots = append(res.Outputs.Plots, p.ID+".svg")
+		}
+	}
+	log.Info("gate judged", "decision", res.Decision.Label(), "rules", len(res.Rules),
+		"fail", res.Counts[OutcomeFail], "inconclusive", res.Counts[OutcomeInconclusive], "candidates", len(res.Candidates))
+
+	htmlPage, err := renderHTML(res, plots)
+	if err != nil {
+		return nil, fmt.Errorf("report: render HTML: %w", err)
+	}
+	md := renderMarkdown(res, plots)
+	err = writeOutputs(cfg.Out, func(dir string) error {
+		for _, p := range plots {
+			if p.SVG == nil {
+				continue
+			}
+			if err := writeFileAtomic(filepath.Join(dir, p.ID+".svg"), p.SVG); err != nil {
+				return err
+			}
+		}
+		if err := writeFileAtomic(filepath.Join(dir, res.Outputs.HTML), htmlPage); err != nil {
+			return err
+		}
+		if err := writeFileAtomic(filepath.Join(dir, res.Outputs.Markdown), md); err != nil {
+			return err
+		}
+		return writeJSON(filepath.Join(dir, res.Outputs.JSON), res)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("report: write %s: %w", cfg.Out, err)
+	}
+	// A plot an earlier report in Out drew and this one could not.
+	for _, p := range plots {
+		if p.SVG == nil {
+			_ = os.Remove(filepath.Join(cfg.Out, p.ID+".svg"))
+		}
+	}
+	if err := res.writeOrchestratorFiles(cfg); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// validationFiles returns the validation.json files to judge.
+func (cfg *ReportConfig) validationFiles() ([]string, error) {
+	if cfg.Out == "" {
+		return nil, inputErrorf("report: --out is required")
+	}
+	if len(cfg.SelectBest) == 0 {
+		if cfg.Validation == "" {
+			return nil, inputErrorf("report: --validation is required (or --select-best with several)")
+		}
+		return []string{cfg.Validation}, nil
+	}
+	files := slices.Clone(cfg.SelectBest)
+	if cfg.Validation != "" && !slices.Contains(files, cfg.Validation) {
+		files = append([]string{cfg.Validation}, files...)
+	}
+	seen := map[string]bool{}
+	for _, f := range files {
+		if seen[f] {
+			return nil, inputErrorf("report: --select-best lists %s twice", f)
+		}
+		seen[f] = true
+	}
+	return files, nil
+}
+
+// ReadValidation reads a validation.json with its hash. A file that does
+// not read, is not JSON of the validation schema, or has another
+// schema_version or no metrics is bad input.
+func ReadValidation(path string) (*ValidationResult, InputFile, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, InputFile{}, inputErrorf("report: %w", err)
+	}
+	var v ValidationResult
+	if err := json.Unmarshal(b, &v); err != nil {
+		var se *json.SyntaxError
+		var te *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &se):
+			line := 1 + bytes.Count(b[:min(int(se.Offset), len(b))], []byte("\n"))
+			return nil, InputFile{}, inputErrorf("%s:%d: not valid JSON: %v", path, line, err)
+		case errors.As(err, &te):
+			line := 1 + bytes.Count(b[:min(int(te.Offset), len(b))], []byte("\n"))
+			return nil, InputFile{}, inputErrorf("%s:%d: %s: want %s, got a JSON %s", path, line, te.Field, jsonKind(te.Type), te.Value)
+		}
+		return nil, InputFile{}, inputErrorf("%s: %v", path, err)
+	}
+	switch {
+	case v.SchemaVersion != ValidateSchemaVersion:
+		return nil, InputFile{}, inputErrorf("%s: schema_version %d: this strata reads validation.json version %d (is it a validation.json?)",
+			path, v.SchemaVersion, ValidateSchemaVersion)
+	case len(v.Metrics) == 0:
+		return nil, InputFile{}, inputErrorf("%s: no metrics", path)
+	}
+	for k, m := range v.Metrics {
+		if m == nil {
+			delete(v.Metrics, k) // "key": null reads as missing
+		}
+	}
+	return &v, InputFile{Path: path, SHA256: sha256Hex(b)}, nil
+}
+
+// jsonKind names what JSON a Go type decodes from.
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Struct, reflect.Map:
+		return "an object"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Float32, reflect.Float64, reflect.Int, reflect.Int64, reflect.Uint64:
+		return "a number"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Pointer:
+		return jsonKind(t.Elem())
+	}
+	return t.String()
+}
+
+func newCandidateReport(v *ValidationResult, in InputFile, g *GateResult) CandidateReport {
+	c := CandidateReport{
+		Validation: in, Decision: g.Decision, Why: g.Why, Counts: g.Counts, Rules: g.Rules,
+		res: v, gate: g,
+	}
+	c.Structure, c.Layers = describeCandidate(v)
+	c.Name = in.Path
+	if cand := v.Inputs.Candidate; cand != nil {
+		c.Name = filepath.Join(filepath.Base(filepath.Dir(cand.Path)), filepath.Base(cand.Path))
+	} else if cand := v.Inputs.CandidateLogits; cand != nil {
+		c.Name = filepath.Base(cand.Path)
+	}
+	if m := v.Metrics[MetricParams]; m != nil {
+		c.Params = m.Candidate
+	}
+	if m := v.Metrics[MetricAccuracy]; m != nil {
+		c.Accuracy = m.Candidate
+	}
+	return c
+}
+
+// describeCandidate summarises the candidate's layers: a short summary
+// ("monarch + lowrank residual on 3 of 3 layers, 55% of the baseline's
+// parameters") and each layer's structure.
+func describeCandidate(v *ValidationResult) (summary, detail string) {
+	if len(v.Layers) == 0 {
+		if v.Mode == ValidateModeLogits {
+			return "logits computed elsewhere", ""
+		}
+		return "unknown structure", ""
+	}
+	var kinds, layers []string
+	decomposed := 0
+	for _, l := range v.Layers {
+		if l.Family == "" || l.Family == "dense" {
+			layers = append(layers, l.Name+": dense")
+			continue
+		}
+		decomposed++
+		s := orDefault(l.Structure, l.Family)
+		layers = append(layers, l.Name+": "+s)
+		kind := l.Family
+		if _, res, ok := strings.Cut(s, " + "); ok {
+			kind += " + " + strings.Fields(res)[0] + " residual"
+		}
+		if !slices.Contains(kinds, kind) {
+			kinds = append(kinds, kind)
+		}
+	}
+	if decomposed == 0 {
+		summary = "dense (no decomposed layer)"
+	} else {
+		summary = fmt.Sprintf("%s on %d of %d layers", strings.Join(kinds, ", "), decomposed, len(v.Layers))
+	}
+	if m := v.Metrics[MetricParams]; m != nil && finite(m.Baseline) && finite(m.Candidate) && *m.Baseline > 0 {
+		summary += fmt.Sprintf(", %.0f%% of the baseline's parameters", 100*float64(*m.Candidate)/float64(*m.Baseline))
+	}
+	return summary, strings.Join(layers, "; ")
+}
+
+// selectCandidate ranks the candidates and marks the featured one. With
+// selectBest the passing candidates come first, by fewest parameters,
+// then by highest accuracy; then the inconclusive, then the failing ones,
+// each by the same order. The decision is GO when some candidate passes,
+// else INCONCLUSIVE when some is inconclusive, else NO-GO.
+func (r *ReportResult) selectCandidate(selectBest bool) {
+	rank := map[Decision]int{DecisionGo: 0, DecisionInconclusive: 1, DecisionNoGo: 2}
+	val := func(f *Float, missing float64) float64 {
+		if !finite(f) {
+			return missing
+		}
+		return float64(*f)
+	}
+	slices.SortStableFunc(r.Candidates, func(a, b CandidateReport) int {
+		if d := rank[a.Decision] - rank[b.Decision]; d != 0 {
+			return d
+		}
+		if pa, pb := val(a.Params, math.Inf(1)), val(b.Params, math.Inf(1)); pa != pb {
+			if pa < pb {
+				return -1
+			}
+			return 1
+		}
+		if aa, ab := val(a.Accuracy, math.Inf(-1)), val(b.Accuracy, math.Inf(-1)); aa != ab {
+			if aa > ab {
+				return -1
+			}
+			return 1
+		}
+		return 0
+	})
+	best := &r.Candidates[0]
+	r.Decision, r.Why = best.Decision, best.Why
+	best.Selected = best.Decision == DecisionGo || !selectBest
+	if !selectBest {
+		return
+	}
+	n := len(r.Candidates)
+	switch best.Decision {
+	case DecisionGo:
+		passing := 0
+		for _, c := range r.Candidates {
+			if c.Decision == DecisionGo {
+				passing++
+			}
+		}
+		r.Why = fmt.Sprintf("GO: %d of %d candidates passed the gate; selected %s (%s), the one with the fewest parameters (%s), ties broken by accuracy. %s",
+			passing, n, best.Name, best.Structure, fmtFloatPtr(best.Params), best.Why)
+	case DecisionInconclusive:
+		r.Why = fmt.Sprintf("INCONCLUSIVE: none of the %d candidates passed the gate and none is selected; the best ranked, %s, was inconclusive. %s",
+			n, best.Name, best.Why)
+	default:
+		r.Why = fmt.Sprintf("NO-GO: all %d candidates failed the gate; none is selected. The best ranked, %s: %s", n, best.Name, best.Why)
+	}
+}
+
+func fmtFloatPtr(f *Float) string {
+	if f == nil {
+		return "null"
+	}
+	return fmtNum(float64(*f))
+}
+
+// metricRows builds the metric table of a validation, in MetricKeys
+// order, then any further keys by name.
+func metricRows(v *ValidationResult) []MetricRow {
+	keys := slices.Clone(MetricKeys)
+	var extra []string
+	for k := range v.Metrics {
+		if !slices.Contains(keys, k) {
+			extra = append(extra, k)
+		}
+	}
+	slices.Sort(extra)
+	keys = append(keys, extra...)
+	var rows []MetricRow
+	for _, k := range keys {
+		m := v.Metrics[k]
+		if m == nil {
+			continue
+		}
+		row := MetricRow{
+			Metric: k, Better: m.Better, Baseline: m.Baseline, Candidate: m.Candidate, Control: m.Control,
+			Delta: m.Delta, CI95: m.CI95, PValue: m.PValue, DeltaVsControl: m.DeltaVsControl, CI95VsControl: m.CI95VsControl,
+			Note: m.Note, Reason: m.Reason,
+		}
+		if finite(m.Control) && finite(m.Baseline) {
+			row.TrainingEffect = newPtr(*m.Control - *m.Baseline)
+		}
+		rows = append(rows, row)
+	}
+	return rows
+}
+
+// trainLogs are the training logs of the featured validation, by side.
+type trainLogs struct {
+	baseline, candidate, control *arrowio.TrainLog
+}
+
+// readTrainLogs reads the training logs validation.json names, for the
+// training curves. A log that is gone or changed since validate read it
+// is left out with a warning: the report still judges.
+func readTrainLogs(c *CandidateReport) (trainLogs, []InputFile, []string) {
+	var logs trainLogs
+	var ins []InputFile
+	var warnings []string
+	v := c.res
+	for _, side := range []struct {
+		in  *InputFile
+		dst **arrowio.TrainLog
+	}{{v.Inputs.BaselineTrainLog, &logs.baseline}, {v.Inputs.TrainLog, &logs.candidate}, {v.Inputs.ControlTrainLog, &logs.control}} {
+		if side.in == nil {
+			continue
+		}
+		path := side.in.Path
+		if _, err := os.Stat(path); err != nil && !filepath.IsAbs(path) {
+			// Relative to where validate ran; try next to validation.json.
+			alt := filepath.Join(filepath.Dir(c.Validation.Path), path)
+			if _, err := os.Stat(alt); err == nil {
+				path = alt
+			}
+		}
+		sum, err := fileSHA256(path)
+		if err != nil {
+			warnings = append(warnings, fmt.Sprintf("training log %s: %v; its curve is left out", side.in.Path, err))
+			continue
+		}
+		if sum != side.in.SHA256 {
+			warnings = append(warnings, fmt.Sprintf("training log %s changed since validate read it; its curve is left out", side.in.Path))
+			continue
+		}
+		l, err := arrowio.ReadTrainLog(path)
+		if err != nil {
+			warnings = append(warnings, fmt.Sprintf("training log %s: %v; its curve is left out", side.in.Path, err))
+			continue
+		}
+		*side.dst = l
+		ins = append(ins, InputFile{Path: path, SHA256: sum})
+	}
+	return logs, ins, warnings
+}
+
+// writeOrchestratorFiles writes the decision, XCom and metrics files.
+func (r *ReportResult) writeOrchestratorFiles(cfg ReportConfig) error {
+	if cfg.DecisionFile != "" {
+		if err := writeFileAtomic(cfg.DecisionFile, []byte(string(r.Decision)+"\n")); err != nil {
+			return fmt.Errorf("report: --decision-file: %w", err)
+		}
+	}
+	if cfg.XComFile != "" {
+		if err := writeJSON(cfg.XComFile, r.xcom(cfg)); err != nil {
+			return fmt.Errorf("report: --xcom-file: %w", err)
+		}
+	}
+	if cfg.MetricsFile != "" {
+		if err := writeFileAtomic(cfg.MetricsFile, r.openMetrics()); err != nil {
+			return fmt.Errorf("report: --metrics-file: %w", err)
+		}
+	}
+	return nil
+}
+
+// XCom is the JSON summary --xcom-file writes, for Airflow's
+// KubernetesPodOperator (/airflow/xcom/return.json).
+type XCom struct {
+	Decision Decision `json:"decision"`
+	// ExitCode is the code the step exits with (0 with --no-fail).
+	ExitCode int             `json:"exit_code"`
+	Why      string          `json:"why"`
+	Counts   map[Outcome]int `json:"counts"`
+	Rules    []XComRule      `json:"rules"`
+	// Metrics holds, per metric key, the models' values and the delta.
+	Metrics   map[string]XComMetric `json:"metrics"`
+	Candidate string                `json:"candidate"`
+	Structure string                `json:"structure"`
+	// Report is the directory of report.json, report.md and report.html.
+	Report string `json:"report"`
+	// Validation is the featured validation.json.
+	Validation InputFile `json:"validation"`
+}
+
+// XComRule is one rule in the XCom summary.
+type XComRule struct {
+	Rule     string  `json:"rule"`
+	Outcome  Outcome `json:"outcome"`
+	Sentence string  `json:"sentence"`
+}
+
+// XComMetric is one metric in the XCom summary.
+type XComMetric struct {
+	Baseline  *Float    `json:"baseline"`
+	Candidate *Float    `json:"candidate"`
+	Control   *Float    `json:"control,omitempty"`
+	Delta     *Float    `json:"delta"`
+	CI95      *Interval `json:"ci95"`
+}
+
+func (r *ReportResult) xcom(cfg ReportConfig) XCom {
+	f := r.Featured()
+	x := XCom{
+		Decision: r.Decision, ExitCode: r.Decision.ExitCode(cfg.NoFail), Why: r.Why, Counts: r.Counts,
+		Metrics: map[string]XComMetric{}, Candidate: f.Name, Structure: f.Structure, Report: cfg.Out, Validation: f.Validation,
+	}
+	for _, rr := range r.Rules {
+		x.Rules = append(x.Rules, XComRule{Rule: rr.Rule, Outcome: rr.Outcome, Sentence: rr.Sentence})
+	}
+	for _, m := range r.Metrics {
+		x.Metrics[m.Metric] = XComMetric{Baseline: m.Baseline, Candidate: m.Candidate, Control: m.Control, Delta: m.Delta, CI95: m.CI95}
+	}
+	return x
+}
+
+// openMetrics renders the decision, the rule counts and every finite
+// metric value of each model as OpenMetrics text.
+func (r *ReportResult) openMetrics() []byte {
+	var b bytes.Buffer
+	b.WriteString("# TYPE strata_decision stateset\n")
+	b.WriteString("# HELP strata_decision Gate decision of the strata pilot.\n")
+	for _, d := range []Decision{DecisionGo, DecisionNoGo, DecisionInconclusive} {
+		v := 0
+		if d == r.Decision {
+			v = 1
+		}
+		fmt.Fprintf(&b, "strata_decision{strata_decision=%q} %d\n", string(d), v)
+	}
+	b.WriteString("# TYPE strata_gate_rules gauge\n")
+	b.WriteString("# HELP strata_gate_rules Gate policy rules by outcome.\n")
+	for _, o := range []Outcome{OutcomePass, OutcomeFail, OutcomeInconclusive, OutcomeSkipped} {
+		fmt.Fprintf(&b, "strata_gate_rules{outcome=%q} %d\n", string(o), r.Counts[o])
+	}
+	b.WriteString("# TYPE strata_metric gauge\n")
+	b.WriteString("# HELP strata_metric Metrics of validation.json for each model (baseline, candidate, control).\n")
+	for _, m := range r.Metrics {
+		for _, s := range []struct {
+			model string
+			v     *Float
+		}{{"baseline", m.Baseline}, {"candidate", m.Candidate}, {"control", m.Control}} {
+			if finite(s.v) {
+				fmt.Fprintf(&b, "strata_metric{metric=%s,model=%s} %s\n", omLabel(m.Metric), omLabel(s.model), omNum(float64(*s.v)))
+			}
+		}
+	}
+	b.WriteString("# TYPE strata_metric_delta gauge\n")
+	b.WriteString("# HELP strata_metric_delta Candidate minus reference for each metric, with its 95% interval bounds.\n")
+	for _, m := range r.Metrics {
+		for _, s := range []struct {
+			versus string
+			d      *Float
+			ci     *Interval
+		}{{VersusBaseline, m.Delta, m.CI95}, {VersusControl, m.DeltaVsControl, m.CI95VsControl}} {
+			if !finite(s.d) {
+				continue
+			}
+			fmt.Fprintf(&b, "strata_metric_delta{metric=%s,versus=%s,bound=\"point\"} %s\n", omLabel(m.Metric), omLabel(s.versus), omNum(float64(*s.d)))
+			if s.ci != nil && isFinite(float64(s.ci[0])) && isFinite(float64(s.ci[1])) {
+				fmt.Fprintf(&b, "strata_metric_delta{metric=%s,versus=%s,bound=\"ci95_low\"} %s\n", omLabel(m.Metric), omLabel(s.versus), omNum(float64(s.ci[0])))
+				fmt.Fprintf(&b, "strata_metric_delta{metric=%s,versus=%s,bound=\"ci95_high\"} %s\n", omLabel(m.Metric), omLabel(s.versus), omNum(float64(s.ci[1])))
+			}
+		}
+	}
+	b.WriteString("# EOF\n")
+	return b.Bytes()
+}
+
+// omLabel quotes an OpenMetrics label value.
+func omLabel(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
+	return `"` + r.Replace(s) + `"`
+}
+
+func omNum(v float64) string {
+	return strings.TrimSuffix(fmt.Sprintf("%.10g", v), ".")
+}
+
+// sha256Hex returns the hex SHA-256 of b.
+func sha256Hex(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
+}
+
+// writeFileAtomic writes b to path through a temporary file and a rename.
+func writeFileAtomic(path string, b []byte) error {
+	return arrowio.WriteFileAtomic(path, func(w io.Writer) error {
+		_, err := w.Write(b)
+		return err
+	})
+}

@@ -1,0 +1,98 @@
+package stages
+
+import (
+	"fmt"
+	"strings"
+)
+
+// renderMarkdown renders report.md: the decision and why, every rule, the
+// candidates of a sweep, the metric table and the plots (as links to
+// plot-*.svg next to it, which Markdown viewers show as images).
+func renderMarkdown(r *ReportResult, plots []reportPlot) []byte {
+	var b strings.Builder
+	f := r.Featured()
+	title := r.Config.Title
+	if title == "" {
+		title = "strata pilot report"
+	}
+	fmt.Fprintf(&b, "# %s\n\n", title)
+	fmt.Fprintf(&b, "## Decision: %s\n\n%s\n\n", r.Decision.Label(), r.Why)
+	fmt.Fprintf(&b, "Candidate `%s`: %s", f.Name, f.Structure)
+	if f.Layers != "" {
+		fmt.Fprintf(&b, " (%s)", f.Layers)
+	}
+	fmt.Fprintf(&b, ". Policy `%s`.\n\n", r.Inputs.Policy.Path)
+
+	b.WriteString("## Rules\n\n")
+	b.WriteString("A rule passes when its bound holds at the unfavourable end of the 95% confidence interval of the candidate's delta, fails when even the favourable end violates it, and is inconclusive otherwise; metrics without an interval are judged on their point value.\n\n")
+	b.WriteString("| outcome | rule | requirement | value | 95% interval |\n|---|---|---|---:|---:|\n")
+	for _, rr := range r.Rules {
+		iv := "point"
+		if rr.JudgedOn == JudgedCI {
+			iv = ciCell(rr.Interval)
+		}
+		fmt.Fprintf(&b, "| **%s** | %s | %s | %s | %s |\n", rr.Outcome, mdCell(rr.Rule), mdCell(rr.Requirement), cell(rr.Value), iv)
+	}
+	b.WriteString("\n")
+	for _, rr := range r.Rules {
+		fmt.Fprintf(&b, "- %s\n", mdCell(rr.Sentence))
+	}
+	b.WriteString("\n")
+
+	if len(r.Candidates) > 1 {
+		b.WriteString("## Candidates\n\n")
+		b.WriteString("| rank | candidate | structure | params | accuracy | decision | pass / fail / inconclusive |\n|---:|---|---|---:|---:|---|---:|\n")
+		for i, c := range r.Candidates {
+			name := mdCell(c.Name)
+			if c.Selected {
+				name += " **(selected)**"
+			}
+			fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s | %d / %d / %d |\n", i+1, name, mdCell(c.Structure), cell(c.Params), cell(c.Accuracy),
+				c.Decision, c.Counts[OutcomePass], c.Counts[OutcomeFail], c.Counts[OutcomeInconclusive])
+		}
+		b.WriteString("\n")
+	}
+
+	ctl := r.HasControl
+	b.WriteString("## Metrics\n\n")
+	if ctl {
+		b.WriteString("What the structure did: candidate - control (same training budget). What more training alone did: control - baseline.\n\n")
+		b.WriteString("| metric | better | baseline | control | candidate | candidate - baseline | 95% CI | candidate - control | 95% CI | control - baseline |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	} else {
+		b.WriteString("| metric | better | baseline | candidate | candidate - baseline | 95% CI |\n|---|---|---:|---:|---:|---:|\n")
+	}
+	for _, m := range r.Metrics {
+		if ctl {
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", m.Metric, m.Better, cell(m.Baseline), cell(m.Control), cell(m.Candidate),
+				signedCell(m.Delta), ciCell(m.CI95), signedCell(m.DeltaVsControl), ciCell(m.CI95VsControl), signedCell(m.TrainingEffect))
+		} else {
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", m.Metric, m.Better, cell(m.Baseline), cell(m.Candidate), signedCell(m.Delta), ciCell(m.CI95))
+		}
+	}
+	b.WriteString("\n## Plots\n\n")
+	for _, p := range plots {
+		if p.SVG == nil {
+			fmt.Fprintf(&b, "- %s: not available: %s\n", p.Title, mdCell(p.Missing))
+			continue
+		}
+		fmt.Fprintf(&b, "### %s\n\n![%s](%s.svg)\n\n%s\n\n", p.Title, p.Title, p.ID, p.Caption)
+	}
+	b.WriteString("\n## Inputs\n\n")
+	for _, in := range r.Inputs.Validations {
+		fmt.Fprintf(&b, "- validation `%s` sha256 `%s`\n", in.Path, in.SHA256)
+	}
+	fmt.Fprintf(&b, "- policy `%s` sha256 `%s`\n", r.Inputs.Policy.Path, r.Inputs.Policy.SHA256)
+	if len(r.Warnings) > 0 {
+		b.WriteString("\n## Warnings\n\n")
+		for _, w := range r.Warnings {
+			fmt.Fprintf(&b, "- %s\n", mdCell(w))
+		}
+	}
+	fmt.Fprintf(&b, "\n_strata %s (%s)_\n", r.Tool.Version, r.Tool.Commit)
+	return []byte(b.String())
+}
+
+// mdCell makes text safe inside a Markdown table cell.
+func mdCell(s string) string {
+	return strings.NewReplacer("|", `\|`, "\n", " ").Replace(s)
+}

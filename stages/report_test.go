@@ -1,0 +1,394 @@
+package stages
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/strata-ml/strata/arrowio"
+)
+
+// fullValidation is a crafted validation.json with every part the report
+// draws: per-layer spectra, residual shares and robustness, noise levels.
+func fullValidation(params float64, acc, lo, hi float64) *ValidationResult {
+	ms := map[string]*Metric{
+		MetricAccuracy:                        withControl(metric(BetterHigher, 0.95, acc, iv(lo, hi)), 0.955, iv(lo-0.005, hi-0.005)),
+		MetricLoss:                            withControl(metric(BetterLower, 0.2, 0.21, iv(-0.01, 0.03)), 0.19, iv(0, 0.04)),
+		MetricParams:                          withControl(metric(BetterLower, 1000, params, iv(params-1000, params-1000)), 1000, iv(params-1000, params-1000)),
+		MetricPerturbationSensitivityRelative: withControl(metric(BetterLower, 0.1, 0.09, iv(-0.02, -0.005)), 0.11, iv(-0.03, -0.01)),
+	}
+	ps := withControl(metric(BetterLower, 0.5, 0.45, iv(-0.08, -0.02)), 0.55, iv(-0.12, -0.08))
+	for _, lvl := range []float64{0.01, 0.05, 0.1} {
+		p := withControl(metric(BetterLower, 0.5+lvl, 0.45+lvl, iv(-0.08, -0.02)), 0.55+lvl, iv(-0.12, -0.08))
+		p.Name, p.Noise = "noise", lvl
+		ps.Parts = append(ps.Parts, p)
+	}
+	ms[MetricPerturbationSensitivity] = ps
+	v := validation(true, ms)
+	spectrum := func(top float64, n int) []Float {
+		s := make([]Float, n)
+		for i := range s {
+			s[i] = Float(top / float64(i+1))
+		}
+		return s
+	}
+	for i, name := range []string{"0", "2", "4"} {
+		v.Layers = append(v.Layers, LayerValidation{
+			Name: name, Shape: [2]int{16, 16}, Family: "monarch", Structure: "monarch b=4 r=2 + lowrank r=2",
+			ResidualShare:  LayerValues{Candidate: fp(0.1 * float64(i+1))},
+			RobustnessDrop: LayerValues{Baseline: fp(0.01), Candidate: fp(0.02), Control: fp(0.015)},
+			SingularValues: LayerSpectra{Baseline: spectrum(3, 16), Candidate: spectrum(2.5, 16), CandidateTrunk: spectrum(2, 16), Control: spectrum(3.2, 16)},
+		})
+	}
+	v.Config.RobustnessEps = 0.1
+	return v
+}
+
+// addTrainLogs writes training logs for the candidate and the control to
+// dir and names them in v, as validate does.
+func addTrainLogs(t *testing.T, dir string, v *ValidationResult) {
+	t.Helper()
+	for _, side := range []struct {
+		name string
+		in   **InputFile
+	}{{"candidate", &v.Inputs.TrainLog}, {"control", &v.Inputs.ControlTrainLog}} {
+		l := &arrowio.TrainLog{Layers: []string{"0"}}
+		for s := 1; s <= 40; s++ {
+			vl := math.NaN()
+			if s%10 == 0 {
+				vl = 1 / float64(s)
+			}
+			l.Rows = append(l.Rows, arrowio.TrainLogRow{Step: int64(s), Epoch: int64((s-1)/10 + 1), Loss: 2 / float64(s), LR: 1e-3,
+				GradNorm: 1, LayerGradNorms: []float64{1}, ValidLoss: vl, ValidAccuracy: math.NaN()})
+		}
+		path := filepath.Join(dir, side.name+"_train_log.arrow")
+		if err := arrowio.WriteTrainLog(path, l); err != nil {
+			t.Fatal(err)
+		}
+		sum, err := fileSHA256(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		*side.in = &InputFile{Path: path, SHA256: sum}
+	}
+}
+
+func writeValidation(t *testing.T, dir, name string, v *ValidationResult) string {
+	t.Helper()
+	path := filepath.Join(dir, name)
+	if err := writeJSON(path, v); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestReportOutputs(t *testing.T) {
+	dir := t.TempDir()
+	v := fullValidation(450, 0.948, -0.006, 0.002)
+	addTrainLogs(t, dir, v)
+	val := writeValidation(t, dir, "validation.json", v)
+	cfg := ReportConfig{
+		Validation: val, Out: filepath.Join(dir, "report"),
+		DecisionFile: filepath.Join(dir, "decision"), XComFile: filepath.Join(dir, "xcom.json"), MetricsFile: filepath.Join(dir, "metrics.txt"),
+	}
+	res, err := Report(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The default policy: accuracy within 0.01 at the CI bound, relative
+	// sensitivity, params ratio, and the optional control rule.
+	if res.Decision != DecisionGo {
+		t.Fatalf("decision %s, want go: %s", res.Decision, res.Why)
+	}
+	files := entries(t, cfg.Out)
+	want := []string{"plot-residual-share.svg", "plot-robustness.svg", "plot-sensitivity.svg", "plot-spectra.svg", "plot-training.svg",
+		"report.html", "report.json", "report.md"}
+	if !slices.Equal(files, want) {
+		t.Errorf("outputs %v, want %v", files, want)
+	}
+	// A second report into the same directory replaces the first.
+	if _, err := Report(context.Background(), cfg); err != nil {
+		t.Fatalf("second report into %s: %v", cfg.Out, err)
+	}
+
+	var back ReportResult
+	if err := json.Unmarshal(readFile(t, filepath.Join(cfg.Out, "report.json")), &back); err != nil {
+		t.Fatal(err)
+	}
+	if back.Decision != DecisionGo || len(back.Rules) != 4 || back.Inputs.Validations[0].SHA256 == "" || back.Inputs.Policy.SHA256 == "" {
+		t.Errorf("report.json: decision %s, %d rules, inputs %+v", back.Decision, len(back.Rules), back.Inputs)
+	}
+	for _, r := range back.Rules {
+		if r.Metric == "" || r.Sentence == "" || r.Requirement == "" || r.Outcome == "" || r.Bound == "" {
+			t.Errorf("rule %+v lacks a field", r)
+		}
+	}
+	if len(back.Metrics) != 5 || back.Metrics[0].Metric != MetricAccuracy || back.Metrics[0].TrainingEffect == nil {
+		t.Errorf("metrics table %+v", back.Metrics)
+	}
+
+	if got := string(readFile(t, cfg.DecisionFile)); got != "go\n" {
+		t.Errorf("decision file %q", got)
+	}
+	var x XCom
+	if err := json.Unmarshal(readFile(t, cfg.XComFile), &x); err != nil {
+		t.Fatal(err)
+	}
+	if x.Decision != DecisionGo || x.ExitCode != 0 || len(x.Rules) != 4 || x.Metrics[MetricAccuracy].Candidate == nil {
+		t.Errorf("xcom %+v", x)
+	}
+	checkOpenMetrics(t, readFile(t, cfg.MetricsFile))
+
+	md := string(readFile(t, filepath.Join(cfg.Out, "report.md")))
+	for _, want := range []string{"## Decision: GO", "| **pass** | accuracy vs baseline max_degradation 0.01", "![Singular-value spectra per layer](plot-spectra.svg)"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report.md lacks %q", want)
+		}
+	}
+	checkHTML(t, readFile(t, filepath.Join(cfg.Out, "report.html")), "GO", PlotIDs)
+}
+
+// checkOpenMetrics checks the OpenMetrics text exposition format: families
+// with TYPE before their samples, label values quoted, numbers parse, and
+// the # EOF terminator.
+func checkOpenMetrics(t *testing.T, b []byte) {
+	t.Helper()
+	text := string(b)
+	if !strings.HasSuffix(text, "# EOF\n") {
+		t.Errorf("OpenMetrics text does not end with # EOF")
+	}
+	sample := regexp.MustCompile(`^([a-z_]+)\{([a-z_]+="[^"\\]*(?:\\.[^"\\]*)*"(?:,[a-z_]+="[^"\\]*(?:\\.[^"\\]*)*")*)\} (-?[0-9.e+-]+|NaN)$`)
+	typed := map[string]bool{}
+	body := strings.TrimSuffix(strings.TrimSuffix(text, "# EOF\n"), "\n")
+	for _, line := range strings.Split(body, "\n") {
+		switch {
+		case line == "":
+			t.Errorf("empty line in OpenMetrics text")
+		case strings.HasPrefix(line, "# TYPE "):
+			f := strings.Fields(line)
+			typed[f[2]] = true
+		case strings.HasPrefix(line, "# HELP "):
+		default:
+			m := sample.FindStringSubmatch(line)
+			if m == nil {
+				t.Errorf("bad sample line %q", line)
+				continue
+			}
+			if !typed[m[1]] {
+				t.Errorf("sample %q before its # TYPE", line)
+			}
+		}
+	}
+	for _, want := range []string{`strata_decision{strata_decision="go"} 1`, `strata_metric{metric="accuracy",model="baseline"} 0.95`, `strata_metric{metric="params",model="candidate"} 450`} {
+		if !strings.Contains(text, want+"\n") {
+			t.Errorf("OpenMetrics text lacks %q", want)
+		}
+	}
+}
+
+// checkHTML checks that report.html is one well-formed, self-contained
+// document: it parses as XML (the page is written as polyglot markup),
+// ids are unique, there is no script, no external resource and no
+// stylesheet or image from elsewhere, the decision label reads label, and
+// every plot id is a figure holding an inline SVG.
+func checkHTML(t *testing.T, page []byte, label string, plots []string) {
+	t.Helper()
+	dec := xml.NewDecoder(bytes.NewReader(page))
+	dec.Strict = true
+	dec.Entity = xml.HTMLEntity
+	ids := map[string]bool{}
+	figureSVG := map[string]bool{}
+	var stack []string // ids of the open elements
+	var decisionText strings.Builder
+	inLabel := 0
+	for {
+		tok, err := dec.Token()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("report.html is not well-formed: %v", err)
+		}
+		switch e := tok.(type) {
+		case xml.StartElement:
+			id := ""
+			for _, a := range e.Attr {
+				if a.Name.Local == "id" {
+					id = a.Value
+					if ids[id] {
+						t.Errorf("duplicate id %q", id)
+					}
+					ids[id] = true
+				}
+				if (a.Name.Local == "src" || a.Name.Local == "href") && !strings.HasPrefix(a.Value, "#") {
+					t.Errorf("<%s %s=%q>: the page must not load anything", e.Name.Local, a.Name.Local, a.Value)
+				}
+			}
+			switch e.Name.Local {
+			case "script", "link", "img", "iframe", "object", "embed":
+				t.Errorf("report.html has a <%s>", e.Name.Local)
+			case "svg":
+				for _, open := range stack {
+					if slices.Contains(plots, open) {
+						figureSVG[open] = true
+					}
+				}
+			}
+			if id == HTMLLabelID {
+				inLabel++
+			} else if inLabel > 0 {
+				inLabel++
+			}
+			stack = append(stack, id)
+		case xml.EndElement:
+			stack = stack[:len(stack)-1]
+			if inLabel > 0 {
+				inLabel--
+			}
+		case xml.CharData:
+			if inLabel > 0 {
+				decisionText.Write(e)
+			}
+		}
+	}
+	if got := strings.TrimSpace(decisionText.String()); got != label {
+		t.Errorf("decision label %q, want %q", got, label)
+	}
+	for _, id := range plots {
+		if !figureSVG[id] {
+			t.Errorf("plot %s has no inline SVG", id)
+		}
+	}
+	if bytes.Contains(page, []byte("@import")) || bytes.Contains(page, []byte("url(")) {
+		t.Errorf("report.html loads a resource from CSS")
+	}
+}
+
+func entries(t *testing.T, dir string) []string {
+	t.Helper()
+	es, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range es {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+// TestReportChangedTrainLog: a training log that changed since validate
+// read it is left out of the curves with a warning; the gate still judges.
+func TestReportChangedTrainLog(t *testing.T) {
+	dir := t.TempDir()
+	v := fullValidation(450, 0.948, -0.006, 0.002)
+	addTrainLogs(t, dir, v)
+	val := writeValidation(t, dir, "validation.json", v)
+	if err := os.WriteFile(v.Inputs.TrainLog.Path, []byte("changed"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Report(context.Background(), ReportConfig{Validation: val, Out: filepath.Join(dir, "out")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Inputs.TrainLogs) != 1 || !slices.ContainsFunc(res.Warnings, func(w string) bool { return strings.Contains(w, "changed since validate") }) {
+		t.Errorf("train logs %v, warnings %v: want the control's log only and a warning", res.Inputs.TrainLogs, res.Warnings)
+	}
+}
+
+// TestReportSelectBest judges a sweep: the passing candidate with the
+// fewest parameters is selected, ties broken by accuracy, and every
+// candidate is in the report.
+func TestReportSelectBest(t *testing.T) {
+	dir := t.TempDir()
+	a := writeValidation(t, dir, "a.json", fullValidation(300, 0.90, -0.06, -0.04)) // fewest params, fails accuracy
+	b := writeValidation(t, dir, "b.json", fullValidation(500, 0.949, -0.004, 0.002))
+	c := writeValidation(t, dir, "c.json", fullValidation(500, 0.951, -0.003, 0.004)) // same params, better accuracy
+	d := writeValidation(t, dir, "d.json", fullValidation(700, 0.95, -0.003, 0.003))
+	res, err := Report(context.Background(), ReportConfig{SelectBest: []string{a, b, c, d}, Out: filepath.Join(dir, "out")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var order []string
+	for _, cand := range res.Candidates {
+		order = append(order, filepath.Base(cand.Validation.Path))
+	}
+	if want := []string{"c.json", "b.json", "d.json", "a.json"}; !slices.Equal(order, want) {
+		t.Errorf("ranking %v, want %v", order, want)
+	}
+	f := res.Featured()
+	if res.Decision != DecisionGo || !f.Selected || filepath.Base(f.Validation.Path) != "c.json" {
+		t.Errorf("decision %s, featured %s (selected %v): %s", res.Decision, f.Validation.Path, f.Selected, res.Why)
+	}
+	if !strings.Contains(res.Why, "3 of 4 candidates passed") {
+		t.Errorf("why %q", res.Why)
+	}
+	page := readFile(t, filepath.Join(dir, "out", "report.html"))
+	if !bytes.Contains(page, []byte(`id="candidates"`)) || bytes.Count(page, []byte("<details>")) != 3 {
+		t.Errorf("report.html does not list every candidate")
+	}
+
+	// None passing: no selection; inconclusive beats no-go.
+	res, err = Report(context.Background(), ReportConfig{SelectBest: []string{a,
+		writeValidation(t, dir, "e.json", fullValidation(400, 0.94, -0.02, 0.005))}, Out: filepath.Join(dir, "none")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Decision != DecisionInconclusive || res.Featured().Selected {
+		t.Errorf("decision %s, featured selected %v, want inconclusive and none selected", res.Decision, res.Featured().Selected)
+	}
+}
+
+// TestReportBadInput: bad input is ErrInput and writes nothing.
+func TestReportBadInput(t *testing.T) {
+	dir := t.TempDir()
+	good := writeValidation(t, dir, "v.json", fullValidation(450, 0.948, -0.006, 0.002))
+	notJSON := filepath.Join(dir, "bad.json")
+	os.WriteFile(notJSON, []byte("{\n  \"schema_version\": 1,\n  \"metrics\": {\n    \"accuracy\": 7\n  }\n}\n"), 0o644)
+	other := filepath.Join(dir, "other.json")
+	os.WriteFile(other, []byte(`{"schema_version": 1, "metrics": {}}`), 0o644)
+	typo := filepath.Join(dir, "typo.yaml")
+	os.WriteFile(typo, []byte("version: 1\nrules:\n  - {metric: accuracy, max_degredation: 0.01}\n"), 0o644)
+	tests := []struct {
+		name string
+		cfg  ReportConfig
+		want string
+	}{
+		{"no out", ReportConfig{Validation: good}, "--out is required"},
+		{"no validation", ReportConfig{}, "--validation is required"},
+		{"missing file", ReportConfig{Validation: filepath.Join(dir, "nope.json")}, "no such file"},
+		{"wrong type", ReportConfig{Validation: notJSON}, "bad.json:4: metrics: want an object, got a JSON number"},
+		{"no metrics", ReportConfig{Validation: other}, "no metrics"},
+		{"typo'd policy", ReportConfig{Validation: good, Policy: typo}, "typo.yaml:3: rules[0].max_degredation: unknown key (did you mean max_degradation?)"},
+		{"select-best twice", ReportConfig{SelectBest: []string{good, good}}, "twice"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out := filepath.Join(dir, "out-"+strings.ReplaceAll(tt.name, " ", "-"))
+			if tt.name != "no out" {
+				tt.cfg.Out = out
+			}
+			tt.cfg.DecisionFile = filepath.Join(out + "-decision")
+			_, err := Report(context.Background(), tt.cfg)
+			if !errors.Is(err, ErrInput) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want bad input containing %q", err, tt.want)
+			}
+			if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("bad input left %s", out)
+			}
+			if _, err := os.Stat(tt.cfg.DecisionFile); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("bad input left a decision file")
+			}
+		})
+	}
+}
