@@ -8,12 +8,23 @@ BIN       := bin/strata
 FUZZTIME  ?= 15s
 BENCHTIME ?= 1s
 
+# BLAS/LAPACK backend (issue #9): OpenBLAS + LAPACKE through cgo
+# (-tags openblas) when both are installed (Debian: libopenblas-dev
+# liblapacke-dev), else pure Go gonum. `go build` alone is always gonum.
+# OPENBLAS=0 forces gonum.
+OPENBLAS  ?= $(shell { pkg-config --exists openblas lapacke 2>/dev/null || { test -e /usr/lib/x86_64-linux-gnu/libopenblas.so && test -e /usr/include/lapacke.h; }; } && echo 1 || echo 0)
+ifeq ($(OPENBLAS),1)
+TAGS      ?= openblas
+export CGO_ENABLED := 1
+export CGO_LDFLAGS += -lopenblas -llapacke
+endif
+
 .PHONY: all build test test-race bench fuzz vet clean demo
 
 all: build
 
 build:
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) .
+	$(GO) build -trimpath -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o $(BIN) .
 
 vet:
 	$(GO) vet ./...
@@ -25,6 +36,11 @@ vet:
 test: vet
 	$(GO) test -count=1 ./...
 	$(GO) test -count=1 -race ./compute/...
+ifeq ($(OPENBLAS),1)
+	@echo "== the whole suite again on the openblas backend"
+	$(GO) test -count=1 -tags openblas ./...
+	$(GO) test -count=1 -race -tags openblas ./compute/...
+endif
 
 # demo: the whole pilot on the digits data embedded in the binary, in a
 # fresh directory under TMPDIR (or DEMOFLAGS='--workdir DIR'); prints
@@ -34,10 +50,26 @@ demo:
 
 # bench: the benchmark table of issue #2 (apply, apply + gradients and
 # projection of every family vs dense), printed as ratios.
+#
+# Then the table of issue #9 (.ci/benchperf.go): finetune samples/s vs
+# PyTorch (examples/pytorch/bench_mlp.py, run when Debian's python3-torch
+# is installed), monarch vs dense, convert and polar times, with the
+# backend and the OpenBLAS core type used. OpenBLAS runs with its own
+# kernel choice: OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are unset for
+# these commands only (BENCHENV).
+BENCHENV  ?= env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE
+TORCH_PY  ?= /usr/bin/python3
+TORCHENV  ?= OMP_WAIT_POLICY=PASSIVE GLIBC_TUNABLES=glibc.malloc.mmap_threshold=268435456
 bench: bin
-	$(GO) test -run '^$$' -bench 'Benchmark(Apply|ApplyGrad)$$' -benchtime $(BENCHTIME) ./compute/ | tee bin/bench-apply.txt
-	$(GO) test -run '^$$' -bench 'BenchmarkProject$$' -benchtime 1x ./compute/ | tee bin/bench-project.txt
+	$(BENCHENV) $(GO) test -tags '$(TAGS)' -run '^$$' -bench 'Benchmark(Apply|ApplyGrad)$$' -benchtime $(BENCHTIME) ./compute/ | tee bin/bench-apply.txt
+	$(BENCHENV) $(GO) test -tags '$(TAGS)' -run '^$$' -bench 'BenchmarkProject$$' -benchtime 1x ./compute/ | tee bin/bench-project.txt
 	$(GO) run .ci/benchtable.go bin/bench-apply.txt bin/bench-project.txt
+	@if $(TORCH_PY) -c 'import torch' 2>/dev/null; then \
+	  $(BENCHENV) $(TORCHENV) $(TORCH_PY) examples/pytorch/bench_mlp.py --threads 2 | tee bin/bench-torch.txt; \
+	else echo "python3-torch not installed: no PyTorch reference" | tee bin/bench-torch.txt; fi
+	$(BENCHENV) $(GO) test -tags '$(TAGS)' -run '^$$' -bench 'Benchmark(Backend|TrainStep|TrainShards)$$' -benchtime 3s ./compute/ | tee bin/bench-train.txt
+	$(BENCHENV) $(GO) test -tags '$(TAGS)' -run '^$$' -bench 'Benchmark(ConvertLayer|Polar)$$' -benchtime 1x ./compute/ | tee bin/bench-convert.txt
+	$(GO) run .ci/benchperf.go bin/bench-train.txt bin/bench-torch.txt bin/bench-apply.txt bin/bench-convert.txt
 
 # fuzz: a short run of every fuzz target.
 fuzz:

@@ -51,7 +51,8 @@ const (
 //
 // When R is numerically singular (LU breakdown or a 1-norm condition
 // estimate above 1e12), or the iteration does not settle, PolarFactor falls
-// back to U V^T from gonum's thin SVD, which is a polar factor even of a
+// back to U V^T from the thin SVD (thinSVD: gonum's, or LAPACK's dgesdd
+// on the openblas backend), which is a polar factor even of a
 // rank-deficient w (there the factor is not unique). It returns
 // ErrNotFinite for a w with NaN or Inf entries, and panics with ErrShape
 // for an empty w.
@@ -248,14 +249,11 @@ func sumSquares(a []float64) float64 {
 
 // svdPolar returns U V^T from the thin SVD of w (m x n).
 func svdPolar(w *mat.Dense) (*mat.Dense, error) {
-	var svd mat.SVD
-	if !svd.Factorize(w, mat.SVDThin) {
+	u, _, v, ok := thinSVD(w, true)
+	if !ok {
 		return nil, fmt.Errorf("%w: SVD for the polar factor", ErrNoConvergence)
 	}
-	var u, v mat.Dense
-	svd.UTo(&u)
-	svd.VTo(&v)
 	var q mat.Dense
-	q.Mul(&u, v.T())
+	q.Mul(u, v.T())
 	return &q, nil
 }

@@ -80,10 +80,14 @@ type StepStats struct {
 // independent of scheduling and GOMAXPROCS.
 //
 // Once warm (after the first steps have grown the workspaces) Step
-// allocates nothing itself. Two things may: gonum's GEMM, which for
-// products of at least 4 blocks of 64 x 64 outputs starts goroutines of
-// its own, and the circulant and toeplitz families, which take FFT scratch
-// from a sync.Pool. Retraction allocates too (a polar factorisation).
+// allocates nothing itself. Two things may: gonum's GEMM (the default
+// backend), which for products of at least 4 blocks of 64 x 64 outputs
+// starts goroutines of its own, and the circulant and toeplitz families,
+// which take FFT scratch from a sync.Pool. Retraction allocates too (a
+// polar factorisation). With the openblas backend the GEMMs allocate
+// nothing; with Shards > 1 a step limits OpenBLAS to one thread per call
+// (SetBLASThreads, process-wide) while the shards compute, and restores
+// the setting after.
 //
 // The Trainer owns the network while it lives: do not change the network's
 // structure (SetOperator) between steps. A Trainer is not safe for
@@ -273,6 +277,14 @@ func (t *Trainer[T]) Step(x, target []T, n int, lr float64) (StepStats, error) {
 		return StepStats{}, err
 	}
 	c.x, c.target, c.n = x, target, n
+	if c.shards > 1 {
+		// Each shard's GEMMs run on its own goroutine: a multi-threaded
+		// BLAS (OpenBLAS) would put two threads on each core.
+		if th := BLASThreads(); th > 1 {
+			SetBLASThreads(1)
+			defer SetBLASThreads(th)
+		}
+	}
 	c.run(phaseGrad)
 	c.x, c.target = nil, nil
 	var st StepStats
