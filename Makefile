@@ -36,6 +36,7 @@ vet:
 test: vet
 	$(GO) test -count=1 ./...
 	$(GO) test -count=1 -race ./compute/...
+	$(GO) test -count=1 -race -run 'Concurrent' ./plugin/...
 ifeq ($(OPENBLAS),1)
 	@echo "== the whole suite again on the openblas backend"
 	$(GO) test -count=1 -tags openblas ./...
@@ -85,3 +86,18 @@ clean:
 
 bin:
 	mkdir -p bin
+
+# proto: regenerate plugin/proto (committed) with protoc from Debian's
+# protobuf-compiler and these pinned generators.
+PROTOC_GEN_GO      := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
+.PHONY: proto
+proto:
+	@command -v protoc >/dev/null || { echo "protoc not found: apt-get install protobuf-compiler"; exit 1; }
+	GOBIN=$(CURDIR)/bin/protoc-gen $(GO) install $(PROTOC_GEN_GO)
+	GOBIN=$(CURDIR)/bin/protoc-gen $(GO) install $(PROTOC_GEN_GO_GRPC)
+	protoc --plugin=protoc-gen-go=bin/protoc-gen/protoc-gen-go \
+	  --plugin=protoc-gen-go-grpc=bin/protoc-gen/protoc-gen-go-grpc \
+	  --go_out=. --go_opt=paths=source_relative \
+	  --go-grpc_out=. --go-grpc_opt=paths=source_relative \
+	  plugin/proto/strata.proto

@@ -62,6 +62,7 @@ var commands = []struct{ name, summary string }{
 	{"merge", "join the shards of a sharded convert"},
 	{"inspect", "describe a model file (Arrow or safetensors)"},
 	{"export", "materialise a model to one dense file"},
+	{"plugin", "serve the stages to a Go host over hashicorp/go-plugin"},
 	{"version", "print the version, commit and Go version"},
 	{"help", "show help for strata or a subcommand"},
 }
@@ -86,6 +87,8 @@ func lookup(name string, e env) command {
 		return &inspectCommand{env: e}
 	case "export":
 		return &exportCommand{env: e}
+	case "plugin":
+		return &pluginCommand{env: e}
 	case "version":
 		return &versionCommand{env: e}
 	}

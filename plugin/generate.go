@@ -1,0 +1,3 @@
+package plugin
+
+//go:generate go run ./internal/gendocs -stages ../stages -out fielddocs_gen.go

@@ -1,0 +1,213 @@
+package host_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/strata-ml/strata/plugin/host"
+)
+
+// These tests run the real binary as a plugin through the SDK: no mocks.
+
+// strataBin is the strata binary TestMain builds (with -race when the
+// tests run with -race, so the plugin process is checked too).
+var strataBin string
+
+func TestMain(m *testing.M) {
+	if os.Getenv(helperEnv) != "" {
+		os.Exit(helperHost())
+	}
+	dir, err := os.MkdirTemp("", "strata-plugin-test-")
+	if err != nil {
+		panic(err)
+	}
+	strataBin = filepath.Join(dir, "strata")
+	args := []string{"build", "-o", strataBin}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, "../..")...)
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		panic("building strata: " + err.Error())
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// syncBuffer collects the plugin's log lines, shown when a test fails.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// open starts the plugin with a private work directory, closed when the
+// test ends.
+func open(t *testing.T) (*host.Client, string) {
+	t.Helper()
+	work := t.TempDir()
+	logs := &syncBuffer{}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := host.Open(ctx, strataBin, host.WithWorkDir(work),
+		host.WithLogger(hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Debug})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c.Close()
+		if t.Failed() {
+			t.Logf("plugin log:\n%s", logs.String())
+		}
+	})
+	return c, work
+}
+
+// alive reports whether process pid exists and is not a zombie.
+func alive(pid int) bool {
+	if pid <= 0 || syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return !errors.Is(err, os.ErrNotExist)
+	}
+	// pid (comm) STATE ...; comm may hold spaces and parentheses.
+	s := string(stat)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
+		return s[i+2] != 'Z'
+	}
+	return true
+}
+
+// waitGone waits up to d for process pid to be gone.
+func waitGone(t *testing.T, pid int, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for alive(pid) {
+		if time.Now().After(deadline) {
+			t.Fatalf("plugin process %d still alive after %v", pid, d)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// runDirs returns the run directories left in a work directory.
+func runDirs(t *testing.T, work string) []string {
+	t.Helper()
+	m, err := filepath.Glob(filepath.Join(work, "strata-run-*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestNoCookie runs the binary by hand: it says what it is for, writes
+// nothing to stdout and exits 2.
+func TestNoCookie(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+	}{
+		{"bare", []string{"plugin"}},
+		{"with flags", []string{"plugin", "--work-dir", t.TempDir()}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cmd := exec.Command(strataBin, tt.args...)
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			cmd.Env = os.Environ() // no STRATA_PLUGIN cookie
+			err := cmd.Run()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+				t.Fatalf("got %v, want exit status 2", err)
+			}
+			if stdout.Len() != 0 {
+				t.Errorf("stdout: got %q, want nothing", stdout.String())
+			}
+			for _, want := range []string{"started by that program", "host.Open", "strata convert"} {
+				if !strings.Contains(stderr.String(), want) {
+					t.Errorf("stderr does not say %q:\n%s", want, stderr.String())
+				}
+			}
+		})
+	}
+}
+
+// helperEnv makes the test binary a host that opens the plugin, prints
+// the plugin's pid and waits to be signalled (TestHostSignal).
+const helperEnv = "STRATA_TEST_HOST_HELPER"
+
+func helperHost() int {
+	c, err := host.Open(context.Background(), os.Getenv(helperEnv),
+		host.WithLogger(hclog.New(&hclog.LoggerOptions{Output: io.Discard})))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Println(c.Pid())
+	select {} // until a signal ends the process
+}
+
+// TestHostSignal: a host that gets SIGTERM kills its plugin processes
+// (the SDK's handler), and a plugin whose host was SIGKILLed (no handler
+// runs) stops by itself.
+func TestHostSignal(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
+		t.Run(sig.String(), func(t *testing.T) {
+			self, err := os.Executable()
+			if err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command(self, "-test.run=^$")
+			cmd.Env = append(os.Environ(), helperEnv+"="+strataBin)
+			out, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer cmd.Process.Kill()
+			line := make([]byte, 32)
+			n, _ := out.Read(line)
+			pid, err := strconv.Atoi(strings.TrimSpace(string(line[:n])))
+			if err != nil || !alive(pid) {
+				t.Fatalf("helper host printed %q (%v), want a live plugin pid", line[:n], err)
+			}
+			if err := cmd.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			cmd.Wait()
+			waitGone(t, pid, 5*time.Second)
+		})
+	}
+}
