@@ -441,23 +441,33 @@ func encodeModel(w io.Writer, m *Model, mem memory.Allocator) error {
 	if err != nil {
 		return fmt.Errorf("arrowio: model writer: %w", err)
 	}
-	for start := 0; start < len(m.Tensors); {
-		end, n := start, 0
-		for end < len(m.Tensors) && (end == start || n+len(m.Tensors[end].Data) <= maxBatchValues) {
-			n += len(m.Tensors[end].Data)
-			end++
-		}
-		rec := modelRecord(schema, m.Tensors[start:end], mem)
-		err := fw.Write(rec)
-		rec.Release()
-		if err != nil {
-			_ = fw.Close()
-			return fmt.Errorf("arrowio: write model record batch: %w", err)
-		}
-		start = end
+	if err := writeModelBatches(schema, m.Tensors, mem, fw.Write); err != nil {
+		_ = fw.Close()
+		return err
 	}
 	if err := fw.Close(); err != nil {
 		return fmt.Errorf("arrowio: close model writer: %w", err)
+	}
+	return nil
+}
+
+// writeModelBatches writes the tensors as record batches of at most
+// maxBatchValues values (a larger tensor gets a batch of its own), the
+// batching both the file and the stream form use.
+func writeModelBatches(schema *arrow.Schema, ts []Tensor, mem memory.Allocator, write func(arrow.RecordBatch) error) error {
+	for start := 0; start < len(ts); {
+		end, n := start, 0
+		for end < len(ts) && (end == start || n+len(ts[end].Data) <= maxBatchValues) {
+			n += len(ts[end].Data)
+			end++
+		}
+		rec := modelRecord(schema, ts[start:end], mem)
+		err := write(rec)
+		rec.Release()
+		if err != nil {
+			return fmt.Errorf("arrowio: write model record batch: %w", err)
+		}
+		start = end
 	}
 	return nil
 }

@@ -34,20 +34,9 @@ func EncodeModelStream(w io.Writer, m *Model) error {
 	sw := ipc.NewWriter(w, ipc.WithSchema(schema), ipc.WithAllocator(mem))
 	// The batching is encodeModel's, so that StreamToFile of this stream
 	// gives the bytes EncodeModel writes.
-	for start := 0; start < len(m.Tensors); {
-		end, n := start, 0
-		for end < len(m.Tensors) && (end == start || n+len(m.Tensors[end].Data) <= maxBatchValues) {
-			n += len(m.Tensors[end].Data)
-			end++
-		}
-		rec := modelRecord(schema, m.Tensors[start:end], mem)
-		err := sw.Write(rec)
-		rec.Release()
-		if err != nil {
-			_ = sw.Close()
-			return fmt.Errorf("arrowio: write model record batch: %w", err)
-		}
-		start = end
+	if err := writeModelBatches(schema, m.Tensors, mem, sw.Write); err != nil {
+		_ = sw.Close()
+		return err
 	}
 	if err := sw.Close(); err != nil {
 		return fmt.Errorf("arrowio: close model stream: %w", err)

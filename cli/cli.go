@@ -12,7 +12,6 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/strata-ml/strata/compute"
 	"github.com/strata-ml/strata/stages"
 )
 
@@ -165,29 +164,6 @@ type flagSet = pflag.FlagSet
 
 // flagUsages returns the flag help of fs.
 func flagUsages(fs *flagSet) string { return fs.FlagUsages() }
-
-// describeSpec renders a structure for people, e.g. "monarch b=4 r=16 +
-// lowrank r=8".
-func describeSpec(s compute.Spec) string {
-	if s.Family == compute.FamilySum && s.Trunk != nil && s.Correction != nil {
-		return describeSpec(*s.Trunk) + " + " + describeSpec(*s.Correction)
-	}
-	var b strings.Builder
-	b.WriteString(s.Family)
-	if s.Blocks > 0 {
-		fmt.Fprintf(&b, " b=%d", s.Blocks)
-	}
-	if s.Rank > 0 {
-		fmt.Fprintf(&b, " r=%d", s.Rank)
-	}
-	if s.FactorShape != [2]int{} {
-		fmt.Fprintf(&b, " A=%dx%d", s.FactorShape[0], s.FactorShape[1])
-	}
-	if s.NNZ > 0 {
-		fmt.Fprintf(&b, " nnz=%d", s.NNZ)
-	}
-	return b.String()
-}
 
 // newFlagSet returns a flag set for a subcommand that reports errors
 // instead of exiting and prints usage on --help.

@@ -67,7 +67,7 @@ func (c *inspectCommand) Run(_ context.Context, args []string) error {
 				structure = l.Activation
 			}
 			if s := l.Structure; s != nil {
-				structure = describeSpec(*s)
+				structure = s.String()
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", l.Name, l.Kind, shape, structure, params)
 		}

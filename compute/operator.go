@@ -3,6 +3,7 @@ package compute
 import (
 	"fmt"
 	"slices"
+	"strings"
 
 	"gonum.org/v1/gonum/mat"
 )
@@ -81,6 +82,29 @@ type Spec struct {
 	// Trunk and Correction are the parts of a sum.
 	Trunk      *Spec `json:"trunk,omitempty"`
 	Correction *Spec `json:"correction,omitempty"`
+}
+
+// String renders a Spec for people, e.g. "monarch b=4 r=16 + lowrank r=8"
+// (the shape is left out).
+func (s Spec) String() string {
+	if s.Family == FamilySum && s.Trunk != nil && s.Correction != nil {
+		return s.Trunk.String() + " + " + s.Correction.String()
+	}
+	var b strings.Builder
+	b.WriteString(s.Family)
+	if s.Blocks > 0 {
+		fmt.Fprintf(&b, " b=%d", s.Blocks)
+	}
+	if s.Rank > 0 {
+		fmt.Fprintf(&b, " r=%d", s.Rank)
+	}
+	if s.FactorShape != [2]int{} {
+		fmt.Fprintf(&b, " A=%dx%d", s.FactorShape[0], s.FactorShape[1])
+	}
+	if s.NNZ > 0 {
+		fmt.Fprintf(&b, " nnz=%d", s.NNZ)
+	}
+	return b.String()
 }
 
 // Family names.

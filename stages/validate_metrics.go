@@ -86,7 +86,7 @@ func (r *validateRun) evaluateModel(ctx context.Context, m *valModel) (*sideEval
 			li.name = fmt.Sprint(l)
 		}
 		s := op.Spec()
-		li.family, li.structure = s.Family, structureString(s)
+		li.family, li.structure = s.Family, s.String()
 		if sum, ok := op.(*compute.Sum[float64]); ok {
 			li.family = sum.Trunk().Spec().Family
 			li.trunkSV = sum.Trunk().SingularValues(nil)
@@ -97,29 +97,6 @@ func (r *validateRun) evaluateModel(ctx context.Context, m *valModel) (*sideEval
 	e.flops = compute.NetworkFLOPs(net)
 	e.bytes = 4 * compute.NetworkStoredValues(net)
 	return e, nil
-}
-
-// structureString renders a structure for people, e.g. "monarch b=4 r=16
-// + lowrank r=8".
-func structureString(s compute.Spec) string {
-	if s.Family == compute.FamilySum && s.Trunk != nil && s.Correction != nil {
-		return structureString(*s.Trunk) + " + " + structureString(*s.Correction)
-	}
-	var b strings.Builder
-	b.WriteString(s.Family)
-	if s.Blocks > 0 {
-		fmt.Fprintf(&b, " b=%d", s.Blocks)
-	}
-	if s.Rank > 0 {
-		fmt.Fprintf(&b, " r=%d", s.Rank)
-	}
-	if s.FactorShape != [2]int{} {
-		fmt.Fprintf(&b, " A=%dx%d", s.FactorShape[0], s.FactorShape[1])
-	}
-	if s.NNZ > 0 {
-		fmt.Fprintf(&b, " nnz=%d", s.NNZ)
-	}
-	return b.String()
 }
 
 // timeModels measures latency_ms: the models' float32 networks (the
