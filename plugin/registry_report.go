@@ -15,13 +15,16 @@ var reportStage = &stageDef{
 	inputs: []inputSlot{
 		{field: "validation", kind: KindJSON, doc: "the validation.json to judge", example: "validation.json"},
 		{field: "policy", kind: KindYAML, doc: "the gate policy (empty: the embedded default)", example: "policy.yaml"},
+		{field: "train_log", kind: KindTrainLog, doc: "the candidate's training log, for the curves (its SHA-256 must match validation.json)", example: "train_log.arrow"},
+		{field: "baseline_train_log", kind: KindTrainLog, doc: "the baseline's training log", example: "train_log.arrow"},
+		{field: "control_train_log", kind: KindTrainLog, doc: "the control's training log", example: "train_log.arrow"},
 	},
 	outField: "out",
 	outputs: []ArtifactInfo{
 		{Name: "report", Kind: KindJSON, Doc: "report.json"},
 		{Name: "markdown", Kind: KindText, Doc: "report.md"},
 		{Name: "html", Kind: KindHTML, Doc: "report.html"},
-		{Name: "plots/*", Kind: KindFile, Doc: "one SVG per plot, named plots/<id>.svg"},
+		{Name: "plot-*.svg", Kind: KindFile, Doc: "one SVG per plot, named plot-<id>.svg"},
 	},
 	resultOutput: "report",
 	run: func(ctx context.Context, cfg any, rep *reporter) (*stageRun, error) {

@@ -50,6 +50,14 @@ type ReportConfig struct {
 	// Airflow drop the outputs of failed steps); it is recorded in the
 	// XCom summary's exit_code.
 	NoFail bool `json:"no_fail,omitempty"`
+	// TrainLog, BaselineTrainLog and ControlTrainLog, when set, are where
+	// the training logs validation.json names are read from instead of
+	// the recorded paths (logs moved since validate ran, or streamed by a
+	// plugin host). Each must still have the SHA-256 validation.json
+	// recorded; a directory means its train_log.arrow.
+	TrainLog         string `json:"train_log,omitempty"`
+	BaselineTrainLog string `json:"baseline_train_log,omitempty"`
+	ControlTrainLog  string `json:"control_train_log,omitempty"`
 	// Title heads the report (empty: "strata pilot report").
 	Title string `json:"title,omitempty"`
 	// Logger receives progress; nil discards it.
@@ -239,7 +247,7 @@ func Report(ctx context.Context, cfg ReportConfig) (*ReportResult, error) {
 		}
 	}
 
-	logs, logInputs, warnings := readTrainLogs(feat)
+	logs, logInputs, warnings := readTrainLogs(feat, cfg)
 	res.Inputs.TrainLogs = logInputs
 	res.Warnings = append(res.Warnings, warnings...)
 	plots := renderPlots(feat.res, logs)
@@ -536,20 +544,30 @@ type trainLogs struct {
 // readTrainLogs reads the training logs validation.json names, for the
 // training curves. A log that is gone or changed since validate read it
 // is left out with a warning: the report still judges.
-func readTrainLogs(c *CandidateReport) (trainLogs, []InputFile, []string) {
+func readTrainLogs(c *CandidateReport, cfg ReportConfig) (trainLogs, []InputFile, []string) {
 	var logs trainLogs
 	var ins []InputFile
 	var warnings []string
 	v := c.res
 	for _, side := range []struct {
-		in  *InputFile
-		dst **arrowio.TrainLog
-	}{{v.Inputs.BaselineTrainLog, &logs.baseline}, {v.Inputs.TrainLog, &logs.candidate}, {v.Inputs.ControlTrainLog, &logs.control}} {
+		in       *InputFile
+		override string
+		dst      **arrowio.TrainLog
+	}{
+		{v.Inputs.BaselineTrainLog, cfg.BaselineTrainLog, &logs.baseline},
+		{v.Inputs.TrainLog, cfg.TrainLog, &logs.candidate},
+		{v.Inputs.ControlTrainLog, cfg.ControlTrainLog, &logs.control},
+	} {
 		if side.in == nil {
 			continue
 		}
 		path := side.in.Path
-		if _, err := os.Stat(path); err != nil && !filepath.IsAbs(path) {
+		if side.override != "" {
+			path = side.override
+			if st, err := os.Stat(path); err == nil && st.IsDir() {
+				path = filepath.Join(path, "train_log.arrow")
+			}
+		} else if _, err := os.Stat(path); err != nil && !filepath.IsAbs(path) {
 			// Relative to where validate ran; try next to validation.json.
 			alt := filepath.Join(filepath.Dir(c.Validation.Path), path)
 			if _, err := os.Stat(alt); err == nil {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"os"
@@ -388,6 +389,47 @@ func TestReportBadInput(t *testing.T) {
 			}
 			if _, err := os.Stat(tt.cfg.DecisionFile); !errors.Is(err, os.ErrNotExist) {
 				t.Errorf("bad input left a decision file")
+			}
+		})
+	}
+}
+
+// TestReportTrainLogOverride moves the candidate's training log after
+// validate ran: from the recorded path it is gone (a warning, no curve),
+// through the override it is read, and a different file given as the
+// override is refused for its SHA-256.
+func TestReportTrainLogOverride(t *testing.T) {
+	dir := t.TempDir()
+	v := fullValidation(450, 0.948, -0.006, 0.002)
+	addTrainLogs(t, dir, v)
+	val := writeValidation(t, dir, "validation.json", v)
+	moved := filepath.Join(t.TempDir(), "train_log.arrow")
+	if err := os.Rename(v.Inputs.TrainLog.Path, moved); err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(dir, "other.arrow")
+	if err := os.WriteFile(other, []byte("not the log"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, override string
+		logs           int
+		warning        string
+	}{
+		{"recorded path gone", "", 1, "candidate_train_log.arrow"},
+		{"override file", moved, 2, ""},
+		{"override directory", filepath.Dir(moved), 2, ""},
+		{"override with another file", other, 1, "changed since validate"},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res, err := Report(context.Background(), ReportConfig{Validation: val, Out: filepath.Join(dir, fmt.Sprint("out", i)), TrainLog: tt.override})
+			if err != nil {
+				t.Fatal(err)
+			}
+			warned := slices.ContainsFunc(res.Warnings, func(w string) bool { return tt.warning != "" && strings.Contains(w, tt.warning) })
+			if len(res.Inputs.TrainLogs) != tt.logs || warned != (tt.warning != "") {
+				t.Errorf("train logs read %v, warnings %v; want %d logs and a warning containing %q", res.Inputs.TrainLogs, res.Warnings, tt.logs, tt.warning)
 			}
 		})
 	}

@@ -141,7 +141,13 @@ func runPilot(ctx context.Context, pluginPath string, cfg stages.PilotConfig, pr
 	}
 
 	rc := stages.ReportConfig{Title: "strata pilot report"}
+	// The training logs go along too, for the report's training curves.
 	inputs := host.Inputs{"validation": host.Bytes("validation.json", validation.JSON)}
+	// (Inputs are read once, so each is taken afresh from its result.)
+	inputs["train_log"], inputs["baseline_train_log"] = output("finetune", "log"), output("baseline", "log")
+	if cfg.Control {
+		inputs["control_train_log"] = output("control", "log")
+	}
 	if cfg.Policy != "" {
 		policy, err := os.ReadFile(cfg.Policy)
 		if err != nil {
