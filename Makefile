@@ -81,6 +81,15 @@ fuzz:
 	  done; \
 	done
 
+# image: the container image of manifests/Dockerfile (its build stage runs
+# `make build`). Needs a Docker engine (or IMAGE_TOOL=podman).
+IMAGE_TOOL ?= docker
+IMAGE      ?= strata:$(VERSION)
+.PHONY: image
+image:
+	@command -v $(IMAGE_TOOL) >/dev/null || { echo "make image: $(IMAGE_TOOL) not found (needs a container engine; IMAGE_TOOL=podman to use podman)"; exit 1; }
+	$(IMAGE_TOOL) build -f manifests/Dockerfile --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) -t $(IMAGE) .
+
 clean:
 	rm -rf bin
 

@@ -1,0 +1,222 @@
+package manifests_test
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// dockerfileInstructions returns the Dockerfile's instructions, one per
+// logical line (continuations joined), comments dropped.
+func dockerfileInstructions(t *testing.T) []string {
+	t.Helper()
+	b, err := os.ReadFile("Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	var cur strings.Builder
+	for _, line := range strings.Split(string(b), "\n") {
+		trimmed := strings.TrimSpace(line)
+		if cur.Len() == 0 && (trimmed == "" || strings.HasPrefix(trimmed, "#")) {
+			continue
+		}
+		if strings.HasSuffix(trimmed, "\\") {
+			cur.WriteString(strings.TrimSuffix(trimmed, "\\") + " ")
+			continue
+		}
+		cur.WriteString(trimmed)
+		out = append(out, strings.Join(strings.Fields(cur.String()), " "))
+		cur.Reset()
+	}
+	return out
+}
+
+// TestDockerfileBuildsWithMake: the image's build stage runs exactly the
+// Makefile's build (no Docker engine runs in CI, so the image is only as
+// good as this), `make image` builds this Dockerfile, and the final stage
+// has what the manifests rely on.
+func TestDockerfileBuildsWithMake(t *testing.T) {
+	ins := dockerfileInstructions(t)
+	var builds []string
+	for _, in := range ins {
+		if strings.HasPrefix(in, "RUN ") && strings.Contains(in, "make") {
+			builds = append(builds, strings.TrimPrefix(in, "RUN "))
+		}
+	}
+	const wantBuild = `make build VERSION="${VERSION}" COMMIT="${COMMIT}"`
+	if len(builds) != 1 || builds[0] != wantBuild {
+		t.Fatalf("Dockerfile make commands %q, want exactly [%s]", builds, wantBuild)
+	}
+	// The same command, with the build args expanded, is a valid
+	// invocation of the Makefile that builds bin/strata with go build.
+	cmd := exec.Command("make", "-n", "-C", repo, "build", "VERSION=v0.0.0-test", "COMMIT=0000000")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("make -n build: %v\n%s", err, out.String())
+	}
+	if s := out.String(); !strings.Contains(s, "go build") || !strings.Contains(s, "-o bin/strata") || !strings.Contains(s, "stages.version=v0.0.0-test") {
+		t.Errorf("make -n build printed %q, want a go build of bin/strata stamped with the version", s)
+	}
+
+	want := []string{
+		"COPY --from=build /src/bin/strata /usr/local/bin/strata",
+		"COPY manifests/policy/*.yaml /etc/strata/policy/",
+		"USER 65532:65532",
+		`ENTRYPOINT ["/usr/bin/tini", "--", "strata"]`,
+	}
+	for _, w := range want {
+		if !slices.Contains(ins, w) {
+			t.Errorf("Dockerfile has no %q", w)
+		}
+	}
+	var froms int
+	for _, in := range ins {
+		if strings.HasPrefix(in, "FROM ") {
+			froms++
+		}
+		if strings.HasPrefix(in, "RUN ") && strings.Contains(in, "apt-get install") && strings.Contains(in, "tini") &&
+			!strings.Contains(in, "libopenblas0") {
+			t.Errorf("the runtime stage installs tini but not the OpenBLAS runtime the build links: %q", in)
+		}
+	}
+	if froms != 2 {
+		t.Errorf("Dockerfile has %d stages, want 2 (build, runtime)", froms)
+	}
+
+	mk, err := os.ReadFile(filepath.Join(repo, "Makefile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(mk), "\nimage:") || !strings.Contains(string(mk), "build -f manifests/Dockerfile") {
+		t.Error("Makefile: no image target building manifests/Dockerfile")
+	}
+}
+
+// TestK8sPilotJob runs the Job's command with the real binary: the image's
+// entrypoint (strata) and the container's args, the ConfigMap's pilot.yaml
+// at /config, the data volume at /data.
+func TestK8sPilotJob(t *testing.T) {
+	fx := demoFixture(t)
+	b, err := os.ReadFile("k8s/pilot-job.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type container struct {
+		Name         string   `yaml:"name"`
+		Command      []string `yaml:"command"`
+		Args         []string `yaml:"args"`
+		VolumeMounts []struct {
+			Name      string `yaml:"name"`
+			MountPath string `yaml:"mountPath"`
+		} `yaml:"volumeMounts"`
+	}
+	type doc struct {
+		Kind string            `yaml:"kind"`
+		Data map[string]string `yaml:"data"`
+		Spec struct {
+			BackoffLimit     int `yaml:"backoffLimit"`
+			PodFailurePolicy struct {
+				Rules []struct {
+					Action      string `yaml:"action"`
+					OnExitCodes struct {
+						ContainerName string `yaml:"containerName"`
+						Operator      string `yaml:"operator"`
+						Values        []int  `yaml:"values"`
+					} `yaml:"onExitCodes"`
+				} `yaml:"rules"`
+			} `yaml:"podFailurePolicy"`
+			Template struct {
+				Spec struct {
+					RestartPolicy string      `yaml:"restartPolicy"`
+					Containers    []container `yaml:"containers"`
+				} `yaml:"spec"`
+			} `yaml:"template"`
+		} `yaml:"spec"`
+	}
+	var config string
+	var job *doc
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	for {
+		var d doc
+		if err := dec.Decode(&d); err != nil {
+			break
+		}
+		switch d.Kind {
+		case "ConfigMap":
+			config = d.Data["pilot.yaml"]
+		case "Job":
+			job = &d
+		}
+	}
+	if config == "" || job == nil {
+		t.Fatal("k8s/pilot-job.yaml: want a ConfigMap with pilot.yaml and a Job")
+	}
+
+	// Only exit code 1 is retried: 2, 3 and 4 fail the Job at once.
+	rules := job.Spec.PodFailurePolicy.Rules
+	if job.Spec.BackoffLimit < 1 || len(rules) != 1 || rules[0].Action != "FailJob" ||
+		rules[0].OnExitCodes.Operator != "In" || !slices.Equal(rules[0].OnExitCodes.Values, []int{2, 3, 4}) {
+		t.Errorf("podFailurePolicy %+v, backoffLimit %d: want FailJob on exit codes 2, 3, 4 and retries of the rest",
+			rules, job.Spec.BackoffLimit)
+	}
+	if got := job.Spec.Template.Spec.RestartPolicy; got != "Never" {
+		t.Errorf("restartPolicy %q, want Never (podFailurePolicy needs it)", got)
+	}
+	cs := job.Spec.Template.Spec.Containers
+	if len(cs) != 1 || len(cs[0].Command) != 0 || rules[0].OnExitCodes.ContainerName != cs[0].Name {
+		t.Fatalf("want one container, run by the image's entrypoint, named in podFailurePolicy")
+	}
+
+	root := t.TempDir()
+	policyDir, err := filepath.Abs("policy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mounts := map[string]string{
+		"/etc/strata/policy/": policyDir + "/",
+	}
+	for _, m := range cs[0].VolumeMounts {
+		mounts[m.MountPath+"/"] = filepath.Join(root, m.Name) + "/"
+		if err := os.MkdirAll(filepath.Join(root, m.Name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// One pass, so that a mapped path is never mapped again.
+	var pairs []string
+	for from, to := range mounts {
+		pairs = append(pairs, from, to)
+	}
+	mapPath := strings.NewReplacer(pairs...).Replace
+	if err := os.WriteFile(mapPath("/config/pilot.yaml"), []byte(mapPath(config)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for src, dst := range map[string]string{
+		fx.baseline: "/data/models/baseline.arrow",
+		fx.train:    "/data/train.arrow",
+		fx.test:     "/data/test.arrow",
+	} {
+		if err := copyTree(src, mapPath(dst)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var args []string
+	for _, a := range cs[0].Args {
+		args = append(args, mapPath(a))
+	}
+	code, stderr := runStrata(t, root, nil, strataBin, args...)
+	if code != 0 {
+		t.Fatalf("strata %q: exit %d, want 0 (GO)\n%s", args, code, stderr)
+	}
+	got, err := os.ReadFile(mapPath("/data/runs/strata-pilot/decision"))
+	if err != nil || string(got) != "go\n" {
+		t.Errorf("decision file %q (%v), want go", got, err)
+	}
+}
