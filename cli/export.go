@@ -9,10 +9,18 @@ import (
 type exportCommand struct{ env }
 
 func (c *exportCommand) Usage() string {
-	return `Usage: strata export --model FILE --format safetensors|arrow --out FILE
+	return `Usage: strata export --model FILE --format safetensors|arrow --out FILE [--factors]
 
 Materialises a model: every decomposed layer becomes its dense weight
 W = S + R (accumulated in float64, written as float32).
+
+With --factors the model is written as it is instead: --format safetensors
+writes every tensor (the trunk and correction factors <layer>.trunk.<P> and
+<layer>.correction.<P>, biases, undecomposed weights) as F32 with the
+architecture JSON in __metadata__ ("strata.architecture",
+"strata.format_version" "1"), for training in your own trainer
+(examples/pytorch/strata_torch.py builds a PyTorch module from it);
+--format arrow writes the model file itself.
 
 Flags:
 ` + flagUsages(c.flags(new(stages.ExportConfig)))
@@ -24,6 +32,7 @@ func (c *exportCommand) flags(cfg *stages.ExportConfig) *flagSet {
 	fs.StringVar(&cfg.Format, "format", cfg.Format, "output format: safetensors or arrow")
 	fs.StringVar(&cfg.Out, "out", cfg.Out, "output file")
 	fs.StringVar(&cfg.Activation, "activation", cfg.Activation, "activation of an nn.Sequential safetensors input without metadata")
+	fs.BoolVar(&cfg.Factors, "factors", cfg.Factors, "write the trunk and correction factors as they are, with the architecture (no materialising)")
 	return fs
 }
 

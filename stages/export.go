@@ -17,6 +17,10 @@ type ExportConfig struct {
 	Out string `json:"out"`
 	// Activation is for safetensors nn.Sequential input without metadata.
 	Activation string `json:"activation,omitempty"`
+	// Factors writes the decomposed model's tensors as they are (trunk and
+	// correction factors, biases, undecomposed weights) instead of
+	// materialising it; see exportFactors.
+	Factors bool `json:"factors,omitempty"`
 }
 
 // Export materialises a model (every decomposed layer as W = S + R) and
@@ -31,6 +35,9 @@ func Export(ctx context.Context, cfg ExportConfig) error {
 	lm, err := loadModel(cfg.Model, cfg.Activation)
 	if err != nil {
 		return err
+	}
+	if cfg.Factors {
+		return exportFactors(ctx, cfg, lm)
 	}
 	dense, err := Materialize(lm.model)
 	if err != nil {
