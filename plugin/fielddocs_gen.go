@@ -22,6 +22,7 @@ var fieldDocs = map[string]string{
 	"ConvertConfig.Structure":           "Structure is a trunk family (see compute.TrunkFamilies) or \"auto\".",
 	"ConvertConfig.TargetError":         "TargetError and ParamBudget drive \"auto\": the fewest parameters with relative error <= TargetError, or the lowest error with at most ParamBudget (a fraction of the dense layer) parameters.",
 	"ExportConfig.Activation":           "Activation is for safetensors nn.Sequential input without metadata.",
+	"ExportConfig.Factors":              "Factors writes the decomposed model's tensors as they are (trunk and correction factors, biases, undecomposed weights) instead of materialising it; see exportFactors.",
 	"ExportConfig.Format":               "Format is \"safetensors\" or \"arrow\".",
 	"ExportConfig.Model":                "Model is a model file, decomposed or dense.",
 	"ExportConfig.Out":                  "Out is the file to write.",
