@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"strconv"
 	"strings"
 
@@ -162,23 +161,15 @@ func datasetFormat(name string) (dsFormat, error) {
 // a null, a NaN or infinity (with its row), no rows, or list rows of
 // different widths.
 func ReadDataset(path string, opts ...DatasetOption) (*Dataset, error) {
-	f, err := os.Open(path)
+	f, size, data, err := openInput(path)
 	if err != nil {
-		return nil, fmt.Errorf("arrowio: %w", err)
+		return nil, err
+	}
+	if f == nil {
+		return ReadDatasetFrom(bytes.NewReader(data), size, path, opts...)
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("arrowio: %w", err)
-	}
-	if !st.Mode().IsRegular() {
-		data, err := io.ReadAll(f)
-		if err != nil {
-			return nil, fmt.Errorf("arrowio: read %s: %w", path, err)
-		}
-		return ReadDatasetFrom(bytes.NewReader(data), int64(len(data)), path, opts...)
-	}
-	return ReadDatasetFrom(f, st.Size(), path, opts...)
+	return ReadDatasetFrom(f, size, path, opts...)
 }
 
 // ReadDatasetFrom reads a dataset of size bytes from r, choosing the format

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"runtime/debug"
 	"sort"
 	"strconv"
@@ -509,24 +508,14 @@ func modelRecord(schema *arrow.Schema, ts []Tensor, mem memory.Allocator) arrow.
 // ErrFormat or ErrUnsupported; see Model.Validate for the rules.
 func ReadModel(path string, opts ...Option) (*Model, error) {
 	cfg := newConfig(opts)
-	f, err := os.Open(path)
+	f, size, data, err := openInput(path)
 	if err != nil {
-		return nil, fmt.Errorf("arrowio: %w", err)
+		return nil, err
+	}
+	if f == nil { // a pipe or device, read whole
+		return ReadModelFrom(bytes.NewReader(data), size, path, opts...)
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("arrowio: %w", err)
-	}
-	size := st.Size()
-	if !st.Mode().IsRegular() {
-		// A pipe or device: its size is unknown until read.
-		data, err := io.ReadAll(f)
-		if err != nil {
-			return nil, fmt.Errorf("arrowio: read %s: %w", path, err)
-		}
-		return ReadModelFrom(bytes.NewReader(data), int64(len(data)), path, opts...)
-	}
 	if !cfg.mmap {
 		return ReadModelFrom(f, size, path, opts...)
 	}

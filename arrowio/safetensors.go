@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"runtime/debug"
 	"slices"
 	"sort"
@@ -57,23 +56,15 @@ type safeEntry struct {
 // ReadSafetensors reads and validates a safetensors file; see
 // ParseSafetensors. The file is memory-mapped while it is converted.
 func ReadSafetensors(path string) (*SafeFile, error) {
-	f, err := os.Open(path)
+	f, size, data, err := openInput(path)
 	if err != nil {
-		return nil, fmt.Errorf("arrowio: %w", err)
+		return nil, err
 	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("arrowio: %w", err)
-	}
-	if !st.Mode().IsRegular() {
-		data, err := io.ReadAll(f)
-		if err != nil {
-			return nil, fmt.Errorf("arrowio: read %s: %w", path, err)
-		}
+	if f == nil {
 		return ParseSafetensors(data, path)
 	}
-	data, unmap, err := mapFile(f, st.Size())
+	defer f.Close()
+	data, unmap, err := mapFile(f, size)
 	if err != nil {
 		return nil, fmt.Errorf("arrowio: map %s: %w", path, err)
 	}

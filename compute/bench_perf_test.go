@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"sync"
 	"testing"
-	"time"
 )
 
 // The benchmarks of issue #9 beyond BenchmarkTrainStep and
@@ -33,33 +32,9 @@ func BenchmarkTrainShards(b *testing.B) {
 	for _, h := range []int{512, 2048} {
 		for _, shards := range []int{1, 2} {
 			b.Run(fmt.Sprintf("%d-%d-%d-%d/shards=%d", in, h, h, classes, shards), func(b *testing.B) {
-				net, err := NewNetwork[float32](mlpSpec(in, h, classes))
-				if err != nil {
-					b.Fatal(err)
-				}
-				if err := net.InitStructured(newRand(1)); err != nil {
-					b.Fatal(err)
-				}
 				cfg := DefaultTrainerConfig()
 				cfg.Shards = shards
-				tr, err := NewTrainer(net, cfg)
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer tr.Close()
-				x := randSlice32(batch * in)
-				y := make([]float32, batch)
-				for i := range y {
-					y[i] = float32(i % classes)
-				}
-				b.ReportAllocs()
-				start := time.Now()
-				for b.Loop() {
-					if _, err := tr.Step(x, y, batch, 1e-3); err != nil {
-						b.Fatal(err)
-					}
-				}
-				b.ReportMetric(float64(b.N*batch)/time.Since(start).Seconds(), "samples/s")
+				benchTrain(b, mlpSpec(in, h, classes), cfg, batch, classes)
 			})
 		}
 	}

@@ -573,32 +573,7 @@ func BenchmarkTrainStep(b *testing.B) {
 					linearLayer(h, h, true, c.s), actLayer(ActReLU),
 					linearLayer(h, classes, true, nil),
 				}}
-				net, err := NewNetwork[float32](spec)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if err := net.InitStructured(newRand(1)); err != nil {
-					b.Fatal(err)
-				}
-				tr, err := NewTrainer(net, DefaultTrainerConfig())
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer tr.Close()
-				x := randSlice32(batch * in)
-				y := make([]float32, batch)
-				for i := range y {
-					y[i] = float32(i % classes)
-				}
-				b.ReportAllocs()
-				start := time.Now()
-				for b.Loop() {
-					if _, err := tr.Step(x, y, batch, 1e-3); err != nil {
-						b.Fatal(err)
-					}
-				}
-				b.ReportMetric(float64(b.N*batch)/time.Since(start).Seconds(), "samples/s")
-				b.ReportMetric(float64(net.NumParams()), "params")
+				benchTrain(b, spec, DefaultTrainerConfig(), batch, classes)
 			})
 		}
 	}
@@ -700,4 +675,35 @@ func ExampleTrainer() {
 	// 4.weight weight [2 16]
 	// 4.bias bias [2]
 	// train accuracy >= 0.95: true
+}
+
+// benchTrain measures trainer steps of a freshly initialised float32
+// network on a fixed random batch and reports samples/s and params.
+func benchTrain(b *testing.B, spec NetworkSpec, cfg TrainerConfig, batch, classes int) {
+	net, err := NewNetwork[float32](spec)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := net.InitStructured(newRand(1)); err != nil {
+		b.Fatal(err)
+	}
+	tr, err := NewTrainer(net, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tr.Close()
+	x := randSlice32(batch * spec.Inputs)
+	y := make([]float32, batch)
+	for i := range y {
+		y[i] = float32(i % classes)
+	}
+	b.ReportAllocs()
+	start := time.Now()
+	for b.Loop() {
+		if _, err := tr.Step(x, y, batch, 1e-3); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*batch)/time.Since(start).Seconds(), "samples/s")
+	b.ReportMetric(float64(net.NumParams()), "params")
 }
