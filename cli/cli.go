@@ -58,6 +58,7 @@ var commands = []struct{ name, summary string }{
 	{"validate", "compare a candidate with its baseline: every metric side by side, with intervals"},
 	{"report", "judge validation.json against a gate policy: GO / NO-GO / INCONCLUSIVE, and the report"},
 	{"pilot", "run the whole pilot from one config (or --demo on embedded data)"},
+	{"sweep", "run many candidates (and learning rates, and seeds) against one baseline and summarise them"},
 	{"merge", "join the shards of a sharded convert"},
 	{"inspect", "describe a model file (Arrow or safetensors)"},
 	{"export", "materialise a model to one dense file"},
@@ -80,6 +81,8 @@ func lookup(name string, e env) command {
 		return &reportCommand{env: e}
 	case "pilot":
 		return &pilotCommand{env: e}
+	case "sweep":
+		return &sweepCommand{env: e}
 	case "merge":
 		return &mergeCommand{env: e}
 	case "inspect":

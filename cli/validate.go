@@ -67,6 +67,7 @@ func (c *validateCommand) flags(cfg *stages.ValidateConfig, lo *logOptions) *fla
 	fs.StringVar(&cfg.TrainLog, "train-log", cfg.TrainLog, "the candidate's finetune output directory (or train_log.arrow), for training_stability")
 	fs.StringVar(&cfg.BaselineTrainLog, "baseline-train-log", cfg.BaselineTrainLog, "the baseline's finetune output directory (optional)")
 	fs.StringVar(&cfg.ControlTrainLog, "control-train-log", cfg.ControlTrainLog, "the control's finetune output directory (optional)")
+	fs.StringVar(&cfg.LRSweep, "lr-sweep", cfg.LRSweep, "lr_sweep.json of a learning-rate sweep (written by strata sweep --lrs) for lr_robustness (optional)")
 	fs.IntVar(&cfg.SpikeWindow, "spike-window", cfg.SpikeWindow, "loss spike: steps of the trailing window")
 	fs.Float64Var(&cfg.SpikeThreshold, "spike-threshold", cfg.SpikeThreshold, "loss spike: scaled MADs above the window's median")
 	fs.StringVar(&cfg.Activation, "activation", cfg.Activation, "activation between layers of an nn.Sequential safetensors model (default relu)")

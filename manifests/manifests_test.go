@@ -675,11 +675,11 @@ func TestArgoSweep(t *testing.T) {
 	}
 	out, _ := r.run(wt.Spec.Entrypoint, nil, nil)
 
-	if got, want := len(r.ran), 3*len(candidates)+1; got != want {
+	if got, want := len(r.ran), len(candidates)+1; got != want {
 		t.Errorf("ran %d pods %v, want %d", got, r.ran, want)
 	}
 	for _, c := range candidates {
-		p := filepath.Join(r.bucket, "strata", "strata-sweep-test", "candidates", c["name"], "validation.json")
+		p := filepath.Join(r.bucket, "strata", "strata-sweep-test", "candidates", c["name"], "seed-7", c["name"], "validate", "validation.json")
 		if _, err := os.Stat(p); err != nil {
 			t.Errorf("candidate %s: %v", c["name"], err)
 		}

@@ -115,6 +115,7 @@ var validateStage = &stageDef{
 		{field: "train_log", kind: KindTrainLog, doc: "the candidate's training log", example: "train_log.arrow"},
 		{field: "baseline_train_log", kind: KindTrainLog, doc: "the baseline's training log", example: "train_log.arrow"},
 		{field: "control_train_log", kind: KindTrainLog, doc: "the control's training log", example: "train_log.arrow"},
+		{field: "lr_sweep", kind: KindJSON, doc: "a learning-rate sweep for lr_robustness (lr_sweep.json, written by strata sweep)", example: "lr_sweep.json"},
 	},
 	outField: "out",
 	outputs: []ArtifactInfo{

@@ -197,28 +197,39 @@ func DemoPilotConfig() PilotConfig {
 // the file's directory.
 func LoadPilotConfig(path string) (PilotConfig, error) {
 	cfg := DefaultPilotConfig()
-	src, err := os.ReadFile(path)
-	if err != nil {
-		return cfg, inputErrorf("pilot: %w", err)
-	}
-	lines, err := decodeYAMLStrict(path, src, &cfg)
+	lines, err := decodeConfigFile(path, "pilot", &cfg, &cfg)
 	if err != nil {
 		return cfg, err
-	}
-	cfg.ConfigFile = path
-	if cfg.Version != 1 {
-		return cfg, &ConfigError{File: path, Line: lines["version"], Key: "version", Err: fmt.Errorf("%d: want 1", cfg.Version)}
-	}
-	base := filepath.Dir(path)
-	for _, p := range []*string{&cfg.Train, &cfg.Valid, &cfg.Test, &cfg.Model, &cfg.Policy} {
-		if *p != "" && !filepath.IsAbs(*p) {
-			*p = filepath.Join(base, *p)
-		}
 	}
 	if err := cfg.check(lines); err != nil {
 		return cfg, err
 	}
 	return cfg, nil
+}
+
+// decodeConfigFile reads the config file path strictly into v, which is
+// or embeds pc, checks its version and resolves pc's relative paths
+// against the file's directory. It returns the line of every key.
+func decodeConfigFile(path, what string, v any, pc *PilotConfig) (map[string]int, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, inputErrorf("%s: %w", what, err)
+	}
+	lines, err := decodeYAMLStrict(path, src, v)
+	if err != nil {
+		return nil, err
+	}
+	pc.ConfigFile = path
+	if pc.Version != 1 {
+		return nil, &ConfigError{File: path, Line: lines["version"], Key: "version", Err: fmt.Errorf("%d: want 1", pc.Version)}
+	}
+	base := filepath.Dir(path)
+	for _, p := range []*string{&pc.Train, &pc.Valid, &pc.Test, &pc.Model, &pc.Policy} {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(base, *p)
+		}
+	}
+	return lines, nil
 }
 
 // check validates what the stages do not: the data sources.
@@ -343,13 +354,7 @@ func Pilot(ctx context.Context, cfg PilotConfig) (*PilotResult, error) {
 	log.Info("pilot data", "source", res.Data.Source, "train_rows", res.Data.TrainRows, "test_rows", res.Data.TestRows, "workdir", wd)
 
 	training := func(name string, t PilotTraining) FinetuneConfig {
-		ft := DefaultFinetuneConfig()
-		t.apply(&ft)
-		ft.Train, ft.Valid, ft.Label, ft.Seed = res.Data.Train, res.Data.Valid, cfg.Label, cfg.Seed
-		if ft.Valid != "" {
-			ft.ValidFraction = 0
-		}
-		ft.Out, ft.Activation, ft.Logger = dir(name), cfg.Activation, cfg.StageLogger
+		ft := cfg.trainingConfig(t, res.Data, cfg.Seed, dir(name))
 		if cfg.TrainProgress != nil {
 			ft.Progress = func(p FinetuneProgress) { cfg.TrainProgress(name, p) }
 			ft.LogInterval = -1

@@ -32,7 +32,10 @@ type ReportConfig struct {
 	// SelectBest lists the validation.json of several candidates (a
 	// sweep) against one baseline: every one is judged, and the best
 	// passing one (fewest parameters, ties by accuracy) is selected.
-	// Validation, when also given, is one of them.
+	// Validation, when also given, is one of them. An entry may also be
+	// the output directory of Sweep (or its sweep.json): its candidates
+	// are judged at every seed, and a candidate passes only when every
+	// seed's run does (see SweepCandidateResult.Decision).
 	SelectBest []string `json:"select_best,omitempty"`
 	// Policy is the gate policy file; empty applies the embedded default
 	// (manifests/policy/default.yaml).
@@ -208,6 +211,10 @@ func Report(ctx context.Context, cfg ReportConfig) (*ReportResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	files, groups, err := expandSweeps(files)
+	if err != nil {
+		return nil, err
+	}
 	pol, err := LoadPolicy(cfg.Policy)
 	if err != nil {
 		return nil, err
@@ -231,6 +238,7 @@ func Report(ctx context.Context, cfg ReportConfig) (*ReportResult, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	res.Candidates = mergeSeeds(res.Candidates, groups)
 	res.selectCandidate(len(cfg.SelectBest) > 0)
 	feat := res.Featured()
 	res.Rules, res.Counts = feat.Rules, feat.Counts

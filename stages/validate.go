@@ -45,6 +45,7 @@ const (
 	MetricBytes                           = "bytes"
 	MetricLatencyMS                       = "latency_ms"
 	MetricTrainingStability               = "training_stability"
+	MetricLRRobustness                    = "lr_robustness"
 )
 
 // MetricKeys lists every key of ValidationResult.Metrics, in the order of
@@ -54,6 +55,7 @@ var MetricKeys = []string{
 	MetricLayerCondition, MetricPerturbationSensitivity, MetricPerturbationSensitivityRelative,
 	MetricPredictionFlipRate, MetricLayerRobustness, MetricResidualShare,
 	MetricParams, MetricFLOPs, MetricBytes, MetricLatencyMS, MetricTrainingStability,
+	MetricLRRobustness,
 }
 
 // Directions of Metric.Better.
@@ -129,6 +131,10 @@ type ValidateConfig struct {
 	// times their scaled MAD (compute.TrainingStability).
 	SpikeWindow    int     `json:"spike_window"`
 	SpikeThreshold float64 `json:"spike_threshold"`
+	// LRSweep is an lr_sweep.json (written by Sweep) for lr_robustness:
+	// the candidate's and the dense baseline's fine-tuning repeated at
+	// several learning rates. Empty: lr_robustness is null.
+	LRSweep string `json:"lr_sweep,omitempty"`
 
 	// Logger receives progress; nil discards it.
 	Logger *slog.Logger `json:"-"`
@@ -164,6 +170,7 @@ type ValidateInputs struct {
 	TrainLog         *InputFile `json:"train_log,omitempty"`
 	BaselineTrainLog *InputFile `json:"baseline_train_log,omitempty"`
 	ControlTrainLog  *InputFile `json:"control_train_log,omitempty"`
+	LRSweep          *InputFile `json:"lr_sweep,omitempty"`
 }
 
 // Interval is a confidence interval [low, high].
@@ -340,6 +347,9 @@ func Validate(ctx context.Context, cfg ValidateConfig) (*ValidationResult, error
 	if err := run.loadTrainLogs(); err != nil {
 		return nil, err
 	}
+	if err := run.loadLRSweep(); err != nil {
+		return nil, err
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -438,6 +448,8 @@ type validateRun struct {
 	logReason [3]string
 	// jacIdx are the rows whose Jacobians are computed.
 	jacIdx []int
+	// lrSweep is the learning-rate sweep (nil: none).
+	lrSweep *LRSweepFile
 }
 
 // valModel is a model read for validation.

@@ -435,6 +435,7 @@ func (r *validateRun) assemble() {
 		r.res.Layers = r.layerViews(b)
 	}
 	ms[MetricTrainingStability] = r.trainingStability(b)
+	ms[MetricLRRobustness] = r.lrRobustness(b, r.lrSweep)
 }
 
 // mcNemar returns McNemar's exact p-value for paired correctness a (the

@@ -156,6 +156,11 @@ func TestValidateDigits(t *testing.T) {
 				t.Errorf("residual_share: %+v", m)
 			}
 			continue
+		case MetricLRRobustness:
+			if m.Baseline != nil || !strings.Contains(m.Reason, "no learning-rate sweep") {
+				t.Errorf("lr_robustness without a sweep: %v (%q)", fv(m.Baseline), m.Reason)
+			}
+			continue
 		case MetricTrainingStability:
 			// No baseline log given.
 			if m.Baseline != nil || m.Candidate == nil || m.Control == nil || !strings.Contains(m.Reason, "--baseline-train-log") {
@@ -230,6 +235,21 @@ func TestValidateSelf(t *testing.T) {
 	vcfg.Baseline, vcfg.Candidate, vcfg.Control = model, model, model
 	vcfg.Data, vcfg.Out = test, filepath.Join(dir, "val")
 	vcfg.TrainLog, vcfg.BaselineTrainLog, vcfg.ControlTrainLog = cfg.Out, cfg.Out, cfg.Out
+	// The same runs on both sides of the learning-rate sweep, scored by
+	// the sweep's own scorer.
+	_, acc, loss, err := scoreModelFile(model, "", mustReadData(t, test))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runs := []LRRun{{LR: 1e-3, Accuracy: acc, Loss: loss}, {LR: 1e-2, Accuracy: num(0.5), Loss: num(2)}}
+	sweep, err := json.Marshal(LRSweepFile{SchemaVersion: LRSweepSchemaVersion, Task: "classification", Dense: runs, Candidate: runs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vcfg.LRSweep = filepath.Join(dir, "lr_sweep.json")
+	if err := os.WriteFile(vcfg.LRSweep, sweep, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := Validate(context.Background(), vcfg); err != nil {
 		t.Fatal(err)
 	}
@@ -301,7 +321,7 @@ func TestValidateEveryFamily(t *testing.T) {
 			for _, key := range MetricKeys {
 				m := res.Metrics[key]
 				switch key {
-				case MetricTrainingStability:
+				case MetricTrainingStability, MetricLRRobustness:
 					continue
 				case MetricResidualShare:
 					if m.Candidate == nil {
@@ -582,4 +602,14 @@ func TestValidateRegression(t *testing.T) {
 	if c := res.Metrics[MetricJacobianCondition].Baseline; c == nil || math.Abs(float64(*c)-1) > 1e-12 {
 		t.Errorf("jacobian condition of a single-output model %s, want 1", fv(c))
 	}
+}
+
+// mustReadData reads a dataset file with the label column "label".
+func mustReadData(t *testing.T, path string) *arrowio.Dataset {
+	t.Helper()
+	ds, _, err := readData(path, "label")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ds
 }

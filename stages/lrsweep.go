@@ -1,0 +1,287 @@
+package stages
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/strata-ml/strata/arrowio"
+	"github.com/strata-ml/strata/compute"
+)
+
+// LRSweepSchemaVersion is the schema_version of lr_sweep.json.
+const LRSweepSchemaVersion = 1
+
+// MinLRs is the fewest learning rates a learning-rate sweep may have.
+const MinLRs = 2
+
+// LRSweepFile is lr_sweep.json: the same fine-tuning budget run once per
+// learning rate, from the dense baseline and from the converted candidate,
+// each final model evaluated on the evaluation data. Sweep writes it;
+// Validate (--lr-sweep) turns it into the lr_robustness metric.
+type LRSweepFile struct {
+	SchemaVersion int `json:"schema_version"`
+	// Task is the models' task (classification or regression).
+	Task string `json:"task"`
+	// Data is the evaluation data every final model was scored on.
+	Data InputFile `json:"data"`
+	// Dense fine-tunes the dense baseline: the control's recipe at each
+	// learning rate. Candidate fine-tunes the converted model. Both list
+	// the same learning rates in increasing order.
+	Dense     []LRRun `json:"dense"`
+	Candidate []LRRun `json:"candidate"`
+}
+
+// LRRun is one fine-tuning run of a learning-rate sweep.
+type LRRun struct {
+	LR float64 `json:"lr"`
+	// Accuracy is the share of evaluation rows classified right (null for
+	// regression); a row whose logits are not finite counts as wrong.
+	Accuracy *Float `json:"accuracy"`
+	// Loss is the mean cross-entropy (MSE for regression), null when the
+	// run diverged (a non-finite loss on some row).
+	Loss *Float `json:"loss"`
+	// Dir is the run's finetune output directory.
+	Dir string `json:"dir"`
+}
+
+// ParseLRs parses a comma-separated list of learning rates: each finite
+// and positive, no repeats, at least MinLRs. It returns them sorted.
+func ParseLRs(s string) ([]float64, error) {
+	var lrs []float64
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		v, err := strconv.ParseFloat(f, 64)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a number", f)
+		}
+		lrs = append(lrs, v)
+	}
+	return lrs, checkLRs(lrs)
+}
+
+func checkLRs(lrs []float64) error {
+	if len(lrs) < MinLRs {
+		return fmt.Errorf("%d learning rates: want at least %d to measure robustness", len(lrs), MinLRs)
+	}
+	slices.Sort(lrs)
+	for i, v := range lrs {
+		if !(v > 0) || math.IsInf(v, 0) {
+			return fmt.Errorf("learning rate %v: want a finite value > 0", v)
+		}
+		if i > 0 && lrs[i-1] == v {
+			return fmt.Errorf("learning rate %v is listed twice", v)
+		}
+	}
+	return nil
+}
+
+// readLRSweep reads and checks an lr_sweep.json.
+func readLRSweep(path string) (*LRSweepFile, InputFile, error) {
+	sum, err := fileSHA256(path)
+	if err != nil {
+		return nil, InputFile{}, err
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, InputFile{}, inputErrorf("%w", err)
+	}
+	var f LRSweepFile
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil {
+		return nil, InputFile{}, inputErrorf("%s: not an lr_sweep.json: %v", path, err)
+	}
+	bad := func(field, format string, args ...any) error {
+		return inputErrorf("%s: %s: %s", path, field, fmt.Sprintf(format, args...))
+	}
+	if f.SchemaVersion != LRSweepSchemaVersion {
+		return nil, InputFile{}, bad("schema_version", "%d: want %d", f.SchemaVersion, LRSweepSchemaVersion)
+	}
+	if f.Task != compute.TaskClassification && f.Task != compute.TaskRegression {
+		return nil, InputFile{}, bad("task", "%q: want classification or regression", f.Task)
+	}
+	lrsOf := func(runs []LRRun) []float64 {
+		lrs := make([]float64, len(runs))
+		for i, r := range runs {
+			lrs[i] = r.LR
+		}
+		return lrs
+	}
+	dense, cand := lrsOf(f.Dense), lrsOf(f.Candidate)
+	if !slices.IsSorted(dense) {
+		return nil, InputFile{}, bad("dense", "learning rates not in increasing order")
+	}
+	if err := checkLRs(dense); err != nil {
+		return nil, InputFile{}, bad("dense", "%v", err)
+	}
+	if !slices.Equal(dense, cand) {
+		return nil, InputFile{}, bad("candidate", "learning rates %v differ from dense's %v", cand, dense)
+	}
+	return &f, InputFile{Path: path, SHA256: sum}, nil
+}
+
+// scoreModelFile evaluates a model file on raw evaluation data: accuracy
+// (null for regression; rows with a non-finite logit count as wrong) and
+// the mean loss (null when some row's loss is not finite).
+func scoreModelFile(path, activation string, ds *arrowio.Dataset) (task string, acc, loss *Float, err error) {
+	lm, err := loadModel(path, activation)
+	if err != nil {
+		return "", nil, nil, inFile(path, err)
+	}
+	net, err := NetworkFromModel[float64](lm.model)
+	if err != nil {
+		return "", nil, nil, inFile(path, err)
+	}
+	x, err := Standardize(ds, &lm.model.Arch)
+	if err != nil {
+		return "", nil, nil, inFile(path, err)
+	}
+	if x.D != net.Inputs() {
+		return "", nil, nil, inputErrorf("%s: the data has %d features, the model takes %d", path, x.D, net.Inputs())
+	}
+	c := net.Outputs()
+	z := forwardAll(net, x.X, ds.N)
+	correct, losses := taskValues(net.Task(), z, ds.Y, c)
+	if net.Task() == compute.TaskClassification {
+		right := 0
+		for i, ok := range correct {
+			finite := true
+			for _, v := range z[i*c : (i+1)*c] {
+				finite = finite && finiteVal(v)
+			}
+			if ok == 1 && finite {
+				right++
+			}
+		}
+		acc = num(float64(right) / float64(ds.N))
+	}
+	var sum float64
+	for _, l := range losses {
+		sum += l
+	}
+	if mean := sum / float64(ds.N); finiteVal(mean) {
+		loss = num(mean)
+	}
+	return net.Task(), acc, loss, nil
+}
+
+// lrRobustness builds the lr_robustness metric from an lr_sweep.json (nil:
+// null with the reason). Classification: the headline is the worst
+// accuracy over the learning rates (higher is better), part "range" the
+// best minus the worst (lower is better); regression: the worst loss and
+// its range. Parts also give each learning rate's accuracy and loss. The
+// dense sweep is the baseline's and, with a control, the control's: both
+// are the baseline fine-tuned with the candidate's budget.
+func (r *validateRun) lrRobustness(b *metricBuilder, f *LRSweepFile) *Metric {
+	if f == nil {
+		return b.nullMetric(BetterHigher, "no learning-rate sweep: run strata sweep --lrs, or give validate --lr-sweep FILE")
+	}
+	const ciReason = "no interval: one training run per learning rate; the spread over seeds is in sweep.json"
+	classification := f.Task == compute.TaskClassification
+	score := func(run LRRun) float64 {
+		v := run.Loss
+		if classification && v != nil {
+			v = run.Accuracy
+		}
+		if v == nil { // diverged
+			if classification {
+				return 0
+			}
+			return math.Inf(1)
+		}
+		return float64(*v)
+	}
+	sides := func(runs [3][]LRRun, pick func([]LRRun) float64) [3]float64 {
+		var v [3]float64
+		for s := range v {
+			v[s] = pick(runs[s])
+		}
+		return v
+	}
+	runs := [3][]LRRun{f.Dense, f.Candidate, f.Dense}
+	worst := func(rs []LRRun) float64 {
+		w := score(rs[0])
+		for _, run := range rs[1:] {
+			if v := score(run); (classification && v < w) || (!classification && v > w) {
+				w = v
+			}
+		}
+		return w
+	}
+	spread := func(rs []LRRun) float64 {
+		lo, hi := score(rs[0]), score(rs[0])
+		for _, run := range rs[1:] {
+			lo, hi = min(lo, score(run)), max(hi, score(run))
+		}
+		return hi - lo
+	}
+	what, better := "accuracy", BetterHigher
+	if !classification {
+		what, better = "loss", BetterLower
+	}
+	part := func(name, better string, v [3]float64, why [3]string) *Metric {
+		p := b.metric(better)
+		b.fill(p, v, why)
+		p.Name, p.CIReason = name, ciReason
+		return p
+	}
+	m := b.metric(better)
+	b.fill(m, sides(runs, worst), [3]string{})
+	m.CIReason = ciReason
+	lrs := make([]string, len(f.Dense))
+	for i, run := range f.Dense {
+		lrs[i] = strconv.FormatFloat(run.LR, 'g', -1, 64)
+	}
+	m.Note = fmt.Sprintf("worst evaluation %s over the %d learning rates %s of the same fine-tuning budget (a diverged run scores %s); part range: best minus worst. The dense side fine-tunes the baseline (the control's recipe), so baseline and control share it",
+		what, len(lrs), strings.Join(lrs, ", "), map[bool]string{true: "accuracy 0", false: "an infinite loss"}[classification])
+	m.Parts = append(m.Parts, part("range", BetterLower, sides(runs, spread), [3]string{}))
+	for i := range f.Dense {
+		at := func(pick func(LRRun) *Float) ([3]float64, [3]string) {
+			var v [3]float64
+			var why [3]string
+			for s := range v {
+				v[s] = math.NaN()
+				if p := pick(runs[s][i]); p != nil {
+					v[s] = float64(*p)
+				} else {
+					why[s] = "diverged"
+				}
+			}
+			return v, why
+		}
+		if classification {
+			v, why := at(func(r LRRun) *Float { return r.Accuracy })
+			m.Parts = append(m.Parts, part("accuracy@lr="+lrs[i], BetterHigher, v, why))
+		}
+		v, why := at(func(r LRRun) *Float { return r.Loss })
+		m.Parts = append(m.Parts, part("loss@lr="+lrs[i], BetterLower, v, why))
+	}
+	return m
+}
+
+// loadLRSweep reads the configured lr_sweep.json and checks it fits the
+// run: the same task, scored on the same evaluation data (a warning when
+// the data's hash differs).
+func (r *validateRun) loadLRSweep() error {
+	if r.cfg.LRSweep == "" {
+		return nil
+	}
+	f, in, err := readLRSweep(r.cfg.LRSweep)
+	if err != nil {
+		return inFile(r.cfg.LRSweep, err)
+	}
+	if f.Task != r.task {
+		return inputErrorf("%s: task: %s, the models are %s", r.cfg.LRSweep, f.Task, r.task)
+	}
+	if f.Data.SHA256 != r.res.Inputs.Data.SHA256 {
+		r.res.Warnings = append(r.res.Warnings, fmt.Sprintf(
+			"the learning-rate sweep %s was scored on other data (%s) than this validation's", r.cfg.LRSweep, f.Data.Path))
+	}
+	r.lrSweep, r.res.Inputs.LRSweep = f, &in
+	return nil
+}

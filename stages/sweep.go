@@ -1,0 +1,750 @@
+package stages
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/strata-ml/strata/arrowio"
+	"github.com/strata-ml/strata/compute"
+)
+
+// SweepSchemaVersion is the schema_version of sweep.json.
+const SweepSchemaVersion = 1
+
+// SweepConfig configures Sweep: many pilots against one baseline. The
+// pilot keys (data, baseline, finetune, control, validate, policy) mean
+// what they mean in a pilot config (docs/PILOT.md); convert is the
+// default every candidate starts from. Fields tagged yaml come from the
+// sweep config file; the others are set by the caller.
+type SweepConfig struct {
+	PilotConfig `yaml:",inline" json:"pilot"`
+	// Candidates are the structures to try, each converted, fine-tuned
+	// and validated against the baseline and the control.
+	Candidates []SweepCandidate `yaml:"candidates" json:"candidates"`
+	// LRs, when set, repeats the fine-tuning of the dense baseline and of
+	// every candidate once per learning rate for lr_robustness (at least
+	// MinLRs, increasing).
+	LRs []float64 `yaml:"lrs" json:"lrs"`
+	// Seeds repeats everything per seed: the data split, the baseline's
+	// training, convert, every fine-tuning and validate's draws. Empty:
+	// the pilot's Seed alone.
+	Seeds []uint64 `yaml:"seeds" json:"seeds"`
+	// Jobs is how many stage runs go at once (default 1).
+	Jobs int `yaml:"jobs" json:"jobs"`
+	// Out receives sweep.json, sweep.md and one directory per seed.
+	Out string `yaml:"-" json:"out"`
+	// Progress, when set, is called after each finished stage run with
+	// the count done and the total.
+	Progress func(done, total int, what string) `yaml:"-" json:"-"`
+}
+
+// SweepCandidate is one candidate structure of a sweep.
+type SweepCandidate struct {
+	// Name labels the candidate and its directory: letters, digits, '.',
+	// '_' and '-'. Empty: derived from the structure.
+	Name string `yaml:"name" json:"name"`
+	// PilotConvert are its convert options; a key left out keeps the
+	// sweep's convert value.
+	PilotConvert `yaml:",inline" json:"convert"`
+	// Retract, when set, overrides the fine-tuning's polar retraction for
+	// this candidate (and its learning-rate runs).
+	Retract *bool `yaml:"retract" json:"retract,omitempty"`
+}
+
+var candidateName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+
+// DefaultName derives a candidate name from its structure, e.g.
+// "monarch-b4-lowrank8" or "orthogonal-retract-none".
+func (c *SweepCandidate) DefaultName() string {
+	parts := []string{c.Structure}
+	if c.Blocks > 0 {
+		parts = append(parts, "b"+strconv.Itoa(c.Blocks))
+	}
+	if c.Rank > 0 {
+		parts = append(parts, "r"+strconv.Itoa(c.Rank))
+	}
+	if c.Retract != nil && *c.Retract {
+		parts = append(parts, "retract")
+	}
+	res := c.Residual
+	if c.Residual == "lowrank" {
+		res += strconv.Itoa(c.ResidualRank)
+	}
+	return strings.Join(append(parts, res), "-")
+}
+
+// inherit sets every convert field whose YAML key is not present from
+// base.
+func (c *SweepCandidate) inherit(base PilotConvert, present func(key string) bool) {
+	dst, src := reflect.ValueOf(&c.PilotConvert).Elem(), reflect.ValueOf(base)
+	for i := range dst.NumField() {
+		key, _, _ := strings.Cut(dst.Type().Field(i).Tag.Get("yaml"), ",")
+		if key != "" && !present(key) {
+			dst.Field(i).Set(src.Field(i))
+		}
+	}
+}
+
+// ParseCandidate reads a candidate from key=value options, the form of
+// `strata sweep --candidate` and of an Argo item: keys name, structure,
+// blocks, rank, kron-factors, residual, residual-rank, residual-density,
+// target-error, param-budget and retract ('_' may stand for '-'). Keys
+// left out keep base's values.
+func ParseCandidate(kv map[string]string, base PilotConvert) (SweepCandidate, error) {
+	c := SweepCandidate{PilotConvert: base}
+	c.Include, c.Exclude = slices.Clone(base.Include), slices.Clone(base.Exclude)
+	keys := make([]string, 0, len(kv))
+	for k := range kv {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		v := strings.TrimSpace(kv[k])
+		var err error
+		switch strings.ReplaceAll(k, "_", "-") {
+		case "name":
+			c.Name = v
+		case "structure":
+			c.Structure = v
+		case "blocks":
+			c.Blocks, err = strconv.Atoi(v)
+		case "rank":
+			c.Rank, err = strconv.Atoi(v)
+		case "kron-factors":
+			c.KronFactors = v
+		case "residual":
+			c.Residual = v
+		case "residual-rank":
+			c.ResidualRank, err = strconv.Atoi(v)
+		case "residual-density":
+			c.ResidualDensity, err = strconv.ParseFloat(v, 64)
+		case "target-error":
+			c.TargetError, err = strconv.ParseFloat(v, 64)
+		case "param-budget":
+			c.ParamBudget, err = strconv.ParseFloat(v, 64)
+		case "retract":
+			var b bool
+			b, err = strconv.ParseBool(v)
+			c.Retract = &b
+		default:
+			return c, fmt.Errorf("unknown key %q (want name, structure, blocks, rank, kron-factors, residual, residual-rank, residual-density, target-error, param-budget or retract)", k)
+		}
+		if err != nil {
+			return c, fmt.Errorf("%s=%q: %v", k, v, err)
+		}
+	}
+	return c, nil
+}
+
+// ParseCandidateSpec reads a candidate from "key=value,key=value".
+func ParseCandidateSpec(spec string, base PilotConvert) (SweepCandidate, error) {
+	kv := map[string]string{}
+	for _, f := range strings.Split(spec, ",") {
+		if strings.TrimSpace(f) == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(f, "=")
+		if !ok {
+			return SweepCandidate{}, fmt.Errorf("%q: want key=value", f)
+		}
+		k = strings.TrimSpace(k)
+		if _, dup := kv[k]; dup {
+			return SweepCandidate{}, fmt.Errorf("key %q given twice", k)
+		}
+		kv[k] = v
+	}
+	return ParseCandidate(kv, base)
+}
+
+// ParseSeeds parses a comma-separated list of distinct seeds.
+func ParseSeeds(s string) ([]uint64, error) {
+	var seeds []uint64
+	for _, f := range strings.Split(s, ",") {
+		v, err := strconv.ParseUint(strings.TrimSpace(f), 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a seed (a non-negative integer)", f)
+		}
+		if slices.Contains(seeds, v) {
+			return nil, fmt.Errorf("seed %d is listed twice", v)
+		}
+		seeds = append(seeds, v)
+	}
+	return seeds, nil
+}
+
+// DefaultSweepConfig returns the pilot defaults with one job.
+func DefaultSweepConfig() SweepConfig {
+	return SweepConfig{PilotConfig: DefaultPilotConfig(), Jobs: 1}
+}
+
+// LoadSweepConfig reads a sweep config file onto DefaultSweepConfig as
+// strictly as LoadPilotConfig, resolving relative paths against the
+// file's directory.
+func LoadSweepConfig(path string) (SweepConfig, error) {
+	cfg := DefaultSweepConfig()
+	lines, err := decodeConfigFile(path, "sweep", &cfg, &cfg.PilotConfig)
+	if err != nil {
+		return cfg, err
+	}
+	// A candidate's convert key left out keeps the sweep's convert value.
+	for i := range cfg.Candidates {
+		cfg.Candidates[i].inherit(cfg.Convert, func(key string) bool {
+			_, ok := lines[fmt.Sprintf("candidates[%d].%s", i, key)]
+			return ok
+		})
+	}
+	return cfg, cfg.check(lines)
+}
+
+// check validates what the stages do not check before work starts.
+func (cfg *SweepConfig) check(lines map[string]int) error {
+	file := orDefault(cfg.ConfigFile, "sweep config")
+	bad := func(key, format string, args ...any) error {
+		return &ConfigError{File: file, Line: lines[key], Key: key, Err: fmt.Errorf(format, args...)}
+	}
+	if err := cfg.PilotConfig.check(lines); err != nil {
+		return err
+	}
+	if len(cfg.Candidates) == 0 {
+		return bad("candidates", "no candidates: list at least one structure")
+	}
+	seen := map[string]bool{}
+	for i := range cfg.Candidates {
+		c := &cfg.Candidates[i]
+		key := fmt.Sprintf("candidates[%d]", i)
+		if c.Name == "" {
+			c.Name = c.DefaultName()
+		}
+		if !candidateName.MatchString(c.Name) {
+			return bad(key+".name", "%q: want letters, digits, '.', '_' and '-'", c.Name)
+		}
+		if seen[c.Name] {
+			return bad(key+".name", "%q names two candidates", c.Name)
+		}
+		seen[c.Name] = true
+		cv := DefaultConvertConfig()
+		c.apply(&cv)
+		cv.Model, cv.Out = "-", "-"
+		if err := cv.validate(); err != nil {
+			return bad(key, "%v", strings.TrimPrefix(err.Error(), "convert: "))
+		}
+	}
+	if len(cfg.LRs) > 0 {
+		if err := checkLRs(cfg.LRs); err != nil {
+			return bad("lrs", "%v", err)
+		}
+	}
+	for i, s := range cfg.Seeds {
+		if slices.Contains(cfg.Seeds[:i], s) {
+			return bad("seeds", "seed %d is listed twice", s)
+		}
+	}
+	if cfg.Jobs < 1 {
+		return bad("jobs", "%d: want at least 1", cfg.Jobs)
+	}
+	return nil
+}
+
+// SweepResult is sweep.json.
+type SweepResult struct {
+	SchemaVersion int         `json:"schema_version"`
+	Tool          VersionInfo `json:"tool"`
+	Config        SweepConfig `json:"config"`
+	// Policy is the gate policy every run was judged against.
+	Policy InputFile `json:"policy"`
+	// Seeds are the per-seed shared runs: data, baseline, control and the
+	// dense learning-rate sweep. Paths are relative to Out.
+	Seeds []SweepSeed `json:"seeds"`
+	// Candidates are in the order of the config, each with its runs and
+	// its metrics aggregated over the seeds.
+	Candidates []SweepCandidateResult `json:"candidates"`
+	// VaryingFields depend on the wall clock.
+	VaryingFields []string `json:"varying_fields"`
+	Seconds       float64  `json:"seconds"`
+}
+
+// SweepSeed is what one seed's candidates share.
+type SweepSeed struct {
+	Seed          uint64    `json:"seed"`
+	Dir           string    `json:"dir"`
+	Data          PilotData `json:"data"`
+	BaselineModel string    `json:"baseline_model"`
+	ControlModel  string    `json:"control_model,omitempty"`
+	DenseLR       []LRRun   `json:"dense_lr,omitempty"`
+}
+
+// SweepRun is one candidate at one seed.
+type SweepRun struct {
+	Seed uint64 `json:"seed"`
+	Dir  string `json:"dir"`
+	// Validation is the run's validation.json, relative to Out.
+	Validation string   `json:"validation"`
+	Decision   Decision `json:"decision"`
+	Why        string   `json:"why"`
+	Params     *Float   `json:"params"`
+	Accuracy   *Float   `json:"accuracy"`
+	// LR is the candidate's learning-rate sweep.
+	LR []LRRun `json:"lr,omitempty"`
+}
+
+// SweepCandidateResult is one candidate over every seed.
+type SweepCandidateResult struct {
+	Name      string       `json:"name"`
+	Convert   PilotConvert `json:"convert"`
+	Retract   bool         `json:"retract"`
+	Structure string       `json:"structure"`
+	Runs      []SweepRun   `json:"runs"`
+	// Decision is the worst over the seeds: GO only when every seed's
+	// run passed the gate, NO-GO when some failed it, else INCONCLUSIVE.
+	Decision Decision `json:"decision"`
+	// Metrics aggregates every metric (and part) of validation.json over
+	// the seeds.
+	Metrics []SweepMetric `json:"metrics"`
+}
+
+// sweepSeedRun is the state of one seed while the sweep runs.
+type sweepSeedRun struct {
+	SweepSeed
+	test *arrowio.Dataset
+}
+
+// sweepCandRun is the state of one candidate at one seed.
+type sweepCandRun struct {
+	cand      *SweepCandidate
+	seed      *sweepSeedRun
+	dir       string
+	model     string // the fine-tuned candidate
+	lr        []LRRun
+	validated *ValidationResult
+}
+
+// Sweep runs many pilots against one baseline. Per seed it prepares the
+// data, trains the dense baseline (unless Model is given) and fine-tunes
+// the control; per seed and candidate it converts, fine-tunes and
+// validates against both, with lr_robustness from a learning-rate sweep
+// when LRs is set; every run is judged against the policy. Each stage is
+// the function its subcommand calls and writes the same files, under
+// Out/seed-S/. Out/sweep.json aggregates the candidates over the seeds
+// (mean, seed-to-seed standard deviation, the per-run intervals) and
+// Out/sweep.md shows it; `strata report --select-best Out` judges it.
+//
+// Up to Jobs stage runs go at once; results do not depend on Jobs. Bad
+// input is refused before any work starts; a stage that fails stops the
+// sweep without writing sweep.json.
+func Sweep(ctx context.Context, cfg SweepConfig) (*SweepResult, error) {
+	start := time.Now()
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Out == "" {
+		return nil, inputErrorf("sweep: --out is required")
+	}
+	if cfg.Jobs == 0 {
+		cfg.Jobs = 1
+	}
+	if len(cfg.Seeds) == 0 {
+		cfg.Seeds = []uint64{cfg.Seed}
+	}
+	if err := cfg.check(nil); err != nil {
+		return nil, err
+	}
+	pol, err := LoadPolicy(cfg.Policy)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Model != "" {
+		if _, err := loadModel(cfg.Model, cfg.Activation); err != nil {
+			return nil, inFile(cfg.Model, err)
+		}
+	}
+	out, err := filepath.Abs(cfg.Out)
+	if err != nil {
+		return nil, fmt.Errorf("sweep: %w", err)
+	}
+	cfg.Out = out
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return nil, fmt.Errorf("sweep: create %s: %w", out, err)
+	}
+	pool := &sweepPool{jobs: cfg.Jobs, log: log, progress: cfg.Progress}
+
+	seeds := make([]*sweepSeedRun, len(cfg.Seeds))
+	var runs []*sweepCandRun
+	for i, s := range cfg.Seeds {
+		seeds[i] = &sweepSeedRun{SweepSeed: SweepSeed{Seed: s, Dir: filepath.Join(out, fmt.Sprintf("seed-%d", s))}}
+		for j := range cfg.Candidates {
+			c := &cfg.Candidates[j]
+			runs = append(runs, &sweepCandRun{cand: c, seed: seeds[i], dir: filepath.Join(seeds[i].Dir, c.Name)})
+		}
+	}
+	nLR := len(cfg.LRs)
+	pool.total = len(seeds) * (1 + boolInt(cfg.Control) + nLR) // data+baseline, control, dense lrs
+	pool.total += len(runs) * (3 + nLR)                        // convert+finetune, lrs, validate
+	log.Info("sweep", "candidates", len(cfg.Candidates), "seeds", len(seeds), "lrs", nLR, "stage_runs", pool.total, "jobs", cfg.Jobs, "out", out)
+
+	// Phase 1: data and baseline per seed.
+	var tasks []sweepTask
+	for _, sd := range seeds {
+		tasks = append(tasks, sweepTask{fmt.Sprintf("seed %d: data and baseline", sd.Seed), func(ctx context.Context) error {
+			return cfg.prepareSeed(ctx, sd)
+		}})
+	}
+	if err := pool.run(ctx, tasks); err != nil {
+		return nil, err
+	}
+
+	// Phase 2: the control, the dense learning-rate runs and every
+	// candidate's convert, fine-tune and learning-rate runs.
+	tasks = nil
+	for _, sd := range seeds {
+		if cfg.Control {
+			tasks = append(tasks, sweepTask{fmt.Sprintf("seed %d: control", sd.Seed), func(ctx context.Context) error {
+				ft := cfg.trainingConfig(cfg.Finetune, sd.Data, sd.Seed, filepath.Join(sd.Dir, "control"))
+				ft.Model = sd.BaselineModel
+				res, err := Finetune(ctx, ft)
+				if err != nil {
+					return err
+				}
+				sd.ControlModel = filepath.Join(ft.Out, res.Outputs.Model)
+				return nil
+			}})
+		}
+		sd.DenseLR = make([]LRRun, nLR)
+		for i, lr := range cfg.LRs {
+			tasks = append(tasks, sweepTask{fmt.Sprintf("seed %d: dense at lr %g", sd.Seed, lr), func(ctx context.Context) error {
+				run, err := cfg.lrRun(ctx, sd, sd.BaselineModel, nil, lr, filepath.Join(sd.Dir, "dense-lr"))
+				sd.DenseLR[i] = run
+				return err
+			}})
+		}
+	}
+	for _, r := range runs {
+		tasks = append(tasks, sweepTask{fmt.Sprintf("seed %d: %s convert and fine-tune", r.seed.Seed, r.cand.Name), func(ctx context.Context) error {
+			return cfg.convertAndTune(ctx, r)
+		}})
+	}
+	if err := pool.run(ctx, tasks); err != nil {
+		return nil, err
+	}
+	tasks = nil
+	for _, r := range runs {
+		r.lr = make([]LRRun, nLR)
+		for i, lr := range cfg.LRs {
+			tasks = append(tasks, sweepTask{fmt.Sprintf("seed %d: %s at lr %g", r.seed.Seed, r.cand.Name, lr), func(ctx context.Context) error {
+				run, err := cfg.lrRun(ctx, r.seed, filepath.Join(r.dir, "convert", "model.arrow"), r.cand.Retract, lr, filepath.Join(r.dir, "lr"))
+				r.lr[i] = run
+				return err
+			}})
+		}
+	}
+	if err := pool.run(ctx, tasks); err != nil {
+		return nil, err
+	}
+
+	// Phase 3: validate every run.
+	tasks = nil
+	for _, r := range runs {
+		tasks = append(tasks, sweepTask{fmt.Sprintf("seed %d: %s validate", r.seed.Seed, r.cand.Name), func(ctx context.Context) error {
+			return cfg.validateRun(ctx, r)
+		}})
+	}
+	if err := pool.run(ctx, tasks); err != nil {
+		return nil, err
+	}
+
+	res := &SweepResult{
+		SchemaVersion: SweepSchemaVersion, Tool: Version(), Config: cfg, Policy: pol.Input,
+		VaryingFields: []string{"seconds", "candidates[].metrics[latency_ms]"},
+	}
+	rel := func(p string) string { return relTo(out, p) }
+	relRuns := func(rs []LRRun) []LRRun {
+		rs = slices.Clone(rs)
+		for i := range rs {
+			rs[i].Dir = rel(rs[i].Dir)
+		}
+		return rs
+	}
+	for _, sd := range seeds {
+		s := sd.SweepSeed
+		s.Dir, s.BaselineModel, s.DenseLR = rel(s.Dir), rel(s.BaselineModel), relRuns(s.DenseLR)
+		if s.ControlModel != "" {
+			s.ControlModel = rel(s.ControlModel)
+		}
+		s.Data.Train, s.Data.Test = rel(s.Data.Train), rel(s.Data.Test)
+		res.Seeds = append(res.Seeds, s)
+	}
+	for j := range cfg.Candidates {
+		c := &cfg.Candidates[j]
+		cr := SweepCandidateResult{Name: c.Name, Convert: c.PilotConvert, Retract: cfg.Finetune.Retract}
+		if c.Retract != nil {
+			cr.Retract = *c.Retract
+		}
+		var vals []*ValidationResult
+		for _, r := range runs {
+			if r.cand != c {
+				continue
+			}
+			g, err := Judge(pol.Input.Path, &pol.Policy, r.validated)
+			if err != nil {
+				return nil, err
+			}
+			run := SweepRun{
+				Seed: r.seed.Seed, Dir: rel(r.dir), Validation: rel(filepath.Join(r.dir, "validate", "validation.json")),
+				Decision: g.Decision, Why: g.Why, LR: relRuns(r.lr),
+			}
+			if m := r.validated.Metrics[MetricParams]; m != nil {
+				run.Params = m.Candidate
+			}
+			if m := r.validated.Metrics[MetricAccuracy]; m != nil {
+				run.Accuracy = m.Candidate
+			}
+			cr.Runs = append(cr.Runs, run)
+			vals = append(vals, r.validated)
+		}
+		cr.Structure, _ = describeCandidate(vals[0])
+		cr.Decision = worstDecision(cr.Runs)
+		cr.Metrics = aggregateMetrics(vals)
+		res.Candidates = append(res.Candidates, cr)
+	}
+	res.Seconds = time.Since(start).Seconds()
+	md := renderSweepMarkdown(res)
+	err = writeFileAtomic(filepath.Join(out, "sweep.md"), md)
+	if err == nil {
+		err = writeJSON(filepath.Join(out, "sweep.json"), res)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sweep: %w", err)
+	}
+	log.Info("sweep done", "out", out, "seconds", fmt.Sprintf("%.1f", res.Seconds))
+	return res, nil
+}
+
+// relTo returns p relative to base when it lies under base, else p.
+func relTo(base, p string) string {
+	if r, err := filepath.Rel(base, p); err == nil && !strings.HasPrefix(r, "..") {
+		return r
+	}
+	return p
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// worstDecision is GO when every run is GO, NO-GO when some is, else
+// INCONCLUSIVE.
+func worstDecision(runs []SweepRun) Decision {
+	d := DecisionGo
+	for _, r := range runs {
+		switch {
+		case r.Decision == DecisionNoGo:
+			return DecisionNoGo
+		case r.Decision == DecisionInconclusive:
+			d = DecisionInconclusive
+		}
+	}
+	return d
+}
+
+// trainingConfig is a training run of the pilot (or of a sweep at one
+// seed) with the options t on the data d, writing to out.
+func (cfg *PilotConfig) trainingConfig(t PilotTraining, d PilotData, seed uint64, out string) FinetuneConfig {
+	ft := DefaultFinetuneConfig()
+	t.apply(&ft)
+	ft.Train, ft.Valid, ft.Label, ft.Seed = d.Train, d.Valid, cfg.Label, seed
+	if ft.Valid != "" {
+		ft.ValidFraction = 0
+	}
+	ft.Out, ft.Activation, ft.Logger = out, cfg.Activation, cfg.StageLogger
+	return ft
+}
+
+// prepareSeed writes the seed's data and trains its baseline.
+func (cfg *SweepConfig) prepareSeed(ctx context.Context, sd *sweepSeedRun) error {
+	pc := cfg.PilotConfig
+	pc.Seed = sd.Seed
+	if err := pc.prepareData(filepath.Join(sd.Dir, "data"), &sd.Data); err != nil {
+		return err
+	}
+	test, _, err := readData(sd.Data.Test, cfg.Label)
+	if err != nil {
+		return err
+	}
+	sd.test = test
+	sd.BaselineModel = cfg.Model
+	if cfg.Model != "" {
+		return nil
+	}
+	ft := cfg.trainingConfig(cfg.Baseline.PilotTraining, sd.Data, sd.Seed, filepath.Join(sd.Dir, "baseline"))
+	ft.Init, ft.Task = cfg.Baseline.Init, cfg.Baseline.Task
+	if ft.Init == "" {
+		if ft.Init, err = defaultInit(sd.Data.Train, cfg.Label, cfg.Baseline.Task); err != nil {
+			return err
+		}
+	}
+	res, err := Finetune(ctx, ft)
+	if err != nil {
+		return err
+	}
+	sd.BaselineModel = filepath.Join(ft.Out, res.Outputs.Model)
+	return nil
+}
+
+// convertAndTune converts the seed's baseline to the candidate and
+// fine-tunes it.
+func (cfg *SweepConfig) convertAndTune(ctx context.Context, r *sweepCandRun) error {
+	cv := DefaultConvertConfig()
+	r.cand.apply(&cv)
+	cv.Model, cv.Out, cv.Seed, cv.Activation, cv.Logger = r.seed.BaselineModel, filepath.Join(r.dir, "convert"), r.seed.Seed, cfg.Activation, cfg.StageLogger
+	cres, err := Convert(ctx, cv)
+	if err != nil {
+		return err
+	}
+	ft := cfg.trainingConfig(cfg.Finetune, r.seed.Data, r.seed.Seed, filepath.Join(r.dir, "finetune"))
+	ft.Model = filepath.Join(cv.Out, cres.Outputs.Model)
+	if r.cand.Retract != nil {
+		ft.Retract = *r.cand.Retract
+	}
+	fres, err := Finetune(ctx, ft)
+	if err != nil {
+		return err
+	}
+	r.model = filepath.Join(ft.Out, fres.Outputs.Model)
+	return nil
+}
+
+// lrRun fine-tunes model with the candidate's budget at learning rate lr
+// under dir/lr-LR and scores it on the seed's evaluation data.
+func (cfg *SweepConfig) lrRun(ctx context.Context, sd *sweepSeedRun, model string, retract *bool, lr float64, dir string) (LRRun, error) {
+	t := cfg.Finetune
+	t.LR = lr
+	ft := cfg.trainingConfig(t, sd.Data, sd.Seed, filepath.Join(dir, "lr-"+strconv.FormatFloat(lr, 'g', -1, 64)))
+	ft.Model = model
+	if retract != nil {
+		ft.Retract = *retract
+	}
+	res, err := Finetune(ctx, ft)
+	if err != nil {
+		return LRRun{}, err
+	}
+	_, acc, loss, err := scoreModelFile(filepath.Join(ft.Out, res.Outputs.Model), cfg.Activation, sd.test)
+	return LRRun{LR: lr, Accuracy: acc, Loss: loss, Dir: ft.Out}, err
+}
+
+// validateRun writes the run's lr_sweep.json (with LRs) and validates the
+// candidate against the seed's baseline and control.
+func (cfg *SweepConfig) validateRun(ctx context.Context, r *sweepCandRun) error {
+	va := DefaultValidateConfig()
+	cfg.Validate.apply(&va)
+	sd := r.seed
+	va.Baseline, va.Candidate, va.Control = sd.BaselineModel, r.model, sd.ControlModel
+	va.Data, va.Label, va.Out, va.Seed, va.Activation, va.Logger = sd.Data.Test, cfg.Label, filepath.Join(r.dir, "validate"), sd.Seed, cfg.Activation, cfg.StageLogger
+	va.TrainLog = filepath.Join(r.dir, "finetune")
+	if cfg.Model == "" {
+		va.BaselineTrainLog = filepath.Join(sd.Dir, "baseline")
+	}
+	if sd.ControlModel != "" {
+		va.ControlTrainLog = filepath.Join(sd.Dir, "control")
+	}
+	if len(cfg.LRs) > 0 {
+		sum, err := fileSHA256(sd.Data.Test)
+		if err != nil {
+			return err
+		}
+		// Paths relative to the file: its bytes (and validation.json's
+		// hash of it) do not depend on where Out is.
+		rel := func(runs []LRRun) []LRRun {
+			runs = slices.Clone(runs)
+			for i := range runs {
+				runs[i].Dir, _ = filepath.Rel(r.dir, runs[i].Dir)
+			}
+			return runs
+		}
+		data, _ := filepath.Rel(r.dir, sd.Data.Test)
+		f := LRSweepFile{
+			SchemaVersion: LRSweepSchemaVersion, Task: compute.TaskRegression,
+			Data: InputFile{Path: data, SHA256: sum}, Dense: rel(sd.DenseLR), Candidate: rel(r.lr),
+		}
+		if sd.DenseLR[0].Accuracy != nil {
+			f.Task = compute.TaskClassification
+		}
+		va.LRSweep = filepath.Join(r.dir, "lr_sweep.json")
+		if err := writeJSON(va.LRSweep, f); err != nil {
+			return fmt.Errorf("sweep: %w", err)
+		}
+	}
+	res, err := Validate(ctx, va)
+	r.validated = res
+	return err
+}
+
+// sweepTask is one stage run of a sweep phase.
+type sweepTask struct {
+	what string
+	run  func(ctx context.Context) error
+}
+
+// sweepPool runs the tasks of a phase, up to jobs at once.
+type sweepPool struct {
+	jobs, done, total int
+	log               *slog.Logger
+	progress          func(done, total int, what string)
+	mu                sync.Mutex
+}
+
+// run runs tasks and returns the first error (in task order) after every
+// started task has stopped; an error cancels the tasks not yet started.
+func (p *sweepPool) run(ctx context.Context, tasks []sweepTask) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make([]error, len(tasks))
+	sem := make(chan struct{}, p.jobs)
+	var wg sync.WaitGroup
+	for i, t := range tasks {
+		if ctx.Err() != nil {
+			break
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if ctx.Err() != nil {
+				return
+			}
+			t0 := time.Now()
+			if err := t.run(ctx); err != nil {
+				errs[i] = fmt.Errorf("sweep: %s: %w", t.what, err)
+				cancel()
+				return
+			}
+			p.mu.Lock()
+			p.done++
+			done := p.done
+			p.mu.Unlock()
+			p.log.Info(fmt.Sprintf("sweep [%d/%d] %s", done, p.total, t.what), "seconds", fmt.Sprintf("%.1f", time.Since(t0).Seconds()))
+			if p.progress != nil {
+				p.progress(done, p.total, t.what)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return ctx.Err()
+}
