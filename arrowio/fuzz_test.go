@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+	"unsafe"
 
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 )
@@ -70,11 +71,28 @@ func FuzzReadModel(f *testing.F) {
 		// The memory-mapped path uses different arrow-go code; run it on a
 		// private copy (it may byte-swap in place, as on a MAP_PRIVATE map).
 		cp := bytes.Clone(data)
-		m2, err2 := decodeModel("fuzz.arrow", bytes.NewReader(cp), int64(len(cp)), newConfig(nil), func(o ...ipc.Option) (*ipc.FileReader, error) {
+		m2, err2 := decodeModel("fuzz.arrow", bytes.NewReader(cp), int64(len(cp)), newConfig(nil), nil, func(o ...ipc.Option) (*ipc.FileReader, error) {
 			return ipc.NewMappedFileReader(cp, o...)
 		})
 		if err2 != nil {
 			mustFormatError(t, err2)
+		}
+		// MapModel's zero-copy decoding of the same bytes fails with the
+		// same error or reads the same model, its values aliasing the bytes.
+		zc := bytes.Clone(data)
+		m3, err3 := decodeMapped("fuzz.arrow", zc, newConfig(nil))
+		switch {
+		case (err2 == nil) != (err3 == nil):
+			t.Fatalf("zero-copy read: error %v, copying read: error %v", err3, err2)
+		case err2 != nil && err3.Error() != err2.Error():
+			t.Fatalf("zero-copy read error:\n%v\ncopying read error:\n%v", err3, err2)
+		case err2 == nil:
+			equalModels(t, m3, m2)
+			for _, ts := range m3.Tensors {
+				if within(ts.Data, zc) && uintptr(unsafe.Pointer(&ts.Data[0]))%4 != 0 {
+					t.Fatalf("tensor %q aliases the file at a misaligned address", ts.Name)
+				}
+			}
 		}
 		if err != nil {
 			mustFormatError(t, err)

@@ -502,7 +502,9 @@ func modelRecord(schema *arrow.Schema, ts []Tensor, mem memory.Allocator) arrow.
 // (unless WithMmap(false)), so only the tensors' values are copied, once,
 // into the returned Model, which owns all its memory; the mapping is gone
 // when ReadModel returns. The IPC reader's message size limits are raised to
-// the file's size, so checkpoints of any size load.
+// the file's size, so checkpoints of any size load. MapModel reads the
+// same files without copying the values, for callers that do not change
+// them.
 //
 // Every problem with the file's contents is a *FormatError wrapping
 // ErrFormat or ErrUnsupported; see Model.Validate for the rules.
@@ -527,7 +529,7 @@ func ReadModel(path string, opts ...Option) (*Model, error) {
 	// A fault on the mapping (the file truncated under us) becomes a panic
 	// that decodeModel recovers, not a crash.
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	return decodeModel(path, bytes.NewReader(data), int64(len(data)), cfg, func(o ...ipc.Option) (*ipc.FileReader, error) {
+	return decodeModel(path, bytes.NewReader(data), int64(len(data)), cfg, nil, func(o ...ipc.Option) (*ipc.FileReader, error) {
 		return ipc.NewMappedFileReader(data, o...)
 	})
 }
@@ -536,7 +538,7 @@ func ReadModel(path string, opts ...Option) (*Model, error) {
 // is used in errors. It copies what it reads; otherwise it is ReadModel.
 func ReadModelFrom(r io.ReaderAt, size int64, name string, opts ...Option) (*Model, error) {
 	cfg := newConfig(opts)
-	return decodeModel(name, r, size, cfg, func(o ...ipc.Option) (*ipc.FileReader, error) {
+	return decodeModel(name, r, size, cfg, nil, func(o ...ipc.Option) (*ipc.FileReader, error) {
 		return ipc.NewFileReader(io.NewSectionReader(r, 0, size), o...)
 	})
 }
@@ -554,8 +556,12 @@ func ipcLimits(size int64, mem memory.Allocator) []ipc.Option {
 }
 
 // decodeModel reads a model file whose bytes ra holds, through the reader
-// open returns.
-func decodeModel(name string, ra io.ReaderAt, size int64, cfg *config, open func(...ipc.Option) (*ipc.FileReader, error)) (m *Model, err error) {
+// open returns. With alias nil every tensor's values are copied into Go
+// memory. Otherwise alias must be the bytes the reader reads from
+// (ipc.NewMappedFileReader(alias)), and a tensor whose values lie within
+// alias, 4-byte aligned, gets a slice of alias itself (see aliasValues);
+// the caller then keeps alias alive as long as the model.
+func decodeModel(name string, ra io.ReaderAt, size int64, cfg *config, alias []byte, open func(...ipc.Option) (*ipc.FileReader, error)) (m *Model, err error) {
 	defer recoverAsFormatError(name, &err)
 	if size < 0 {
 		return nil, fileErr(name, ErrFormat, "negative size %d", size)
@@ -617,7 +623,7 @@ func decodeModel(name string, ra io.ReaderAt, size int64, cfg *config, open func
 		if err != nil {
 			return nil, fileErr(name, ErrFormat, "record batch %d: %w", b, err)
 		}
-		m.Tensors, err = appendTensors(name, m.Tensors, rec, idx)
+		m.Tensors, err = appendTensors(name, m.Tensors, rec, idx, alias)
 		rec.Release()
 		if err != nil {
 			return nil, err
@@ -684,8 +690,10 @@ func columnNames(schema *arrow.Schema) string {
 	return strings.Join(names, ", ")
 }
 
-// appendTensors copies the rows of one record batch into tensors.
-func appendTensors(file string, ts []Tensor, rec arrow.RecordBatch, idx [4]int) ([]Tensor, error) {
+// appendTensors appends the rows of one record batch to ts. Names, roles
+// and shapes are always copied; values are copied unless alias is non-nil
+// (see decodeModel).
+func appendTensors(file string, ts []Tensor, rec arrow.RecordBatch, idx [4]int, alias []byte) ([]Tensor, error) {
 	cols := [4]arrow.Array{}
 	for i, c := range idx {
 		cols[i] = rec.Column(c)
@@ -737,7 +745,11 @@ func appendTensors(file string, ts []Tensor, rec arrow.RecordBatch, idx [4]int) 
 			Name:  name,
 			Role:  strings.Clone(roles.Value(i)),
 			Shape: clone(dimv[s0:s1]),
-			Data:  clone(valv[d0:d1]),
+		}
+		if alias != nil {
+			t.Data = aliasValues(valv[d0:d1], alias)
+		} else {
+			t.Data = clone(valv[d0:d1])
 		}
 		if err := checkShape(file, t.Name, t.Shape, len(t.Data)); err != nil {
 			return ts, err

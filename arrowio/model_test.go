@@ -132,6 +132,10 @@ func TestModelRoundTrip(t *testing.T) {
 				{"ReaderAt", func(mem memory.Allocator) (*Model, error) {
 					return ReadModelFrom(bytes.NewReader(raw), int64(len(raw)), "model.arrow", WithAllocator(mem))
 				}},
+				{"MapModel", func(mem memory.Allocator) (*Model, error) { return mapAliased(t, path, WithAllocator(mem)) }},
+				{"MapModel no mmap", func(mem memory.Allocator) (*Model, error) {
+					return mapAliased(t, path, WithAllocator(mem), WithMmap(false))
+				}},
 			}
 			for _, r := range readers {
 				t.Run(r.name, func(t *testing.T) {
@@ -389,6 +393,16 @@ func TestReadModelInvalid(t *testing.T) {
 				fe := wantFormatError(t, err, tt.wantErr, tt.want...)
 				if fe.File != path {
 					t.Errorf("File = %q want %q", fe.File, path)
+				}
+				mem.AssertSize(t, 0)
+				// MapModel validates the same way, without copying.
+				mm, zerr := MapModel(path, WithAllocator(mem), WithMmap(mmap))
+				if zerr == nil {
+					mm.Close()
+					t.Fatalf("MapModel(mmap %v) read an invalid file; ReadModel: %v", mmap, err)
+				}
+				if zerr.Error() != err.Error() {
+					t.Errorf("MapModel(mmap %v) error:\n%v\nReadModel error:\n%v", mmap, zerr, err)
 				}
 				mem.AssertSize(t, 0)
 			}
