@@ -73,12 +73,10 @@ func activate[T Float](a activation, y, x []T) {
 	case actIdentity:
 		copy(y, x)
 	case actReLU:
+		// max is branch-free (a data-dependent branch mispredicts half the
+		// time) and gives +0 for -0 and NaN for NaN, as v <= 0 ? 0 : v.
 		for i, v := range x {
-			if v <= 0 {
-				y[i] = 0 // NaN passes through
-			} else {
-				y[i] = v
-			}
+			y[i] = max(v, 0)
 		}
 	case actGELU:
 		for i, v := range x {
@@ -105,6 +103,10 @@ func activateBackward[T Float](a activation, dst, d, x, y []T) {
 	case actIdentity:
 		copy(dst, d)
 	case actReLU:
+		if dst32, ok := any(dst).([]float32); ok {
+			reluBackward32(dst32, any(d).([]float32), any(x).([]float32))
+			return
+		}
 		for i, v := range d {
 			if x[i] <= 0 {
 				dst[i] = 0
@@ -127,4 +129,26 @@ func activateBackward[T Float](a activation, dst, d, x, y []T) {
 			dst[i] = T(float64(v) * s * (1 - s))
 		}
 	}
+}
+
+// reluBackward32 sets dst[i] = x[i] <= 0 ? 0 : d[i] (so d[i] for a NaN
+// x[i]) without a data-dependent branch: it keeps d[i]'s bits under a mask
+// that is all ones exactly when x[i] is positive (bits 1 to 0x7fffffff:
+// positive non-zero, +Inf, positive NaNs) or a negative NaN (bits above
+// 0xff800000, -Inf).
+func reluBackward32(dst, d, x []float32) {
+	d, x = d[:len(dst)], x[:len(dst)]
+	for i, v := range d {
+		xb := math.Float32bits(x[i])
+		keep := b2u32(xb-1 < 0x7fffffff) | b2u32(xb > 0xff800000)
+		dst[i] = math.Float32frombits(math.Float32bits(v) & -keep)
+	}
+}
+
+// b2u32 is 1 for true and 0 for false; the compiler makes it a SETcc.
+func b2u32(b bool) uint32 {
+	if b {
+		return 1
+	}
+	return 0
 }

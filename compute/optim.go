@@ -163,12 +163,31 @@ func (o *Optimizer[T]) begin() {
 
 // update applies the current step to entries [lo, hi) of parameter i
 // (data p, gradient g scaled by gscale). Entries are independent, so
-// disjoint ranges may be updated concurrently.
+// disjoint ranges may be updated concurrently, and the result does not
+// depend on how [0, len) is split into ranges.
+//
+// A float32 optimiser runs the fused float32 kernels adamW32 and sgd32; a
+// float64 one computes in float64 below.
 func (o *Optimizer[T]) update(i int, p, g []T, lo, hi int, lr, gscale float64) {
 	lr *= o.mult[i]
 	wd := 0.0
 	if o.decay[i] {
 		wd = o.cfg.WeightDecay
+	}
+	if p32, ok := any(p).([]float32); ok {
+		g32 := any(g).([]float32)
+		m32, _ := any(o.m[i]).([]float32)
+		switch o.cfg.Kind {
+		case OptimizerAdamW:
+			v32 := any(o.v[i]).([]float32)
+			adamW32(p32[lo:hi], g32[lo:hi], m32[lo:hi], v32[lo:hi], o.adamCoef32(lr, wd, gscale))
+		case OptimizerSGD:
+			if m32 != nil {
+				m32 = m32[lo:hi]
+			}
+			sgd32(p32[lo:hi], g32[lo:hi], m32, float32(o.cfg.Momentum), float32(wd), float32(lr), float32(gscale))
+		}
+		return
 	}
 	p, g = p[lo:hi], g[lo:hi]
 	switch o.cfg.Kind {
@@ -203,6 +222,81 @@ func (o *Optimizer[T]) update(i int, p, g []T, lo, hi int, lr, gscale float64) {
 			}
 			p[j] = T(float64(p[j]) - lr*d)
 		}
+	}
+}
+
+// adamCoef32 holds the float32 coefficients of one AdamW step of one
+// parameter, derived in float64 and rounded once.
+type adamCoef32 struct {
+	b1, c1 float32 // beta1, 1 - beta1
+	b2, c2 float32 // beta2, 1 - beta2
+	gscale float32 // gradient scale (clipping), 1 when not clipping
+	shrink float32 // 1 - lr wd: decoupled weight decay, 1 without decay
+	step   float32 // lr / (1 - beta1^t)
+	isq2   float32 // 1 / sqrt(1 - beta2^t)
+	eps    float32
+}
+
+// adamCoef32 returns the coefficients of the current step (begin has run)
+// for a parameter with learning rate lr (multiplier applied) and weight
+// decay wd.
+func (o *Optimizer[T]) adamCoef32(lr, wd, gscale float64) adamCoef32 {
+	return adamCoef32{
+		b1: float32(o.cfg.Beta1), c1: float32(1 - o.cfg.Beta1),
+		b2: float32(o.cfg.Beta2), c2: float32(1 - o.cfg.Beta2),
+		gscale: float32(gscale),
+		shrink: float32(1 - lr*wd),
+		step:   float32(lr / o.bc1),
+		isq2:   float32(1 / math.Sqrt(o.bc2)),
+		eps:    float32(o.cfg.Eps),
+	}
+}
+
+// adamW32 applies one AdamW step to every entry j, in float32 arithmetic,
+// in one pass over the four slices (of equal length):
+//
+//	x = g gscale
+//	m = b1 m + c1 x
+//	v = b2 v + c2 x x
+//	p = p shrink - step (m / (sqrt(v) isq2 + eps))
+//
+// the update of torch.optim.AdamW (decoupled decay applied to the old p)
+// with the bias correction of v folded into isq2. Every product is
+// rounded to float32 before it is added (the explicit conversions forbid
+// fused multiply-adds, which the Go spec otherwise allows), so the result
+// is the same on every CPU and GOAMD64 level.
+func adamW32(p, g, m, v []float32, k adamCoef32) {
+	n := len(p)
+	g, m, v = g[:n], m[:n], v[:n]
+	for j := range p {
+		x := g[j] * k.gscale
+		mj := float32(k.b1*m[j]) + float32(k.c1*x)
+		vj := float32(k.b2*v[j]) + float32(float32(k.c2*x)*x)
+		m[j], v[j] = mj, vj
+		den := float32(float32(math.Sqrt(float64(vj)))*k.isq2) + k.eps
+		p[j] = float32(p[j]*k.shrink) - float32(k.step*(mj/den))
+	}
+}
+
+// sgd32 applies one SGD step to every entry j in float32 arithmetic:
+// d = g gscale + wd p, then with momentum (m non-nil) d += mu m and m = d,
+// then p -= lr d. As adamW32, it never fuses a multiply-add.
+func sgd32(p, g, m []float32, mu, wd, lr, gscale float32) {
+	n := len(p)
+	g = g[:n]
+	if m == nil {
+		for j := range p {
+			d := float32(g[j]*gscale) + float32(wd*p[j])
+			p[j] -= float32(lr * d)
+		}
+		return
+	}
+	m = m[:n]
+	for j := range p {
+		d := float32(g[j]*gscale) + float32(wd*p[j])
+		d += float32(mu * m[j])
+		m[j] = d
+		p[j] -= float32(lr * d)
 	}
 }
 
