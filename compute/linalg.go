@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 
+	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/blas64"
 	"gonum.org/v1/gonum/lapack/lapack64"
 	"gonum.org/v1/gonum/mat"
@@ -126,14 +127,16 @@ func randomizedSVD(a *mat.Dense, k int, seed uint64) (*mat.Dense, []float64, *ma
 	}
 	y := mat.NewDense(m, l, nil)
 	y.Mul(a, omega)
-	orthonormalize(y)
 	z := mat.NewDense(n, l, nil)
+	// The power iterations only need well-conditioned bases (one
+	// CholeskyQR pass); the final basis must be orthonormal.
 	for range powerIterations {
+		condition(y)
 		z.Mul(a.T(), y)
-		orthonormalize(z)
+		condition(z)
 		y.Mul(a, z)
-		orthonormalize(y)
 	}
+	orthonormalize(y)
 	// B = Q^T A is l x n; its SVD gives the approximate triplets.
 	b := mat.NewDense(l, n, nil)
 	b.Mul(y.T(), a)
@@ -148,12 +151,81 @@ func randomizedSVD(a *mat.Dense, k int, seed uint64) (*mat.Dense, []float64, *ma
 }
 
 // orthonormalize replaces the columns of a (m x n, m >= n) by an
-// orthonormal basis of their span (the thin Q of a Householder QR).
+// orthonormal basis of their span. It tries CholeskyQR2 (two passes of
+// A <- A R^-1 with R^T R = A^T A: GEMM-rich, several times faster than
+// Householder through LAPACK on the tall blocks of the randomized SVD) and
+// keeps its result when the columns come out orthonormal to 1e-10;
+// otherwise (A too ill-conditioned for the Gram matrix, e.g. rank
+// deficient) it falls back to the thin Q of a Householder QR.
 func orthonormalize(a *mat.Dense) {
 	m, n := a.Dims()
 	if m < n {
 		panic(ErrShape)
 	}
+	if m >= 2*n && n >= 32 {
+		orig := mat.DenseCopyOf(a)
+		if choleskyQR(a) && choleskyQR(a) && orthonormalCols(a, 1e-10) {
+			return
+		}
+		a.Copy(orig)
+	}
+	householderQ(a)
+}
+
+// condition replaces the columns of a by a well-conditioned basis of
+// their span: one CholeskyQR pass, or the Householder Q when that fails.
+func condition(a *mat.Dense) {
+	m, n := a.Dims()
+	if m >= 2*n && n >= 32 {
+		orig := mat.DenseCopyOf(a)
+		if choleskyQR(a) {
+			return
+		}
+		a.Copy(orig)
+	}
+	householderQ(a)
+}
+
+// choleskyQR does one pass of A <- A R^-1, R the Cholesky factor of
+// A^T A; false when A^T A is not numerically positive definite or the
+// result is not finite.
+func choleskyQR(a *mat.Dense) bool {
+	_, n := a.Dims()
+	g := mat.NewSymDense(n, nil)
+	g.SymOuterK(1, a.T())
+	var ch mat.Cholesky
+	if !ch.Factorize(g) {
+		return false
+	}
+	var r mat.TriDense
+	ch.UTo(&r)
+	blas64.Trsm(blas.Right, blas.NoTrans, 1, r.RawTriangular(), a.RawMatrix())
+	return allFinite(a.RawMatrix().Data)
+}
+
+// orthonormalCols reports whether max |A^T A - I| <= tol.
+func orthonormalCols(a *mat.Dense, tol float64) bool {
+	_, n := a.Dims()
+	g := mat.NewSymDense(n, nil)
+	g.SymOuterK(1, a.T())
+	for i := range n {
+		for j := i; j < n; j++ {
+			want := 0.0
+			if i == j {
+				want = 1
+			}
+			if math.Abs(g.At(i, j)-want) > tol {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// householderQ replaces a (m x n, m >= n) by the thin Q of its
+// Householder QR.
+func householderQ(a *mat.Dense) {
+	_, n := a.Dims()
 	g := a.RawMatrix()
 	tau := make([]float64, n)
 	work := []float64{0}

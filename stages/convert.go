@@ -141,10 +141,11 @@ func Convert(ctx context.Context, cfg ConvertConfig) (*ConvertResult, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	lm, err := loadModel(cfg.Model, cfg.Activation)
+	lm, err := mapModel(cfg.Model, cfg.Activation)
 	if err != nil {
 		return nil, err
 	}
+	defer lm.close()
 	selected, err := selectWeights(lm.model, cfg.Include, cfg.Exclude)
 	if err != nil {
 		return nil, inputErrorf("%s: %w", cfg.Model, err)
@@ -392,6 +393,18 @@ func convertWeight(t *arrowio.Tensor, cfg ConvertConfig) (ConvertedLayer, comput
 	}
 	seed := layerSeed(cfg.Seed, t.Name)
 	layer := ConvertedLayer{Name: layerOfWeight(t.Name), Tensor: t.Name, Shape: [2]int{out, in}, ParamsDense: out * in}
+	// W's condition number does not depend on the decomposition: estimate
+	// it alongside (for a large layer, Level-2 BLAS bound, so it mostly
+	// uses the core the decomposition's GEMMs leave).
+	type condition struct {
+		value float64
+		exact bool
+	}
+	denseCond := make(chan condition, 1)
+	go func() {
+		c, exact := compute.Condition(w, seed)
+		denseCond <- condition{c, exact}
+	}()
 	var sum *compute.Sum[float64]
 	var err error
 	if cfg.Structure == StructureAuto {
@@ -406,6 +419,7 @@ func convertWeight(t *arrowio.Tensor, cfg ConvertConfig) (ConvertedLayer, comput
 		sum, err = compute.Decompose(w, trunkSpec(cfg, out, in), res, seed)
 	}
 	if err != nil {
+		<-denseCond
 		return ConvertedLayer{}, nil, err
 	}
 	// Report what the file stores: parameters rounded to float32.
@@ -416,11 +430,12 @@ func convertWeight(t *arrowio.Tensor, cfg ConvertConfig) (ConvertedLayer, comput
 	layer.ParamsTrunk = compute.NumParams(stored.Trunk())
 	layer.ParamsCorrection = compute.NumParams(stored.Correction())
 	layer.RelativeError = Float(compute.RelativeError(w, compute.Dense[float64](stored)))
-	layer.TrunkRelativeError = Float(compute.RelativeError(w, compute.Dense(stored.Trunk())))
-	cd, exactD := compute.Condition(w, seed)
-	ct, exactT := compute.Condition(compute.Dense(stored.Trunk()), seed)
-	layer.ConditionDense, layer.ConditionTrunk = Float(cd), Float(ct)
-	layer.ConditionExact = exactD && exactT
+	trunk := compute.Dense(stored.Trunk())
+	layer.TrunkRelativeError = Float(compute.RelativeError(w, trunk))
+	ct, exactT := compute.Condition(trunk, seed)
+	cd := <-denseCond
+	layer.ConditionDense, layer.ConditionTrunk = Float(cd.value), Float(ct)
+	layer.ConditionExact = cd.exact && exactT
 	return layer, stored, nil
 }
 

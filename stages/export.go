@@ -32,10 +32,11 @@ func Export(ctx context.Context, cfg ExportConfig) error {
 	if cfg.Format != FormatSafetensors && cfg.Format != FormatArrow {
 		return inputErrorf("export: --format %q: want safetensors or arrow", cfg.Format)
 	}
-	lm, err := loadModel(cfg.Model, cfg.Activation)
+	lm, err := mapModel(cfg.Model, cfg.Activation)
 	if err != nil {
 		return err
 	}
+	defer lm.close()
 	if cfg.Factors {
 		return exportFactors(ctx, cfg, lm)
 	}

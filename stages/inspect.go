@@ -41,10 +41,11 @@ type InspectResult struct {
 // Inspect describes a model file (Arrow or safetensors): its architecture,
 // its tensors and parameter counts.
 func Inspect(path, activation string) (*InspectResult, error) {
-	lm, err := loadModel(path, activation)
+	lm, err := mapModel(path, activation)
 	if err != nil {
 		return nil, err
 	}
+	defer lm.close()
 	m := lm.model
 	res := &InspectResult{Input: lm.input, Format: lm.format, Kind: m.Arch.Kind, Task: m.Arch.Task, Inputs: m.Arch.Inputs, Metadata: lm.safeMeta, Arch: &m.Arch}
 	for _, l := range m.Arch.Layers {

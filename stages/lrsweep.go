@@ -129,10 +129,11 @@ func readLRSweep(path string) (*LRSweepFile, InputFile, error) {
 // (null for regression; rows with a non-finite logit count as wrong) and
 // the mean loss (null when some row's loss is not finite).
 func scoreModelFile(path, activation string, ds *arrowio.Dataset) (task string, acc, loss *Float, err error) {
-	lm, err := loadModel(path, activation)
+	lm, err := mapModel(path, activation)
 	if err != nil {
 		return "", nil, nil, inFile(path, err)
 	}
+	defer lm.close()
 	net, err := NetworkFromModel[float64](lm.model)
 	if err != nil {
 		return "", nil, nil, inFile(path, err)

@@ -46,6 +46,17 @@ type loadedModel struct {
 	model  *arrowio.Model
 	// safeMeta is the safetensors __metadata__, kept for the dense copy.
 	safeMeta map[string]string
+	// mapped, when set, holds model's values in a read-only mapping of
+	// the file until close.
+	mapped *arrowio.MappedModel
+}
+
+// close releases the mapping of a model read by mapModel: its tensor
+// values must not be used after. A no-op for other models.
+func (lm *loadedModel) close() {
+	if lm.mapped != nil {
+		_ = lm.mapped.Close()
+	}
 }
 
 var sequentialName = regexp.MustCompile(`^[0-9]+\.(weight|bias)$`)
@@ -66,6 +77,17 @@ func modelFormat(path string) (string, error) {
 // an MLP, with activations from its metadata or the activation argument;
 // any other safetensors checkpoint is generic.
 func loadModel(path, activation string) (*loadedModel, error) {
+	return readModelFile(path, activation, false)
+}
+
+// mapModel is loadModel for callers that only read the tensor values: an
+// Arrow model file's values stay in a read-only memory mapping of the file
+// (arrowio.MapModel) until the caller calls close.
+func mapModel(path, activation string) (*loadedModel, error) {
+	return readModelFile(path, activation, true)
+}
+
+func readModelFile(path, activation string, mapped bool) (*loadedModel, error) {
 	format, err := modelFormat(path)
 	if err != nil {
 		return nil, err
@@ -77,7 +99,14 @@ func loadModel(path, activation string) (*loadedModel, error) {
 	lm := &loadedModel{input: InputFile{Path: path, SHA256: sum}, format: format}
 	switch format {
 	case FormatArrow:
-		m, err := arrowio.ReadModel(path)
+		var m *arrowio.Model
+		if mapped {
+			if lm.mapped, err = arrowio.MapModel(path); err == nil {
+				m = &lm.mapped.Model
+			}
+		} else {
+			m, err = arrowio.ReadModel(path)
+		}
 		if err != nil {
 			return nil, classify(err)
 		}

@@ -364,9 +364,11 @@ func Sweep(ctx context.Context, cfg SweepConfig) (*SweepResult, error) {
 		return nil, err
 	}
 	if cfg.Model != "" {
-		if _, err := loadModel(cfg.Model, cfg.Activation); err != nil {
+		lm, err := mapModel(cfg.Model, cfg.Activation)
+		if err != nil {
 			return nil, inFile(cfg.Model, err)
 		}
+		lm.close()
 	}
 	out, err := filepath.Abs(cfg.Out)
 	if err != nil {
