@@ -19,7 +19,7 @@ export CGO_ENABLED := 1
 export CGO_LDFLAGS += -lopenblas -llapacke
 endif
 
-.PHONY: all build test test-race bench fuzz vet clean demo
+.PHONY: all build test test-race bench fuzz vet clean demo evidence
 
 all: build
 
@@ -31,12 +31,13 @@ vet:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
-# test: vet + gofmt, every package, and the numerics again under the race
-# detector.
+# test: vet + gofmt, every package, and the numerics, the plugin's and the
+# sweep's concurrency again under the race detector.
 test: vet
 	$(GO) test -count=1 ./...
 	$(GO) test -count=1 -race ./compute/...
 	$(GO) test -count=1 -race -run 'Concurrent' ./plugin/...
+	$(GO) test -count=1 -race -run '^TestSweep$$' ./stages/
 ifeq ($(OPENBLAS),1)
 	@echo "== the whole suite again on the openblas backend"
 	$(GO) test -count=1 -tags openblas ./...
@@ -49,12 +50,25 @@ endif
 demo:
 	$(GO) run . pilot --demo $(DEMOFLAGS)
 
+# evidence: docs/EVIDENCE.md (issue #10). The sweeps of examples/evidence/
+# (digits, wine, iris: 10 candidates, 6 learning rates, 5 seeds each) with
+# the binary `make build` makes, into EVIDENCE_DIR, then the document
+# rendered from their outputs. About 20 minutes on 2 cores. The CI variant
+# is examples/evidence's test (iris, one seed, in `go test ./...`).
+EVIDENCE_DIR ?= bin/evidence
+evidence: build
+	$(BIN) sweep --config examples/evidence/digits.yaml --out $(EVIDENCE_DIR)/digits
+	$(BIN) sweep --config examples/evidence/wine.yaml --out $(EVIDENCE_DIR)/wine
+	$(BIN) sweep --config examples/evidence/iris.yaml --out $(EVIDENCE_DIR)/iris
+	$(GO) run ./examples/evidence -out docs/EVIDENCE.md $(EVIDENCE_DIR)/digits $(EVIDENCE_DIR)/wine $(EVIDENCE_DIR)/iris
+
 # bench: the benchmark table of issue #2 (apply, apply + gradients and
 # projection of every family vs dense), printed as ratios.
 #
 # Then the table of issue #9 (.ci/benchperf.go): finetune samples/s vs
 # PyTorch (examples/pytorch/bench_mlp.py, run when Debian's python3-torch
-# is installed), monarch vs dense, convert and polar times, with the
+# is installed), monarch vs dense, convert and polar times, loading a
+# 1 GiB model file (arrowio, warm page cache, GB/s and peak RSS), with the
 # backend and the OpenBLAS core type used. OpenBLAS runs with its own
 # kernel choice: OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are unset for
 # these commands only (BENCHENV).
@@ -70,7 +84,8 @@ bench: bin
 	else echo "python3-torch not installed: no PyTorch reference" | tee bin/bench-torch.txt; fi
 	$(BENCHENV) $(GO) test -tags '$(TAGS)' -run '^$$' -bench 'Benchmark(Backend|TrainStep|TrainShards)$$' -benchtime 3s ./compute/ | tee bin/bench-train.txt
 	$(BENCHENV) $(GO) test -tags '$(TAGS)' -run '^$$' -bench 'Benchmark(ConvertLayer|Polar)$$' -benchtime 1x ./compute/ | tee bin/bench-convert.txt
-	$(GO) run .ci/benchperf.go bin/bench-train.txt bin/bench-torch.txt bin/bench-apply.txt bin/bench-convert.txt
+	$(GO) test -run '^$$' -bench 'BenchmarkLoadModel$$' -benchtime 3x ./arrowio/ | tee bin/bench-load.txt
+	$(GO) run .ci/benchperf.go bin/bench-train.txt bin/bench-torch.txt bin/bench-apply.txt bin/bench-convert.txt bin/bench-load.txt
 
 # fuzz: a short run of every fuzz target.
 fuzz:

@@ -3,10 +3,11 @@
 // benchperf prints the table of issue #9 from the outputs `make bench`
 // collects: strata's finetune samples/s against PyTorch's (same machine,
 // threads, batch and hyper-parameters, measured in the same run), monarch
-// vs dense apply + gradients, convert and polar times, each with its
-// target, and the BLAS backend and OpenBLAS core type the run used.
+// vs dense apply + gradients, convert and polar times, loading a 1 GiB
+// model file (arrowio's BenchmarkLoadModel), each with its target, and the
+// BLAS backend and OpenBLAS core type the run used.
 //
-//	go run .ci/benchperf.go bench-train.txt bench-torch.txt bench-apply.txt bench-convert.txt
+//	go run .ci/benchperf.go bench-train.txt bench-torch.txt bench-apply.txt bench-convert.txt bench-load.txt
 package main
 
 import (
@@ -20,6 +21,8 @@ import (
 var (
 	benchLine = regexp.MustCompile(`^Benchmark(\S+?)(-\d+)?\s+\d+\s+([\d.]+) ns/op(.*)$`)
 	rateField = regexp.MustCompile(`([\d.]+) samples/s`)
+	gbsField  = regexp.MustCompile(`([\d.]+) GB/s`)
+	rssField  = regexp.MustCompile(`([\d.]+) peakRSS/file`)
 	torchLine = regexp.MustCompile(`^torch mlp (\S+) samples/s ([\d.]+)`)
 	backLine  = regexp.MustCompile(`^backend: (.*)$`)
 )
@@ -27,6 +30,8 @@ var (
 func main() {
 	ns := map[string]float64{}   // benchmark name -> ns/op
 	rate := map[string]float64{} // benchmark name -> samples/s
+	gbs := map[string]float64{}  // benchmark name -> GB/s
+	rss := map[string]float64{}  // benchmark name -> peak RSS / file size
 	torch := map[string]float64{}
 	backend := "unknown"
 	for _, path := range os.Args[1:] {
@@ -48,6 +53,12 @@ func main() {
 				ns[m[1]], _ = strconv.ParseFloat(m[3], 64)
 				if r := rateField.FindStringSubmatch(m[4]); r != nil {
 					rate[m[1]], _ = strconv.ParseFloat(r[1], 64)
+				}
+				if r := gbsField.FindStringSubmatch(m[4]); r != nil {
+					gbs[m[1]], _ = strconv.ParseFloat(r[1], 64)
+				}
+				if r := rssField.FindStringSubmatch(m[4]); r != nil {
+					rss[m[1]], _ = strconv.ParseFloat(r[1], 64)
 				}
 			}
 		}
@@ -92,6 +103,17 @@ func main() {
 	pn, okN := ns["Polar/n=2048/newton"]
 	ps, okV := ns["Polar/n=2048/svd"]
 	row("polar factor n 2048", fmt.Sprintf("%.2f s", pn/1e9), fmt.Sprintf("%.2f s (SVD polar)", ps/1e9), pn/ps, okN && okV, 2, false)
+	// Loading: open + validate + one checksum pass over every value, warm
+	// page cache; peak RSS of a fresh process doing one load.
+	if g, ok := gbs["LoadModel/MapModel"]; ok {
+		r := rss["LoadModel/MapModel"]
+		met := "no"
+		if g >= 2 && r <= 1.2 {
+			met = "yes"
+		}
+		fmt.Printf("| load 1 GiB model file, warm page cache (MapModel) | %.2f GB/s, peak RSS %.2fx file | %.2f GB/s, %.2fx (ReadModel, copying) | %.2fx | >= 2 GB/s, <= 1.2x | %s |\n",
+			g, r, gbs["LoadModel/ReadModel"], rss["LoadModel/ReadModel"], g/2, met)
+	}
 	for _, arch := range []string{"64-512-512-10", "64-2048-2048-10"} {
 		s1, ok1 := rate["TrainShards/"+arch+"/shards=1"]
 		s2, ok2 := rate["TrainShards/"+arch+"/shards=2"]

@@ -22,6 +22,6 @@ func (c *versionCommand) Run(_ context.Context, args []string) error {
 		return usageErrorf("version takes no arguments, got %q", fs.Args())
 	}
 	v := stages.Version()
-	fmt.Fprintf(c.stdout, "strata %s (commit %s, %s)\n", v.Version, v.Commit, v.GoVersion)
+	fmt.Fprintf(c.stdout, "strata %s (commit %s, %s, %s backend)\n", v.Version, v.Commit, v.GoVersion, v.Backend)
 	return nil
 }

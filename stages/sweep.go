@@ -391,7 +391,7 @@ func Sweep(ctx context.Context, cfg SweepConfig) (*SweepResult, error) {
 	}
 	nLR := len(cfg.LRs)
 	pool.total = len(seeds) * (1 + boolInt(cfg.Control) + nLR) // data+baseline, control, dense lrs
-	pool.total += len(runs) * (3 + nLR)                        // convert+finetune, lrs, validate
+	pool.total += len(runs) * (2 + nLR)                        // convert and finetune, lrs, validate
 	log.Info("sweep", "candidates", len(cfg.Candidates), "seeds", len(seeds), "lrs", nLR, "stage_runs", pool.total, "jobs", cfg.Jobs, "out", out)
 
 	// Phase 1: data and baseline per seed.

@@ -65,9 +65,9 @@ type SweepMetric struct {
 	Ratio          *Spread `json:"ratio"`
 	RatioVsControl *Spread `json:"ratio_vs_control,omitempty"`
 	// CIHalfWidth is the mean over the seeds of half the width of each
-	// run's 95% interval of the delta: the per-run uncertainty, to set
-	// beside Delta.SD, the seed-to-seed spread (null when no run has a
-	// sampled interval).
+	// run's sampled 95% interval of the delta: the per-run uncertainty,
+	// to set beside Delta.SD, the seed-to-seed spread (null when no run
+	// has a sampled interval; exact metrics have none).
 	CIHalfWidth          *Float `json:"ci_half_width"`
 	CIHalfWidthVsControl *Float `json:"ci_half_width_vs_control,omitempty"`
 	// Better and Worse count the seeds whose delta is better or worse for
@@ -159,12 +159,13 @@ func aggregateMetric(name string, ms []*Metric) SweepMetric {
 	return sm
 }
 
-// halfWidth is the mean half width of the sampled intervals.
+// halfWidth is the mean half width of the sampled intervals (a bootstrap
+// interval of width 0 included; the [d, d] of an exact metric not).
 func halfWidth(ms []*Metric, ci func(*Metric) *Interval) *Float {
 	var sum float64
 	n := 0
 	for _, m := range ms {
-		if c := ci(m); c != nil && c[0] != c[1] {
+		if c := ci(m); c != nil && !strings.HasPrefix(m.CIReason, exactCIPrefix) {
 			sum += float64(c[1]-c[0]) / 2
 			n++
 		}

@@ -59,6 +59,11 @@ func TestSweep(t *testing.T) {
 			}
 			acc := v.Metrics[MetricAccuracy]
 			deltas = append(deltas, float64(*acc.Delta))
+			// 38 test rows are one gradient batch of 64: nothing to
+			// resample, so no interval.
+			if g := v.Metrics[MetricGradNormRatio]; g.CI95 != nil || !strings.Contains(g.CIReason, "nothing to resample") {
+				t.Errorf("grad_norm_ratio over one batch: interval %v (%q)", g.CI95, g.CIReason)
+			}
 			lr := v.Metrics[MetricLRRobustness]
 			if lr.Candidate == nil || lr.Baseline == nil || lr.Control == nil || len(lr.Parts) != 5 {
 				t.Fatalf("%s seed %d: lr_robustness %+v", c.Name, run.Seed, lr)
@@ -84,6 +89,10 @@ func TestSweep(t *testing.T) {
 		sd := math.Abs(deltas[0]-deltas[1]) / math.Sqrt2
 		if m.Delta == nil || math.Abs(float64(m.Delta.Mean)-mean) > 1e-12 || math.Abs(float64(*m.Delta.SD)-sd) > 1e-12 || m.Runs != 2 {
 			t.Errorf("%s: accuracy delta %+v, want mean %v sd %v", c.Name, m.Delta, mean, sd)
+		}
+		if m.CIHalfWidth == nil || c.Metric(MetricGradNormRatio).CIHalfWidth != nil || c.Metric(MetricParams).CIHalfWidth != nil {
+			t.Errorf("%s: ci_half_width accuracy %v, grad_norm_ratio %v, params %v: want a value, null, null", c.Name,
+				fv(m.CIHalfWidth), fv(c.Metric(MetricGradNormRatio).CIHalfWidth), fv(c.Metric(MetricParams).CIHalfWidth))
 		}
 		if c.Metric(MetricLRRobustness+".range") == nil || c.Metric(MetricPerturbationSensitivity+".noise=0.05") == nil {
 			t.Errorf("%s: parts missing from the aggregates", c.Name)

@@ -310,6 +310,9 @@ func (b *metricBuilder) bootstrap(m *Metric, n int, stat func(s int, idx []int) 
 		if cfg.Bootstrap == 0 {
 			return nil, "--bootstrap 0: no intervals"
 		}
+		if n < 2 {
+			return nil, fmt.Sprintf("%d item: nothing to resample", n)
+		}
 		lo, hi := compute.BootstrapCI(n, cfg.Bootstrap, 0.95, cfg.Seed, func(idx []int) float64 {
 			return stat(sideCandidate, idx) - stat(ref, idx)
 		})
@@ -341,6 +344,9 @@ func joinReasons(why, whyControl string) string {
 	return why + "; vs control: " + whyControl
 }
 
+// exactCIPrefix starts the CIReason of an exact metric's [delta, delta].
+const exactCIPrefix = "exact: "
+
 // exact sets the intervals of a metric that is a property of the models
 // (no sampling): [delta, delta].
 func (b *metricBuilder) exact(m *Metric, what string) {
@@ -350,7 +356,7 @@ func (b *metricBuilder) exact(m *Metric, what string) {
 	if m.DeltaVsControl != nil {
 		m.CI95VsControl = &Interval{*m.DeltaVsControl, *m.DeltaVsControl}
 	}
-	m.CIReason = "exact: " + what + ", no sampling"
+	m.CIReason = exactCIPrefix + what + ", no sampling"
 }
 
 // statMetric builds a metric whose value is stat over n items of each

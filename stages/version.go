@@ -4,6 +4,8 @@
 package stages
 
 import (
+	"github.com/strata-ml/strata/compute"
+
 	"runtime"
 	"runtime/debug"
 )
@@ -21,10 +23,14 @@ type VersionInfo struct {
 	Version   string `json:"version"`
 	Commit    string `json:"commit"`
 	GoVersion string `json:"go_version"`
+	// Backend is the BLAS/LAPACK backend the binary was built with:
+	// gonum (pure Go) or openblas (compute.Backend).
+	Backend string `json:"backend"`
 }
 
 // Version returns the build's version, commit (from the linker flags, else
-// from the module's VCS stamp, else "unknown") and Go version.
+// from the module's VCS stamp, else "unknown"), Go version and BLAS
+// backend.
 func Version() VersionInfo {
 	c := commit
 	if c == "" {
@@ -37,5 +43,5 @@ func Version() VersionInfo {
 			}
 		}
 	}
-	return VersionInfo{Version: version, Commit: c, GoVersion: runtime.Version()}
+	return VersionInfo{Version: version, Commit: c, GoVersion: runtime.Version(), Backend: compute.Backend()}
 }

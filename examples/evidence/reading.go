@@ -1,0 +1,245 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+)
+
+// pairVerdict is a claim's verdict for one candidate on one data set
+// against one reference, with its criteria's.
+type pairVerdict struct {
+	verdict verdict
+	effect  string // the criteria's effects, "; "-joined
+}
+
+// judgeClaim judges a claim for the i-th candidate of ds against s.
+func judgeClaim(ds *dataSet, i int, cl claim, s side) pairVerdict {
+	c := &ds.Res.Candidates[i]
+	var vs []verdict
+	var effects []string
+	for _, cr := range cl.criteria {
+		m := c.Metric(cr.metric)
+		j := judge(m, s, cr)
+		vs = append(vs, j.verdict)
+		if m == nil {
+			effects = append(effects, cr.label+" missing")
+			continue
+		}
+		effects = append(effects, effectText(m, s, cr, j))
+	}
+	return pairVerdict{combine(vs), strings.Join(effects, "; ")}
+}
+
+// tally counts a claim's verdicts over every candidate and data set.
+type tally struct {
+	pairs int
+	count map[side]map[verdict]int
+	// where lists, per side and verdict, "candidate (effect)" per data
+	// set, in the order of the data sets.
+	where map[side]map[verdict][][]string
+}
+
+func tallyClaim(d *doc, cl claim) tally {
+	t := tally{count: map[side]map[verdict]int{}, where: map[side]map[verdict][][]string{}}
+	for _, s := range []side{vsBaseline, vsControl} {
+		t.count[s], t.where[s] = map[verdict]int{}, map[verdict][][]string{}
+		for _, v := range []verdict{noClearEffect, holds, contradicted, mixed} {
+			t.where[s][v] = make([][]string, len(d.Sets))
+		}
+	}
+	for k, ds := range d.Sets {
+		for i := range ds.Res.Candidates {
+			t.pairs++
+			for _, s := range []side{vsBaseline, vsControl} {
+				if s == vsControl && !ds.Res.Config.Control {
+					continue
+				}
+				pv := judgeClaim(ds, i, cl, s)
+				t.count[s][pv.verdict]++
+				t.where[s][pv.verdict][k] = append(t.where[s][pv.verdict][k], fmt.Sprintf("%s (%s)", ds.Res.Candidates[i].Name, pv.effect))
+			}
+		}
+	}
+	return t
+}
+
+// renderReading writes the criteria, each claim's verdicts and the
+// closing note.
+func renderReading(b *bytes.Buffer, d *doc) {
+	p := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
+	n := d.Sets[0].Res.Candidates[0].Metrics[0].Runs
+	p("## A plain reading\n\n")
+	p("The verdicts below are computed from the tables by these criteria, set out in issue #10 and fixed before ")
+	p("the five-seed sweeps were looked at. For a ")
+	p("candidate on a data set against a reference, with n seeds (here %d) and a quorum q = ceil(3n/5) (here %d), ", n, quorum(n))
+	p("D the mean difference candidate - reference, and B / W the seeds significantly better / worse for the ")
+	p("candidate (the [B/W] of the tables):\n\n")
+	p("- **keeps accuracy** holds when D >= -%s and W = 0 (no seed significantly worse); it is ", plural(int(100*accuracyMargin), "point"))
+	p("contradicted when D < -%s, W >= q and B = 0.\n", plural(int(100*accuracyMargin), "point"))
+	p("- **every other measure**, in the direction the claim predicts (Jacobian condition, grad-norm ratio, ")
+	p("relative sensitivity and worst-layer drop lower; worst accuracy over the learning rates higher and their ")
+	p("range lower), holds when D is in that direction, B >= q and W = 0; it is contradicted when D is against ")
+	p("it, W >= q and B = 0.\n")
+	p("- Anything else is **no clear effect**.\n")
+	p("- A claim with two measures (gradient conditioning: Jacobian condition and grad-norm ratio; learning-rate ")
+	p("tuning: worst accuracy and range) **holds** when both hold, is **mixed** when one holds and the other is ")
+	p("contradicted, is **contradicted** when one is contradicted and the other does not hold, and otherwise has ")
+	p("no clear effect.\n")
+	var oneBatch []string
+	for _, ds := range d.Sets {
+		if g := ds.Res.Config.Validate.GradBatch; g > 0 && 2*ds.Res.Seeds[0].Data.TestRows < 3*g {
+			oneBatch = append(oneBatch, ds.Name)
+		}
+	}
+	p("- A measure without a per-run interval (worst-layer drop, the learning-rate measures")
+	if len(oneBatch) > 0 {
+		p(", and the grad-norm ratio on %s, whose test split is a single gradient batch", joinAnd(oneBatch))
+	}
+	p(") counts a seed by the sign of its difference: a weaker test than an interval, because one ")
+	p("perturbation average, one gradient batch or one training run per learning rate carries no estimate ")
+	p("of its own noise.\n\n")
+	p("Each verdict lists the measure's effect: a ratio as xR, a difference in points, and [B/W].\n\n")
+
+	var tallies []tally
+	for _, cl := range claims {
+		t := tallyClaim(d, cl)
+		tallies = append(tallies, t)
+		p("### %s\n\n", capitalise(cl.name))
+		p("| candidate |")
+		for _, ds := range d.Sets {
+			p(" %s vs baseline | %s vs control |", ds.Name, ds.Name)
+		}
+		p("\n|---|")
+		for range d.Sets {
+			p("---|---|")
+		}
+		p("\n")
+		for i := range d.Sets[0].Res.Candidates {
+			p("| %s |", rowName(d, i))
+			for _, ds := range d.Sets {
+				for _, s := range []side{vsBaseline, vsControl} {
+					if s == vsControl && !ds.Res.Config.Control {
+						p(" - (no control) |")
+						continue
+					}
+					p(" %s |", judgeClaim(ds, i, cl, s).verdict)
+				}
+			}
+			p("\n")
+		}
+		p("\n")
+		for _, s := range []side{vsBaseline, vsControl} {
+			for _, v := range []verdict{holds, mixed, contradicted} {
+				k := t.count[s][v]
+				if k == 0 {
+					if v != mixed {
+						p("- %s %s: none of the %d pairs.\n", capitalise(v.String()), s, t.pairs)
+					}
+					continue
+				}
+				var sets []string
+				for i, w := range t.where[s][v] {
+					if len(w) > 0 {
+						sets = append(sets, d.Sets[i].Name+": "+strings.Join(w, ", "))
+					}
+				}
+				p("- %s %s, %d of %d pairs. %s.\n", capitalise(v.String()), s, k, t.pairs, strings.Join(sets, ". "))
+			}
+			p("- No clear effect %s: %d of %d pairs.\n", s, t.count[s][noClearEffect], t.pairs)
+		}
+		p("\n")
+	}
+
+	p("### Summary\n\n")
+	p("(candidate, data set) pairs per verdict, out of %d:\n\n", tallies[0].pairs)
+	p("| claim | holds vs baseline | contradicted vs baseline | mixed vs baseline | holds vs control | contradicted vs control | mixed vs control |\n")
+	p("|---|---:|---:|---:|---:|---:|---:|\n")
+	for k, cl := range claims {
+		t := tallies[k]
+		p("| %s | %d | %d | %d | %d | %d | %d |\n", cl.name, t.count[vsBaseline][holds], t.count[vsBaseline][contradicted], t.count[vsBaseline][mixed],
+			t.count[vsControl][holds], t.count[vsControl][contradicted], t.count[vsControl][mixed])
+	}
+	p("\n")
+	p("Each measure on its own, by the same criteria (a two-measure claim holds only where both hold):\n\n")
+	p("| claim | measure | holds vs baseline | contradicted vs baseline | holds vs control | contradicted vs control |\n")
+	p("|---|---|---:|---:|---:|---:|\n")
+	for _, cl := range claims {
+		for _, cr := range cl.criteria {
+			count := map[side]map[verdict]int{vsBaseline: {}, vsControl: {}}
+			for _, ds := range d.Sets {
+				for i := range ds.Res.Candidates {
+					for _, s := range []side{vsBaseline, vsControl} {
+						if s == vsControl && !ds.Res.Config.Control {
+							continue
+						}
+						count[s][judge(ds.Res.Candidates[i].Metric(cr.metric), s, cr).verdict]++
+					}
+				}
+			}
+			p("| %s | `%s` | %d | %d | %d | %d |\n", cl.name, cr.metric, count[vsBaseline][holds], count[vsBaseline][contradicted],
+				count[vsControl][holds], count[vsControl][contradicted])
+		}
+	}
+	p("\n")
+	renderClosing(b, d, tallies)
+}
+
+// renderClosing writes the two-sentence closing note from the tallies.
+// An improvement "held for most pairs" when it holds for at least half of
+// them against the baseline and against the control.
+func renderClosing(b *bytes.Buffer, d *doc, tallies []tally) {
+	var names []string
+	for _, ds := range d.Sets {
+		names = append(names, ds.Name)
+	}
+	seeds := len(d.Sets[0].Res.Seeds)
+	acc := tallies[0]
+	fmt.Fprintf(b, "### Closing note\n\n")
+	fmt.Fprintf(b, "On %s (%s each), S + R kept accuracy (within %g point of the reference, no seed significantly worse) for %d of %d candidate-data-set pairs against the dense baseline and %d against the equal-budget control, and clearly lost it for %d and %d. ",
+		joinAnd(names), plural(seeds, "seed"), 100*accuracyMargin, acc.count[vsBaseline][holds], acc.pairs, acc.count[vsControl][holds],
+		acc.count[vsBaseline][contradicted], acc.count[vsControl][contradicted])
+	var most, counts []string
+	for k, cl := range claims[1:] {
+		t := tallies[k+1]
+		hb, hc := t.count[vsBaseline][holds], t.count[vsControl][holds]
+		if 2*hb >= t.pairs && 2*hc >= t.pairs {
+			most = append(most, cl.topic)
+		}
+		counts = append(counts, fmt.Sprintf("%s held for %d / %d and was contradicted for %d / %d",
+			cl.topic, hb, hc, t.count[vsBaseline][contradicted], t.count[vsControl][contradicted]))
+	}
+	lead := "none of the claimed improvements held for most pairs against both references"
+	switch len(most) {
+	case len(claims) - 1:
+		lead = "every claimed improvement held for most pairs against both references"
+	case 0:
+	default:
+		lead = "only " + joinAnd(most) + " held for most pairs against both references"
+	}
+	fmt.Fprintf(b, "Beyond accuracy, %s (pairs against the baseline / the control): %s.\n", lead, joinAnd(counts))
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return fmt.Sprintf("1 %s", what)
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}
+
+func joinAnd(s []string) string {
+	switch len(s) {
+	case 0:
+		return ""
+	case 1:
+		return s[0]
+	}
+	return strings.Join(s[:len(s)-1], ", ") + " and " + s[len(s)-1]
+}
+
+func capitalise(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
