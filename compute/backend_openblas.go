@@ -62,25 +62,38 @@ func SetBLASThreads(n int) { C.openblas_set_num_threads(C.int(max(n, 1))) }
 // gonum's path, which reports it the way callers expect.
 func gesddSVD(a mat.Matrix, vectors bool) (u *mat.Dense, s []float64, v *mat.Dense, ok bool) {
 	m, n := a.Dims()
-	k := min(m, n)
 	buf := rowMajor(a) // a fresh m x n copy: dgesdd destroys its input
-	if k == 0 || !allFinite(buf) {
+	if min(m, n) == 0 || !allFinite(buf) {
 		return gonumThinSVD(a, vectors)
 	}
+	u, s, v, info := gesdd(buf, m, n, vectors)
+	if info != 0 {
+		// dbdsdc, the divide and conquer inside dgesdd, can fail to
+		// converge (info > 0) where the QR iteration of dgesvd, gonum's
+		// path, does not.
+		return gonumThinSVD(a, vectors)
+	}
+	return u, s, v, true
+}
+
+// gesdd runs dgesdd on buf, a row-major m x n matrix it destroys, and
+// returns LAPACK's info with the factors (valid only when info is 0).
+func gesdd(buf []float64, m, n int, vectors bool) (u *mat.Dense, s []float64, v *mat.Dense, info int) {
+	k := min(m, n)
 	s = make([]float64, k)
 	if !vectors {
 		info := C.LAPACKE_dgesdd(C.LAPACK_COL_MAJOR, 'N', C.lapack_int(n), C.lapack_int(m),
 			dptr(buf), C.lapack_int(n), dptr(s), nil, 1, nil, 1)
-		return nil, s, nil, info == 0
+		return nil, s, nil, int(info)
 	}
 	ub := make([]float64, m*k)  // U, row-major m x k: VT of A^T (k x m, ld k)
 	vtb := make([]float64, k*n) // V^T, row-major k x n: U of A^T (n x k, ld n)
-	info := C.LAPACKE_dgesdd(C.LAPACK_COL_MAJOR, 'S', C.lapack_int(n), C.lapack_int(m),
-		dptr(buf), C.lapack_int(n), dptr(s), dptr(vtb), C.lapack_int(n), dptr(ub), C.lapack_int(k))
+	info = int(C.LAPACKE_dgesdd(C.LAPACK_COL_MAJOR, 'S', C.lapack_int(n), C.lapack_int(m),
+		dptr(buf), C.lapack_int(n), dptr(s), dptr(vtb), C.lapack_int(n), dptr(ub), C.lapack_int(k)))
 	if info != 0 {
-		return nil, nil, nil, false
+		return nil, nil, nil, info
 	}
-	return mat.NewDense(m, k, ub), s, mat.DenseCopyOf(mat.NewDense(k, n, vtb).T()), true
+	return mat.NewDense(m, k, ub), s, mat.DenseCopyOf(mat.NewDense(k, n, vtb).T()), 0
 }
 
 func dptr(s []float64) *C.double { return (*C.double)(unsafe.Pointer(&s[0])) }
