@@ -390,6 +390,7 @@ func Sweep(ctx context.Context, cfg SweepConfig) (*SweepResult, error) {
 		}
 	}
 	nLR := len(cfg.LRs)
+	own := slices.Index(cfg.LRs, cfg.Finetune.LR)
 	pool.total = len(seeds) * (1 + boolInt(cfg.Control) + nLR) // data+baseline, control, dense lrs
 	pool.total += len(runs) * (2 + nLR)                        // convert and finetune, lrs, validate
 	log.Info("sweep", "candidates", len(cfg.Candidates), "seeds", len(seeds), "lrs", nLR, "stage_runs", pool.total, "jobs", cfg.Jobs, "out", out)
@@ -423,6 +424,9 @@ func Sweep(ctx context.Context, cfg SweepConfig) (*SweepResult, error) {
 		}
 		sd.DenseLR = make([]LRRun, nLR)
 		for i, lr := range cfg.LRs {
+			if i == own && cfg.Control {
+				continue // the control itself, scored below
+			}
 			tasks = append(tasks, sweepTask{fmt.Sprintf("seed %d: dense at lr %g", sd.Seed, lr), func(ctx context.Context) error {
 				run, err := cfg.lrRun(ctx, sd, sd.BaselineModel, nil, lr, filepath.Join(sd.Dir, "dense-lr"))
 				sd.DenseLR[i] = run
@@ -438,10 +442,30 @@ func Sweep(ctx context.Context, cfg SweepConfig) (*SweepResult, error) {
 	if err := pool.run(ctx, tasks); err != nil {
 		return nil, err
 	}
+	// The learning-rate runs at the fine-tuning's own rate are the
+	// control and the candidates' fine-tuning: score those instead of
+	// training them again (same seed and config, so the same model).
 	tasks = nil
+	for _, sd := range seeds {
+		if own >= 0 && cfg.Control {
+			tasks = append(tasks, sweepTask{fmt.Sprintf("seed %d: dense at lr %g (the control)", sd.Seed, cfg.LRs[own]), func(ctx context.Context) error {
+				run, err := cfg.scoreRun(sd, sd.ControlModel, cfg.LRs[own])
+				sd.DenseLR[own] = run
+				return err
+			}})
+		}
+	}
 	for _, r := range runs {
 		r.lr = make([]LRRun, nLR)
 		for i, lr := range cfg.LRs {
+			if i == own {
+				tasks = append(tasks, sweepTask{fmt.Sprintf("seed %d: %s at lr %g (its fine-tuning)", r.seed.Seed, r.cand.Name, lr), func(ctx context.Context) error {
+					run, err := cfg.scoreRun(r.seed, r.model, lr)
+					r.lr[i] = run
+					return err
+				}})
+				continue
+			}
 			tasks = append(tasks, sweepTask{fmt.Sprintf("seed %d: %s at lr %g", r.seed.Seed, r.cand.Name, lr), func(ctx context.Context) error {
 				run, err := cfg.lrRun(ctx, r.seed, filepath.Join(r.dir, "convert", "model.arrow"), r.cand.Retract, lr, filepath.Join(r.dir, "lr"))
 				r.lr[i] = run
@@ -642,8 +666,14 @@ func (cfg *SweepConfig) lrRun(ctx context.Context, sd *sweepSeedRun, model strin
 	if err != nil {
 		return LRRun{}, err
 	}
-	_, acc, loss, err := scoreModelFile(filepath.Join(ft.Out, res.Outputs.Model), cfg.Activation, sd.test)
-	return LRRun{LR: lr, Accuracy: acc, Loss: loss, Dir: ft.Out}, err
+	return cfg.scoreRun(sd, filepath.Join(ft.Out, res.Outputs.Model), lr)
+}
+
+// scoreRun scores a fine-tuned model of a learning-rate sweep on the
+// seed's evaluation data; the run's directory is the model's.
+func (cfg *SweepConfig) scoreRun(sd *sweepSeedRun, model string, lr float64) (LRRun, error) {
+	_, acc, loss, err := scoreModelFile(model, cfg.Activation, sd.test)
+	return LRRun{LR: lr, Accuracy: acc, Loss: loss, Dir: filepath.Dir(model)}, err
 }
 
 // validateRun writes the run's lr_sweep.json (with LRs) and validates the

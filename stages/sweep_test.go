@@ -68,8 +68,13 @@ func TestSweep(t *testing.T) {
 			if lr.Candidate == nil || lr.Baseline == nil || lr.Control == nil || len(lr.Parts) != 5 {
 				t.Fatalf("%s seed %d: lr_robustness %+v", c.Name, run.Seed, lr)
 			}
-			// The run at lr 1e-3 is the fine-tuning itself: the same
-			// model, scored by another path.
+			// The run at lr 1e-3 is the fine-tuning itself (and the
+			// dense one the control): scored, not trained again, by
+			// another path than validate's.
+			if filepath.Base(run.LR[0].Dir) != "finetune" || filepath.Base(res.Seeds[i].DenseLR[0].Dir) != "control" ||
+				filepath.Base(run.LR[1].Dir) != "lr-0.03" {
+				t.Errorf("%s seed %d: lr run dirs %s, %s, dense %s", c.Name, run.Seed, run.LR[0].Dir, run.LR[1].Dir, res.Seeds[i].DenseLR[0].Dir)
+			}
 			if got, want := *run.LR[0].Accuracy, *acc.Candidate; got != want {
 				t.Errorf("%s seed %d: lr-sweep accuracy at the fine-tuning's rate %v, validate's %v", c.Name, run.Seed, got, want)
 			}
