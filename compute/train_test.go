@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 )
@@ -581,28 +582,41 @@ func BenchmarkTrainStep(b *testing.B) {
 
 func TestTrainerStopsWorkers(t *testing.T) {
 	net, _ := NewNetwork[float32](mlp2(4, 8, 3))
+	// workers counts the goroutines running a trainer's worker loop (by
+	// their stacks: other tests' goroutines may come and go meanwhile).
+	workers := func() int {
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		return strings.Count(string(buf), ").worker(")
+	}
 	waitFor := func(want int) int {
 		var n int
 		for range 200 {
 			runtime.GC()
-			if n = runtime.NumGoroutine(); n <= want {
+			if n = workers(); n <= want {
 				break
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
 		return n
 	}
-	base := runtime.NumGoroutine()
+	base := waitFor(0)
 	tr, err := NewTrainer(net, TrainerConfig{Optimizer: DefaultOptimizerConfig(), Shards: 4})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := runtime.NumGoroutine(); n < base+3 {
-		t.Fatalf("%d goroutines with a 4-shard trainer, want %d", n, base+3)
+	// Started goroutines show the worker in their stacks once scheduled.
+	n := workers()
+	for i := 0; i < 200 && n < base+3; i++ {
+		time.Sleep(5 * time.Millisecond)
+		n = workers()
+	}
+	if n != base+3 {
+		t.Fatalf("%d worker goroutines with a 4-shard trainer, want %d", n, base+3)
 	}
 	tr.Close()
 	if n := waitFor(base); n > base {
-		t.Errorf("after Close: %d goroutines, want %d", n, base)
+		t.Errorf("after Close: %d worker goroutines, want %d", n, base)
 	}
 	// An abandoned trainer's workers stop once it is collected.
 	func() {
@@ -611,7 +625,7 @@ func TestTrainerStopsWorkers(t *testing.T) {
 		}
 	}()
 	if n := waitFor(base); n > base {
-		t.Errorf("after dropping a trainer: %d goroutines, want %d", n, base)
+		t.Errorf("after dropping a trainer: %d worker goroutines, want %d", n, base)
 	}
 }
 
