@@ -370,6 +370,13 @@ func Sweep(ctx context.Context, cfg SweepConfig) (*SweepResult, error) {
 		}
 		lm.close()
 	}
+	for _, f := range []string{cfg.Train, cfg.Valid, cfg.Test} {
+		if f != "" {
+			if _, _, err := readData(f, cfg.Label); err != nil {
+				return nil, err
+			}
+		}
+	}
 	out, err := filepath.Abs(cfg.Out)
 	if err != nil {
 		return nil, fmt.Errorf("sweep: %w", err)
@@ -377,6 +384,12 @@ func Sweep(ctx context.Context, cfg SweepConfig) (*SweepResult, error) {
 	cfg.Out = out
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return nil, fmt.Errorf("sweep: create %s: %w", out, err)
+	}
+	// A summary from an earlier run into Out must not outlive a failure.
+	for _, f := range []string{"sweep.json", "sweep.md"} {
+		if err := os.Remove(filepath.Join(out, f)); err != nil && !os.IsNotExist(err) {
+			return nil, fmt.Errorf("sweep: %w", err)
+		}
 	}
 	pool := &sweepPool{jobs: cfg.Jobs, log: log, progress: cfg.Progress}
 

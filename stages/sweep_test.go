@@ -161,6 +161,7 @@ func TestSweepBadInput(t *testing.T) {
 		{"jobs", func(c *SweepConfig) { c.Jobs = -1 }, "jobs"},
 		{"no model file", func(c *SweepConfig) { c.Model = filepath.Join(dir, "missing.arrow") }, "missing.arrow"},
 		{"policy", func(c *SweepConfig) { c.Policy = filepath.Join(dir, "missing.yaml") }, "missing.yaml"},
+		{"train file", func(c *SweepConfig) { c.Data, c.Train = "", filepath.Join(dir, "missing.csv") }, "missing.csv"},
 	} {
 		out := filepath.Join(dir, tc.name)
 		cfg := irisSweep(out, 1)
