@@ -53,7 +53,7 @@ demo:
 # evidence: docs/EVIDENCE.md (issue #10). The sweeps of examples/evidence/
 # (digits, wine, iris: 10 candidates, 6 learning rates, 5 seeds each) with
 # the binary `make build` makes, into EVIDENCE_DIR, then the document
-# rendered from their outputs. About 20 minutes on 2 cores. The CI variant
+# rendered from their outputs. About 8 minutes on 2 cores. The CI variant
 # is examples/evidence's test (iris, one seed, in `go test ./...`).
 EVIDENCE_DIR ?= bin/evidence
 evidence: build

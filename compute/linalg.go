@@ -162,28 +162,33 @@ func orthonormalize(a *mat.Dense) {
 	if m < n {
 		panic(ErrShape)
 	}
-	if m >= 2*n && n >= 32 {
-		orig := mat.DenseCopyOf(a)
-		if choleskyQR(a) && choleskyQR(a) && orthonormalCols(a, 1e-10) {
-			return
-		}
-		a.Copy(orig)
+	if !tryCholeskyQR(a, func() bool { return choleskyQR(a) && choleskyQR(a) && orthonormalCols(a, 1e-10) }) {
+		householderQ(a)
 	}
-	householderQ(a)
+}
+
+// tryCholeskyQR runs attempt on a tall a (m >= 2n, n >= 32: where the
+// Gram matrix pays off) and reports whether it succeeded; on failure, or
+// for other shapes, a is left as it was.
+func tryCholeskyQR(a *mat.Dense, attempt func() bool) bool {
+	m, n := a.Dims()
+	if m < 2*n || n < 32 {
+		return false
+	}
+	orig := mat.DenseCopyOf(a)
+	if attempt() {
+		return true
+	}
+	a.Copy(orig)
+	return false
 }
 
 // condition replaces the columns of a by a well-conditioned basis of
 // their span: one CholeskyQR pass, or the Householder Q when that fails.
 func condition(a *mat.Dense) {
-	m, n := a.Dims()
-	if m >= 2*n && n >= 32 {
-		orig := mat.DenseCopyOf(a)
-		if choleskyQR(a) {
-			return
-		}
-		a.Copy(orig)
+	if !tryCholeskyQR(a, func() bool { return choleskyQR(a) }) {
+		householderQ(a)
 	}
-	householderQ(a)
 }
 
 // choleskyQR does one pass of A <- A R^-1, R the Cholesky factor of

@@ -1,6 +1,7 @@
 package stages
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -82,16 +83,12 @@ func checkLRs(lrs []float64) error {
 
 // readLRSweep reads and checks an lr_sweep.json.
 func readLRSweep(path string) (*LRSweepFile, InputFile, error) {
-	sum, err := fileSHA256(path)
-	if err != nil {
-		return nil, InputFile{}, err
-	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, InputFile{}, inputErrorf("%w", err)
 	}
 	var f LRSweepFile
-	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&f); err != nil {
 		return nil, InputFile{}, inputErrorf("%s: not an lr_sweep.json: %v", path, err)
@@ -122,7 +119,7 @@ func readLRSweep(path string) (*LRSweepFile, InputFile, error) {
 	if !slices.Equal(dense, cand) {
 		return nil, InputFile{}, bad("candidate", "learning rates %v differ from dense's %v", cand, dense)
 	}
-	return &f, InputFile{Path: path, SHA256: sum}, nil
+	return &f, InputFile{Path: path, SHA256: sha256Hex(b)}, nil
 }
 
 // scoreModelFile evaluates a model file on raw evaluation data: accuracy

@@ -364,14 +364,11 @@ func Pilot(ctx context.Context, cfg PilotConfig) (*PilotResult, error) {
 
 	res.BaselineModel = cfg.Model
 	if cfg.Model == "" {
-		ft := training("baseline", cfg.Baseline.PilotTraining)
-		ft.Init, ft.Task = cfg.Baseline.Init, cfg.Baseline.Task
-		if ft.Init == "" {
-			if ft.Init, err = defaultInit(res.Data.Train, cfg.Label, cfg.Baseline.Task); err != nil {
-				return nil, err
-			}
+		ft, err := cfg.baselineInit(training("baseline", cfg.Baseline.PilotTraining), res.Data.Train)
+		if err != nil {
+			return nil, err
 		}
-		err := stage("baseline", "training the dense baseline "+ft.Init, func() error {
+		err = stage("baseline", "training the dense baseline "+ft.Init, func() error {
 			res.Baseline, err = Finetune(ctx, ft)
 			return err
 		})
@@ -510,6 +507,19 @@ func (cfg *PilotConfig) prepareData(dir string, d *PilotData) error {
 		return fmt.Errorf("pilot: %w", err)
 	}
 	return nil
+}
+
+// baselineInit makes ft train the dense baseline Baseline describes: a
+// fresh model of its Init (defaultInit of the training data when empty)
+// and Task.
+func (cfg *PilotConfig) baselineInit(ft FinetuneConfig, train string) (FinetuneConfig, error) {
+	ft.Init, ft.Task = cfg.Baseline.Init, cfg.Baseline.Task
+	if ft.Init != "" {
+		return ft, nil
+	}
+	var err error
+	ft.Init, err = defaultInit(train, cfg.Label, cfg.Baseline.Task)
+	return ft, err
 }
 
 // defaultInit is the baseline architecture for data without one given:

@@ -316,6 +316,8 @@ type SweepCandidateResult struct {
 type sweepSeedRun struct {
 	SweepSeed
 	test *arrowio.Dataset
+	// testInput is the evaluation data file with its hash.
+	testInput InputFile
 }
 
 // sweepCandRun is the state of one candidate at one seed.
@@ -618,21 +620,18 @@ func (cfg *SweepConfig) prepareSeed(ctx context.Context, sd *sweepSeedRun) error
 	if err := pc.prepareData(filepath.Join(sd.Dir, "data"), &sd.Data); err != nil {
 		return err
 	}
-	test, _, err := readData(sd.Data.Test, cfg.Label)
+	test, in, err := readData(sd.Data.Test, cfg.Label)
 	if err != nil {
 		return err
 	}
-	sd.test = test
+	sd.test, sd.testInput = test, in
 	sd.BaselineModel = cfg.Model
 	if cfg.Model != "" {
 		return nil
 	}
-	ft := cfg.trainingConfig(cfg.Baseline.PilotTraining, sd.Data, sd.Seed, filepath.Join(sd.Dir, "baseline"))
-	ft.Init, ft.Task = cfg.Baseline.Init, cfg.Baseline.Task
-	if ft.Init == "" {
-		if ft.Init, err = defaultInit(sd.Data.Train, cfg.Label, cfg.Baseline.Task); err != nil {
-			return err
-		}
+	ft, err := cfg.baselineInit(cfg.trainingConfig(cfg.Baseline.PilotTraining, sd.Data, sd.Seed, filepath.Join(sd.Dir, "baseline")), sd.Data.Train)
+	if err != nil {
+		return err
 	}
 	res, err := Finetune(ctx, ft)
 	if err != nil {
@@ -705,10 +704,6 @@ func (cfg *SweepConfig) validateRun(ctx context.Context, r *sweepCandRun) error 
 		va.ControlTrainLog = filepath.Join(sd.Dir, "control")
 	}
 	if len(cfg.LRs) > 0 {
-		sum, err := fileSHA256(sd.Data.Test)
-		if err != nil {
-			return err
-		}
 		// Paths relative to the file: its bytes (and validation.json's
 		// hash of it) do not depend on where Out is.
 		rel := func(runs []LRRun) []LRRun {
@@ -721,7 +716,7 @@ func (cfg *SweepConfig) validateRun(ctx context.Context, r *sweepCandRun) error 
 		data, _ := filepath.Rel(r.dir, sd.Data.Test)
 		f := LRSweepFile{
 			SchemaVersion: LRSweepSchemaVersion, Task: compute.TaskRegression,
-			Data: InputFile{Path: data, SHA256: sum}, Dense: rel(sd.DenseLR), Candidate: rel(r.lr),
+			Data: InputFile{Path: data, SHA256: sd.testInput.SHA256}, Dense: rel(sd.DenseLR), Candidate: rel(r.lr),
 		}
 		if sd.DenseLR[0].Accuracy != nil {
 			f.Task = compute.TaskClassification

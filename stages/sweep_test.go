@@ -3,7 +3,6 @@ package stages
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"math"
 	"os"
@@ -53,10 +52,7 @@ func TestSweep(t *testing.T) {
 		}
 		var deltas []float64
 		for i, run := range c.Runs {
-			v, err := ReadValidationFile(filepath.Join(one, run.Validation))
-			if err != nil {
-				t.Fatal(err)
-			}
+			v, _ := readValidation(t, filepath.Dir(filepath.Join(one, run.Validation)))
 			acc := v.Metrics[MetricAccuracy]
 			deltas = append(deltas, float64(*acc.Delta))
 			// 38 test rows are one gradient batch of 64: nothing to
@@ -263,16 +259,6 @@ func TestWorstDecision(t *testing.T) {
 			t.Errorf("%v: got %v, want %v", tc.in, got, tc.want)
 		}
 	}
-}
-
-// ReadValidationFile is ReadValidation without the hash.
-func ReadValidationFile(path string) (*ValidationResult, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var v ValidationResult
-	return &v, json.Unmarshal(b, &v)
 }
 
 // TestMergeSeeds joins a sweep candidate's runs: GO only when every seed

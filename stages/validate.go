@@ -326,7 +326,7 @@ func Validate(ctx context.Context, cfg ValidateConfig) (*ValidationResult, error
 		SchemaVersion: ValidateSchemaVersion, Tool: Version(), Config: cfg,
 		Warnings: []string{}, Layers: []LayerValidation{}, VaryingFields: VaryingFields,
 	}
-	ds, dataIn, err := readEvalData(cfg.Data, cfg.Label)
+	ds, dataIn, err := readData(cfg.Data, cfg.Label)
 	if err != nil {
 		return nil, err
 	}
@@ -463,19 +463,6 @@ type valModel struct {
 	// scale is 1/std of the model's standardisation (nil: none), the
 	// factor from raw to network inputs.
 	scale []float64
-}
-
-// readEvalData reads the evaluation data with its hash.
-func readEvalData(path, label string) (*arrowio.Dataset, InputFile, error) {
-	sum, err := fileSHA256(path)
-	if err != nil {
-		return nil, InputFile{}, err
-	}
-	ds, err := arrowio.ReadDataset(path, arrowio.WithLabel(label))
-	if err != nil {
-		return nil, InputFile{}, classify(err)
-	}
-	return ds, InputFile{Path: path, SHA256: sum}, nil
 }
 
 // inFile prefixes an input error with the file it is about.
