@@ -3,7 +3,7 @@ GO        ?= go
 PKG       := github.com/strata-ml/strata
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
-LDFLAGS   := -s -w -X $(PKG)/stages.version=$(VERSION) -X $(PKG)/stages.commit=$(COMMIT)
+LDFLAGS   := -s -w -X $(PKG)/internal/provenance.version=$(VERSION) -X $(PKG)/internal/provenance.commit=$(COMMIT)
 BIN       := bin/strata
 FUZZTIME  ?= 15s
 BENCHTIME ?= 1s

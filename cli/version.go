@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/strata-ml/strata/stages"
+	"github.com/strata-ml/strata/internal/provenance"
 )
 
 type versionCommand struct{ env }
@@ -21,7 +21,7 @@ func (c *versionCommand) Run(_ context.Context, args []string) error {
 	if fs.NArg() != 0 {
 		return usageErrorf("version takes no arguments, got %q", fs.Args())
 	}
-	v := stages.Version()
+	v := provenance.Version()
 	fmt.Fprintf(c.stdout, "strata %s (commit %s, %s, %s backend)\n", v.Version, v.Commit, v.GoVersion, v.Backend)
 	return nil
 }

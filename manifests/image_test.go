@@ -62,7 +62,7 @@ func TestDockerfileBuildsWithMake(t *testing.T) {
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("make -n build: %v\n%s", err, out.String())
 	}
-	if s := out.String(); !strings.Contains(s, "go build") || !strings.Contains(s, "-o bin/strata") || !strings.Contains(s, "stages.version=v0.0.0-test") {
+	if s := out.String(); !strings.Contains(s, "go build") || !strings.Contains(s, "-o bin/strata") || !strings.Contains(s, "provenance.version=v0.0.0-test") {
 		t.Errorf("make -n build printed %q, want a go build of bin/strata stamped with the version", s)
 	}
 

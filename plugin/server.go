@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/strata-ml/strata/arrowio"
-	"github.com/strata-ml/strata/stages"
+	"github.com/strata-ml/strata/internal/provenance"
 )
 
 // Server implements Service in process by calling the stages functions
@@ -41,7 +41,7 @@ var _ Service = (*Server)(nil)
 
 // Describe implements Service.
 func (s *Server) Describe(ctx context.Context) (*Description, error) {
-	v := stages.Version()
+	v := provenance.Version()
 	d := &Description{
 		ProtocolVersion: ProtocolVersion,
 		Tool:            Tool{Version: v.Version, Commit: v.Commit, GoVersion: v.GoVersion},

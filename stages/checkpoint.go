@@ -16,6 +16,8 @@ import (
 
 	"github.com/strata-ml/strata/arrowio"
 	"github.com/strata-ml/strata/compute"
+	"github.com/strata-ml/strata/internal/inputerr"
+	"github.com/strata-ml/strata/internal/provenance"
 )
 
 // A finetune checkpoint lives in OUT/checkpoint:
@@ -72,12 +74,12 @@ func (cfg FinetuneConfig) resumeKey() FinetuneConfig {
 
 // hashesOf returns inputs without paths.
 func hashesOf(in FinetuneInputs) FinetuneInputs {
-	out := FinetuneInputs{Train: InputFile{SHA256: in.Train.SHA256}}
+	out := FinetuneInputs{Train: provenance.File{SHA256: in.Train.SHA256}}
 	if in.Model != nil {
-		out.Model = &InputFile{SHA256: in.Model.SHA256}
+		out.Model = &provenance.File{SHA256: in.Model.SHA256}
 	}
 	if in.Valid != nil {
-		out.Valid = &InputFile{SHA256: in.Valid.SHA256}
+		out.Valid = &provenance.File{SHA256: in.Valid.SHA256}
 	}
 	return out
 }
@@ -201,11 +203,11 @@ func loadCheckpoint[T compute.Float](p *finetunePlan) (*loadedCheckpoint[T], err
 	}
 	name := strings.TrimSpace(string(cur))
 	if !checkpointName.MatchString(name) {
-		return nil, inputErrorf("checkpoint %s: %s names %q, not a checkpoint", dir, checkpointCurrent, name)
+		return nil, inputerr.Errorf("checkpoint %s: %s names %q, not a checkpoint", dir, checkpointCurrent, name)
 	}
 	sub := filepath.Join(dir, name)
 	bad := func(format string, args ...any) error {
-		return inputErrorf("checkpoint %s: %s", sub, fmt.Sprintf(format, args...))
+		return inputerr.Errorf("checkpoint %s: %s", sub, fmt.Sprintf(format, args...))
 	}
 
 	raw, err := os.ReadFile(filepath.Join(sub, "state.json"))
@@ -222,10 +224,10 @@ func loadCheckpoint[T compute.Float](p *finetunePlan) (*loadedCheckpoint[T], err
 		return nil, bad("state.json: schema_version %d, this build reads %d", meta.SchemaVersion, checkpointVersion)
 	}
 	if diff := configDiff(meta.Config, p.cfg.resumeKey()); diff != "" {
-		return nil, inputErrorf("checkpoint %s was made with other settings (%s); run with the original settings, or without --resume to start over", dir, diff)
+		return nil, inputerr.Errorf("checkpoint %s was made with other settings (%s); run with the original settings, or without --resume to start over", dir, diff)
 	}
 	if got, want := hashesOf(p.inputs), meta.Inputs; !sameInputs(got, want) {
-		return nil, inputErrorf("checkpoint %s was made from other input files (their SHA-256 differ); run without --resume to start over", dir)
+		return nil, inputerr.Errorf("checkpoint %s was made from other input files (their SHA-256 differ); run without --resume to start over", dir)
 	}
 	if meta.Step < 1 || meta.Step > p.totalSteps {
 		return nil, bad("step %d is outside [1, %d]", meta.Step, p.totalSteps)

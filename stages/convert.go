@@ -16,6 +16,8 @@ import (
 
 	"github.com/strata-ml/strata/arrowio"
 	"github.com/strata-ml/strata/compute"
+	"github.com/strata-ml/strata/internal/inputerr"
+	"github.com/strata-ml/strata/internal/provenance"
 )
 
 // StructureAuto asks convert to choose the family per layer.
@@ -112,8 +114,8 @@ type ConvertTotals struct {
 // ConvertResult is convert.json.
 type ConvertResult struct {
 	SchemaVersion int              `json:"schema_version"`
-	Tool          VersionInfo      `json:"tool"`
-	Input         InputFile        `json:"input"`
+	Tool          provenance.Tool  `json:"tool"`
+	Input         provenance.File  `json:"input"`
 	Config        ConvertConfig    `json:"config"`
 	Selected      []string         `json:"selected"`
 	Layers        []ConvertedLayer `json:"layers"`
@@ -148,13 +150,13 @@ func Convert(ctx context.Context, cfg ConvertConfig) (*ConvertResult, error) {
 	defer lm.close()
 	selected, err := selectWeights(lm.model, cfg.Include, cfg.Exclude)
 	if err != nil {
-		return nil, inputErrorf("%s: %w", cfg.Model, err)
+		return nil, inputerr.Errorf("%s: %w", cfg.Model, err)
 	}
 	shard, err := parseShard(cfg.Layers, len(selected))
 	if err != nil {
 		return nil, err
 	}
-	res := &ConvertResult{SchemaVersion: 1, Tool: Version(), Input: lm.input, Config: cfg, Selected: selected}
+	res := &ConvertResult{SchemaVersion: 1, Tool: provenance.Version(), Input: lm.input, Config: cfg, Selected: selected}
 	res.Outputs = ConvertOutputs{Model: "model.arrow", Dense: "model.dense." + lm.format, Report: "convert.json"}
 
 	out := &arrowio.Model{Arch: lm.model.Arch, Meta: lm.model.Meta}
@@ -218,18 +220,18 @@ func Convert(ctx context.Context, cfg ConvertConfig) (*ConvertResult, error) {
 
 func (cfg *ConvertConfig) validate() error {
 	if cfg.Model == "" {
-		return inputErrorf("convert: --model is required")
+		return inputerr.Errorf("convert: --model is required")
 	}
 	if cfg.Out == "" {
-		return inputErrorf("convert: --out is required")
+		return inputerr.Errorf("convert: --out is required")
 	}
 	switch cfg.Structure {
 	case StructureAuto:
 		if (cfg.TargetError > 0) == (cfg.ParamBudget > 0) {
-			return inputErrorf("convert: --structure auto needs exactly one of --target-error or --param-budget")
+			return inputerr.Errorf("convert: --structure auto needs exactly one of --target-error or --param-budget")
 		}
 		if cfg.ParamBudget > 1 {
-			return inputErrorf("convert: --param-budget %g is a fraction of each dense layer, want (0, 1]", cfg.ParamBudget)
+			return inputerr.Errorf("convert: --param-budget %g is a fraction of each dense layer, want (0, 1]", cfg.ParamBudget)
 		}
 	default:
 		known := false
@@ -237,27 +239,27 @@ func (cfg *ConvertConfig) validate() error {
 			known = known || f == cfg.Structure
 		}
 		if !known {
-			return inputErrorf("convert: --structure %q: want auto or one of %s", cfg.Structure, strings.Join(compute.TrunkFamilies, ", "))
+			return inputerr.Errorf("convert: --structure %q: want auto or one of %s", cfg.Structure, strings.Join(compute.TrunkFamilies, ", "))
 		}
 	}
 	switch cfg.Residual {
 	case "lowrank", "none":
 	case "sparse":
 		if !(cfg.ResidualDensity > 0 && cfg.ResidualDensity <= 1) {
-			return inputErrorf("convert: --residual-density %g: want (0, 1]", cfg.ResidualDensity)
+			return inputerr.Errorf("convert: --residual-density %g: want (0, 1]", cfg.ResidualDensity)
 		}
 	default:
-		return inputErrorf("convert: --residual %q: want lowrank, sparse or none", cfg.Residual)
+		return inputerr.Errorf("convert: --residual %q: want lowrank, sparse or none", cfg.Residual)
 	}
 	if cfg.Blocks < 0 || cfg.Rank < 0 || cfg.ResidualRank < 0 {
-		return inputErrorf("convert: --blocks, --rank and --residual-rank must not be negative")
+		return inputerr.Errorf("convert: --blocks, --rank and --residual-rank must not be negative")
 	}
 	if _, err := parseKronFactors(cfg.KronFactors); err != nil {
 		return err
 	}
 	for _, g := range append(append([]string(nil), cfg.Include...), cfg.Exclude...) {
 		if _, err := path.Match(g, ""); err != nil {
-			return inputErrorf("convert: bad glob %q: %v", g, err)
+			return inputerr.Errorf("convert: bad glob %q: %v", g, err)
 		}
 	}
 	return nil
@@ -314,10 +316,10 @@ func parseShard(s string, n int) ([]int, error) {
 			b, err2 = strconv.Atoi(hi)
 		}
 		if err1 != nil || err2 != nil || a < 0 || b < a {
-			return nil, inputErrorf("--layers %q: want positions like 0-3 or 0,2,5-7", s)
+			return nil, inputerr.Errorf("--layers %q: want positions like 0-3 or 0,2,5-7", s)
 		}
 		if b >= n {
-			return nil, inputErrorf("--layers %q: position %d out of range, %d weights are selected (0-%d)", s, b, n, n-1)
+			return nil, inputerr.Errorf("--layers %q: position %d out of range, %d weights are selected (0-%d)", s, b, n, n-1)
 		}
 		for i := a; i <= b; i++ {
 			if !seen[i] {
@@ -337,7 +339,7 @@ func parseKronFactors(s string) ([2]int, error) {
 	m1, err1 := strconv.Atoi(a)
 	n1, err2 := strconv.Atoi(b)
 	if !ok || err1 != nil || err2 != nil || m1 < 1 || n1 < 1 {
-		return [2]int{}, inputErrorf("--kron-factors %q: want M1xN1, e.g. 8x8", s)
+		return [2]int{}, inputerr.Errorf("--kron-factors %q: want M1xN1, e.g. 8x8", s)
 	}
 	return [2]int{m1, n1}, nil
 }
@@ -387,7 +389,7 @@ func convertWeight(t *arrowio.Tensor, cfg ConvertConfig) (ConvertedLayer, comput
 	raw := w.RawMatrix().Data
 	for i, v := range t.Data {
 		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-			return ConvertedLayer{}, nil, inputErrorf("value %d (row %d, column %d) is %v", i, i/in, i%in, v)
+			return ConvertedLayer{}, nil, inputerr.Errorf("value %d (row %d, column %d) is %v", i, i/in, i%in, v)
 		}
 		raw[i] = float64(v)
 	}

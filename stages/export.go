@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/strata-ml/strata/arrowio"
+	"github.com/strata-ml/strata/internal/inputerr"
 )
 
 // ExportConfig configures Export.
@@ -27,10 +28,10 @@ type ExportConfig struct {
 // writes it as one dense file in the requested format, atomically.
 func Export(ctx context.Context, cfg ExportConfig) error {
 	if cfg.Model == "" || cfg.Out == "" {
-		return inputErrorf("export: --model and --out are required")
+		return inputerr.Errorf("export: --model and --out are required")
 	}
 	if cfg.Format != FormatSafetensors && cfg.Format != FormatArrow {
-		return inputErrorf("export: --format %q: want safetensors or arrow", cfg.Format)
+		return inputerr.Errorf("export: --format %q: want safetensors or arrow", cfg.Format)
 	}
 	lm, err := mapModel(cfg.Model, cfg.Activation)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"strconv"
 
 	"github.com/strata-ml/strata/arrowio"
+	"github.com/strata-ml/strata/internal/inputerr"
 )
 
 // FactorsFormatVersion is the value of MetaFactorsFormatVersion in a
@@ -52,7 +53,7 @@ func exportFactors(ctx context.Context, cfg ExportConfig, lm *loadedModel) error
 		var archJSON []byte
 		archJSON, err = arrowio.EncodeArchitecture(&m.Arch)
 		if err != nil {
-			return inputErrorf("export: %s: architecture: %v", cfg.Model, err)
+			return inputerr.Errorf("export: %s: architecture: %v", cfg.Model, err)
 		}
 		meta := make(map[string]string, len(m.Meta)+2)
 		for k, v := range m.Meta {

@@ -2,7 +2,6 @@ package stages
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -12,6 +11,8 @@ import (
 
 	"github.com/strata-ml/strata/arrowio"
 	"github.com/strata-ml/strata/compute"
+	"github.com/strata-ml/strata/internal/inputerr"
+	"github.com/strata-ml/strata/internal/provenance"
 )
 
 // Standardisation modes of FinetuneConfig.Standardize.
@@ -158,9 +159,9 @@ type FinetuneProgress struct {
 
 // FinetuneInputs are the input files with their hashes.
 type FinetuneInputs struct {
-	Model *InputFile `json:"model,omitempty"`
-	Train InputFile  `json:"train"`
-	Valid *InputFile `json:"valid,omitempty"`
+	Model *provenance.File `json:"model,omitempty"`
+	Train provenance.File  `json:"train"`
+	Valid *provenance.File `json:"valid,omitempty"`
 }
 
 // FinetuneData describes the data the run used.
@@ -189,11 +190,11 @@ type FinetuneOutputs struct {
 
 // FinetuneResult is finetune.json.
 type FinetuneResult struct {
-	SchemaVersion int            `json:"schema_version"`
-	Tool          VersionInfo    `json:"tool"`
-	Inputs        FinetuneInputs `json:"inputs"`
-	Config        FinetuneConfig `json:"config"`
-	Data          FinetuneData   `json:"data"`
+	SchemaVersion int             `json:"schema_version"`
+	Tool          provenance.Tool `json:"tool"`
+	Inputs        FinetuneInputs  `json:"inputs"`
+	Config        FinetuneConfig  `json:"config"`
+	Data          FinetuneData    `json:"data"`
 	// Params counts the trained scalars, ParamsFrozen the frozen ones.
 	Params       int `json:"params"`
 	ParamsFrozen int `json:"params_frozen"`
@@ -267,65 +268,65 @@ func Finetune(ctx context.Context, cfg FinetuneConfig) (*FinetuneResult, error) 
 func (cfg *FinetuneConfig) validate() error {
 	switch {
 	case (cfg.Model == "") == (cfg.Init == ""):
-		return inputErrorf("finetune: exactly one of --model and --init is required")
+		return inputerr.Errorf("finetune: exactly one of --model and --init is required")
 	case cfg.Train == "":
-		return inputErrorf("finetune: --train is required")
+		return inputerr.Errorf("finetune: --train is required")
 	case cfg.Out == "":
-		return inputErrorf("finetune: --out is required")
+		return inputerr.Errorf("finetune: --out is required")
 	case cfg.Label == "":
-		return inputErrorf("finetune: --label must not be empty")
+		return inputerr.Errorf("finetune: --label must not be empty")
 	case cfg.Model != "" && cfg.Task != "":
-		return inputErrorf("finetune: --task applies to --init only (a model file has its task)")
+		return inputerr.Errorf("finetune: --task applies to --init only (a model file has its task)")
 	case cfg.Valid != "" && cfg.ValidFraction != 0:
-		return inputErrorf("finetune: give --valid or --valid-fraction, not both")
+		return inputerr.Errorf("finetune: give --valid or --valid-fraction, not both")
 	case cfg.ValidFraction != 0 && !(cfg.ValidFraction > 0 && cfg.ValidFraction < 1):
-		return inputErrorf("finetune: --valid-fraction %v: want a value in (0, 1)", cfg.ValidFraction)
+		return inputerr.Errorf("finetune: --valid-fraction %v: want a value in (0, 1)", cfg.ValidFraction)
 	case cfg.Epochs < 1:
-		return inputErrorf("finetune: --epochs %d: want at least 1", cfg.Epochs)
+		return inputerr.Errorf("finetune: --epochs %d: want at least 1", cfg.Epochs)
 	case cfg.BatchSize < 1:
-		return inputErrorf("finetune: --batch-size %d: want at least 1", cfg.BatchSize)
+		return inputerr.Errorf("finetune: --batch-size %d: want at least 1", cfg.BatchSize)
 	case !(cfg.LR > 0) || math.IsInf(cfg.LR, 0):
-		return inputErrorf("finetune: --lr %v: want a positive number", cfg.LR)
+		return inputerr.Errorf("finetune: --lr %v: want a positive number", cfg.LR)
 	case !(cfg.Warmup >= 0) || math.IsInf(cfg.Warmup, 0) || (cfg.Warmup >= 1 && cfg.Warmup != math.Trunc(cfg.Warmup)):
-		return inputErrorf("finetune: --warmup %v: want a fraction of the steps in [0, 1) or a whole number of steps", cfg.Warmup)
+		return inputerr.Errorf("finetune: --warmup %v: want a fraction of the steps in [0, 1) or a whole number of steps", cfg.Warmup)
 	case cfg.Patience < 0:
-		return inputErrorf("finetune: --patience %d: want 0 (off) or more", cfg.Patience)
+		return inputerr.Errorf("finetune: --patience %d: want 0 (off) or more", cfg.Patience)
 	case cfg.Patience > 0 && cfg.Valid == "" && cfg.ValidFraction == 0:
-		return inputErrorf("finetune: --patience needs validation data (--valid or --valid-fraction)")
+		return inputerr.Errorf("finetune: --patience needs validation data (--valid or --valid-fraction)")
 	case cfg.CheckpointEvery < 0:
-		return inputErrorf("finetune: --checkpoint-every %d: want 0 (every epoch) or more", cfg.CheckpointEvery)
+		return inputerr.Errorf("finetune: --checkpoint-every %d: want 0 (every epoch) or more", cfg.CheckpointEvery)
 	case cfg.Retract && cfg.Freeze == FreezeTrunk:
-		return inputErrorf("finetune: --retract re-projects the trunk, which --freeze trunk keeps fixed")
+		return inputerr.Errorf("finetune: --retract re-projects the trunk, which --freeze trunk keeps fixed")
 	}
 	switch cfg.Freeze {
 	case "", FreezeTrunk, FreezeCorrection:
 	default:
-		return inputErrorf("finetune: --freeze %q: want trunk or correction", cfg.Freeze)
+		return inputerr.Errorf("finetune: --freeze %q: want trunk or correction", cfg.Freeze)
 	}
 	switch cfg.Standardize {
 	case StandardizeAuto, StandardizeFit, StandardizeNone:
 	default:
-		return inputErrorf("finetune: --standardize %q: want auto, fit or none", cfg.Standardize)
+		return inputerr.Errorf("finetune: --standardize %q: want auto, fit or none", cfg.Standardize)
 	}
 	switch cfg.Precision {
 	case PrecisionFloat32, PrecisionFloat64:
 	default:
-		return inputErrorf("finetune: --precision %q: want float32 or float64", cfg.Precision)
+		return inputerr.Errorf("finetune: --precision %q: want float32 or float64", cfg.Precision)
 	}
 	tc := cfg.trainerConfig()
 	if err := tc.Optimizer.Validate(); err != nil {
-		return inputErrorf("finetune: %w", err)
+		return inputerr.Errorf("finetune: %w", err)
 	}
 	switch tc.FactorLR {
 	case compute.FactorLRAuto, compute.FactorLRMuP, compute.FactorLRNone:
 	default:
-		return inputErrorf("finetune: --factor-lr %q: want auto, mup or none", cfg.FactorLR)
+		return inputerr.Errorf("finetune: --factor-lr %q: want auto, mup or none", cfg.FactorLR)
 	}
 	if !(cfg.Clip >= 0) || math.IsInf(cfg.Clip, 0) || !(cfg.ResidualL2 >= 0) || math.IsInf(cfg.ResidualL2, 0) {
-		return inputErrorf("finetune: --clip and --residual-l2 must be finite and >= 0")
+		return inputerr.Errorf("finetune: --clip and --residual-l2 must be finite and >= 0")
 	}
 	if cfg.Shards < 1 || cfg.Shards > 256 {
-		return inputErrorf("finetune: --shards %d: want 1 to 256", cfg.Shards)
+		return inputerr.Errorf("finetune: --shards %d: want 1 to 256", cfg.Shards)
 	}
 	return nil
 }
@@ -373,7 +374,7 @@ func prepareFinetune(cfg FinetuneConfig) (*finetunePlan, error) {
 	var valid *arrowio.Dataset
 	switch {
 	case cfg.Valid != "":
-		var in InputFile
+		var in provenance.File
 		valid, in, err = readData(cfg.Valid, cfg.Label)
 		if err != nil {
 			return nil, err
@@ -392,7 +393,7 @@ func prepareFinetune(cfg FinetuneConfig) (*finetunePlan, error) {
 			return nil, err
 		}
 		if lm.model.Arch.Kind == arrowio.ArchGeneric {
-			return nil, inputErrorf("%s: %s", cfg.Model, errGeneric)
+			return nil, inputerr.Errorf("%s: %s", cfg.Model, errGeneric)
 		}
 		p.lm, p.inputs.Model, p.arch = lm, &lm.input, lm.model.Arch
 	} else {
@@ -403,15 +404,15 @@ func prepareFinetune(cfg FinetuneConfig) (*finetunePlan, error) {
 	}
 	spec, err := networkSpecOf(p.arch)
 	if err != nil {
-		return nil, prefixInput(cfg.Model, err)
+		return nil, inputerr.InFile(cfg.Model, err)
 	}
 	p.outputs = spec.Outputs()
 
 	if train.D != p.arch.Inputs {
-		return nil, inputErrorf("%s: the data has %d features, the model takes %d", cfg.Train, train.D, p.arch.Inputs)
+		return nil, inputerr.Errorf("%s: the data has %d features, the model takes %d", cfg.Train, train.D, p.arch.Inputs)
 	}
 	if valid != nil && valid.D != p.arch.Inputs {
-		return nil, inputErrorf("%s: the data has %d features, the model takes %d", cfg.Valid, valid.D, p.arch.Inputs)
+		return nil, inputerr.Errorf("%s: the data has %d features, the model takes %d", cfg.Valid, valid.D, p.arch.Inputs)
 	}
 	if err := checkLabels(cfg.Train, train, p.arch.Task, p.outputs); err != nil {
 		return nil, err
@@ -437,11 +438,11 @@ func prepareFinetune(cfg FinetuneConfig) (*finetunePlan, error) {
 		p.standardization = "none"
 	}
 	if p.train, err = Standardize(train, &p.arch); err != nil {
-		return nil, prefixInput(cfg.Train, err)
+		return nil, inputerr.InFile(cfg.Train, err)
 	}
 	if valid != nil {
 		if p.valid, err = Standardize(valid, &p.arch); err != nil {
-			return nil, prefixInput(cfg.Valid, err)
+			return nil, inputerr.InFile(cfg.Valid, err)
 		}
 	}
 
@@ -452,22 +453,22 @@ func prepareFinetune(cfg FinetuneConfig) (*finetunePlan, error) {
 		p.warmupSteps = int(math.Round(cfg.Warmup * float64(p.totalSteps)))
 	}
 	if p.warmupSteps >= p.totalSteps {
-		return nil, inputErrorf("finetune: --warmup of %d steps leaves none of the %d steps after it", p.warmupSteps, p.totalSteps)
+		return nil, inputerr.Errorf("finetune: --warmup of %d steps leaves none of the %d steps after it", p.warmupSteps, p.totalSteps)
 	}
 	return p, nil
 }
 
 // readData reads a dataset with its hash. Problems are input errors.
-func readData(path, label string) (*arrowio.Dataset, InputFile, error) {
-	sum, err := fileSHA256(path)
+func readData(path, label string) (*arrowio.Dataset, provenance.File, error) {
+	in, err := provenance.HashFile(path)
 	if err != nil {
-		return nil, InputFile{}, err
+		return nil, provenance.File{}, err
 	}
 	ds, err := arrowio.ReadDataset(path, arrowio.WithLabel(label))
 	if err != nil {
-		return nil, InputFile{}, classify(err)
+		return nil, provenance.File{}, classify(err)
 	}
-	return ds, InputFile{Path: path, SHA256: sum}, nil
+	return ds, in, nil
 }
 
 // checkLabels checks that a classifier's labels are class indices in [0,
@@ -475,24 +476,16 @@ func readData(path, label string) (*arrowio.Dataset, InputFile, error) {
 func checkLabels(name string, ds *arrowio.Dataset, task string, outputs int) error {
 	if task == arrowio.TaskRegression {
 		if outputs != 1 {
-			return inputErrorf("%s: the regression model has %d outputs, a dataset holds one target per row", name, outputs)
+			return inputerr.Errorf("%s: the regression model has %d outputs, a dataset holds one target per row", name, outputs)
 		}
 		return nil
 	}
 	for i, y := range ds.Y {
 		if y != math.Trunc(y) || y < 0 || y >= float64(outputs) {
-			return inputErrorf("%s: row %d: label %v is not a class index in [0, %d) (the model has %d outputs)", name, i, y, outputs, outputs)
+			return inputerr.Errorf("%s: row %d: label %v is not a class index in [0, %d) (the model has %d outputs)", name, i, y, outputs, outputs)
 		}
 	}
 	return nil
-}
-
-// prefixInput prefixes an input error with a file name.
-func prefixInput(name string, err error) error {
-	if name == "" || !errors.Is(err, ErrInput) {
-		return err
-	}
-	return inputErrorf("%s: %w", name, err)
 }
 
 // outputNames returns the output files of a run.

@@ -12,6 +12,8 @@ import (
 
 	"github.com/strata-ml/strata/arrowio"
 	"github.com/strata-ml/strata/compute"
+	"github.com/strata-ml/strata/internal/inputerr"
+	"github.com/strata-ml/strata/internal/provenance"
 )
 
 // trainState is the progress of a run: everything besides the network
@@ -68,7 +70,7 @@ func runFinetune[T compute.Float](ctx context.Context, p *finetunePlan) (*Finetu
 	}
 	trainable := net.NumParams()
 	if cfg.Freeze != "" && net.Freeze(cfg.Freeze) == 0 {
-		return nil, inputErrorf("finetune: --freeze %s: the model has no %s parameters (it has no decomposed layers)", cfg.Freeze, cfg.Freeze)
+		return nil, inputerr.Errorf("finetune: --freeze %s: the model has no %s parameters (it has no decomposed layers)", cfg.Freeze, cfg.Freeze)
 	}
 	frozen := trainable - net.NumParams()
 	if fresh {
@@ -84,7 +86,7 @@ func runFinetune[T compute.Float](ctx context.Context, p *finetunePlan) (*Finetu
 	defer trainer.Close()
 	if optState != nil {
 		if err := trainer.Optimizer().SetState(*optState); err != nil {
-			return nil, inputErrorf("finetune: checkpoint in %s: %w", checkpointDir(cfg.Out), err)
+			return nil, inputerr.Errorf("finetune: checkpoint in %s: %w", checkpointDir(cfg.Out), err)
 		}
 	}
 
@@ -191,7 +193,7 @@ func runFinetune[T compute.Float](ctx context.Context, p *finetunePlan) (*Finetu
 	}
 
 	res := &FinetuneResult{
-		SchemaVersion: 1, Tool: Version(), Inputs: p.inputs, Config: cfg,
+		SchemaVersion: 1, Tool: provenance.Version(), Inputs: p.inputs, Config: cfg,
 		Data:   FinetuneData{TrainRows: n, ValidRows: rowsOf(p.valid), Features: d, Outputs: p.outputs},
 		Params: net.NumParams(), ParamsFrozen: frozen, Standardization: p.standardization,
 		StepsPerEpoch: spe, WarmupSteps: p.warmupSteps, Steps: st.step, Epochs: ceilDiv(st.step, spe),
@@ -276,7 +278,7 @@ func initialNetwork[T compute.Float](p *finetunePlan) (*compute.Network[T], erro
 	if p.lm != nil {
 		net, err := NetworkFromModel[T](p.lm.model)
 		if err != nil {
-			return nil, prefixInput(p.cfg.Model, err)
+			return nil, inputerr.InFile(p.cfg.Model, err)
 		}
 		return net, nil
 	}
@@ -286,7 +288,7 @@ func initialNetwork[T compute.Float](p *finetunePlan) (*compute.Network[T], erro
 	}
 	net, err := compute.NewNetwork[T](spec)
 	if err != nil {
-		return nil, inputErrorf("--init %q: %w", p.cfg.Init, err)
+		return nil, inputerr.Errorf("--init %q: %w", p.cfg.Init, err)
 	}
 	if err := net.InitStructured(rand.New(rand.NewPCG(p.cfg.Seed, initStream))); err != nil {
 		return nil, classify(fmt.Errorf("--init %q: %w", p.cfg.Init, err))

@@ -5,6 +5,8 @@ import (
 	"math"
 	"strings"
 	"testing"
+
+	"github.com/strata-ml/strata/internal/provenance"
 )
 
 // fp returns a pointer to a Float.
@@ -33,10 +35,10 @@ func withControl(m *Metric, ctl float64, ci *Interval) *Metric {
 // validation builds a validation result with the given metrics.
 func validation(control bool, ms map[string]*Metric) *ValidationResult {
 	v := &ValidationResult{SchemaVersion: ValidateSchemaVersion, Mode: ValidateModeModels, Metrics: ms}
-	v.Inputs.Baseline = &InputFile{Path: "baseline.arrow", SHA256: "b"}
-	v.Inputs.Candidate = &InputFile{Path: "candidate.arrow", SHA256: "c"}
+	v.Inputs.Baseline = &provenance.File{Path: "baseline.arrow", SHA256: "b"}
+	v.Inputs.Candidate = &provenance.File{Path: "candidate.arrow", SHA256: "c"}
 	if control {
-		v.Inputs.Control = &InputFile{Path: "control.arrow", SHA256: "k"}
+		v.Inputs.Control = &provenance.File{Path: "control.arrow", SHA256: "k"}
 	}
 	return v
 }

@@ -3,6 +3,7 @@ package stages
 import (
 	"github.com/strata-ml/strata/arrowio"
 	"github.com/strata-ml/strata/compute"
+	"github.com/strata-ml/strata/internal/provenance"
 )
 
 // InspectTensor describes one tensor of a model file.
@@ -26,7 +27,7 @@ type InspectLayer struct {
 
 // InspectResult is what `strata inspect` prints.
 type InspectResult struct {
-	Input    InputFile             `json:"input"`
+	Input    provenance.File       `json:"input"`
 	Format   string                `json:"format"`
 	Kind     string                `json:"kind"`
 	Task     string                `json:"task,omitempty"`

@@ -12,6 +12,8 @@ import (
 
 	"github.com/strata-ml/strata/arrowio"
 	"github.com/strata-ml/strata/compute"
+	"github.com/strata-ml/strata/internal/inputerr"
+	"github.com/strata-ml/strata/internal/provenance"
 )
 
 // LRSweepSchemaVersion is the schema_version of lr_sweep.json.
@@ -29,7 +31,7 @@ type LRSweepFile struct {
 	// Task is the models' task (classification or regression).
 	Task string `json:"task"`
 	// Data is the evaluation data every final model was scored on.
-	Data InputFile `json:"data"`
+	Data provenance.File `json:"data"`
 	// Dense fine-tunes the dense baseline: the control's recipe at each
 	// learning rate. Candidate fine-tunes the converted model. Both list
 	// the same learning rates in increasing order.
@@ -82,25 +84,25 @@ func checkLRs(lrs []float64) error {
 }
 
 // readLRSweep reads and checks an lr_sweep.json.
-func readLRSweep(path string) (*LRSweepFile, InputFile, error) {
+func readLRSweep(path string) (*LRSweepFile, provenance.File, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, InputFile{}, inputErrorf("%w", err)
+		return nil, provenance.File{}, inputerr.Errorf("%w", err)
 	}
 	var f LRSweepFile
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&f); err != nil {
-		return nil, InputFile{}, inputErrorf("%s: not an lr_sweep.json: %v", path, err)
+		return nil, provenance.File{}, inputerr.Errorf("%s: not an lr_sweep.json: %v", path, err)
 	}
 	bad := func(field, format string, args ...any) error {
-		return inputErrorf("%s: %s: %s", path, field, fmt.Sprintf(format, args...))
+		return inputerr.Errorf("%s: %s: %s", path, field, fmt.Sprintf(format, args...))
 	}
 	if f.SchemaVersion != LRSweepSchemaVersion {
-		return nil, InputFile{}, bad("schema_version", "%d: want %d", f.SchemaVersion, LRSweepSchemaVersion)
+		return nil, provenance.File{}, bad("schema_version", "%d: want %d", f.SchemaVersion, LRSweepSchemaVersion)
 	}
 	if f.Task != compute.TaskClassification && f.Task != compute.TaskRegression {
-		return nil, InputFile{}, bad("task", "%q: want classification or regression", f.Task)
+		return nil, provenance.File{}, bad("task", "%q: want classification or regression", f.Task)
 	}
 	lrsOf := func(runs []LRRun) []float64 {
 		lrs := make([]float64, len(runs))
@@ -111,15 +113,15 @@ func readLRSweep(path string) (*LRSweepFile, InputFile, error) {
 	}
 	dense, cand := lrsOf(f.Dense), lrsOf(f.Candidate)
 	if !slices.IsSorted(dense) {
-		return nil, InputFile{}, bad("dense", "learning rates not in increasing order")
+		return nil, provenance.File{}, bad("dense", "learning rates not in increasing order")
 	}
 	if err := checkLRs(dense); err != nil {
-		return nil, InputFile{}, bad("dense", "%v", err)
+		return nil, provenance.File{}, bad("dense", "%v", err)
 	}
 	if !slices.Equal(dense, cand) {
-		return nil, InputFile{}, bad("candidate", "learning rates %v differ from dense's %v", cand, dense)
+		return nil, provenance.File{}, bad("candidate", "learning rates %v differ from dense's %v", cand, dense)
 	}
-	return &f, InputFile{Path: path, SHA256: sha256Hex(b)}, nil
+	return &f, provenance.Bytes(path, b), nil
 }
 
 // scoreModelFile evaluates a model file on raw evaluation data: accuracy
@@ -128,19 +130,19 @@ func readLRSweep(path string) (*LRSweepFile, InputFile, error) {
 func scoreModelFile(path, activation string, ds *arrowio.Dataset) (task string, acc, loss *Float, err error) {
 	lm, err := mapModel(path, activation)
 	if err != nil {
-		return "", nil, nil, inFile(path, err)
+		return "", nil, nil, inputerr.InFile(path, err)
 	}
 	defer lm.close()
 	net, err := NetworkFromModel[float64](lm.model)
 	if err != nil {
-		return "", nil, nil, inFile(path, err)
+		return "", nil, nil, inputerr.InFile(path, err)
 	}
 	x, err := Standardize(ds, &lm.model.Arch)
 	if err != nil {
-		return "", nil, nil, inFile(path, err)
+		return "", nil, nil, inputerr.InFile(path, err)
 	}
 	if x.D != net.Inputs() {
-		return "", nil, nil, inputErrorf("%s: the data has %d features, the model takes %d", path, x.D, net.Inputs())
+		return "", nil, nil, inputerr.Errorf("%s: the data has %d features, the model takes %d", path, x.D, net.Inputs())
 	}
 	c := net.Outputs()
 	z := forwardAll(net, x.X, ds.N)
@@ -271,10 +273,10 @@ func (r *validateRun) loadLRSweep() error {
 	}
 	f, in, err := readLRSweep(r.cfg.LRSweep)
 	if err != nil {
-		return inFile(r.cfg.LRSweep, err)
+		return inputerr.InFile(r.cfg.LRSweep, err)
 	}
 	if f.Task != r.task {
-		return inputErrorf("%s: task: %s, the models are %s", r.cfg.LRSweep, f.Task, r.task)
+		return inputerr.Errorf("%s: task: %s, the models are %s", r.cfg.LRSweep, f.Task, r.task)
 	}
 	if f.Data.SHA256 != r.res.Inputs.Data.SHA256 {
 		r.res.Warnings = append(r.res.Warnings, fmt.Sprintf(

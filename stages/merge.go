@@ -9,6 +9,7 @@ import (
 	"slices"
 
 	"github.com/strata-ml/strata/arrowio"
+	"github.com/strata-ml/strata/internal/inputerr"
 )
 
 // MergeConfig configures Merge.
@@ -26,7 +27,7 @@ type MergeConfig struct {
 // from the same input (same SHA-256) and may not convert a layer twice.
 func Merge(ctx context.Context, cfg MergeConfig) (*ConvertResult, error) {
 	if len(cfg.Shards) == 0 || cfg.Out == "" {
-		return nil, inputErrorf("merge: --out and at least one shard directory are required")
+		return nil, inputerr.Errorf("merge: --out and at least one shard directory are required")
 	}
 	var merged *ConvertResult
 	var model *arrowio.Model
@@ -40,10 +41,10 @@ func Merge(ctx context.Context, cfg MergeConfig) (*ConvertResult, error) {
 		path := filepath.Join(dir, "convert.json")
 		b, err := os.ReadFile(path)
 		if err != nil {
-			return nil, inputErrorf("merge: %w", err)
+			return nil, inputerr.Errorf("merge: %w", err)
 		}
 		if err := json.Unmarshal(b, &shard); err != nil {
-			return nil, inputErrorf("merge: %s: %v", path, err)
+			return nil, inputerr.Errorf("merge: %s: %v", path, err)
 		}
 		sm, err := loadModel(filepath.Join(dir, shard.Outputs.Model), "")
 		if err != nil {
@@ -66,12 +67,12 @@ func Merge(ctx context.Context, cfg MergeConfig) (*ConvertResult, error) {
 				}
 			}
 		} else if shard.Input.SHA256 != merged.Input.SHA256 {
-			return nil, inputErrorf("merge: %s converts input %s (sha256 %s), but %s converts sha256 %s",
+			return nil, inputerr.Errorf("merge: %s converts input %s (sha256 %s), but %s converts sha256 %s",
 				dir, shard.Input.Path, shard.Input.SHA256, cfg.Shards[0], merged.Input.SHA256)
 		}
 		for _, l := range shard.Layers {
 			if prev, ok := owner[l.Name]; ok {
-				return nil, inputErrorf("merge: layer %q is converted by both %s and %s", l.Name, prev, dir)
+				return nil, inputerr.Errorf("merge: layer %q is converted by both %s and %s", l.Name, prev, dir)
 			}
 			owner[l.Name] = dir
 			merged.Layers = append(merged.Layers, l)
@@ -124,7 +125,7 @@ func takeLayer(dst, src *arrowio.Model, layer, weight string) error {
 		}
 	}
 	if len(parts) == 0 {
-		return inputErrorf("layer %q is listed in convert.json but has no trunk or correction tensors", layer)
+		return inputerr.Errorf("layer %q is listed in convert.json but has no trunk or correction tensors", layer)
 	}
 	var tensors []arrowio.Tensor
 	found := false
@@ -137,7 +138,7 @@ func takeLayer(dst, src *arrowio.Model, layer, weight string) error {
 		tensors = append(tensors, t)
 	}
 	if !found {
-		return inputErrorf("layer %q: weight %q is not dense in the first shard", layer, weight)
+		return inputerr.Errorf("layer %q: weight %q is not dense in the first shard", layer, weight)
 	}
 	dst.Tensors = tensors
 	for _, l := range src.Arch.Layers {
@@ -153,5 +154,5 @@ func takeLayer(dst, src *arrowio.Model, layer, weight string) error {
 		dst.Arch.Layers = append(dst.Arch.Layers, l)
 		return nil
 	}
-	return inputErrorf("layer %q has no structure in its shard's architecture", layer)
+	return inputerr.Errorf("layer %q has no structure in its shard's architecture", layer)
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/strata-ml/strata/arrowio"
+	"github.com/strata-ml/strata/internal/inputerr"
 )
 
 // InitArchitecture parses an --init spec into the architecture of a fresh
@@ -23,7 +24,7 @@ import (
 // "mlp:13-64-1:tanh+ln". Errors are input errors.
 func InitArchitecture(spec, task string) (arrowio.Architecture, error) {
 	bad := func(why string) (arrowio.Architecture, error) {
-		return arrowio.Architecture{}, inputErrorf("--init %q: %s (want mlp:W0-W1-...-Wk[:ACTIVATION][+ln], e.g. mlp:64-256-256-10:relu)", spec, why)
+		return arrowio.Architecture{}, inputerr.Errorf("--init %q: %s (want mlp:W0-W1-...-Wk[:ACTIVATION][+ln], e.g. mlp:64-256-256-10:relu)", spec, why)
 	}
 	rest, ok := strings.CutPrefix(spec, "mlp:")
 	if !ok {
@@ -53,7 +54,7 @@ func InitArchitecture(spec, task string) (arrowio.Architecture, error) {
 		task = arrowio.TaskClassification
 	case arrowio.TaskClassification, arrowio.TaskRegression:
 	default:
-		return arrowio.Architecture{}, inputErrorf("--task %q: want %s or %s", task, arrowio.TaskClassification, arrowio.TaskRegression)
+		return arrowio.Architecture{}, inputerr.Errorf("--task %q: want %s or %s", task, arrowio.TaskClassification, arrowio.TaskRegression)
 	}
 	if task == arrowio.TaskClassification && widths[len(widths)-1] < 2 {
 		return bad("a classifier needs at least 2 outputs")

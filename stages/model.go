@@ -1,18 +1,15 @@
 package stages
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
-	"fmt"
-	"io"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 
 	"github.com/strata-ml/strata/arrowio"
 	"github.com/strata-ml/strata/compute"
+	"github.com/strata-ml/strata/internal/inputerr"
+	"github.com/strata-ml/strata/internal/provenance"
 )
 
 // Model file formats.
@@ -31,17 +28,10 @@ const (
 	RoleTensor     = "tensor"
 )
 
-// InputFile identifies an input by path and content hash; every output
-// records the inputs it was made from.
-type InputFile struct {
-	Path   string `json:"path"`
-	SHA256 string `json:"sha256"`
-}
-
 // loadedModel is a model read from an Arrow model file or a safetensors
 // checkpoint.
 type loadedModel struct {
-	input  InputFile
+	input  provenance.File
 	format string
 	model  *arrowio.Model
 	// safeMeta is the safetensors __metadata__, kept for the dense copy.
@@ -69,7 +59,7 @@ func modelFormat(path string) (string, error) {
 	case ".safetensors":
 		return FormatSafetensors, nil
 	}
-	return "", inputErrorf("%s: unknown model format (want .arrow or .safetensors)", path)
+	return "", inputerr.Errorf("%s: unknown model format (want .arrow or .safetensors)", path)
 }
 
 // loadModel reads a model file. A safetensors checkpoint whose tensors are
@@ -92,11 +82,11 @@ func readModelFile(path, activation string, mapped bool) (*loadedModel, error) {
 	if err != nil {
 		return nil, err
 	}
-	sum, err := fileSHA256(path)
+	in, err := provenance.HashFile(path)
 	if err != nil {
 		return nil, err
 	}
-	lm := &loadedModel{input: InputFile{Path: path, SHA256: sum}, format: format}
+	lm := &loadedModel{input: in, format: format}
 	switch format {
 	case FormatArrow:
 		var m *arrowio.Model
@@ -154,20 +144,6 @@ func readModelFile(path, activation string, mapped bool) (*loadedModel, error) {
 	return lm, nil
 }
 
-// fileSHA256 returns the hex SHA-256 of a file's content.
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", inputErrorf("%w", err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", fmt.Errorf("hash %s: %w", path, err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
 // layerOfWeight returns the layer name of a weight tensor: its name
 // without a trailing ".weight".
 func layerOfWeight(name string) string {
@@ -183,7 +159,7 @@ func structureOf(l arrowio.Layer) (*compute.Spec, error) {
 	dec := json.NewDecoder(strings.NewReader(string(l.Structure)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&s); err != nil {
-		return nil, inputErrorf("layer %q: structure: %v", l.Name, err)
+		return nil, inputerr.Errorf("layer %q: structure: %v", l.Name, err)
 	}
 	return &s, nil
 }
@@ -192,23 +168,23 @@ func structureOf(l arrowio.Layer) (*compute.Spec, error) {
 func operatorOf[T compute.Float](m *arrowio.Model, layer string, spec compute.Spec) (compute.Operator[T], error) {
 	op, err := compute.New[T](spec)
 	if err != nil {
-		return nil, inputErrorf("layer %q: %w", layer, err)
+		return nil, inputerr.Errorf("layer %q: %w", layer, err)
 	}
 	for _, p := range op.Params() {
 		name := layer + "." + p.Name
 		t, ok := m.Tensor(name)
 		if !ok {
-			return nil, inputErrorf("layer %q: missing tensor %q of its %s structure", layer, name, spec.Family)
+			return nil, inputerr.Errorf("layer %q: missing tensor %q of its %s structure", layer, name, spec.Family)
 		}
 		if len(t.Data) != len(p.Data) {
-			return nil, inputErrorf("tensor %q: %d values, the %s structure needs %d", name, len(t.Data), spec.Family, len(p.Data))
+			return nil, inputerr.Errorf("tensor %q: %d values, the %s structure needs %d", name, len(t.Data), spec.Family, len(p.Data))
 		}
 		for i, v := range t.Data {
 			p.Data[i] = T(v)
 		}
 	}
 	if err := validateOperator(op); err != nil {
-		return nil, inputErrorf("layer %q: %w", layer, err)
+		return nil, inputerr.Errorf("layer %q: %w", layer, err)
 	}
 	return op, nil
 }
@@ -292,7 +268,7 @@ func Materialize(m *arrowio.Model) (*arrowio.Model, error) {
 		if t.Role == RoleTrunk || t.Role == RoleCorrection {
 			layer := layerOfPart(t.Name, t.Role)
 			if !decomposed[layer] {
-				return nil, inputErrorf("tensor %q has role %s but layer %q is not decomposed in the architecture", t.Name, t.Role, layer)
+				return nil, inputerr.Errorf("tensor %q has role %s but layer %q is not decomposed in the architecture", t.Name, t.Role, layer)
 			}
 			if !added[layer] {
 				added[layer] = true

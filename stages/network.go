@@ -9,6 +9,7 @@ import (
 
 	"github.com/strata-ml/strata/arrowio"
 	"github.com/strata-ml/strata/compute"
+	"github.com/strata-ml/strata/internal/inputerr"
 )
 
 // This file is the bridge between model files (arrowio.Model) and the
@@ -26,10 +27,10 @@ const errGeneric = "finetune and validate run MLP models; this checkpoint is gen
 // rest.
 func networkSpecOf(arch arrowio.Architecture) (compute.NetworkSpec, error) {
 	if arch.Kind == arrowio.ArchGeneric {
-		return compute.NetworkSpec{}, inputErrorf("%s", errGeneric)
+		return compute.NetworkSpec{}, inputerr.Errorf("%s", errGeneric)
 	}
 	if arch.Task == "" {
-		return compute.NetworkSpec{}, inputErrorf("the architecture has no task (want %s or %s)", arrowio.TaskClassification, arrowio.TaskRegression)
+		return compute.NetworkSpec{}, inputerr.Errorf("the architecture has no task (want %s or %s)", arrowio.TaskClassification, arrowio.TaskRegression)
 	}
 	spec := compute.NetworkSpec{Task: arch.Task, Inputs: arch.Inputs, Layers: make([]compute.LayerSpec, len(arch.Layers))}
 	for i, l := range arch.Layers {
@@ -59,19 +60,19 @@ func NetworkFromModel[T compute.Float](m *arrowio.Model) (*compute.Network[T], e
 	}
 	net, err := compute.NewNetwork[T](spec)
 	if err != nil {
-		return nil, inputErrorf("architecture: %w", err)
+		return nil, inputerr.Errorf("architecture: %w", err)
 	}
 	used := make(map[string]bool, len(m.Tensors))
 	for _, p := range net.Params() {
 		t, ok := m.Tensor(p.Name)
 		if !ok {
-			return nil, inputErrorf("missing tensor %q (%s of layer %q, shape %v)", p.Name, p.Role, spec.Layers[p.Layer].Name, p.Shape)
+			return nil, inputerr.Errorf("missing tensor %q (%s of layer %q, shape %v)", p.Name, p.Role, spec.Layers[p.Layer].Name, p.Shape)
 		}
 		if !sameShape(t.Shape, p.Shape) {
-			return nil, inputErrorf("tensor %q: shape %v, the architecture needs %v", p.Name, t.Shape, p.Shape)
+			return nil, inputerr.Errorf("tensor %q: shape %v, the architecture needs %v", p.Name, t.Shape, p.Shape)
 		}
 		if len(t.Data) != len(p.Data) {
-			return nil, inputErrorf("tensor %q: %d values, the architecture needs %d", p.Name, len(t.Data), len(p.Data))
+			return nil, inputerr.Errorf("tensor %q: %d values, the architecture needs %d", p.Name, len(t.Data), len(p.Data))
 		}
 		for i, v := range t.Data {
 			p.Data[i] = T(v)
@@ -80,13 +81,13 @@ func NetworkFromModel[T compute.Float](m *arrowio.Model) (*compute.Network[T], e
 	}
 	for _, t := range m.Tensors {
 		if !used[t.Name] {
-			return nil, inputErrorf("tensor %q is not a parameter of the architecture", t.Name)
+			return nil, inputerr.Errorf("tensor %q is not a parameter of the architecture", t.Name)
 		}
 	}
 	for i := range net.NumLayers() {
 		if op := net.Operator(i); op != nil {
 			if err := validateOperator(op); err != nil {
-				return nil, inputErrorf("layer %q: %w", spec.Layers[i].Name, err)
+				return nil, inputerr.Errorf("layer %q: %w", spec.Layers[i].Name, err)
 			}
 		}
 	}
@@ -187,7 +188,7 @@ func FitStandardization(ds *arrowio.Dataset) *arrowio.Standardization {
 // not arch.Inputs is an input error.
 func Standardize(ds *arrowio.Dataset, arch *arrowio.Architecture) (*arrowio.Dataset, error) {
 	if arch.Inputs > 0 && ds.D != arch.Inputs {
-		return nil, inputErrorf("the data has %d features, the model takes %d", ds.D, arch.Inputs)
+		return nil, inputerr.Errorf("the data has %d features, the model takes %d", ds.D, arch.Inputs)
 	}
 	out := &arrowio.Dataset{X: slices.Clone(ds.X), Y: slices.Clone(ds.Y), N: ds.N, D: ds.D, FeatureNames: slices.Clone(ds.FeatureNames)}
 	s := arch.Standardization
@@ -195,7 +196,7 @@ func Standardize(ds *arrowio.Dataset, arch *arrowio.Architecture) (*arrowio.Data
 		return out, nil
 	}
 	if len(s.Mean) != ds.D || len(s.Std) != ds.D {
-		return nil, inputErrorf("the standardization has %d entries, the data %d features", len(s.Mean), ds.D)
+		return nil, inputerr.Errorf("the standardization has %d entries, the data %d features", len(s.Mean), ds.D)
 	}
 	for i := range ds.N {
 		row := out.X[i*ds.D : (i+1)*ds.D]
@@ -217,10 +218,10 @@ func Standardize(ds *arrowio.Dataset, arch *arrowio.Architecture) (*arrowio.Data
 // ds must have at least two rows; otherwise the error is an input error.
 func Split(ds *arrowio.Dataset, fraction float64, seed uint64) (train, held *arrowio.Dataset, err error) {
 	if !(fraction > 0 && fraction < 1) {
-		return nil, nil, inputErrorf("split fraction %v: want a value in (0, 1)", fraction)
+		return nil, nil, inputerr.Errorf("split fraction %v: want a value in (0, 1)", fraction)
 	}
 	if ds.N < 2 {
-		return nil, nil, inputErrorf("cannot split %d rows into two non-empty parts", ds.N)
+		return nil, nil, inputerr.Errorf("cannot split %d rows into two non-empty parts", ds.N)
 	}
 	nHeld := min(max(int(math.Round(fraction*float64(ds.N))), 1), ds.N-1)
 	perm := permutation(ds.N, seed, splitStream)

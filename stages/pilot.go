@@ -13,6 +13,8 @@ import (
 
 	"github.com/strata-ml/strata/arrowio"
 	"github.com/strata-ml/strata/examples/data"
+	"github.com/strata-ml/strata/internal/inputerr"
+	"github.com/strata-ml/strata/internal/provenance"
 )
 
 // PilotSchemaVersion is the schema_version of pilot.json.
@@ -213,7 +215,7 @@ func LoadPilotConfig(path string) (PilotConfig, error) {
 func decodeConfigFile(path, what string, v any, pc *PilotConfig) (map[string]int, error) {
 	src, err := os.ReadFile(path)
 	if err != nil {
-		return nil, inputErrorf("%s: %w", what, err)
+		return nil, inputerr.Errorf("%s: %w", what, err)
 	}
 	lines, err := decodeYAMLStrict(path, src, v)
 	if err != nil {
@@ -262,9 +264,9 @@ type PilotStage struct {
 
 // PilotResult is pilot.json, plus each stage's result in memory.
 type PilotResult struct {
-	SchemaVersion int         `json:"schema_version"`
-	Tool          VersionInfo `json:"tool"`
-	Config        PilotConfig `json:"config"`
+	SchemaVersion int             `json:"schema_version"`
+	Tool          provenance.Tool `json:"tool"`
+	Config        PilotConfig     `json:"config"`
 	// Data names where the data came from and the files the stages read.
 	Data PilotData `json:"data"`
 	// BaselineModel is the dense baseline every comparison is against.
@@ -310,7 +312,7 @@ func Pilot(ctx context.Context, cfg PilotConfig) (*PilotResult, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Workdir == "" {
-		return nil, inputErrorf("pilot: --workdir is required")
+		return nil, inputerr.Errorf("pilot: --workdir is required")
 	}
 	if err := cfg.check(nil); err != nil {
 		return nil, err
@@ -323,7 +325,7 @@ func Pilot(ctx context.Context, cfg PilotConfig) (*PilotResult, error) {
 	if err := os.MkdirAll(wd, 0o755); err != nil {
 		return nil, fmt.Errorf("pilot: create workdir: %w", err)
 	}
-	res := &PilotResult{SchemaVersion: PilotSchemaVersion, Tool: Version(), Config: cfg}
+	res := &PilotResult{SchemaVersion: PilotSchemaVersion, Tool: provenance.Version(), Config: cfg}
 	dir := func(name string) string { return filepath.Join(wd, name) }
 	total := 6
 	if cfg.Model != "" {
@@ -463,7 +465,7 @@ func (cfg *PilotConfig) prepareData(dir string, d *PilotData) error {
 	case cfg.Data != "":
 		set, err := data.Load(cfg.Data)
 		if err != nil {
-			return inputErrorf("pilot: %w", err)
+			return inputerr.Errorf("pilot: %w", err)
 		}
 		ds = set.Dataset
 		d.Source = fmt.Sprintf("embedded %s data (UCI Machine Learning Repository, CC BY 4.0), %d rows, %d features, %d classes",

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/strata-ml/strata/internal/inputerr"
+	"github.com/strata-ml/strata/internal/provenance"
 	"github.com/strata-ml/strata/manifests/policy"
 )
 
@@ -100,7 +102,7 @@ type LoadedPolicy struct {
 	Policy
 	// Input is the file and its hash; for the embedded default its Path
 	// is policy.DefaultName.
-	Input InputFile
+	Input provenance.File
 }
 
 // LoadPolicy reads and checks the policy file at path, or the embedded
@@ -111,7 +113,7 @@ func LoadPolicy(path string) (*LoadedPolicy, error) {
 	if path != "" {
 		b, err := os.ReadFile(path)
 		if err != nil {
-			return nil, inputErrorf("policy: %w", err)
+			return nil, inputerr.Errorf("policy: %w", err)
 		}
 		name, src = path, b
 	}
@@ -119,7 +121,7 @@ func LoadPolicy(path string) (*LoadedPolicy, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &LoadedPolicy{Policy: *p, Input: InputFile{Path: name, SHA256: sha256Hex(src)}}, nil
+	return &LoadedPolicy{Policy: *p, Input: provenance.Bytes(name, src)}, nil
 }
 
 // ParsePolicy decodes and checks a policy. name is the file name errors

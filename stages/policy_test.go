@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/strata-ml/strata/internal/provenance"
 	"github.com/strata-ml/strata/manifests/policy"
 )
 
@@ -112,7 +113,7 @@ func TestDefaultPolicy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Input.Path != policy.DefaultName || p.Input.SHA256 != sha256Hex(b) || len(p.Rules) == 0 {
+	if p.Input.Path != policy.DefaultName || p.Input.SHA256 != provenance.Bytes("", b).SHA256 || len(p.Rules) == 0 {
 		t.Errorf("default policy input %+v with %d rules", p.Input, len(p.Rules))
 	}
 }

@@ -3,8 +3,6 @@ package stages
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +16,8 @@ import (
 	"strings"
 
 	"github.com/strata-ml/strata/arrowio"
+	"github.com/strata-ml/strata/internal/inputerr"
+	"github.com/strata-ml/strata/internal/provenance"
 )
 
 // ReportSchemaVersion is the schema_version of report.json.
@@ -84,11 +84,11 @@ func (d Decision) ExitCode(noFail bool) int {
 
 // ReportInputs are the files a report was made from, with their hashes.
 type ReportInputs struct {
-	Validations []InputFile `json:"validations"`
-	Policy      InputFile   `json:"policy"`
+	Validations []provenance.File `json:"validations"`
+	Policy      provenance.File   `json:"policy"`
 	// TrainLogs are the training logs validation.json names, read for
 	// the training curves.
-	TrainLogs []InputFile `json:"train_logs,omitempty"`
+	TrainLogs []provenance.File `json:"train_logs,omitempty"`
 }
 
 // MetricRow is one row of the report's metric table: a metric of
@@ -119,8 +119,8 @@ type MetricRow struct {
 type CandidateReport struct {
 	// Name labels the candidate: its model file's directory and name, or
 	// the validation file's.
-	Name       string    `json:"name"`
-	Validation InputFile `json:"validation"`
+	Name       string          `json:"name"`
+	Validation provenance.File `json:"validation"`
 	// Structure summarises the candidate's structure, e.g. "monarch +
 	// lowrank residual on 3 of 3 layers, 55% of the baseline's
 	// parameters"; Layers gives each layer's, e.g. "0: monarch b=4 r=4 +
@@ -155,10 +155,10 @@ type ReportOutputs struct {
 
 // ReportResult is report.json.
 type ReportResult struct {
-	SchemaVersion int          `json:"schema_version"`
-	Tool          VersionInfo  `json:"tool"`
-	Config        ReportConfig `json:"config"`
-	Inputs        ReportInputs `json:"inputs"`
+	SchemaVersion int             `json:"schema_version"`
+	Tool          provenance.Tool `json:"tool"`
+	Config        ReportConfig    `json:"config"`
+	Inputs        ReportInputs    `json:"inputs"`
 	// Policy is the policy as applied.
 	Policy Policy `json:"policy"`
 	// Decision and Why are the gate's; with SelectBest, the selected
@@ -220,7 +220,7 @@ func Report(ctx context.Context, cfg ReportConfig) (*ReportResult, error) {
 		return nil, err
 	}
 	res := &ReportResult{
-		SchemaVersion: ReportSchemaVersion, Tool: Version(), Config: cfg, Policy: pol.Policy,
+		SchemaVersion: ReportSchemaVersion, Tool: provenance.Version(), Config: cfg, Policy: pol.Policy,
 		Inputs: ReportInputs{Policy: pol.Input}, Warnings: []string{},
 	}
 	for _, f := range files {
@@ -312,11 +312,11 @@ func Report(ctx context.Context, cfg ReportConfig) (*ReportResult, error) {
 // validationFiles returns the validation.json files to judge.
 func (cfg *ReportConfig) validationFiles() ([]string, error) {
 	if cfg.Out == "" {
-		return nil, inputErrorf("report: --out is required")
+		return nil, inputerr.Errorf("report: --out is required")
 	}
 	if len(cfg.SelectBest) == 0 {
 		if cfg.Validation == "" {
-			return nil, inputErrorf("report: --validation is required (or --select-best with several)")
+			return nil, inputerr.Errorf("report: --validation is required (or --select-best with several)")
 		}
 		return []string{cfg.Validation}, nil
 	}
@@ -327,7 +327,7 @@ func (cfg *ReportConfig) validationFiles() ([]string, error) {
 	seen := map[string]bool{}
 	for _, f := range files {
 		if seen[f] {
-			return nil, inputErrorf("report: --select-best lists %s twice", f)
+			return nil, inputerr.Errorf("report: --select-best lists %s twice", f)
 		}
 		seen[f] = true
 	}
@@ -337,10 +337,10 @@ func (cfg *ReportConfig) validationFiles() ([]string, error) {
 // ReadValidation reads a validation.json with its hash. A file that does
 // not read, is not JSON of the validation schema, or has another
 // schema_version or no metrics is bad input.
-func ReadValidation(path string) (*ValidationResult, InputFile, error) {
+func ReadValidation(path string) (*ValidationResult, provenance.File, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, InputFile{}, inputErrorf("report: %w", err)
+		return nil, provenance.File{}, inputerr.Errorf("report: %w", err)
 	}
 	var v ValidationResult
 	if err := json.Unmarshal(b, &v); err != nil {
@@ -349,26 +349,26 @@ func ReadValidation(path string) (*ValidationResult, InputFile, error) {
 		switch {
 		case errors.As(err, &se):
 			line := 1 + bytes.Count(b[:min(int(se.Offset), len(b))], []byte("\n"))
-			return nil, InputFile{}, inputErrorf("%s:%d: not valid JSON: %v", path, line, err)
+			return nil, provenance.File{}, inputerr.Errorf("%s:%d: not valid JSON: %v", path, line, err)
 		case errors.As(err, &te):
 			line := 1 + bytes.Count(b[:min(int(te.Offset), len(b))], []byte("\n"))
-			return nil, InputFile{}, inputErrorf("%s:%d: %s: want %s, got a JSON %s", path, line, te.Field, jsonKind(te.Type), te.Value)
+			return nil, provenance.File{}, inputerr.Errorf("%s:%d: %s: want %s, got a JSON %s", path, line, te.Field, jsonKind(te.Type), te.Value)
 		}
-		return nil, InputFile{}, inputErrorf("%s: %v", path, err)
+		return nil, provenance.File{}, inputerr.Errorf("%s: %v", path, err)
 	}
 	switch {
 	case v.SchemaVersion != ValidateSchemaVersion:
-		return nil, InputFile{}, inputErrorf("%s: schema_version %d: this strata reads validation.json version %d (is it a validation.json?)",
+		return nil, provenance.File{}, inputerr.Errorf("%s: schema_version %d: this strata reads validation.json version %d (is it a validation.json?)",
 			path, v.SchemaVersion, ValidateSchemaVersion)
 	case len(v.Metrics) == 0:
-		return nil, InputFile{}, inputErrorf("%s: no metrics", path)
+		return nil, provenance.File{}, inputerr.Errorf("%s: no metrics", path)
 	}
 	for k, m := range v.Metrics {
 		if m == nil {
 			delete(v.Metrics, k) // "key": null reads as missing
 		}
 	}
-	return &v, InputFile{Path: path, SHA256: sha256Hex(b)}, nil
+	return &v, provenance.Bytes(path, b), nil
 }
 
 // jsonKind names what JSON a Go type decodes from.
@@ -390,7 +390,7 @@ func jsonKind(t reflect.Type) string {
 	return t.String()
 }
 
-func newCandidateReport(v *ValidationResult, in InputFile, g *GateResult) CandidateReport {
+func newCandidateReport(v *ValidationResult, in provenance.File, g *GateResult) CandidateReport {
 	c := CandidateReport{
 		Validation: in, Decision: g.Decision, Why: g.Why, Counts: g.Counts, Rules: g.Rules,
 		res: v, gate: g,
@@ -552,13 +552,13 @@ type trainLogs struct {
 // readTrainLogs reads the training logs validation.json names, for the
 // training curves. A log that is gone or changed since validate read it
 // is left out with a warning: the report still judges.
-func readTrainLogs(c *CandidateReport, cfg ReportConfig) (trainLogs, []InputFile, []string) {
+func readTrainLogs(c *CandidateReport, cfg ReportConfig) (trainLogs, []provenance.File, []string) {
 	var logs trainLogs
-	var ins []InputFile
+	var ins []provenance.File
 	var warnings []string
 	v := c.res
 	for _, side := range []struct {
-		in       *InputFile
+		in       *provenance.File
 		override string
 		dst      **arrowio.TrainLog
 	}{
@@ -582,12 +582,12 @@ func readTrainLogs(c *CandidateReport, cfg ReportConfig) (trainLogs, []InputFile
 				path = alt
 			}
 		}
-		sum, err := fileSHA256(path)
+		got, err := provenance.HashFile(path)
 		if err != nil {
 			warnings = append(warnings, fmt.Sprintf("training log %s: %v; its curve is left out", side.in.Path, err))
 			continue
 		}
-		if sum != side.in.SHA256 {
+		if got.SHA256 != side.in.SHA256 {
 			warnings = append(warnings, fmt.Sprintf("training log %s changed since validate read it; its curve is left out", side.in.Path))
 			continue
 		}
@@ -597,7 +597,7 @@ func readTrainLogs(c *CandidateReport, cfg ReportConfig) (trainLogs, []InputFile
 			continue
 		}
 		*side.dst = l
-		ins = append(ins, InputFile{Path: path, SHA256: sum})
+		ins = append(ins, got)
 	}
 	return logs, ins, warnings
 }
@@ -638,7 +638,7 @@ type XCom struct {
 	// Report is the directory of report.json, report.md and report.html.
 	Report string `json:"report"`
 	// Validation is the featured validation.json.
-	Validation InputFile `json:"validation"`
+	Validation provenance.File `json:"validation"`
 }
 
 // XComRule is one rule in the XCom summary.
@@ -732,12 +732,6 @@ func omLabel(s string) string {
 
 func omNum(v float64) string {
 	return strings.TrimSuffix(fmt.Sprintf("%.10g", v), ".")
-}
-
-// sha256Hex returns the hex SHA-256 of b.
-func sha256Hex(b []byte) string {
-	h := sha256.Sum256(b)
-	return hex.EncodeToString(h[:])
 }
 
 // writeFileAtomic writes b to path through a temporary file and a rename.

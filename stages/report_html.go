@@ -6,6 +6,8 @@ import (
 	"html/template"
 	"math"
 	"strings"
+
+	"github.com/strata-ml/strata/internal/provenance"
 )
 
 // This file renders report.html: one self-contained page (inline CSS and
@@ -140,7 +142,7 @@ type htmlPlot struct {
 // htmlInput is a model-side input of the featured validation.
 type htmlInput struct {
 	Role string
-	File InputFile
+	File provenance.File
 }
 
 func renderHTML(r *ReportResult, plots []reportPlot) ([]byte, error) {
@@ -176,7 +178,7 @@ func renderHTML(r *ReportResult, plots []reportPlot) ([]byte, error) {
 	in := f.res.Inputs
 	for _, m := range []struct {
 		role string
-		f    *InputFile
+		f    *provenance.File
 	}{
 		{"evaluation data", &in.Data}, {"baseline", in.Baseline}, {"candidate", in.Candidate}, {"control", in.Control},
 		{"baseline logits", in.BaselineLogits}, {"candidate logits", in.CandidateLogits}, {"control logits", in.ControlLogits},

@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/strata-ml/strata/internal/inputerr"
 )
 
 // sweepGroup names the sweep candidate and seed a validation file belongs
@@ -26,7 +28,7 @@ func expandSweeps(files []string) ([]string, map[string]sweepGroup, error) {
 		if st, err := os.Stat(f); err == nil && st.IsDir() {
 			path = filepath.Join(f, "sweep.json")
 			if _, err := os.Stat(path); err != nil {
-				return nil, nil, inputErrorf("report: %s is a directory without a sweep.json (want a validation.json or a strata sweep output)", f)
+				return nil, nil, inputerr.Errorf("report: %s is a directory without a sweep.json (want a validation.json or a strata sweep output)", f)
 			}
 		} else if filepath.Base(f) != "sweep.json" {
 			out = append(out, f)
@@ -34,20 +36,20 @@ func expandSweeps(files []string) ([]string, map[string]sweepGroup, error) {
 		}
 		b, err := os.ReadFile(path)
 		if err != nil {
-			return nil, nil, inputErrorf("report: %w", err)
+			return nil, nil, inputerr.Errorf("report: %w", err)
 		}
 		var sw SweepResult
 		if err := json.Unmarshal(b, &sw); err != nil {
-			return nil, nil, inputErrorf("report: %s: not a sweep.json: %v", path, err)
+			return nil, nil, inputerr.Errorf("report: %s: not a sweep.json: %v", path, err)
 		}
 		if sw.SchemaVersion != SweepSchemaVersion || len(sw.Candidates) == 0 {
-			return nil, nil, inputErrorf("report: %s: schema_version %d with %d candidates: want version %d with at least one",
+			return nil, nil, inputerr.Errorf("report: %s: schema_version %d with %d candidates: want version %d with at least one",
 				path, sw.SchemaVersion, len(sw.Candidates), SweepSchemaVersion)
 		}
 		dir := filepath.Dir(path)
 		for _, c := range sw.Candidates {
 			if len(c.Runs) == 0 {
-				return nil, nil, inputErrorf("report: %s: candidate %q has no runs", path, c.Name)
+				return nil, nil, inputerr.Errorf("report: %s: candidate %q has no runs", path, c.Name)
 			}
 			for _, r := range c.Runs {
 				v := r.Validation

@@ -17,6 +17,7 @@ import (
 	"testing"
 
 	"github.com/strata-ml/strata/arrowio"
+	"github.com/strata-ml/strata/internal/provenance"
 )
 
 // fullValidation is a crafted validation.json with every part the report
@@ -61,7 +62,7 @@ func addTrainLogs(t *testing.T, dir string, v *ValidationResult) {
 	t.Helper()
 	for _, side := range []struct {
 		name string
-		in   **InputFile
+		in   **provenance.File
 	}{{"candidate", &v.Inputs.TrainLog}, {"control", &v.Inputs.ControlTrainLog}} {
 		l := &arrowio.TrainLog{Layers: []string{"0"}}
 		for s := 1; s <= 40; s++ {
@@ -76,11 +77,11 @@ func addTrainLogs(t *testing.T, dir string, v *ValidationResult) {
 		if err := arrowio.WriteTrainLog(path, l); err != nil {
 			t.Fatal(err)
 		}
-		sum, err := fileSHA256(path)
+		in, err := provenance.HashFile(path)
 		if err != nil {
 			t.Fatal(err)
 		}
-		*side.in = &InputFile{Path: path, SHA256: sum}
+		*side.in = &in
 	}
 }
 

@@ -16,6 +16,8 @@ import (
 
 	"github.com/strata-ml/strata/arrowio"
 	"github.com/strata-ml/strata/compute"
+	"github.com/strata-ml/strata/internal/inputerr"
+	"github.com/strata-ml/strata/internal/provenance"
 )
 
 // SweepSchemaVersion is the schema_version of sweep.json.
@@ -257,11 +259,11 @@ func (cfg *SweepConfig) check(lines map[string]int) error {
 
 // SweepResult is sweep.json.
 type SweepResult struct {
-	SchemaVersion int         `json:"schema_version"`
-	Tool          VersionInfo `json:"tool"`
-	Config        SweepConfig `json:"config"`
+	SchemaVersion int             `json:"schema_version"`
+	Tool          provenance.Tool `json:"tool"`
+	Config        SweepConfig     `json:"config"`
 	// Policy is the gate policy every run was judged against.
-	Policy InputFile `json:"policy"`
+	Policy provenance.File `json:"policy"`
 	// Seeds are the per-seed shared runs: data, baseline, control and the
 	// dense learning-rate sweep. Paths are relative to Out.
 	Seeds []SweepSeed `json:"seeds"`
@@ -317,7 +319,7 @@ type sweepSeedRun struct {
 	SweepSeed
 	test *arrowio.Dataset
 	// testInput is the evaluation data file with its hash.
-	testInput InputFile
+	testInput provenance.File
 }
 
 // sweepCandRun is the state of one candidate at one seed.
@@ -350,7 +352,7 @@ func Sweep(ctx context.Context, cfg SweepConfig) (*SweepResult, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Out == "" {
-		return nil, inputErrorf("sweep: --out is required")
+		return nil, inputerr.Errorf("sweep: --out is required")
 	}
 	if cfg.Jobs == 0 {
 		cfg.Jobs = 1
@@ -368,7 +370,7 @@ func Sweep(ctx context.Context, cfg SweepConfig) (*SweepResult, error) {
 	if cfg.Model != "" {
 		lm, err := mapModel(cfg.Model, cfg.Activation)
 		if err != nil {
-			return nil, inFile(cfg.Model, err)
+			return nil, inputerr.InFile(cfg.Model, err)
 		}
 		lm.close()
 	}
@@ -504,7 +506,7 @@ func Sweep(ctx context.Context, cfg SweepConfig) (*SweepResult, error) {
 	}
 
 	res := &SweepResult{
-		SchemaVersion: SweepSchemaVersion, Tool: Version(), Config: cfg, Policy: pol.Input,
+		SchemaVersion: SweepSchemaVersion, Tool: provenance.Version(), Config: cfg, Policy: pol.Input,
 		VaryingFields: []string{"seconds", "candidates[].metrics[latency_ms]"},
 	}
 	rel := func(p string) string { return relTo(out, p) }
@@ -716,7 +718,7 @@ func (cfg *SweepConfig) validateRun(ctx context.Context, r *sweepCandRun) error 
 		data, _ := filepath.Rel(r.dir, sd.Data.Test)
 		f := LRSweepFile{
 			SchemaVersion: LRSweepSchemaVersion, Task: compute.TaskRegression,
-			Data: InputFile{Path: data, SHA256: sd.testInput.SHA256}, Dense: rel(sd.DenseLR), Candidate: rel(r.lr),
+			Data: provenance.File{Path: data, SHA256: sd.testInput.SHA256}, Dense: rel(sd.DenseLR), Candidate: rel(r.lr),
 		}
 		if sd.DenseLR[0].Accuracy != nil {
 			f.Task = compute.TaskClassification

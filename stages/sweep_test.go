@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/strata-ml/strata/internal/provenance"
 )
 
 // irisSweep is a small sweep on the embedded iris data: two candidates,
@@ -265,7 +267,7 @@ func TestWorstDecision(t *testing.T) {
 // passed, and the shown run is the worst one.
 func TestMergeSeeds(t *testing.T) {
 	mk := func(path string, d Decision) CandidateReport {
-		return CandidateReport{Validation: InputFile{Path: path}, Decision: d, Why: string(d) + " why", Name: path}
+		return CandidateReport{Validation: provenance.File{Path: path}, Decision: d, Why: string(d) + " why", Name: path}
 	}
 	cands := []CandidateReport{
 		mk("a0", DecisionGo), mk("a1", DecisionGo),

@@ -10,12 +10,13 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/strata-ml/strata/arrowio"
 	"github.com/strata-ml/strata/compute"
+	"github.com/strata-ml/strata/internal/inputerr"
+	"github.com/strata-ml/strata/internal/provenance"
 )
 
 // ValidateSchemaVersion is the schema_version of validation.json.
@@ -160,17 +161,17 @@ func DefaultValidateConfig() ValidateConfig {
 
 // ValidateInputs are the input files with their hashes.
 type ValidateInputs struct {
-	Data             InputFile  `json:"data"`
-	Baseline         *InputFile `json:"baseline,omitempty"`
-	Candidate        *InputFile `json:"candidate,omitempty"`
-	Control          *InputFile `json:"control,omitempty"`
-	BaselineLogits   *InputFile `json:"baseline_logits,omitempty"`
-	CandidateLogits  *InputFile `json:"candidate_logits,omitempty"`
-	ControlLogits    *InputFile `json:"control_logits,omitempty"`
-	TrainLog         *InputFile `json:"train_log,omitempty"`
-	BaselineTrainLog *InputFile `json:"baseline_train_log,omitempty"`
-	ControlTrainLog  *InputFile `json:"control_train_log,omitempty"`
-	LRSweep          *InputFile `json:"lr_sweep,omitempty"`
+	Data             provenance.File  `json:"data"`
+	Baseline         *provenance.File `json:"baseline,omitempty"`
+	Candidate        *provenance.File `json:"candidate,omitempty"`
+	Control          *provenance.File `json:"control,omitempty"`
+	BaselineLogits   *provenance.File `json:"baseline_logits,omitempty"`
+	CandidateLogits  *provenance.File `json:"candidate_logits,omitempty"`
+	ControlLogits    *provenance.File `json:"control_logits,omitempty"`
+	TrainLog         *provenance.File `json:"train_log,omitempty"`
+	BaselineTrainLog *provenance.File `json:"baseline_train_log,omitempty"`
+	ControlTrainLog  *provenance.File `json:"control_train_log,omitempty"`
+	LRSweep          *provenance.File `json:"lr_sweep,omitempty"`
 }
 
 // Interval is a confidence interval [low, high].
@@ -280,14 +281,14 @@ type LayerValidation struct {
 
 // ValidationResult is validation.json.
 type ValidationResult struct {
-	SchemaVersion int            `json:"schema_version"`
-	Tool          VersionInfo    `json:"tool"`
-	Mode          string         `json:"mode"`
-	Task          string         `json:"task"`
-	NExamples     int            `json:"n_examples"`
-	Outputs       int            `json:"outputs"`
-	Inputs        ValidateInputs `json:"inputs"`
-	Config        ValidateConfig `json:"config"`
+	SchemaVersion int             `json:"schema_version"`
+	Tool          provenance.Tool `json:"tool"`
+	Mode          string          `json:"mode"`
+	Task          string          `json:"task"`
+	NExamples     int             `json:"n_examples"`
+	Outputs       int             `json:"outputs"`
+	Inputs        ValidateInputs  `json:"inputs"`
+	Config        ValidateConfig  `json:"config"`
 	// Metrics has every key of MetricKeys.
 	Metrics map[string]*Metric `json:"metrics"`
 	// Layers is empty in logits mode (LayersReason says so).
@@ -323,7 +324,7 @@ func Validate(ctx context.Context, cfg ValidateConfig) (*ValidationResult, error
 	cfg.Noise = slices.Clone(cfg.Noise)
 	slices.Sort(cfg.Noise)
 	res := &ValidationResult{
-		SchemaVersion: ValidateSchemaVersion, Tool: Version(), Config: cfg,
+		SchemaVersion: ValidateSchemaVersion, Tool: provenance.Version(), Config: cfg,
 		Warnings: []string{}, Layers: []LayerValidation{}, VaryingFields: VaryingFields,
 	}
 	ds, dataIn, err := readData(cfg.Data, cfg.Label)
@@ -375,43 +376,43 @@ func (cfg *ValidateConfig) validate() error {
 	logits := cfg.BaselineLogits != "" || cfg.CandidateLogits != "" || cfg.ControlLogits != ""
 	switch {
 	case models && logits:
-		return inputErrorf("validate: give models (--baseline, --candidate) or logits (--baseline-logits, --candidate-logits), not both")
+		return inputerr.Errorf("validate: give models (--baseline, --candidate) or logits (--baseline-logits, --candidate-logits), not both")
 	case logits && (cfg.BaselineLogits == "" || cfg.CandidateLogits == ""):
-		return inputErrorf("validate: logits mode needs --baseline-logits and --candidate-logits")
+		return inputerr.Errorf("validate: logits mode needs --baseline-logits and --candidate-logits")
 	case !logits && (cfg.Baseline == "" || cfg.Candidate == ""):
-		return inputErrorf("validate: --baseline and --candidate are required (or --baseline-logits and --candidate-logits)")
+		return inputerr.Errorf("validate: --baseline and --candidate are required (or --baseline-logits and --candidate-logits)")
 	case cfg.Data == "":
-		return inputErrorf("validate: --data is required")
+		return inputerr.Errorf("validate: --data is required")
 	case cfg.Out == "":
-		return inputErrorf("validate: --out is required")
+		return inputerr.Errorf("validate: --out is required")
 	case cfg.Label == "":
-		return inputErrorf("validate: --label must not be empty")
+		return inputerr.Errorf("validate: --label must not be empty")
 	case cfg.Task != "" && !logits:
-		return inputErrorf("validate: --task applies to the logits mode only (a model file has its task)")
+		return inputerr.Errorf("validate: --task applies to the logits mode only (a model file has its task)")
 	case cfg.Bootstrap < 0:
-		return inputErrorf("validate: --bootstrap %d: want 0 (no intervals) or more", cfg.Bootstrap)
+		return inputerr.Errorf("validate: --bootstrap %d: want 0 (no intervals) or more", cfg.Bootstrap)
 	case cfg.MaxJacobianSamples < 0:
-		return inputErrorf("validate: --max-jacobian-samples %d: want 0 (none) or more", cfg.MaxJacobianSamples)
+		return inputerr.Errorf("validate: --max-jacobian-samples %d: want 0 (none) or more", cfg.MaxJacobianSamples)
 	case len(cfg.Noise) == 0:
-		return inputErrorf("validate: --noise needs at least one level")
+		return inputerr.Errorf("validate: --noise needs at least one level")
 	case !(cfg.RobustnessEps >= 0) || math.IsInf(cfg.RobustnessEps, 0):
-		return inputErrorf("validate: --robustness-eps %v: want a finite value >= 0", cfg.RobustnessEps)
+		return inputerr.Errorf("validate: --robustness-eps %v: want a finite value >= 0", cfg.RobustnessEps)
 	case cfg.RobustnessDraws < 1:
-		return inputErrorf("validate: --robustness-draws %d: want at least 1", cfg.RobustnessDraws)
+		return inputerr.Errorf("validate: --robustness-draws %d: want at least 1", cfg.RobustnessDraws)
 	case cfg.GradBatch < 1 || cfg.LatencyBatch < 1 || cfg.LatencyRuns < 1 || cfg.LatencyWarmup < 0:
-		return inputErrorf("validate: grad and latency batch sizes and runs must be positive")
+		return inputerr.Errorf("validate: grad and latency batch sizes and runs must be positive")
 	case cfg.SpikeWindow < 5 || !(cfg.SpikeThreshold > 0) || math.IsInf(cfg.SpikeThreshold, 0):
-		return inputErrorf("validate: --spike-window %d (want >= 5) or --spike-threshold %v (want > 0) out of range", cfg.SpikeWindow, cfg.SpikeThreshold)
+		return inputerr.Errorf("validate: --spike-window %d (want >= 5) or --spike-threshold %v (want > 0) out of range", cfg.SpikeWindow, cfg.SpikeThreshold)
 	}
 	switch cfg.Task {
 	case "", compute.TaskClassification, compute.TaskRegression:
 	default:
-		return inputErrorf("validate: --task %q: want classification or regression", cfg.Task)
+		return inputerr.Errorf("validate: --task %q: want classification or regression", cfg.Task)
 	}
 	seen := map[float64]bool{}
 	for _, v := range cfg.Noise {
 		if !(v > 0) || math.IsInf(v, 0) || seen[v] {
-			return inputErrorf("validate: --noise %v: want distinct positive levels", cfg.Noise)
+			return inputerr.Errorf("validate: --noise %v: want distinct positive levels", cfg.Noise)
 		}
 		seen[v] = true
 	}
@@ -454,7 +455,7 @@ type validateRun struct {
 
 // valModel is a model read for validation.
 type valModel struct {
-	input InputFile
+	input provenance.File
 	arch  arrowio.Architecture
 	net   *compute.Network[float64]
 	net32 *compute.Network[float32]
@@ -465,34 +466,26 @@ type valModel struct {
 	scale []float64
 }
 
-// inFile prefixes an input error with the file it is about.
-func inFile(path string, err error) error {
-	if errors.Is(err, ErrInput) && !strings.Contains(err.Error(), path) {
-		return inputErrorf("%s: %w", path, err)
-	}
-	return err
-}
-
 // loadModels reads the models, checks they fit each other and the data,
 // and standardises the data for each.
 func (r *validateRun) loadModels() error {
 	paths := [3]string{r.cfg.Baseline, r.cfg.Candidate, r.cfg.Control}
-	ins := [3]**InputFile{&r.res.Inputs.Baseline, &r.res.Inputs.Candidate, &r.res.Inputs.Control}
+	ins := [3]**provenance.File{&r.res.Inputs.Baseline, &r.res.Inputs.Candidate, &r.res.Inputs.Control}
 	for s, path := range paths {
 		if path == "" {
 			continue
 		}
 		lm, err := loadModel(path, r.cfg.Activation)
 		if err != nil {
-			return inFile(path, err)
+			return inputerr.InFile(path, err)
 		}
 		net, err := NetworkFromModel[float64](lm.model)
 		if err != nil {
-			return inFile(path, err)
+			return inputerr.InFile(path, err)
 		}
 		net32, err := NetworkFromModel[float32](lm.model)
 		if err != nil {
-			return inFile(path, err)
+			return inputerr.InFile(path, err)
 		}
 		vm := &valModel{input: lm.input, arch: lm.model.Arch, net: net, net32: net32}
 		in := lm.input
@@ -520,10 +513,10 @@ func (r *validateRun) loadModels() error {
 		}
 		x, err := Standardize(r.ds, &m.arch)
 		if err != nil {
-			return inFile(paths[s], err)
+			return inputerr.InFile(paths[s], err)
 		}
 		if x.D != m.net.Inputs() {
-			return inputErrorf("%s: the data has %d features, the model takes %d", paths[s], x.D, m.net.Inputs())
+			return inputerr.Errorf("%s: the data has %d features, the model takes %d", paths[s], x.D, m.net.Inputs())
 		}
 		m.x = x.X
 		if st := m.arch.Standardization; st != nil {
@@ -553,13 +546,13 @@ func (r *validateRun) loadModels() error {
 func sameInterface(b, m *valModel, side string) error {
 	switch {
 	case b.net.Task() != m.net.Task():
-		return inputErrorf("validate: the baseline is a %s model, the %s a %s model", b.net.Task(), side, m.net.Task())
+		return inputerr.Errorf("validate: the baseline is a %s model, the %s a %s model", b.net.Task(), side, m.net.Task())
 	case b.net.Inputs() != m.net.Inputs():
-		return inputErrorf("validate: the baseline takes %d inputs, the %s %d", b.net.Inputs(), side, m.net.Inputs())
+		return inputerr.Errorf("validate: the baseline takes %d inputs, the %s %d", b.net.Inputs(), side, m.net.Inputs())
 	case b.net.Outputs() != m.net.Outputs():
-		return inputErrorf("validate: the baseline has %d outputs, the %s %d", b.net.Outputs(), side, m.net.Outputs())
+		return inputerr.Errorf("validate: the baseline has %d outputs, the %s %d", b.net.Outputs(), side, m.net.Outputs())
 	case len(b.arch.Classes) > 0 && len(m.arch.Classes) > 0 && !slices.Equal(b.arch.Classes, m.arch.Classes):
-		return inputErrorf("validate: the baseline's classes %q differ from the %s's %q", b.arch.Classes, side, m.arch.Classes)
+		return inputerr.Errorf("validate: the baseline's classes %q differ from the %s's %q", b.arch.Classes, side, m.arch.Classes)
 	}
 	return nil
 }
@@ -575,13 +568,13 @@ func sameStandardization(a, b *arrowio.Standardization) bool {
 func (r *validateRun) checkLabels() error {
 	if r.task == compute.TaskRegression {
 		if r.c != 1 {
-			return inputErrorf("validate: the regression models have %d outputs, a dataset holds one target per row", r.c)
+			return inputerr.Errorf("validate: the regression models have %d outputs, a dataset holds one target per row", r.c)
 		}
 		return nil
 	}
 	for i, y := range r.ds.Y {
 		if y != math.Trunc(y) || y < 0 || y >= float64(r.c) {
-			return inputErrorf("%s: row %d: label %v is not a class index in [0, %d)", r.cfg.Data, i, y, r.c)
+			return inputerr.Errorf("%s: row %d: label %v is not a class index in [0, %d)", r.cfg.Data, i, y, r.c)
 		}
 	}
 	return nil
@@ -590,12 +583,12 @@ func (r *validateRun) checkLabels() error {
 // loadLogits reads the logits of the logits mode.
 func (r *validateRun) loadLogits() error {
 	paths := [3]string{r.cfg.BaselineLogits, r.cfg.CandidateLogits, r.cfg.ControlLogits}
-	ins := [3]**InputFile{&r.res.Inputs.BaselineLogits, &r.res.Inputs.CandidateLogits, &r.res.Inputs.ControlLogits}
+	ins := [3]**provenance.File{&r.res.Inputs.BaselineLogits, &r.res.Inputs.CandidateLogits, &r.res.Inputs.ControlLogits}
 	for s, path := range paths {
 		if path == "" {
 			continue
 		}
-		sum, err := fileSHA256(path)
+		in, err := provenance.HashFile(path)
 		if err != nil {
 			return err
 		}
@@ -604,21 +597,20 @@ func (r *validateRun) loadLogits() error {
 			return classify(err)
 		}
 		if lg.N != r.ds.N {
-			return inputErrorf("%s: %d rows of logits, the data has %d", path, lg.N, r.ds.N)
+			return inputerr.Errorf("%s: %d rows of logits, the data has %d", path, lg.N, r.ds.N)
 		}
 		if r.c == 0 {
 			r.c = lg.D
 		} else if lg.D != r.c {
-			return inputErrorf("%s: %d outputs per row, the baseline's logits have %d", path, lg.D, r.c)
+			return inputerr.Errorf("%s: %d outputs per row, the baseline's logits have %d", path, lg.D, r.c)
 		}
 		if lg.Y != nil {
 			for i, y := range lg.Y {
 				if y != r.ds.Y[i] {
-					return inputErrorf("%s: row %d has label %v, the data %v: the rows must follow the data", path, i, y, r.ds.Y[i])
+					return inputerr.Errorf("%s: row %d has label %v, the data %v: the rows must follow the data", path, i, y, r.ds.Y[i])
 				}
 			}
 		}
-		in := InputFile{Path: path, SHA256: sum}
 		*ins[s] = &in
 		r.logits[s] = lg.X
 		r.has[s] = true
@@ -631,7 +623,7 @@ func (r *validateRun) loadLogits() error {
 		}
 	}
 	if r.task == compute.TaskClassification && r.c < 2 {
-		return inputErrorf("validate: a classifier needs at least 2 logits per row, got %d", r.c)
+		return inputerr.Errorf("validate: a classifier needs at least 2 logits per row, got %d", r.c)
 	}
 	return r.checkLabels()
 }
@@ -661,7 +653,7 @@ type trainLogStats struct {
 func (r *validateRun) loadTrainLogs() error {
 	paths := [3]string{r.cfg.BaselineTrainLog, r.cfg.TrainLog, r.cfg.ControlTrainLog}
 	flags := [3]string{"--baseline-train-log", "--train-log", "--control-train-log"}
-	ins := [3]**InputFile{&r.res.Inputs.BaselineTrainLog, &r.res.Inputs.TrainLog, &r.res.Inputs.ControlTrainLog}
+	ins := [3]**provenance.File{&r.res.Inputs.BaselineTrainLog, &r.res.Inputs.TrainLog, &r.res.Inputs.ControlTrainLog}
 	for s, path := range paths {
 		if path == "" {
 			r.logReason[s] = "no " + flags[s] + " given"
@@ -670,7 +662,7 @@ func (r *validateRun) loadTrainLogs() error {
 		if st, err := os.Stat(path); err == nil && st.IsDir() {
 			path = filepath.Join(path, "train_log.arrow")
 		}
-		sum, err := fileSHA256(path)
+		in, err := provenance.HashFile(path)
 		if err != nil {
 			return err
 		}
@@ -678,7 +670,6 @@ func (r *validateRun) loadTrainLogs() error {
 		if err != nil {
 			return classify(err)
 		}
-		in := InputFile{Path: path, SHA256: sum}
 		*ins[s] = &in
 		losses := make([]float64, len(l.Rows))
 		grads := make([]float64, len(l.Rows))

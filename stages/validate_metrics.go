@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/strata-ml/strata/compute"
+	"github.com/strata-ml/strata/internal/inputerr"
 )
 
 // This file computes validate's metrics for each model (evaluateModel,
@@ -62,7 +63,7 @@ func (r *validateRun) evaluateModel(ctx context.Context, m *valModel) (*sideEval
 	}
 	norms, _, err := compute.GradNormBatches(net, m.x, r.ds.Y, n, r.cfg.GradBatch, ws)
 	if err != nil {
-		return nil, inputErrorf("%s: %w", r.cfg.Data, err)
+		return nil, inputerr.Errorf("%s: %w", r.cfg.Data, err)
 	}
 	e.gradNorms = norms
 	for _, g := range norms {
@@ -73,7 +74,7 @@ func (r *validateRun) evaluateModel(ctx context.Context, m *valModel) (*sideEval
 	}
 	e.drops, err = compute.LayerRobustness(net, m.x, r.ds.Y, n, r.cfg.RobustnessEps, r.cfg.RobustnessDraws, r.cfg.Seed, ws)
 	if err != nil {
-		return nil, inputErrorf("%s: %w", r.cfg.Data, err)
+		return nil, inputerr.Errorf("%s: %w", r.cfg.Data, err)
 	}
 	e.shares = compute.ResidualShares(net, m.x, n, ws)
 
