@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/strata-ml/strata/stages"
+	"github.com/strata-ml/strata/validation"
 )
 
 type pilotCommand struct{ env }
@@ -171,8 +172,8 @@ func printPilotSummary(w io.Writer, res *stages.PilotResult) {
 		header += "\tcandidate - control [95% CI]"
 	}
 	fmt.Fprintln(tw, header)
-	for _, key := range []string{stages.MetricAccuracy, stages.MetricLoss, stages.MetricJacobianCondition,
-		stages.MetricPerturbationSensitivity, stages.MetricPerturbationSensitivityRelative, stages.MetricParams} {
+	for _, key := range []string{validation.MetricAccuracy, validation.MetricLoss, validation.MetricJacobianCondition,
+		validation.MetricPerturbationSensitivity, validation.MetricPerturbationSensitivityRelative, validation.MetricParams} {
 		m, ok := rows[key]
 		if !ok {
 			continue
@@ -196,7 +197,7 @@ func printPilotSummary(w io.Writer, res *stages.PilotResult) {
 }
 
 // cellOf formats a value for the headline table.
-func cellOf(f *stages.Float) string {
+func cellOf(f *validation.NullableFloat) string {
 	if f == nil {
 		return "-"
 	}
@@ -213,7 +214,7 @@ func number(v float64, sign string) string {
 }
 
 // deltaOf formats a delta and its interval.
-func deltaOf(d *stages.Float, ci *stages.Interval) string {
+func deltaOf(d *validation.NullableFloat, ci *validation.Interval) string {
 	if d == nil {
 		return "-"
 	}

@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/strata-ml/strata/stages"
+	"github.com/strata-ml/strata/validation"
 )
 
 type sweepCommand struct{ env }
@@ -228,7 +229,7 @@ func printSweepSummary(w io.Writer, res *stages.SweepResult) {
 	for i := range res.Candidates {
 		c := &res.Candidates[i]
 		cell := func(key string, ratio bool) string {
-			m := c.Metric(key)
+			m := c.Metrics.Get(key)
 			if m == nil {
 				return "-"
 			}
@@ -237,8 +238,8 @@ func printSweepSummary(w io.Writer, res *stages.SweepResult) {
 			}
 			return stages.FormatSpread(m.Delta, 1, true)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", c.Name, c.Decision.Label(), cell(stages.MetricParams, true),
-			cell(stages.MetricAccuracy, false), cell(stages.MetricJacobianCondition, true), cell(stages.MetricLRRobustness, false))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", c.Name, c.Decision.Label(), cell(validation.MetricParams, true),
+			cell(validation.MetricAccuracy, false), cell(validation.MetricJacobianCondition, true), cell(validation.MetricLRRobustness, false))
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\nSummary: %s\nJudge it: strata report --select-best %s --out DIR\n", res.Config.Out+"/sweep.md", res.Config.Out)

@@ -5,12 +5,13 @@ import (
 	"fmt"
 
 	"github.com/strata-ml/strata/stages"
+	"github.com/strata-ml/strata/validation"
 )
 
 type validateCommand struct{ env }
 
 func (c *validateCommand) Usage() string {
-	defaults := stages.DefaultValidateConfig() // the flag help shows them
+	defaults := validation.DefaultConfig() // the flag help shows them
 	return `Usage: strata validate --baseline FILE --candidate FILE --data DATA --out DIR [flags]
        strata validate --baseline-logits FILE --candidate-logits FILE --data DATA --out DIR [flags]
 
@@ -43,7 +44,7 @@ Flags:
 ` + flagUsages(c.flags(&defaults, new(logOptions)))
 }
 
-func (c *validateCommand) flags(cfg *stages.ValidateConfig, lo *logOptions) *flagSet {
+func (c *validateCommand) flags(cfg *validation.Config, lo *logOptions) *flagSet {
 	fs := newFlagSet("validate", c.env, c.Usage)
 	fs.StringVar(&cfg.Baseline, "baseline", cfg.Baseline, "baseline model (.arrow or .safetensors)")
 	fs.StringVar(&cfg.Candidate, "candidate", cfg.Candidate, "candidate model (.arrow or .safetensors)")
@@ -76,7 +77,7 @@ func (c *validateCommand) flags(cfg *stages.ValidateConfig, lo *logOptions) *fla
 }
 
 func (c *validateCommand) Run(ctx context.Context, args []string) error {
-	cfg := stages.DefaultValidateConfig()
+	cfg := validation.DefaultConfig()
 	var lo logOptions
 	fs := c.flags(&cfg, &lo)
 	if err := parse(fs, args); err != nil {
@@ -95,7 +96,7 @@ func (c *validateCommand) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	attrs := []any{"out", cfg.Out, "mode", res.Mode, "examples", res.NExamples}
-	for _, key := range []string{stages.MetricAccuracy, stages.MetricLoss, stages.MetricPerturbationSensitivity, stages.MetricParams} {
+	for _, key := range []string{validation.MetricAccuracy, validation.MetricLoss, validation.MetricPerturbationSensitivity, validation.MetricParams} {
 		if m := res.Metrics[key]; m != nil && m.Delta != nil {
 			attrs = append(attrs, key+"_delta", fmt.Sprintf("%.4g", float64(*m.Delta)))
 		}

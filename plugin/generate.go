@@ -1,3 +1,3 @@
 package plugin
 
-//go:generate go run ./internal/gendocs -stages ../stages -out fielddocs_gen.go
+//go:generate go run ./internal/gendocs -dirs ../stages,../validation -out fielddocs_gen.go

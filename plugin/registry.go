@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/strata-ml/strata/stages"
+	"github.com/strata-ml/strata/validation"
 )
 
 // progressInterval is the least time between two step events of a
@@ -101,7 +102,7 @@ var validateStage = &stageDef{
 	name: "validate",
 	doc:  "Compare a candidate with its baseline (and an equal-budget control) on evaluation data: every metric side by side, with intervals (strata validate).",
 	config: func() any {
-		c := stages.DefaultValidateConfig()
+		c := validation.DefaultConfig()
 		return &c
 	},
 	inputs: []inputSlot{
@@ -123,7 +124,7 @@ var validateStage = &stageDef{
 	},
 	resultOutput: "report",
 	run: func(ctx context.Context, cfg any, rep *reporter) (*stageRun, error) {
-		c := cfg.(*stages.ValidateConfig)
+		c := cfg.(*validation.Config)
 		// One step per model evaluated.
 		total, done := 2, 0
 		if c.Control != "" {
@@ -140,7 +141,7 @@ var validateStage = &stageDef{
 		if err != nil {
 			return nil, err
 		}
-		return &stageRun{result: res, files: []outputFile{{"report", "validation.json", KindJSON}}}, nil
+		return &stageRun{result: res, files: []outputFile{{"report", res.Outputs.Report, KindJSON}}}, nil
 	},
 }
 

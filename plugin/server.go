@@ -396,7 +396,7 @@ func (d *stageDef) describe() StageInfo {
 		if err != nil {
 			def = []byte("null")
 		}
-		si.Fields = append(si.Fields, Field{Name: f.name, Type: typeName(f.typ), Default: def, Doc: fieldDocs[t.Name()+"."+f.goName]})
+		si.Fields = append(si.Fields, Field{Name: f.name, Type: typeName(f.typ), Default: def, Doc: fieldDocs[t.String()+"."+f.goName]})
 	}
 	return si
 }

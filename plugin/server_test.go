@@ -17,6 +17,7 @@ import (
 	"github.com/strata-ml/strata/arrowio"
 	"github.com/strata-ml/strata/examples/data"
 	"github.com/strata-ml/strata/stages"
+	"github.com/strata-ml/strata/validation"
 )
 
 // These tests run the Server in process, with no gRPC: the stage logic
@@ -192,7 +193,7 @@ func TestServerDescribe(t *testing.T) {
 	defaults := map[string]any{
 		"convert":  stages.DefaultConvertConfig(),
 		"finetune": stages.DefaultFinetuneConfig(),
-		"validate": stages.DefaultValidateConfig(),
+		"validate": validation.DefaultConfig(),
 		"report":   stages.ReportConfig{},
 		"export":   stages.ExportConfig{Format: stages.FormatSafetensors},
 	}

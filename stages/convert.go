@@ -18,6 +18,7 @@ import (
 	"github.com/strata-ml/strata/compute"
 	"github.com/strata-ml/strata/internal/inputerr"
 	"github.com/strata-ml/strata/internal/provenance"
+	"github.com/strata-ml/strata/validation"
 )
 
 // StructureAuto asks convert to choose the family per layer.
@@ -83,19 +84,19 @@ func DefaultConvertConfig() ConvertConfig {
 
 // ConvertedLayer describes one converted weight in convert.json.
 type ConvertedLayer struct {
-	Name               string       `json:"name"`
-	Tensor             string       `json:"tensor"`
-	Shape              [2]int       `json:"shape"`
-	Family             string       `json:"family"`
-	Hyperparameters    compute.Spec `json:"hyperparameters"`
-	ParamsDense        int          `json:"params_dense"`
-	Params             int          `json:"params"`
-	ParamsTrunk        int          `json:"params_trunk"`
-	ParamsCorrection   int          `json:"params_correction"`
-	RelativeError      Float        `json:"relative_error"`
-	TrunkRelativeError Float        `json:"trunk_relative_error"`
-	ConditionDense     Float        `json:"condition_dense"`
-	ConditionTrunk     Float        `json:"condition_trunk"`
+	Name               string                   `json:"name"`
+	Tensor             string                   `json:"tensor"`
+	Shape              [2]int                   `json:"shape"`
+	Family             string                   `json:"family"`
+	Hyperparameters    compute.Spec             `json:"hyperparameters"`
+	ParamsDense        int                      `json:"params_dense"`
+	Params             int                      `json:"params"`
+	ParamsTrunk        int                      `json:"params_trunk"`
+	ParamsCorrection   int                      `json:"params_correction"`
+	RelativeError      validation.NullableFloat `json:"relative_error"`
+	TrunkRelativeError validation.NullableFloat `json:"trunk_relative_error"`
+	ConditionDense     validation.NullableFloat `json:"condition_dense"`
+	ConditionTrunk     validation.NullableFloat `json:"condition_trunk"`
 	// ConditionExact is false when the layer was too large for a full
 	// SVD and the condition numbers are estimates (compute.Condition).
 	ConditionExact bool                `json:"condition_exact"`
@@ -431,12 +432,12 @@ func convertWeight(t *arrowio.Tensor, cfg ConvertConfig) (ConvertedLayer, comput
 	layer.Params = compute.NumParams[float64](stored)
 	layer.ParamsTrunk = compute.NumParams(stored.Trunk())
 	layer.ParamsCorrection = compute.NumParams(stored.Correction())
-	layer.RelativeError = Float(compute.RelativeError(w, compute.Dense[float64](stored)))
+	layer.RelativeError = validation.NullableFloat(compute.RelativeError(w, compute.Dense[float64](stored)))
 	trunk := compute.Dense(stored.Trunk())
-	layer.TrunkRelativeError = Float(compute.RelativeError(w, trunk))
+	layer.TrunkRelativeError = validation.NullableFloat(compute.RelativeError(w, trunk))
 	ct, exactT := compute.Condition(trunk, seed)
 	cd := <-denseCond
-	layer.ConditionDense, layer.ConditionTrunk = Float(cd.value), Float(ct)
+	layer.ConditionDense, layer.ConditionTrunk = validation.NullableFloat(cd.value), validation.NullableFloat(ct)
 	layer.ConditionExact = cd.exact && exactT
 	return layer, stored, nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/strata-ml/strata/compute"
 	"github.com/strata-ml/strata/internal/inputerr"
 	"github.com/strata-ml/strata/internal/provenance"
+	"github.com/strata-ml/strata/validation"
 )
 
 // Standardisation modes of FinetuneConfig.Standardize.
@@ -175,9 +176,9 @@ type FinetuneData struct {
 // EpochMetrics are validation metrics after an epoch (counted from 1).
 // Accuracy is null for regression.
 type EpochMetrics struct {
-	Epoch    int   `json:"epoch"`
-	Loss     Float `json:"loss"`
-	Accuracy Float `json:"accuracy"`
+	Epoch    int                      `json:"epoch"`
+	Loss     validation.NullableFloat `json:"loss"`
+	Accuracy validation.NullableFloat `json:"accuracy"`
 }
 
 // FinetuneOutputs names the files Finetune wrote, relative to Out.
@@ -214,9 +215,9 @@ type FinetuneResult struct {
 	ResumedFromStep int `json:"resumed_from_step,omitempty"`
 	// FinalTrainLoss is the mean training loss over the last epoch's
 	// steps (weighted by batch size).
-	FinalTrainLoss Float         `json:"final_train_loss"`
-	FinalValid     *EpochMetrics `json:"final_valid,omitempty"`
-	BestValid      *EpochMetrics `json:"best_valid,omitempty"`
+	FinalTrainLoss validation.NullableFloat `json:"final_train_loss"`
+	FinalValid     *EpochMetrics            `json:"final_valid,omitempty"`
+	BestValid      *EpochMetrics            `json:"best_valid,omitempty"`
 	// WallSeconds is this process's time; TrainSeconds the time spent in
 	// optimisation steps over every attempt; SamplesPerSecond this
 	// process's training throughput.

@@ -14,6 +14,7 @@ import (
 	"github.com/strata-ml/strata/compute"
 	"github.com/strata-ml/strata/internal/inputerr"
 	"github.com/strata-ml/strata/internal/provenance"
+	"github.com/strata-ml/strata/validation"
 )
 
 // trainState is the progress of a run: everything besides the network
@@ -155,7 +156,7 @@ func runFinetune[T compute.Float](ctx context.Context, p *finetunePlan) (*Finetu
 		if epochEnd && p.valid != nil {
 			vl, va := evaluate(net, validX, validY, p.valid.N, ws)
 			row.ValidLoss, row.ValidAccuracy = vl, va
-			st.observe(net, cfg.Patience, EpochMetrics{Epoch: epoch + 1, Loss: Float(vl), Accuracy: Float(va)})
+			st.observe(net, cfg.Patience, EpochMetrics{Epoch: epoch + 1, Loss: validation.NullableFloat(vl), Accuracy: validation.NullableFloat(va)})
 		}
 		st.log.Rows = append(st.log.Rows, row)
 		if cfg.Progress != nil {
@@ -200,7 +201,7 @@ func runFinetune[T compute.Float](ctx context.Context, p *finetunePlan) (*Finetu
 		EarlyStopped: st.stopped, ResumedFromStep: resumedFrom, TrainSeconds: st.trainSeconds,
 		Outputs: p.outputNames(),
 	}
-	res.FinalTrainLoss = Float(epochLoss(st.log.Rows, res.Epochs, p))
+	res.FinalTrainLoss = validation.NullableFloat(epochLoss(st.log.Rows, res.Epochs, p))
 	if secondsHere > 0 {
 		res.SamplesPerSecond = float64(samplesHere) / secondsHere
 	}
@@ -208,7 +209,7 @@ func runFinetune[T compute.Float](ctx context.Context, p *finetunePlan) (*Finetu
 		best := *st.best
 		res.BestValid = &best
 		last := st.log.Rows[len(st.log.Rows)-1]
-		res.FinalValid = &EpochMetrics{Epoch: int(last.Epoch), Loss: Float(last.ValidLoss), Accuracy: Float(last.ValidAccuracy)}
+		res.FinalValid = &EpochMetrics{Epoch: int(last.Epoch), Loss: validation.NullableFloat(last.ValidLoss), Accuracy: validation.NullableFloat(last.ValidAccuracy)}
 	}
 	if cfg.Patience > 0 && st.bestParams != nil {
 		for i, q := range net.Params() {

@@ -5,6 +5,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
+
+	"github.com/strata-ml/strata/validation"
 )
 
 // Decision is the outcome of the gate.
@@ -55,29 +57,29 @@ type RuleResult struct {
 	Rule  string `json:"rule"`
 	// Metric, Versus, Direction (as applied: the rule's, else the
 	// metric's better), Bound and Limit restate the rule.
-	Metric    string `json:"metric"`
-	Versus    string `json:"versus"`
-	Direction string `json:"direction,omitempty"`
-	Bound     string `json:"bound"`
-	Limit     Float  `json:"limit"`
-	Optional  bool   `json:"optional,omitempty"`
+	Metric    string                   `json:"metric"`
+	Versus    string                   `json:"versus"`
+	Direction string                   `json:"direction,omitempty"`
+	Bound     string                   `json:"bound"`
+	Limit     validation.NullableFloat `json:"limit"`
+	Optional  bool                     `json:"optional,omitempty"`
 	// Reference is the baseline's (or the control's) value, Candidate the
 	// candidate's, Delta their difference and CI95 its 95% interval, as
 	// validation.json gives them.
-	Reference *Float    `json:"reference"`
-	Candidate *Float    `json:"candidate"`
-	Delta     *Float    `json:"delta"`
-	CI95      *Interval `json:"ci95"`
+	Reference *validation.NullableFloat `json:"reference"`
+	Candidate *validation.NullableFloat `json:"candidate"`
+	Delta     *validation.NullableFloat `json:"delta"`
+	CI95      *validation.Interval      `json:"ci95"`
 	// Statistic is what the bound is checked on (StatCandidate,
 	// StatDelta, ...), Value its point value, Interval the range the
 	// judgement used (the point twice when JudgedOn is JudgedPoint), and
 	// Requirement the inequality it had to meet, e.g. "delta >= -0.005".
-	Statistic   string    `json:"statistic"`
-	Value       *Float    `json:"value"`
-	Interval    *Interval `json:"interval"`
-	Requirement string    `json:"requirement"`
-	JudgedOn    string    `json:"judged_on,omitempty"`
-	Outcome     Outcome   `json:"outcome"`
+	Statistic   string                    `json:"statistic"`
+	Value       *validation.NullableFloat `json:"value"`
+	Interval    *validation.Interval      `json:"interval"`
+	Requirement string                    `json:"requirement"`
+	JudgedOn    string                    `json:"judged_on,omitempty"`
+	Outcome     Outcome                   `json:"outcome"`
 	// Sentence explains the judgement in words.
 	Sentence string `json:"sentence"`
 }
@@ -104,7 +106,7 @@ type GateResult struct {
 // policyName is the file errors cite. A rule on a metric whose direction
 // is needed but unknown (better: reported, and no direction in the rule)
 // is a *ConfigError.
-func Judge(policyName string, p *Policy, v *ValidationResult) (*GateResult, error) {
+func Judge(policyName string, p *Policy, v *validation.Result) (*GateResult, error) {
 	g := &GateResult{Counts: map[Outcome]int{}}
 	for i, r := range p.Rules {
 		rr, err := judgeRule(i, r, v)
@@ -160,15 +162,15 @@ func plural(n int, one, many string) string {
 }
 
 // judgeRule judges one rule.
-func judgeRule(i int, r Rule, v *ValidationResult) (RuleResult, error) {
+func judgeRule(i int, r Rule, v *validation.Result) (RuleResult, error) {
 	kind, limit := r.Bound()
 	rr := RuleResult{
-		Index: i, Line: r.Line, Metric: r.Metric, Versus: r.versus(), Bound: kind, Limit: Float(limit),
+		Index: i, Line: r.Line, Metric: r.Metric, Versus: r.versus(), Bound: kind, Limit: validation.NullableFloat(limit),
 		Optional: r.Optional, Direction: r.Direction,
 	}
 	rr.Rule = ruleName(r)
 	m := v.Metrics[r.Metric]
-	if rr.Direction == "" && m != nil && (m.Better == BetterHigher || m.Better == BetterLower) {
+	if rr.Direction == "" && m != nil && (m.Better == validation.BetterHigher || m.Better == validation.BetterLower) {
 		rr.Direction = m.Better
 	}
 	if rr.Direction == "" && m != nil && kind != BoundMinValue && kind != BoundMaxValue {
@@ -202,7 +204,7 @@ func judgeRule(i int, r Rule, v *ValidationResult) (RuleResult, error) {
 	if m.Reason != "" {
 		reason = " (" + m.Reason + ")"
 	}
-	if !finite(m.Candidate) {
+	if !validation.Finite(m.Candidate) {
 		return missing(fmt.Sprintf("the candidate's %s is %s%s", r.Metric, describeValue(m.Candidate), reason)), nil
 	}
 	c := float64(*m.Candidate)
@@ -217,12 +219,12 @@ func judgeRule(i int, r Rule, v *ValidationResult) (RuleResult, error) {
 		stat, lo, hi = c, c, c
 		note = "validation.json has no interval for the candidate's own value"
 	default:
-		if !finite(ref) {
+		if !validation.Finite(ref) {
 			return missing(fmt.Sprintf("the %s's %s is %s%s", refName, r.Metric, describeValue(ref), reason)), nil
 		}
 		b := float64(*ref)
 		d := c - b
-		if finite(delta) {
+		if validation.Finite(delta) {
 			d = float64(*delta)
 		}
 		dlo, dhi := d, d
@@ -252,7 +254,7 @@ func judgeRule(i int, r Rule, v *ValidationResult) (RuleResult, error) {
 			rr.Statistic = StatRatio
 			if b < 0 {
 				rr.Outcome = OutcomeFail
-				rr.Value = newPtr(Float(math.NaN()))
+				rr.Value = newPtr(validation.NullableFloat(math.NaN()))
 				rr.Sentence = fmt.Sprintf("%s: fail: the %s's %s is %s; a ratio is only meaningful for a positive reference.", rr.Rule, refName, r.Metric, fmtNum(b))
 				rr.Requirement = "ratio needs a reference > 0"
 				return rr, nil
@@ -264,8 +266,8 @@ func judgeRule(i int, r Rule, v *ValidationResult) (RuleResult, error) {
 		}
 	}
 	rr.JudgedOn = judged
-	rr.Value = newPtr(Float(stat))
-	rr.Interval = &Interval{Float(lo), Float(hi)}
+	rr.Value = newPtr(validation.NullableFloat(stat))
+	rr.Interval = &validation.Interval{validation.NullableFloat(lo), validation.NullableFloat(hi)}
 
 	// The requirement: stat <= bound (atMost) or stat >= bound.
 	atMost := true
@@ -275,15 +277,15 @@ func judgeRule(i int, r Rule, v *ValidationResult) (RuleResult, error) {
 		atMost = false
 	case BoundMaxValue:
 	case BoundMaxDegradation:
-		if rr.Direction == BetterHigher {
+		if rr.Direction == validation.BetterHigher {
 			atMost, bound = false, -limit
 		}
 	case BoundMaxRelativeChange:
-		if rr.Direction == BetterHigher {
+		if rr.Direction == validation.BetterHigher {
 			atMost, bound = false, -limit
 		}
 	case BoundMaxRatio:
-		if rr.Direction == BetterHigher {
+		if rr.Direction == validation.BetterHigher {
 			atMost, bound = false, 1/limit
 		}
 	}
@@ -390,11 +392,9 @@ func ratio(d, b float64) float64 {
 	return relative(d, 0)
 }
 
-func finite(f *Float) bool { return f != nil && isFinite(float64(*f)) }
-
 func isFinite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
 
-func describeValue(f *Float) string {
+func describeValue(f *validation.NullableFloat) string {
 	switch {
 	case f == nil:
 		return "missing (null)"

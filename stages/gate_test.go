@@ -7,18 +7,21 @@ import (
 	"testing"
 
 	"github.com/strata-ml/strata/internal/provenance"
+	"github.com/strata-ml/strata/validation"
 )
 
-// fp returns a pointer to a Float.
-func fp(v float64) *Float { f := Float(v); return &f }
+// fp returns a pointer to a validation.NullableFloat.
+func fp(v float64) *validation.NullableFloat { f := validation.NullableFloat(v); return &f }
 
 // iv returns an interval.
-func iv(lo, hi float64) *Interval { return &Interval{Float(lo), Float(hi)} }
+func iv(lo, hi float64) *validation.Interval {
+	return &validation.Interval{validation.NullableFloat(lo), validation.NullableFloat(hi)}
+}
 
 // metric builds a metric of validation.json with a delta interval; ci nil
 // means none (judged on the point).
-func metric(better string, base, cand float64, ci *Interval) *Metric {
-	m := &Metric{Better: better, Baseline: fp(base), Candidate: fp(cand), Delta: fp(cand - base), CI95: ci}
+func metric(better string, base, cand float64, ci *validation.Interval) *validation.Metric {
+	m := &validation.Metric{Better: better, Baseline: fp(base), Candidate: fp(cand), Delta: fp(cand - base), CI95: ci}
 	if ci == nil {
 		m.CIReason = "one run per model, nothing to resample"
 	}
@@ -26,15 +29,15 @@ func metric(better string, base, cand float64, ci *Interval) *Metric {
 }
 
 // withControl adds the control's value and interval to m.
-func withControl(m *Metric, ctl float64, ci *Interval) *Metric {
+func withControl(m *validation.Metric, ctl float64, ci *validation.Interval) *validation.Metric {
 	m.WithControl = true
 	m.Control, m.DeltaVsControl, m.CI95VsControl = fp(ctl), fp(float64(*m.Candidate)-ctl), ci
 	return m
 }
 
-// validation builds a validation result with the given metrics.
-func validation(control bool, ms map[string]*Metric) *ValidationResult {
-	v := &ValidationResult{SchemaVersion: ValidateSchemaVersion, Mode: ValidateModeModels, Metrics: ms}
+// newValidation builds a validation result with the given metrics.
+func newValidation(control bool, ms map[string]*validation.Metric) *validation.Result {
+	v := &validation.Result{SchemaVersion: validation.SchemaVersion, Mode: validation.ModeModels, Metrics: ms}
 	v.Inputs.Baseline = &provenance.File{Path: "baseline.arrow", SHA256: "b"}
 	v.Inputs.Candidate = &provenance.File{Path: "candidate.arrow", SHA256: "c"}
 	if control {
@@ -47,14 +50,14 @@ func validation(control bool, ms map[string]*Metric) *ValidationResult {
 // validation results, down to the rule outcomes. The CLI tests check the
 // same semantics end to end through files and exit codes.
 func TestJudge(t *testing.T) {
-	acc := func(base, cand, lo, hi float64) map[string]*Metric {
-		return map[string]*Metric{MetricAccuracy: metric(BetterHigher, base, cand, iv(lo, hi))}
+	acc := func(base, cand, lo, hi float64) map[string]*validation.Metric {
+		return map[string]*validation.Metric{validation.MetricAccuracy: metric(validation.BetterHigher, base, cand, iv(lo, hi))}
 	}
 	tests := []struct {
 		name     string
 		policy   string
 		control  bool
-		metrics  map[string]*Metric
+		metrics  map[string]*validation.Metric
 		want     []Outcome
 		decision Decision
 		// sentence is a substring of the first rule's sentence.
@@ -69,52 +72,52 @@ func TestJudge(t *testing.T) {
 		{"non-inferiority: slightly worse still passes", `{metric: accuracy, max_degradation: 0.01}`, false,
 			acc(0.95, 0.947, -0.008, -0.001), []Outcome{OutcomePass}, DecisionGo, "delta -0.003"},
 		{"lower is better: degradation is an increase", `{metric: loss, max_degradation: 0.02}`, false,
-			map[string]*Metric{MetricLoss: metric(BetterLower, 0.30, 0.31, iv(0.005, 0.03))}, []Outcome{OutcomeInconclusive}, DecisionInconclusive, "delta <= 0.02"},
+			map[string]*validation.Metric{validation.MetricLoss: metric(validation.BetterLower, 0.30, 0.31, iv(0.005, 0.03))}, []Outcome{OutcomeInconclusive}, DecisionInconclusive, "delta <= 0.02"},
 		{"relative change pass", `{metric: perturbation_sensitivity, max_relative_change: 0.0}`, false,
-			map[string]*Metric{MetricPerturbationSensitivity: metric(BetterLower, 0.5, 0.4, iv(-0.12, -0.08))}, []Outcome{OutcomePass}, DecisionGo, "relative change -0.2"},
+			map[string]*validation.Metric{validation.MetricPerturbationSensitivity: metric(validation.BetterLower, 0.5, 0.4, iv(-0.12, -0.08))}, []Outcome{OutcomePass}, DecisionGo, "relative change -0.2"},
 		{"relative change fail", `{metric: perturbation_sensitivity, max_relative_change: 0.1}`, false,
-			map[string]*Metric{MetricPerturbationSensitivity: metric(BetterLower, 0.5, 0.6, iv(0.06, 0.14))}, []Outcome{OutcomeFail}, DecisionNoGo, "favourable bound +0.12"},
+			map[string]*validation.Metric{validation.MetricPerturbationSensitivity: metric(validation.BetterLower, 0.5, 0.6, iv(0.06, 0.14))}, []Outcome{OutcomeFail}, DecisionNoGo, "favourable bound +0.12"},
 		{"relative change, zero baseline, candidate zero", `{metric: prediction_flip_rate, max_relative_change: 0.0}`, false,
-			map[string]*Metric{MetricPredictionFlipRate: metric(BetterLower, 0, 0, iv(0, 0))}, []Outcome{OutcomePass}, DecisionGo, "The baseline is 0"},
+			map[string]*validation.Metric{validation.MetricPredictionFlipRate: metric(validation.BetterLower, 0, 0, iv(0, 0))}, []Outcome{OutcomePass}, DecisionGo, "The baseline is 0"},
 		{"relative change, zero baseline, candidate worse", `{metric: prediction_flip_rate, max_relative_change: 0.5}`, false,
-			map[string]*Metric{MetricPredictionFlipRate: metric(BetterLower, 0, 0.01, iv(0.002, 0.02))}, []Outcome{OutcomeFail}, DecisionNoGo, "+inf"},
+			map[string]*validation.Metric{validation.MetricPredictionFlipRate: metric(validation.BetterLower, 0, 0.01, iv(0.002, 0.02))}, []Outcome{OutcomeFail}, DecisionNoGo, "+inf"},
 		{"relative change, zero baseline, interval across 0", `{metric: prediction_flip_rate, max_relative_change: 0.5}`, false,
-			map[string]*Metric{MetricPredictionFlipRate: metric(BetterLower, 0, 0.001, iv(-0.002, 0.004))}, []Outcome{OutcomeInconclusive}, DecisionInconclusive, "infinite in the direction of the change"},
+			map[string]*validation.Metric{validation.MetricPredictionFlipRate: metric(validation.BetterLower, 0, 0.001, iv(-0.002, 0.004))}, []Outcome{OutcomeInconclusive}, DecisionInconclusive, "infinite in the direction of the change"},
 		{"ratio pass on an exact metric", `{metric: params, max_ratio: 0.6}`, false,
-			map[string]*Metric{MetricParams: metric(BetterLower, 1000, 420, iv(-580, -580))}, []Outcome{OutcomePass}, DecisionGo, "its interval is a single point"},
+			map[string]*validation.Metric{validation.MetricParams: metric(validation.BetterLower, 1000, 420, iv(-580, -580))}, []Outcome{OutcomePass}, DecisionGo, "its interval is a single point"},
 		{"ratio fail", `{metric: params, max_ratio: 0.6}`, false,
-			map[string]*Metric{MetricParams: metric(BetterLower, 1000, 700, iv(-300, -300))}, []Outcome{OutcomeFail}, DecisionNoGo, "ratio 0.7"},
+			map[string]*validation.Metric{validation.MetricParams: metric(validation.BetterLower, 1000, 700, iv(-300, -300))}, []Outcome{OutcomeFail}, DecisionNoGo, "ratio 0.7"},
 		{"ratio, zero baseline and zero candidate", `{metric: flops, max_ratio: 1}`, false,
-			map[string]*Metric{MetricFLOPs: metric(BetterLower, 0, 0, nil)}, []Outcome{OutcomePass}, DecisionGo, "taken as 1"},
+			map[string]*validation.Metric{validation.MetricFLOPs: metric(validation.BetterLower, 0, 0, nil)}, []Outcome{OutcomePass}, DecisionGo, "taken as 1"},
 		{"ratio, higher is better: candidate / baseline at least 1 / max_ratio", `{metric: accuracy, max_ratio: 1.05}`, false,
 			acc(0.95, 0.90, -0.06, -0.05), []Outcome{OutcomeFail}, DecisionNoGo, "ratio >= 0.9524"},
 		{"min_value on the candidate", `{metric: accuracy, min_value: 0.9}`, false,
 			acc(0.80, 0.91, 0.05, 0.15), []Outcome{OutcomePass}, DecisionGo, "the candidate's accuracy is 0.91"},
 		{"max_value on the candidate", `{metric: latency_ms, max_value: 1.5}`, false,
-			map[string]*Metric{MetricLatencyMS: metric(BetterLower, 1, 2, iv(0.9, 1.1))}, []Outcome{OutcomeFail}, DecisionNoGo, "asks <= 1.5"},
+			map[string]*validation.Metric{validation.MetricLatencyMS: metric(validation.BetterLower, 1, 2, iv(0.9, 1.1))}, []Outcome{OutcomeFail}, DecisionNoGo, "asks <= 1.5"},
 		{"no interval: judged on the point", `{metric: layer_robustness, max_degradation: 0.01}`, false,
-			map[string]*Metric{MetricLayerRobustness: metric(BetterLower, 0.02, 0.025, nil)}, []Outcome{OutcomePass}, DecisionGo, "met by the point value (no interval: one run per model"},
+			map[string]*validation.Metric{validation.MetricLayerRobustness: metric(validation.BetterLower, 0.02, 0.025, nil)}, []Outcome{OutcomePass}, DecisionGo, "met by the point value (no interval: one run per model"},
 		{"direction overrides better", `{metric: residual_share, direction: lower, max_value: 0.5}`, false,
-			map[string]*Metric{MetricResidualShare: metric(BetterReported, 0, 0.2, nil)}, []Outcome{OutcomePass}, DecisionGo, ""},
+			map[string]*validation.Metric{validation.MetricResidualShare: metric(validation.BetterReported, 0, 0.2, nil)}, []Outcome{OutcomePass}, DecisionGo, ""},
 		{"missing metric fails", `{metric: bytes, max_ratio: 0.5}`, false,
 			acc(0.9, 0.9, 0, 0), []Outcome{OutcomeFail}, DecisionNoGo, `no metric "bytes"`},
 		{"missing optional metric is skipped", `{metric: bytes, max_ratio: 0.5, optional: true}`, false,
 			acc(0.9, 0.9, 0, 0), []Outcome{OutcomeSkipped}, DecisionGo, "skipped (optional)"},
 		{"NaN candidate fails", `{metric: accuracy, max_degradation: 0.01}`, false,
-			map[string]*Metric{MetricAccuracy: {Better: BetterHigher, Baseline: fp(0.9), Candidate: fp(math.NaN())}}, []Outcome{OutcomeFail}, DecisionNoGo, "is NaN"},
+			map[string]*validation.Metric{validation.MetricAccuracy: {Better: validation.BetterHigher, Baseline: fp(0.9), Candidate: fp(math.NaN())}}, []Outcome{OutcomeFail}, DecisionNoGo, "is NaN"},
 		{"infinite baseline fails", `{metric: jacobian_condition, max_relative_change: 0.1}`, false,
-			map[string]*Metric{MetricJacobianCondition: {Better: BetterLower, Baseline: fp(math.Inf(1)), Candidate: fp(3)}}, []Outcome{OutcomeFail}, DecisionNoGo, "is infinite"},
+			map[string]*validation.Metric{validation.MetricJacobianCondition: {Better: validation.BetterLower, Baseline: fp(math.Inf(1)), Candidate: fp(3)}}, []Outcome{OutcomeFail}, DecisionNoGo, "is infinite"},
 		{"null value fails with the reason", `{metric: loss, max_degradation: 0.1}`, false,
-			map[string]*Metric{MetricLoss: {Better: BetterLower, Baseline: fp(0.2), Reason: "candidate: not finite"}}, []Outcome{OutcomeFail}, DecisionNoGo, "candidate: not finite"},
+			map[string]*validation.Metric{validation.MetricLoss: {Better: validation.BetterLower, Baseline: fp(0.2), Reason: "candidate: not finite"}}, []Outcome{OutcomeFail}, DecisionNoGo, "candidate: not finite"},
 		{"NaN optional metric is skipped", `{metric: loss, max_degradation: 0.1, optional: true}`, false,
-			map[string]*Metric{MetricLoss: {Better: BetterLower, Baseline: fp(0.2), Candidate: fp(math.NaN())}}, []Outcome{OutcomeSkipped}, DecisionGo, ""},
+			map[string]*validation.Metric{validation.MetricLoss: {Better: validation.BetterLower, Baseline: fp(0.2), Candidate: fp(math.NaN())}}, []Outcome{OutcomeSkipped}, DecisionGo, ""},
 		{"versus control", `{metric: accuracy, versus: control, max_degradation: 0.01}`, true,
-			map[string]*Metric{MetricAccuracy: withControl(metric(BetterHigher, 0.9, 0.95, iv(0.03, 0.07)), 0.96, iv(-0.015, -0.005))},
+			map[string]*validation.Metric{validation.MetricAccuracy: withControl(metric(validation.BetterHigher, 0.9, 0.95, iv(0.03, 0.07)), 0.96, iv(-0.015, -0.005))},
 			[]Outcome{OutcomeInconclusive}, DecisionInconclusive, "control 0.96"},
 		{"versus control without a control fails", `{metric: accuracy, versus: control, max_degradation: 0.01}`, false,
 			acc(0.9, 0.9, 0, 0), []Outcome{OutcomeFail}, DecisionNoGo, "no control model"},
 		{"any fail beats inconclusive", "{metric: accuracy, max_degradation: 0.005}\n  - {metric: params, max_ratio: 0.5}", false,
-			map[string]*Metric{MetricAccuracy: metric(BetterHigher, 0.9, 0.9, iv(-0.01, 0.01)), MetricParams: metric(BetterLower, 100, 80, iv(-20, -20))},
+			map[string]*validation.Metric{validation.MetricAccuracy: metric(validation.BetterHigher, 0.9, 0.9, iv(-0.01, 0.01)), validation.MetricParams: metric(validation.BetterLower, 100, 80, iv(-20, -20))},
 			[]Outcome{OutcomeInconclusive, OutcomeFail}, DecisionNoGo, ""},
 	}
 	for _, tt := range tests {
@@ -123,7 +126,7 @@ func TestJudge(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			g, err := Judge("policy.yaml", p, validation(tt.control, tt.metrics))
+			g, err := Judge("policy.yaml", p, newValidation(tt.control, tt.metrics))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -164,7 +167,7 @@ func TestJudgeNeedsDirection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = Judge("p.yaml", p, validation(false, map[string]*Metric{MetricResidualShare: metric(BetterReported, 0, 0.2, nil)}))
+	_, err = Judge("p.yaml", p, newValidation(false, map[string]*validation.Metric{validation.MetricResidualShare: metric(validation.BetterReported, 0, 0.2, nil)}))
 	var ce *ConfigError
 	if !errors.As(err, &ce) || !errors.Is(err, ErrInput) || ce.Line != 5 || !strings.Contains(err.Error(), "give the rule a direction") {
 		t.Fatalf("err = %v, want a ConfigError at line 5 asking for a direction", err)

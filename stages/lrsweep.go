@@ -14,6 +14,7 @@ import (
 	"github.com/strata-ml/strata/compute"
 	"github.com/strata-ml/strata/internal/inputerr"
 	"github.com/strata-ml/strata/internal/provenance"
+	"github.com/strata-ml/strata/validation"
 )
 
 // LRSweepSchemaVersion is the schema_version of lr_sweep.json.
@@ -44,10 +45,10 @@ type LRRun struct {
 	LR float64 `json:"lr"`
 	// Accuracy is the share of evaluation rows classified right (null for
 	// regression); a row whose logits are not finite counts as wrong.
-	Accuracy *Float `json:"accuracy"`
+	Accuracy *validation.NullableFloat `json:"accuracy"`
 	// Loss is the mean cross-entropy (MSE for regression), null when the
 	// run diverged (a non-finite loss on some row).
-	Loss *Float `json:"loss"`
+	Loss *validation.NullableFloat `json:"loss"`
 	// Dir is the run's finetune output directory.
 	Dir string `json:"dir"`
 }
@@ -127,7 +128,7 @@ func readLRSweep(path string) (*LRSweepFile, provenance.File, error) {
 // scoreModelFile evaluates a model file on raw evaluation data: accuracy
 // (null for regression; rows with a non-finite logit count as wrong) and
 // the mean loss (null when some row's loss is not finite).
-func scoreModelFile(path, activation string, ds *arrowio.Dataset) (task string, acc, loss *Float, err error) {
+func scoreModelFile(path, activation string, ds *arrowio.Dataset) (task string, acc, loss *validation.NullableFloat, err error) {
 	lm, err := mapModel(path, activation)
 	if err != nil {
 		return "", nil, nil, inputerr.InFile(path, err)
@@ -152,20 +153,20 @@ func scoreModelFile(path, activation string, ds *arrowio.Dataset) (task string, 
 		for i, ok := range correct {
 			finite := true
 			for _, v := range z[i*c : (i+1)*c] {
-				finite = finite && finiteVal(v)
+				finite = finite && isFinite(v)
 			}
 			if ok == 1 && finite {
 				right++
 			}
 		}
-		acc = num(float64(right) / float64(ds.N))
+		acc = validation.Num(float64(right) / float64(ds.N))
 	}
 	var sum float64
 	for _, l := range losses {
 		sum += l
 	}
-	if mean := sum / float64(ds.N); finiteVal(mean) {
-		loss = num(mean)
+	if mean := sum / float64(ds.N); isFinite(mean) {
+		loss = validation.Num(mean)
 	}
 	return net.Task(), acc, loss, nil
 }
@@ -177,9 +178,9 @@ func scoreModelFile(path, activation string, ds *arrowio.Dataset) (task string, 
 // its range. Parts also give each learning rate's accuracy and loss. The
 // dense sweep is the baseline's and, with a control, the control's: both
 // are the baseline fine-tuned with the candidate's budget.
-func (r *validateRun) lrRobustness(b *metricBuilder, f *LRSweepFile) *Metric {
+func (r *validateRun) lrRobustness(b *metricBuilder, f *LRSweepFile) *validation.Metric {
 	if f == nil {
-		return b.nullMetric(BetterHigher, "no learning-rate sweep: run strata sweep --lrs, or give validate --lr-sweep FILE")
+		return b.nullMetric(validation.BetterHigher, "no learning-rate sweep: run strata sweep --lrs, or give validate --lr-sweep FILE")
 	}
 	const ciReason = "no interval: one training run per learning rate; the spread over seeds is in sweep.json"
 	classification := f.Task == compute.TaskClassification
@@ -220,11 +221,11 @@ func (r *validateRun) lrRobustness(b *metricBuilder, f *LRSweepFile) *Metric {
 		}
 		return hi - lo
 	}
-	what, better := "accuracy", BetterHigher
+	what, better := "accuracy", validation.BetterHigher
 	if !classification {
-		what, better = "loss", BetterLower
+		what, better = "loss", validation.BetterLower
 	}
-	part := func(name, better string, v [3]float64, why [3]string) *Metric {
+	part := func(name, better string, v [3]float64, why [3]string) *validation.Metric {
 		p := b.metric(better)
 		b.fill(p, v, why)
 		p.Name, p.CIReason = name, ciReason
@@ -239,9 +240,9 @@ func (r *validateRun) lrRobustness(b *metricBuilder, f *LRSweepFile) *Metric {
 	}
 	m.Note = fmt.Sprintf("worst evaluation %s over the %d learning rates %s of the same fine-tuning budget (a diverged run scores %s); part range: best minus worst. The dense side fine-tunes the baseline (the control's recipe), so baseline and control share it",
 		what, len(lrs), strings.Join(lrs, ", "), map[bool]string{true: "accuracy 0", false: "an infinite loss"}[classification])
-	m.Parts = append(m.Parts, part("range", BetterLower, sides(runs, spread), [3]string{}))
+	m.Parts = append(m.Parts, part("range", validation.BetterLower, sides(runs, spread), [3]string{}))
 	for i := range f.Dense {
-		at := func(pick func(LRRun) *Float) ([3]float64, [3]string) {
+		at := func(pick func(LRRun) *validation.NullableFloat) ([3]float64, [3]string) {
 			var v [3]float64
 			var why [3]string
 			for s := range v {
@@ -255,11 +256,11 @@ func (r *validateRun) lrRobustness(b *metricBuilder, f *LRSweepFile) *Metric {
 			return v, why
 		}
 		if classification {
-			v, why := at(func(r LRRun) *Float { return r.Accuracy })
-			m.Parts = append(m.Parts, part("accuracy@lr="+lrs[i], BetterHigher, v, why))
+			v, why := at(func(r LRRun) *validation.NullableFloat { return r.Accuracy })
+			m.Parts = append(m.Parts, part("accuracy@lr="+lrs[i], validation.BetterHigher, v, why))
 		}
-		v, why := at(func(r LRRun) *Float { return r.Loss })
-		m.Parts = append(m.Parts, part("loss@lr="+lrs[i], BetterLower, v, why))
+		v, why := at(func(r LRRun) *validation.NullableFloat { return r.Loss })
+		m.Parts = append(m.Parts, part("loss@lr="+lrs[i], validation.BetterLower, v, why))
 	}
 	return m
 }

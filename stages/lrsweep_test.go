@@ -12,6 +12,7 @@ import (
 
 	"github.com/strata-ml/strata/arrowio"
 	"github.com/strata-ml/strata/compute"
+	"github.com/strata-ml/strata/validation"
 )
 
 func TestParseLRs(t *testing.T) {
@@ -65,7 +66,7 @@ func TestValidateLRRobustness(t *testing.T) {
 	}
 	logits := filepath.Join(dir, "logits.arrow")
 	writeLogits(t, logits, z, y)
-	f := func(v float64) *Float { return num(v) }
+	f := func(v float64) *validation.NullableFloat { return validation.Num(v) }
 	sweep := LRSweepFile{
 		SchemaVersion: LRSweepSchemaVersion, Task: compute.TaskClassification,
 		Dense: []LRRun{
@@ -91,15 +92,15 @@ func TestValidateLRRobustness(t *testing.T) {
 		}
 		return p
 	}
-	cfg := DefaultValidateConfig()
+	cfg := validation.DefaultConfig()
 	cfg.BaselineLogits, cfg.CandidateLogits, cfg.ControlLogits, cfg.Data = logits, logits, logits, data
 	cfg.Out, cfg.LRSweep, cfg.Bootstrap = filepath.Join(dir, "val"), write("lr_sweep.json", sweep), 50
 	res, err := Validate(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := res.Metrics[MetricLRRobustness]
-	near := func(what string, got *Float, want float64) {
+	m := res.Metrics[validation.MetricLRRobustness]
+	near := func(what string, got *validation.NullableFloat, want float64) {
 		t.Helper()
 		if got == nil {
 			t.Errorf("%s: null, want %v", what, want)
@@ -107,7 +108,7 @@ func TestValidateLRRobustness(t *testing.T) {
 			t.Errorf("%s: got %v, want %v", what, float64(*got), want)
 		}
 	}
-	if m.Better != BetterHigher {
+	if m.Better != validation.BetterHigher {
 		t.Errorf("better %q", m.Better)
 	}
 	// The diverged dense run scores 0 even though its logits gave 0.1.
@@ -119,7 +120,7 @@ func TestValidateLRRobustness(t *testing.T) {
 	if m.CI95 != nil || m.CIReason == "" {
 		t.Errorf("interval %v (%q): want none, with the reason", m.CI95, m.CIReason)
 	}
-	parts := map[string]*Metric{}
+	parts := map[string]*validation.Metric{}
 	for _, p := range m.Parts {
 		parts[p.Name] = p
 	}
@@ -140,7 +141,7 @@ func TestValidateLRRobustness(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m := res.Metrics[MetricLRRobustness]; m.Baseline != nil || !strings.Contains(m.Reason, "no learning-rate sweep") {
+	if m := res.Metrics[validation.MetricLRRobustness]; m.Baseline != nil || !strings.Contains(m.Reason, "no learning-rate sweep") {
 		t.Errorf("no sweep: %v (%q)", fv(m.Baseline), m.Reason)
 	}
 

@@ -15,6 +15,7 @@ import (
 	"github.com/strata-ml/strata/examples/data"
 	"github.com/strata-ml/strata/internal/inputerr"
 	"github.com/strata-ml/strata/internal/provenance"
+	"github.com/strata-ml/strata/validation"
 )
 
 // PilotSchemaVersion is the schema_version of pilot.json.
@@ -149,7 +150,7 @@ type PilotValidate struct {
 func DefaultPilotConfig() PilotConfig {
 	ft := DefaultFinetuneConfig()
 	cv := DefaultConvertConfig()
-	va := DefaultValidateConfig()
+	va := validation.DefaultConfig()
 	train := PilotTraining{
 		Epochs: ft.Epochs, BatchSize: ft.BatchSize, LR: ft.LR, Warmup: ft.Warmup, Optimizer: ft.Optimizer,
 		Momentum: ft.Momentum, WeightDecay: ft.WeightDecay, ResidualL2: ft.ResidualL2, Clip: ft.Clip,
@@ -278,12 +279,12 @@ type PilotResult struct {
 	ReportHTML string  `json:"report_html"`
 	Seconds    float64 `json:"seconds"`
 
-	Baseline   *FinetuneResult   `json:"-"` // nil when Model was given
-	Convert    *ConvertResult    `json:"-"`
-	Finetune   *FinetuneResult   `json:"-"`
-	Control    *FinetuneResult   `json:"-"` // nil without the control
-	Validation *ValidationResult `json:"-"`
-	Report     *ReportResult     `json:"-"`
+	Baseline   *FinetuneResult    `json:"-"` // nil when Model was given
+	Convert    *ConvertResult     `json:"-"`
+	Finetune   *FinetuneResult    `json:"-"`
+	Control    *FinetuneResult    `json:"-"` // nil without the control
+	Validation *validation.Result `json:"-"`
+	Report     *ReportResult      `json:"-"`
 }
 
 // PilotData describes the pilot's data.
@@ -416,7 +417,7 @@ func Pilot(ctx context.Context, cfg PilotConfig) (*PilotResult, error) {
 		control = filepath.Join(ct.Out, res.Control.Outputs.Model)
 	}
 
-	va := DefaultValidateConfig()
+	va := validation.DefaultConfig()
 	cfg.Validate.apply(&va)
 	va.Baseline, va.Candidate, va.Control = res.BaselineModel, candidate, control
 	va.Data, va.Label, va.Out, va.Seed, va.Activation, va.Logger = res.Data.Test, cfg.Label, dir("validate"), cfg.Seed, cfg.Activation, cfg.StageLogger
@@ -436,7 +437,7 @@ func Pilot(ctx context.Context, cfg PilotConfig) (*PilotResult, error) {
 	}
 
 	rc := ReportConfig{
-		Validation: filepath.Join(va.Out, "validation.json"), Policy: cfg.Policy, Out: dir("report"),
+		Validation: filepath.Join(va.Out, res.Validation.Outputs.Report), Policy: cfg.Policy, Out: dir("report"),
 		DecisionFile: cfg.DecisionFile, XComFile: cfg.XComFile, MetricsFile: cfg.MetricsFile, NoFail: cfg.NoFail,
 		Title: "strata pilot report", Logger: cfg.StageLogger,
 	}
@@ -555,7 +556,7 @@ func (p PilotConvert) apply(c *ConvertConfig) {
 	c.Include, c.Exclude = p.Include, p.Exclude
 }
 
-func (p PilotValidate) apply(c *ValidateConfig) {
+func (p PilotValidate) apply(c *validation.Config) {
 	c.Bootstrap, c.MaxJacobianSamples, c.Noise, c.RobustnessEps = p.Bootstrap, p.MaxJacobianSamples, slices.Clone(p.Noise), p.RobustnessEps
 	c.RobustnessDraws, c.GradBatch, c.LatencyBatch, c.LatencyRuns = p.RobustnessDraws, p.GradBatch, p.LatencyBatch, p.LatencyRuns
 	c.LatencyWarmup, c.SpikeWindow, c.SpikeThreshold = p.LatencyWarmup, p.SpikeWindow, p.SpikeThreshold

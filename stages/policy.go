@@ -9,6 +9,7 @@ import (
 	"github.com/strata-ml/strata/internal/inputerr"
 	"github.com/strata-ml/strata/internal/provenance"
 	"github.com/strata-ml/strata/manifests/policy"
+	"github.com/strata-ml/strata/validation"
 )
 
 // PolicyVersion is the only policy format version there is.
@@ -43,9 +44,9 @@ type Policy struct {
 // Rule is one rule of a policy: a metric of validation.json and exactly
 // one bound on it.
 type Rule struct {
-	// Metric is a key of validation.json's metrics (MetricKeys).
+	// Metric is a key of validation.json's metrics (validation.MetricKeys).
 	Metric string `yaml:"metric" json:"metric"`
-	// Direction is BetterHigher or BetterLower; empty takes the metric's
+	// Direction is validation.BetterHigher or validation.BetterLower; empty takes the metric's
 	// `better` from validation.json.
 	Direction string `yaml:"direction" json:"direction,omitempty"`
 	// The bounds; a rule sets exactly one. MinValue and MaxValue bound
@@ -160,18 +161,18 @@ func ParsePolicy(name string, src []byte) (*Policy, error) {
 		}
 		switch {
 		case r.Metric == "":
-			return nil, bad(rule, "no metric; every rule names one of %s", strings.Join(MetricKeys, ", "))
-		case !slices.Contains(MetricKeys, r.Metric):
+			return nil, bad(rule, "no metric; every rule names one of %s", strings.Join(validation.MetricKeys, ", "))
+		case !slices.Contains(validation.MetricKeys, r.Metric):
 			hint := ""
-			if s := closest(r.Metric, MetricKeys); s != "" {
+			if s := closest(r.Metric, validation.MetricKeys); s != "" {
 				hint = fmt.Sprintf(" (did you mean %s?)", s)
 			}
-			return nil, bad(key("metric"), "unknown metric %q%s; want one of %s", r.Metric, hint, strings.Join(MetricKeys, ", "))
+			return nil, bad(key("metric"), "unknown metric %q%s; want one of %s", r.Metric, hint, strings.Join(validation.MetricKeys, ", "))
 		}
 		switch r.Direction {
-		case "", BetterHigher, BetterLower:
+		case "", validation.BetterHigher, validation.BetterLower:
 		default:
-			return nil, bad(key("direction"), "%q: want %s or %s", r.Direction, BetterHigher, BetterLower)
+			return nil, bad(key("direction"), "%q: want %s or %s", r.Direction, validation.BetterHigher, validation.BetterLower)
 		}
 		switch r.Versus {
 		case "", VersusBaseline, VersusControl:

@@ -9,6 +9,7 @@ import (
 
 	"github.com/strata-ml/strata/internal/provenance"
 	"github.com/strata-ml/strata/manifests/policy"
+	"github.com/strata-ml/strata/validation"
 )
 
 func TestParsePolicy(t *testing.T) {
@@ -154,7 +155,7 @@ validate:
 	if cfg.Finetune.Epochs != 3 || cfg.Baseline.Epochs != 5 || cfg.Finetune.BatchSize != DefaultFinetuneConfig().BatchSize || cfg.Control {
 		t.Errorf("training %+v / %+v control %v", cfg.Finetune, cfg.Baseline, cfg.Control)
 	}
-	if len(cfg.Validate.Noise) != 1 || cfg.Validate.Bootstrap != DefaultValidateConfig().Bootstrap {
+	if len(cfg.Validate.Noise) != 1 || cfg.Validate.Bootstrap != validation.DefaultConfig().Bootstrap {
 		t.Errorf("validate %+v", cfg.Validate)
 	}
 

@@ -3,21 +3,19 @@ package stages
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
-	"reflect"
 	"slices"
 	"strings"
 
 	"github.com/strata-ml/strata/arrowio"
 	"github.com/strata-ml/strata/internal/inputerr"
 	"github.com/strata-ml/strata/internal/provenance"
+	"github.com/strata-ml/strata/validation"
 )
 
 // ReportSchemaVersion is the schema_version of report.json.
@@ -94,24 +92,24 @@ type ReportInputs struct {
 // MetricRow is one row of the report's metric table: a metric of
 // validation.json for each model, with the deltas and their intervals.
 type MetricRow struct {
-	Metric    string `json:"metric"`
-	Better    string `json:"better"`
-	Baseline  *Float `json:"baseline"`
-	Candidate *Float `json:"candidate"`
-	Control   *Float `json:"control,omitempty"`
+	Metric    string                    `json:"metric"`
+	Better    string                    `json:"better"`
+	Baseline  *validation.NullableFloat `json:"baseline"`
+	Candidate *validation.NullableFloat `json:"candidate"`
+	Control   *validation.NullableFloat `json:"control,omitempty"`
 	// Delta (candidate - baseline) with CI95 and PValue: what the
 	// candidate changed.
-	Delta  *Float    `json:"delta"`
-	CI95   *Interval `json:"ci95"`
-	PValue *Float    `json:"p_value,omitempty"`
+	Delta  *validation.NullableFloat `json:"delta"`
+	CI95   *validation.Interval      `json:"ci95"`
+	PValue *validation.NullableFloat `json:"p_value,omitempty"`
 	// DeltaVsControl (candidate - control) with CI95VsControl: what the
 	// structure did, training budget equal.
-	DeltaVsControl *Float    `json:"delta_vs_control,omitempty"`
-	CI95VsControl  *Interval `json:"ci95_vs_control,omitempty"`
+	DeltaVsControl *validation.NullableFloat `json:"delta_vs_control,omitempty"`
+	CI95VsControl  *validation.Interval      `json:"ci95_vs_control,omitempty"`
 	// TrainingEffect is control - baseline: what more training alone did.
-	TrainingEffect *Float `json:"training_effect,omitempty"`
-	Note           string `json:"note,omitempty"`
-	Reason         string `json:"reason,omitempty"`
+	TrainingEffect *validation.NullableFloat `json:"training_effect,omitempty"`
+	Note           string                    `json:"note,omitempty"`
+	Reason         string                    `json:"reason,omitempty"`
 }
 
 // CandidateReport is one judged candidate; a report without SelectBest
@@ -125,19 +123,19 @@ type CandidateReport struct {
 	// lowrank residual on 3 of 3 layers, 55% of the baseline's
 	// parameters"; Layers gives each layer's, e.g. "0: monarch b=4 r=4 +
 	// lowrank r=4; 2: ...".
-	Structure string          `json:"structure"`
-	Layers    string          `json:"layers"`
-	Params    *Float          `json:"params"`
-	Accuracy  *Float          `json:"accuracy"`
-	Decision  Decision        `json:"decision"`
-	Why       string          `json:"why"`
-	Counts    map[Outcome]int `json:"counts"`
-	Rules     []RuleResult    `json:"rules"`
+	Structure string                    `json:"structure"`
+	Layers    string                    `json:"layers"`
+	Params    *validation.NullableFloat `json:"params"`
+	Accuracy  *validation.NullableFloat `json:"accuracy"`
+	Decision  Decision                  `json:"decision"`
+	Why       string                    `json:"why"`
+	Counts    map[Outcome]int           `json:"counts"`
+	Rules     []RuleResult              `json:"rules"`
 	// Selected marks the candidate the report features: the one chosen
 	// by SelectBest, or the only one.
 	Selected bool `json:"selected"`
 
-	res  *ValidationResult
+	res  *validation.Result
 	gate *GateResult
 }
 
@@ -224,7 +222,7 @@ func Report(ctx context.Context, cfg ReportConfig) (*ReportResult, error) {
 		Inputs: ReportInputs{Policy: pol.Input}, Warnings: []string{},
 	}
 	for _, f := range files {
-		v, in, err := ReadValidation(f)
+		v, in, err := validation.Read(f)
 		if err != nil {
 			return nil, err
 		}
@@ -334,120 +332,25 @@ func (cfg *ReportConfig) validationFiles() ([]string, error) {
 	return files, nil
 }
 
-// ReadValidation reads a validation.json with its hash. A file that does
-// not read, is not JSON of the validation schema, or has another
-// schema_version or no metrics is bad input.
-func ReadValidation(path string) (*ValidationResult, provenance.File, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, provenance.File{}, inputerr.Errorf("report: %w", err)
-	}
-	var v ValidationResult
-	if err := json.Unmarshal(b, &v); err != nil {
-		var se *json.SyntaxError
-		var te *json.UnmarshalTypeError
-		switch {
-		case errors.As(err, &se):
-			line := 1 + bytes.Count(b[:min(int(se.Offset), len(b))], []byte("\n"))
-			return nil, provenance.File{}, inputerr.Errorf("%s:%d: not valid JSON: %v", path, line, err)
-		case errors.As(err, &te):
-			line := 1 + bytes.Count(b[:min(int(te.Offset), len(b))], []byte("\n"))
-			return nil, provenance.File{}, inputerr.Errorf("%s:%d: %s: want %s, got a JSON %s", path, line, te.Field, jsonKind(te.Type), te.Value)
-		}
-		return nil, provenance.File{}, inputerr.Errorf("%s: %v", path, err)
-	}
-	switch {
-	case v.SchemaVersion != ValidateSchemaVersion:
-		return nil, provenance.File{}, inputerr.Errorf("%s: schema_version %d: this strata reads validation.json version %d (is it a validation.json?)",
-			path, v.SchemaVersion, ValidateSchemaVersion)
-	case len(v.Metrics) == 0:
-		return nil, provenance.File{}, inputerr.Errorf("%s: no metrics", path)
-	}
-	for k, m := range v.Metrics {
-		if m == nil {
-			delete(v.Metrics, k) // "key": null reads as missing
-		}
-	}
-	return &v, provenance.Bytes(path, b), nil
-}
-
-// jsonKind names what JSON a Go type decodes from.
-func jsonKind(t reflect.Type) string {
-	switch t.Kind() {
-	case reflect.Struct, reflect.Map:
-		return "an object"
-	case reflect.Slice, reflect.Array:
-		return "an array"
-	case reflect.Float32, reflect.Float64, reflect.Int, reflect.Int64, reflect.Uint64:
-		return "a number"
-	case reflect.String:
-		return "a string"
-	case reflect.Bool:
-		return "true or false"
-	case reflect.Pointer:
-		return jsonKind(t.Elem())
-	}
-	return t.String()
-}
-
-func newCandidateReport(v *ValidationResult, in provenance.File, g *GateResult) CandidateReport {
+func newCandidateReport(v *validation.Result, in provenance.File, g *GateResult) CandidateReport {
 	c := CandidateReport{
 		Validation: in, Decision: g.Decision, Why: g.Why, Counts: g.Counts, Rules: g.Rules,
 		res: v, gate: g,
 	}
-	c.Structure, c.Layers = describeCandidate(v)
+	c.Structure, c.Layers = v.Describe()
 	c.Name = in.Path
 	if cand := v.Inputs.Candidate; cand != nil {
 		c.Name = filepath.Join(filepath.Base(filepath.Dir(cand.Path)), filepath.Base(cand.Path))
 	} else if cand := v.Inputs.CandidateLogits; cand != nil {
 		c.Name = filepath.Base(cand.Path)
 	}
-	if m := v.Metrics[MetricParams]; m != nil {
+	if m := v.Metrics[validation.MetricParams]; m != nil {
 		c.Params = m.Candidate
 	}
-	if m := v.Metrics[MetricAccuracy]; m != nil {
+	if m := v.Metrics[validation.MetricAccuracy]; m != nil {
 		c.Accuracy = m.Candidate
 	}
 	return c
-}
-
-// describeCandidate summarises the candidate's layers: a short summary
-// ("monarch + lowrank residual on 3 of 3 layers, 55% of the baseline's
-// parameters") and each layer's structure.
-func describeCandidate(v *ValidationResult) (summary, detail string) {
-	if len(v.Layers) == 0 {
-		if v.Mode == ValidateModeLogits {
-			return "logits computed elsewhere", ""
-		}
-		return "unknown structure", ""
-	}
-	var kinds, layers []string
-	decomposed := 0
-	for _, l := range v.Layers {
-		if l.Family == "" || l.Family == "dense" {
-			layers = append(layers, l.Name+": dense")
-			continue
-		}
-		decomposed++
-		s := orDefault(l.Structure, l.Family)
-		layers = append(layers, l.Name+": "+s)
-		kind := l.Family
-		if _, res, ok := strings.Cut(s, " + "); ok {
-			kind += " + " + strings.Fields(res)[0] + " residual"
-		}
-		if !slices.Contains(kinds, kind) {
-			kinds = append(kinds, kind)
-		}
-	}
-	if decomposed == 0 {
-		summary = "dense (no decomposed layer)"
-	} else {
-		summary = fmt.Sprintf("%s on %d of %d layers", strings.Join(kinds, ", "), decomposed, len(v.Layers))
-	}
-	if m := v.Metrics[MetricParams]; m != nil && finite(m.Baseline) && finite(m.Candidate) && *m.Baseline > 0 {
-		summary += fmt.Sprintf(", %.0f%% of the baseline's parameters", 100*float64(*m.Candidate)/float64(*m.Baseline))
-	}
-	return summary, strings.Join(layers, "; ")
 }
 
 // selectCandidate ranks the candidates and marks the featured one. With
@@ -457,8 +360,8 @@ func describeCandidate(v *ValidationResult) (summary, detail string) {
 // else INCONCLUSIVE when some is inconclusive, else NO-GO.
 func (r *ReportResult) selectCandidate(selectBest bool) {
 	rank := map[Decision]int{DecisionGo: 0, DecisionInconclusive: 1, DecisionNoGo: 2}
-	val := func(f *Float, missing float64) float64 {
-		if !finite(f) {
+	val := func(f *validation.NullableFloat, missing float64) float64 {
+		if !validation.Finite(f) {
 			return missing
 		}
 		return float64(*f)
@@ -506,17 +409,17 @@ func (r *ReportResult) selectCandidate(selectBest bool) {
 	}
 }
 
-func fmtFloatPtr(f *Float) string {
+func fmtFloatPtr(f *validation.NullableFloat) string {
 	if f == nil {
 		return "null"
 	}
 	return fmtNum(float64(*f))
 }
 
-// metricRows builds the metric table of a validation, in MetricKeys
+// metricRows builds the metric table of a validation, in validation.MetricKeys
 // order, then any further keys by name.
-func metricRows(v *ValidationResult) []MetricRow {
-	keys := slices.Clone(MetricKeys)
+func metricRows(v *validation.Result) []MetricRow {
+	keys := slices.Clone(validation.MetricKeys)
 	var extra []string
 	for k := range v.Metrics {
 		if !slices.Contains(keys, k) {
@@ -536,7 +439,7 @@ func metricRows(v *ValidationResult) []MetricRow {
 			Delta: m.Delta, CI95: m.CI95, PValue: m.PValue, DeltaVsControl: m.DeltaVsControl, CI95VsControl: m.CI95VsControl,
 			Note: m.Note, Reason: m.Reason,
 		}
-		if finite(m.Control) && finite(m.Baseline) {
+		if validation.Finite(m.Control) && validation.Finite(m.Baseline) {
 			row.TrainingEffect = newPtr(*m.Control - *m.Baseline)
 		}
 		rows = append(rows, row)
@@ -650,11 +553,11 @@ type XComRule struct {
 
 // XComMetric is one metric in the XCom summary.
 type XComMetric struct {
-	Baseline  *Float    `json:"baseline"`
-	Candidate *Float    `json:"candidate"`
-	Control   *Float    `json:"control,omitempty"`
-	Delta     *Float    `json:"delta"`
-	CI95      *Interval `json:"ci95"`
+	Baseline  *validation.NullableFloat `json:"baseline"`
+	Candidate *validation.NullableFloat `json:"candidate"`
+	Control   *validation.NullableFloat `json:"control,omitempty"`
+	Delta     *validation.NullableFloat `json:"delta"`
+	CI95      *validation.Interval      `json:"ci95"`
 }
 
 func (r *ReportResult) xcom(cfg ReportConfig) XCom {
@@ -695,9 +598,9 @@ func (r *ReportResult) openMetrics() []byte {
 	for _, m := range r.Metrics {
 		for _, s := range []struct {
 			model string
-			v     *Float
+			v     *validation.NullableFloat
 		}{{"baseline", m.Baseline}, {"candidate", m.Candidate}, {"control", m.Control}} {
-			if finite(s.v) {
+			if validation.Finite(s.v) {
 				fmt.Fprintf(&b, "strata_metric{metric=%s,model=%s} %s\n", omLabel(m.Metric), omLabel(s.model), omNum(float64(*s.v)))
 			}
 		}
@@ -707,10 +610,10 @@ func (r *ReportResult) openMetrics() []byte {
 	for _, m := range r.Metrics {
 		for _, s := range []struct {
 			versus string
-			d      *Float
-			ci     *Interval
+			d      *validation.NullableFloat
+			ci     *validation.Interval
 		}{{VersusBaseline, m.Delta, m.CI95}, {VersusControl, m.DeltaVsControl, m.CI95VsControl}} {
-			if !finite(s.d) {
+			if !validation.Finite(s.d) {
 				continue
 			}
 			fmt.Fprintf(&b, "strata_metric_delta{metric=%s,versus=%s,bound=\"point\"} %s\n", omLabel(m.Metric), omLabel(s.versus), omNum(float64(*s.d)))

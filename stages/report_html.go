@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/strata-ml/strata/internal/provenance"
+	"github.com/strata-ml/strata/validation"
 )
 
 // This file renders report.html: one self-contained page (inline CSS and
@@ -23,9 +24,9 @@ const (
 )
 
 var htmlTemplate = template.Must(template.New("report").Funcs(template.FuncMap{
-	"num":    func(f *Float) string { return cell(f) },
-	"signed": func(f *Float) string { return signedCell(f) },
-	"ci":     func(c *Interval) string { return ciCell(c) },
+	"num":    func(f *validation.NullableFloat) string { return cell(f) },
+	"signed": func(f *validation.NullableFloat) string { return signedCell(f) },
+	"ci":     func(c *validation.Interval) string { return ciCell(c) },
 	"inc":    func(i int) int { return i + 1 },
 	"count":  func(c CandidateReport, o string) int { return c.Counts[Outcome(o)] },
 	"explain": func(r RuleResult) string {
@@ -208,21 +209,21 @@ func inlineSVG(doc []byte, id, title string) string {
 }
 
 // cell formats a table value; "-" for null.
-func cell(f *Float) string {
+func cell(f *validation.NullableFloat) string {
 	if f == nil {
 		return "-"
 	}
 	return fmtNum(float64(*f))
 }
 
-func signedCell(f *Float) string {
+func signedCell(f *validation.NullableFloat) string {
 	if f == nil {
 		return "-"
 	}
 	return fmtSigned(float64(*f))
 }
 
-func ciCell(c *Interval) string {
+func ciCell(c *validation.Interval) string {
 	if c == nil || math.IsNaN(float64(c[0])) || math.IsNaN(float64(c[1])) {
 		return "-"
 	}

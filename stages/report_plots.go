@@ -14,6 +14,7 @@ import (
 	"gonum.org/v1/plot/vg/vgsvg"
 
 	"github.com/strata-ml/strata/arrowio"
+	"github.com/strata-ml/strata/validation"
 )
 
 // This file draws the report's plots with gonum/plot as standalone SVG
@@ -56,7 +57,7 @@ const maxSpectraLayers = 12
 
 // renderPlots draws every plot of a validation and its training logs. A
 // plot that cannot be drawn is reported missing, never a panic.
-func renderPlots(v *ValidationResult, logs trainLogs) []reportPlot {
+func renderPlots(v *validation.Result, logs trainLogs) []reportPlot {
 	plots := []reportPlot{
 		{ID: PlotSpectra, Title: "Singular-value spectra per layer",
 			Caption: "Singular values (log scale, largest first) of each linear layer's effective weight: the dense baseline's W, the candidate's W = S + R and its trunk S alone, and the control's W."},
@@ -250,7 +251,7 @@ func (ls *legendSet) legend() *plot.Legend {
 
 // positive returns the points (k+1, v[k]) of the finite positive values:
 // what a log axis can show.
-func positive(v []Float) plotter.XYs {
+func positive(v []validation.NullableFloat) plotter.XYs {
 	var xy plotter.XYs
 	for k, f := range v {
 		if x := float64(f); x > 0 && !math.IsInf(x, 0) {
@@ -260,7 +261,7 @@ func positive(v []Float) plotter.XYs {
 	return xy
 }
 
-func plotSpectra(v *ValidationResult) ([]byte, string) {
+func plotSpectra(v *validation.Result) ([]byte, string) {
 	if len(v.Layers) == 0 {
 		return nil, orDefault(v.LayersReason, "validation.json has no layers")
 	}
@@ -352,10 +353,10 @@ func plotTraining(logs trainLogs) ([]byte, string) {
 	return svgTiles(grid(ps, 2), legend.legend(), vg.Length(len(ps))*4*vg.Inch, 3*vg.Inch), ""
 }
 
-func plotSensitivity(v *ValidationResult) ([]byte, string) {
+func plotSensitivity(v *validation.Result) ([]byte, string) {
 	legend := newLegendSet()
 	var ps []*plot.Plot
-	for _, key := range []string{MetricPerturbationSensitivity, MetricPerturbationSensitivityRelative} {
+	for _, key := range []string{validation.MetricPerturbationSensitivity, validation.MetricPerturbationSensitivityRelative} {
 		m := v.Metrics[key]
 		if m == nil || len(m.Parts) == 0 {
 			continue
@@ -365,8 +366,8 @@ func plotSensitivity(v *ValidationResult) ([]byte, string) {
 			if part == nil || !(part.Noise > 0) {
 				continue
 			}
-			add := func(xy *plotter.XYs, f *Float) {
-				if finite(f) {
+			add := func(xy *plotter.XYs, f *validation.NullableFloat) {
+				if validation.Finite(f) {
 					*xy = append(*xy, plotter.XY{X: part.Noise, Y: float64(*f)})
 				}
 			}
@@ -378,7 +379,7 @@ func plotSensitivity(v *ValidationResult) ([]byte, string) {
 			continue
 		}
 		y := "||f(x+d) - f(x)|| / ||d||"
-		if key == MetricPerturbationSensitivityRelative {
+		if key == validation.MetricPerturbationSensitivityRelative {
 			y = "the same / mean ||f(x)||"
 		}
 		p := newPlot(key, "noise level (share of feature std)", y)
@@ -392,7 +393,7 @@ func plotSensitivity(v *ValidationResult) ([]byte, string) {
 	}
 	if len(ps) == 0 {
 		reason := "validation.json has no perturbation levels"
-		if m := v.Metrics[MetricPerturbationSensitivity]; m != nil && m.Reason != "" {
+		if m := v.Metrics[validation.MetricPerturbationSensitivity]; m != nil && m.Reason != "" {
 			reason = m.Reason
 		}
 		return nil, reason
@@ -404,11 +405,11 @@ func plotSensitivity(v *ValidationResult) ([]byte, string) {
 type barGroup struct {
 	name  string
 	color color.Color
-	value func(layer int) *Float
+	value func(layer int) *validation.NullableFloat
 }
 
 // layerBars draws grouped bars per layer, a missing value as no bar.
-func layerBars(v *ValidationResult, title, y string, groups []barGroup) []byte {
+func layerBars(v *validation.Result, title, y string, groups []barGroup) []byte {
 	names := make([]string, len(v.Layers))
 	for i, l := range v.Layers {
 		names[i] = l.Name
@@ -419,7 +420,7 @@ func layerBars(v *ValidationResult, title, y string, groups []barGroup) []byte {
 	for gi, g := range groups {
 		vals := make(plotter.Values, len(v.Layers))
 		for i := range v.Layers {
-			if f := g.value(i); finite(f) {
+			if f := g.value(i); validation.Finite(f) {
 				vals[i] = float64(*f)
 			}
 		}
@@ -437,36 +438,36 @@ func layerBars(v *ValidationResult, title, y string, groups []barGroup) []byte {
 	return svgTiles([][]*plot.Plot{{p}}, legend.legend(), 6*vg.Inch, 3*vg.Inch)
 }
 
-func plotResidualShare(v *ValidationResult) ([]byte, string) {
+func plotResidualShare(v *validation.Result) ([]byte, string) {
 	if len(v.Layers) == 0 {
 		return nil, orDefault(v.LayersReason, "validation.json has no layers")
 	}
 	some := false
 	for _, l := range v.Layers {
-		some = some || finite(l.ResidualShare.Candidate)
+		some = some || validation.Finite(l.ResidualShare.Candidate)
 	}
 	if !some {
 		return nil, "the candidate has no decomposed layer with a residual share"
 	}
 	return layerBars(v, "candidate: ||R u|| / (||S u|| + ||R u||)", "residual share", []barGroup{
-		{"candidate", colorCandidate, func(i int) *Float { return v.Layers[i].ResidualShare.Candidate }},
+		{"candidate", colorCandidate, func(i int) *validation.NullableFloat { return v.Layers[i].ResidualShare.Candidate }},
 	}), ""
 }
 
-func plotRobustness(v *ValidationResult) ([]byte, string) {
+func plotRobustness(v *validation.Result) ([]byte, string) {
 	if len(v.Layers) == 0 {
 		return nil, orDefault(v.LayersReason, "validation.json has no layers")
 	}
 	groups := []barGroup{
-		{"baseline", colorBaseline, func(i int) *Float { return v.Layers[i].RobustnessDrop.Baseline }},
-		{"candidate", colorCandidate, func(i int) *Float { return v.Layers[i].RobustnessDrop.Candidate }},
+		{"baseline", colorBaseline, func(i int) *validation.NullableFloat { return v.Layers[i].RobustnessDrop.Baseline }},
+		{"candidate", colorCandidate, func(i int) *validation.NullableFloat { return v.Layers[i].RobustnessDrop.Candidate }},
 	}
 	hasControl := false
 	for _, l := range v.Layers {
 		hasControl = hasControl || l.RobustnessDrop.Control != nil
 	}
 	if hasControl {
-		groups = append(groups, barGroup{"control", colorControl, func(i int) *Float { return v.Layers[i].RobustnessDrop.Control }})
+		groups = append(groups, barGroup{"control", colorControl, func(i int) *validation.NullableFloat { return v.Layers[i].RobustnessDrop.Control }})
 	}
 	eps := ""
 	if v.Config.RobustnessEps > 0 {

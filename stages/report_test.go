@@ -18,38 +18,39 @@ import (
 
 	"github.com/strata-ml/strata/arrowio"
 	"github.com/strata-ml/strata/internal/provenance"
+	"github.com/strata-ml/strata/validation"
 )
 
 // fullValidation is a crafted validation.json with every part the report
 // draws: per-layer spectra, residual shares and robustness, noise levels.
-func fullValidation(params float64, acc, lo, hi float64) *ValidationResult {
-	ms := map[string]*Metric{
-		MetricAccuracy:                        withControl(metric(BetterHigher, 0.95, acc, iv(lo, hi)), 0.955, iv(lo-0.005, hi-0.005)),
-		MetricLoss:                            withControl(metric(BetterLower, 0.2, 0.21, iv(-0.01, 0.03)), 0.19, iv(0, 0.04)),
-		MetricParams:                          withControl(metric(BetterLower, 1000, params, iv(params-1000, params-1000)), 1000, iv(params-1000, params-1000)),
-		MetricPerturbationSensitivityRelative: withControl(metric(BetterLower, 0.1, 0.09, iv(-0.02, -0.005)), 0.11, iv(-0.03, -0.01)),
+func fullValidation(params float64, acc, lo, hi float64) *validation.Result {
+	ms := map[string]*validation.Metric{
+		validation.MetricAccuracy:                        withControl(metric(validation.BetterHigher, 0.95, acc, iv(lo, hi)), 0.955, iv(lo-0.005, hi-0.005)),
+		validation.MetricLoss:                            withControl(metric(validation.BetterLower, 0.2, 0.21, iv(-0.01, 0.03)), 0.19, iv(0, 0.04)),
+		validation.MetricParams:                          withControl(metric(validation.BetterLower, 1000, params, iv(params-1000, params-1000)), 1000, iv(params-1000, params-1000)),
+		validation.MetricPerturbationSensitivityRelative: withControl(metric(validation.BetterLower, 0.1, 0.09, iv(-0.02, -0.005)), 0.11, iv(-0.03, -0.01)),
 	}
-	ps := withControl(metric(BetterLower, 0.5, 0.45, iv(-0.08, -0.02)), 0.55, iv(-0.12, -0.08))
+	ps := withControl(metric(validation.BetterLower, 0.5, 0.45, iv(-0.08, -0.02)), 0.55, iv(-0.12, -0.08))
 	for _, lvl := range []float64{0.01, 0.05, 0.1} {
-		p := withControl(metric(BetterLower, 0.5+lvl, 0.45+lvl, iv(-0.08, -0.02)), 0.55+lvl, iv(-0.12, -0.08))
+		p := withControl(metric(validation.BetterLower, 0.5+lvl, 0.45+lvl, iv(-0.08, -0.02)), 0.55+lvl, iv(-0.12, -0.08))
 		p.Name, p.Noise = "noise", lvl
 		ps.Parts = append(ps.Parts, p)
 	}
-	ms[MetricPerturbationSensitivity] = ps
-	v := validation(true, ms)
-	spectrum := func(top float64, n int) []Float {
-		s := make([]Float, n)
+	ms[validation.MetricPerturbationSensitivity] = ps
+	v := newValidation(true, ms)
+	spectrum := func(top float64, n int) []validation.NullableFloat {
+		s := make([]validation.NullableFloat, n)
 		for i := range s {
-			s[i] = Float(top / float64(i+1))
+			s[i] = validation.NullableFloat(top / float64(i+1))
 		}
 		return s
 	}
 	for i, name := range []string{"0", "2", "4"} {
-		v.Layers = append(v.Layers, LayerValidation{
+		v.Layers = append(v.Layers, validation.Layer{
 			Name: name, Shape: [2]int{16, 16}, Family: "monarch", Structure: "monarch b=4 r=2 + lowrank r=2",
-			ResidualShare:  LayerValues{Candidate: fp(0.1 * float64(i+1))},
-			RobustnessDrop: LayerValues{Baseline: fp(0.01), Candidate: fp(0.02), Control: fp(0.015)},
-			SingularValues: LayerSpectra{Baseline: spectrum(3, 16), Candidate: spectrum(2.5, 16), CandidateTrunk: spectrum(2, 16), Control: spectrum(3.2, 16)},
+			ResidualShare:  validation.LayerValues{Candidate: fp(0.1 * float64(i+1))},
+			RobustnessDrop: validation.LayerValues{Baseline: fp(0.01), Candidate: fp(0.02), Control: fp(0.015)},
+			SingularValues: validation.LayerSpectra{Baseline: spectrum(3, 16), Candidate: spectrum(2.5, 16), CandidateTrunk: spectrum(2, 16), Control: spectrum(3.2, 16)},
 		})
 	}
 	v.Config.RobustnessEps = 0.1
@@ -58,7 +59,7 @@ func fullValidation(params float64, acc, lo, hi float64) *ValidationResult {
 
 // addTrainLogs writes training logs for the candidate and the control to
 // dir and names them in v, as validate does.
-func addTrainLogs(t *testing.T, dir string, v *ValidationResult) {
+func addTrainLogs(t *testing.T, dir string, v *validation.Result) {
 	t.Helper()
 	for _, side := range []struct {
 		name string
@@ -85,7 +86,7 @@ func addTrainLogs(t *testing.T, dir string, v *ValidationResult) {
 	}
 }
 
-func writeValidation(t *testing.T, dir, name string, v *ValidationResult) string {
+func writeValidation(t *testing.T, dir, name string, v *validation.Result) string {
 	t.Helper()
 	path := filepath.Join(dir, name)
 	if err := writeJSON(path, v); err != nil {
@@ -135,7 +136,7 @@ func TestReportOutputs(t *testing.T) {
 			t.Errorf("rule %+v lacks a field", r)
 		}
 	}
-	if len(back.Metrics) != 5 || back.Metrics[0].Metric != MetricAccuracy || back.Metrics[0].TrainingEffect == nil {
+	if len(back.Metrics) != 5 || back.Metrics[0].Metric != validation.MetricAccuracy || back.Metrics[0].TrainingEffect == nil {
 		t.Errorf("metrics table %+v", back.Metrics)
 	}
 
@@ -146,7 +147,7 @@ func TestReportOutputs(t *testing.T) {
 	if err := json.Unmarshal(readFile(t, cfg.XComFile), &x); err != nil {
 		t.Fatal(err)
 	}
-	if x.Decision != DecisionGo || x.ExitCode != 0 || len(x.Rules) != 4 || x.Metrics[MetricAccuracy].Candidate == nil {
+	if x.Decision != DecisionGo || x.ExitCode != 0 || len(x.Rules) != 4 || x.Metrics[validation.MetricAccuracy].Candidate == nil {
 		t.Errorf("xcom %+v", x)
 	}
 	checkOpenMetrics(t, readFile(t, cfg.MetricsFile))

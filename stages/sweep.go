@@ -18,6 +18,7 @@ import (
 	"github.com/strata-ml/strata/compute"
 	"github.com/strata-ml/strata/internal/inputerr"
 	"github.com/strata-ml/strata/internal/provenance"
+	"github.com/strata-ml/strata/validation"
 )
 
 // SweepSchemaVersion is the schema_version of sweep.json.
@@ -290,11 +291,11 @@ type SweepRun struct {
 	Seed uint64 `json:"seed"`
 	Dir  string `json:"dir"`
 	// Validation is the run's validation.json, relative to Out.
-	Validation string   `json:"validation"`
-	Decision   Decision `json:"decision"`
-	Why        string   `json:"why"`
-	Params     *Float   `json:"params"`
-	Accuracy   *Float   `json:"accuracy"`
+	Validation string                    `json:"validation"`
+	Decision   Decision                  `json:"decision"`
+	Why        string                    `json:"why"`
+	Params     *validation.NullableFloat `json:"params"`
+	Accuracy   *validation.NullableFloat `json:"accuracy"`
 	// LR is the candidate's learning-rate sweep.
 	LR []LRRun `json:"lr,omitempty"`
 }
@@ -311,7 +312,7 @@ type SweepCandidateResult struct {
 	Decision Decision `json:"decision"`
 	// Metrics aggregates every metric (and part) of validation.json over
 	// the seeds.
-	Metrics []SweepMetric `json:"metrics"`
+	Metrics validation.Aggregates `json:"metrics"`
 }
 
 // sweepSeedRun is the state of one seed while the sweep runs.
@@ -329,7 +330,7 @@ type sweepCandRun struct {
 	dir       string
 	model     string // the fine-tuned candidate
 	lr        []LRRun
-	validated *ValidationResult
+	validated *validation.Result
 }
 
 // Sweep runs many pilots against one baseline. Per seed it prepares the
@@ -532,7 +533,7 @@ func Sweep(ctx context.Context, cfg SweepConfig) (*SweepResult, error) {
 		if c.Retract != nil {
 			cr.Retract = *c.Retract
 		}
-		var vals []*ValidationResult
+		var vals []*validation.Result
 		for _, r := range runs {
 			if r.cand != c {
 				continue
@@ -542,21 +543,21 @@ func Sweep(ctx context.Context, cfg SweepConfig) (*SweepResult, error) {
 				return nil, err
 			}
 			run := SweepRun{
-				Seed: r.seed.Seed, Dir: rel(r.dir), Validation: rel(filepath.Join(r.dir, "validate", "validation.json")),
+				Seed: r.seed.Seed, Dir: rel(r.dir), Validation: rel(filepath.Join(r.dir, "validate", r.validated.Outputs.Report)),
 				Decision: g.Decision, Why: g.Why, LR: relRuns(r.lr),
 			}
-			if m := r.validated.Metrics[MetricParams]; m != nil {
+			if m := r.validated.Metrics[validation.MetricParams]; m != nil {
 				run.Params = m.Candidate
 			}
-			if m := r.validated.Metrics[MetricAccuracy]; m != nil {
+			if m := r.validated.Metrics[validation.MetricAccuracy]; m != nil {
 				run.Accuracy = m.Candidate
 			}
 			cr.Runs = append(cr.Runs, run)
 			vals = append(vals, r.validated)
 		}
-		cr.Structure, _ = describeCandidate(vals[0])
+		cr.Structure, _ = vals[0].Describe()
 		cr.Decision = worstDecision(cr.Runs)
-		cr.Metrics = aggregateMetrics(vals)
+		cr.Metrics = validation.AggregateSeeds(vals)
 		res.Candidates = append(res.Candidates, cr)
 	}
 	res.Seconds = time.Since(start).Seconds()
@@ -693,7 +694,7 @@ func (cfg *SweepConfig) scoreRun(sd *sweepSeedRun, model string, lr float64) (LR
 // validateRun writes the run's lr_sweep.json (with LRs) and validates the
 // candidate against the seed's baseline and control.
 func (cfg *SweepConfig) validateRun(ctx context.Context, r *sweepCandRun) error {
-	va := DefaultValidateConfig()
+	va := validation.DefaultConfig()
 	cfg.Validate.apply(&va)
 	sd := r.seed
 	va.Baseline, va.Candidate, va.Control = sd.BaselineModel, r.model, sd.ControlModel

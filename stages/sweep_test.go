@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/strata-ml/strata/internal/provenance"
+	"github.com/strata-ml/strata/validation"
 )
 
 // irisSweep is a small sweep on the embedded iris data: two candidates,
@@ -55,14 +56,14 @@ func TestSweep(t *testing.T) {
 		var deltas []float64
 		for i, run := range c.Runs {
 			v, _ := readValidation(t, filepath.Dir(filepath.Join(one, run.Validation)))
-			acc := v.Metrics[MetricAccuracy]
+			acc := v.Metrics[validation.MetricAccuracy]
 			deltas = append(deltas, float64(*acc.Delta))
 			// 38 test rows are one gradient batch of 64: nothing to
 			// resample, so no interval.
-			if g := v.Metrics[MetricGradNormRatio]; g.CI95 != nil || !strings.Contains(g.CIReason, "nothing to resample") {
+			if g := v.Metrics[validation.MetricGradNormRatio]; g.CI95 != nil || !strings.Contains(g.CIReason, "nothing to resample") {
 				t.Errorf("grad_norm_ratio over one batch: interval %v (%q)", g.CI95, g.CIReason)
 			}
-			lr := v.Metrics[MetricLRRobustness]
+			lr := v.Metrics[validation.MetricLRRobustness]
 			if lr.Candidate == nil || lr.Baseline == nil || lr.Control == nil || len(lr.Parts) != 5 {
 				t.Fatalf("%s seed %d: lr_robustness %+v", c.Name, run.Seed, lr)
 			}
@@ -87,17 +88,17 @@ func TestSweep(t *testing.T) {
 				t.Errorf("%s seed %d: worst accuracy %v, want %v", c.Name, run.Seed, *lr.Candidate, worst)
 			}
 		}
-		m := c.Metric(MetricAccuracy)
+		m := c.Metrics.Get(validation.MetricAccuracy)
 		mean := (deltas[0] + deltas[1]) / 2
 		sd := math.Abs(deltas[0]-deltas[1]) / math.Sqrt2
 		if m.Delta == nil || math.Abs(float64(m.Delta.Mean)-mean) > 1e-12 || math.Abs(float64(*m.Delta.SD)-sd) > 1e-12 || m.Runs != 2 {
 			t.Errorf("%s: accuracy delta %+v, want mean %v sd %v", c.Name, m.Delta, mean, sd)
 		}
-		if m.CIHalfWidth == nil || c.Metric(MetricGradNormRatio).CIHalfWidth != nil || c.Metric(MetricParams).CIHalfWidth != nil {
+		if m.CIHalfWidth == nil || c.Metrics.Get(validation.MetricGradNormRatio).CIHalfWidth != nil || c.Metrics.Get(validation.MetricParams).CIHalfWidth != nil {
 			t.Errorf("%s: ci_half_width accuracy %v, grad_norm_ratio %v, params %v: want a value, null, null", c.Name,
-				fv(m.CIHalfWidth), fv(c.Metric(MetricGradNormRatio).CIHalfWidth), fv(c.Metric(MetricParams).CIHalfWidth))
+				fv(m.CIHalfWidth), fv(c.Metrics.Get(validation.MetricGradNormRatio).CIHalfWidth), fv(c.Metrics.Get(validation.MetricParams).CIHalfWidth))
 		}
-		if c.Metric(MetricLRRobustness+".range") == nil || c.Metric(MetricPerturbationSensitivity+".noise=0.05") == nil {
+		if c.Metrics.Get(validation.MetricLRRobustness+".range") == nil || c.Metrics.Get(validation.MetricPerturbationSensitivity+".noise=0.05") == nil {
 			t.Errorf("%s: parts missing from the aggregates", c.Name)
 		}
 	}

@@ -2,7 +2,6 @@ package stages
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,288 +16,8 @@ import (
 	"github.com/strata-ml/strata/compute"
 	"github.com/strata-ml/strata/internal/inputerr"
 	"github.com/strata-ml/strata/internal/provenance"
+	"github.com/strata-ml/strata/validation"
 )
-
-// ValidateSchemaVersion is the schema_version of validation.json.
-const ValidateSchemaVersion = 1
-
-// Validate modes: models run in-process, or logits computed elsewhere.
-const (
-	ValidateModeModels = "models"
-	ValidateModeLogits = "logits"
-)
-
-// Metric keys of validation.json and of the gate policy (PRODUCT.md
-// section 4).
-const (
-	MetricAccuracy                        = "accuracy"
-	MetricLoss                            = "loss"
-	MetricJacobianCondition               = "jacobian_condition"
-	MetricGradNormRatio                   = "grad_norm_ratio"
-	MetricLayerCondition                  = "layer_condition"
-	MetricPerturbationSensitivity         = "perturbation_sensitivity"
-	MetricPerturbationSensitivityRelative = "perturbation_sensitivity_relative"
-	MetricPredictionFlipRate              = "prediction_flip_rate"
-	MetricLayerRobustness                 = "layer_robustness"
-	MetricResidualShare                   = "residual_share"
-	MetricParams                          = "params"
-	MetricFLOPs                           = "flops"
-	MetricBytes                           = "bytes"
-	MetricLatencyMS                       = "latency_ms"
-	MetricTrainingStability               = "training_stability"
-	MetricLRRobustness                    = "lr_robustness"
-)
-
-// MetricKeys lists every key of ValidationResult.Metrics, in the order of
-// PRODUCT.md section 4. Every key is always present.
-var MetricKeys = []string{
-	MetricAccuracy, MetricLoss, MetricJacobianCondition, MetricGradNormRatio,
-	MetricLayerCondition, MetricPerturbationSensitivity, MetricPerturbationSensitivityRelative,
-	MetricPredictionFlipRate, MetricLayerRobustness, MetricResidualShare,
-	MetricParams, MetricFLOPs, MetricBytes, MetricLatencyMS, MetricTrainingStability,
-	MetricLRRobustness,
-}
-
-// Directions of Metric.Better.
-const (
-	BetterHigher   = "higher"
-	BetterLower    = "lower"
-	BetterReported = "reported" // informative only: no direction to gate on
-)
-
-// VaryingFields are the fields of validation.json that depend on the wall
-// clock; everything else is a function of the inputs and the config.
-var VaryingFields = []string{"metrics.latency_ms", "wall_seconds"}
-
-// ValidateConfig configures Validate. The JSON form is recorded in
-// validation.json.
-type ValidateConfig struct {
-	// Baseline and Candidate are the models compared (Arrow model files
-	// or safetensors of the MLP family); Control optionally the dense
-	// baseline fine-tuned with the candidate's budget.
-	Baseline  string `json:"baseline,omitempty"`
-	Candidate string `json:"candidate,omitempty"`
-	Control   string `json:"control,omitempty"`
-	// BaselineLogits and CandidateLogits (and ControlLogits) select the
-	// logits mode instead: outputs computed elsewhere, one row per row
-	// of Data in the same order (arrowio.ReadLogits).
-	BaselineLogits  string `json:"baseline_logits,omitempty"`
-	CandidateLogits string `json:"candidate_logits,omitempty"`
-	ControlLogits   string `json:"control_logits,omitempty"`
-	// Data is the evaluation data, raw (each model applies its own
-	// standardisation); Label names its target column.
-	Data  string `json:"data"`
-	Label string `json:"label"`
-	// Out is the output directory.
-	Out string `json:"out"`
-	// Task is for the logits mode: classification or regression; empty
-	// infers it from the width (1 output: regression).
-	Task string `json:"task,omitempty"`
-	// Activation is for a safetensors nn.Sequential model without
-	// architecture metadata (default relu).
-	Activation string `json:"activation,omitempty"`
-
-	// Bootstrap is the number of paired bootstrap resamples of every
-	// confidence interval (0: no intervals); Seed drives them and every
-	// random draw of the metrics.
-	Bootstrap int    `json:"bootstrap"`
-	Seed      uint64 `json:"seed"`
-	// MaxJacobianSamples bounds the inputs whose Jacobian is computed (a
-	// seeded sample of the data when it has more rows).
-	MaxJacobianSamples int `json:"max_jacobian_samples"`
-	// Noise lists the input noise levels of the perturbation metrics as
-	// shares of each feature's standard deviation; the middle one (the
-	// lower middle for an even count) is the headline.
-	Noise []float64 `json:"noise"`
-	// RobustnessEps is the relative Frobenius norm of the weight noise of
-	// layer_robustness, averaged over RobustnessDraws draws.
-	RobustnessEps   float64 `json:"robustness_eps"`
-	RobustnessDraws int     `json:"robustness_draws"`
-	// GradBatch is the evaluation batch size of grad_norm_ratio.
-	GradBatch int `json:"grad_batch"`
-	// LatencyBatch rows are timed LatencyRuns times per model after
-	// LatencyWarmup untimed passes, the models interleaved.
-	LatencyBatch  int `json:"latency_batch"`
-	LatencyRuns   int `json:"latency_runs"`
-	LatencyWarmup int `json:"latency_warmup"`
-	// TrainLog is the candidate's finetune output directory (or its
-	// train_log.arrow), BaselineTrainLog and ControlTrainLog the other
-	// models' (optional), for training_stability.
-	TrainLog         string `json:"train_log,omitempty"`
-	BaselineTrainLog string `json:"baseline_train_log,omitempty"`
-	ControlTrainLog  string `json:"control_train_log,omitempty"`
-	// SpikeWindow and SpikeThreshold define a loss spike: a loss above
-	// the median of the SpikeWindow previous steps plus SpikeThreshold
-	// times their scaled MAD (compute.TrainingStability).
-	SpikeWindow    int     `json:"spike_window"`
-	SpikeThreshold float64 `json:"spike_threshold"`
-	// LRSweep is an lr_sweep.json (written by Sweep) for lr_robustness:
-	// the candidate's and the dense baseline's fine-tuning repeated at
-	// several learning rates. Empty: lr_robustness is null.
-	LRSweep string `json:"lr_sweep,omitempty"`
-
-	// Logger receives progress; nil discards it.
-	Logger *slog.Logger `json:"-"`
-}
-
-// DefaultValidateConfig returns the defaults the CLI starts from.
-func DefaultValidateConfig() ValidateConfig {
-	return ValidateConfig{
-		Label:              "label",
-		Bootstrap:          1000,
-		MaxJacobianSamples: 64,
-		Noise:              []float64{0.01, 0.05, 0.1},
-		RobustnessEps:      0.1,
-		RobustnessDraws:    5,
-		GradBatch:          64,
-		LatencyBatch:       64,
-		LatencyRuns:        50,
-		LatencyWarmup:      5,
-		SpikeWindow:        20,
-		SpikeThreshold:     3,
-	}
-}
-
-// ValidateInputs are the input files with their hashes.
-type ValidateInputs struct {
-	Data             provenance.File  `json:"data"`
-	Baseline         *provenance.File `json:"baseline,omitempty"`
-	Candidate        *provenance.File `json:"candidate,omitempty"`
-	Control          *provenance.File `json:"control,omitempty"`
-	BaselineLogits   *provenance.File `json:"baseline_logits,omitempty"`
-	CandidateLogits  *provenance.File `json:"candidate_logits,omitempty"`
-	ControlLogits    *provenance.File `json:"control_logits,omitempty"`
-	TrainLog         *provenance.File `json:"train_log,omitempty"`
-	BaselineTrainLog *provenance.File `json:"baseline_train_log,omitempty"`
-	ControlTrainLog  *provenance.File `json:"control_train_log,omitempty"`
-	LRSweep          *provenance.File `json:"lr_sweep,omitempty"`
-}
-
-// Interval is a confidence interval [low, high].
-type Interval [2]Float
-
-// Metric is one key of validation.json's metrics: the value of each model
-// side by side, the candidate's difference from the baseline and, when the
-// run has a control, from the control. A value that could not be computed
-// is null and Reason says why; nothing is left out silently.
-type Metric struct {
-	// Name and Noise identify a part of a metric (Parts): a noise level of
-	// the perturbation metrics, a component of training_stability.
-	Name  string  `json:"name,omitempty"`
-	Noise float64 `json:"noise,omitempty"`
-	// Better is BetterHigher, BetterLower or BetterReported.
-	Better    string `json:"better"`
-	Baseline  *Float `json:"baseline"`
-	Candidate *Float `json:"candidate"`
-	// Delta is candidate - baseline; RelativeDelta is Delta / |baseline|
-	// (null when the baseline is 0).
-	Delta         *Float `json:"delta"`
-	RelativeDelta *Float `json:"relative_delta"`
-	// CI95 is the 95% interval of Delta: a paired bootstrap percentile
-	// interval for statistical metrics, [Delta, Delta] for exact ones,
-	// null with CIReason otherwise.
-	CI95     *Interval `json:"ci95"`
-	CIReason string    `json:"ci_reason,omitempty"`
-	// PValue is McNemar's exact p-value for the accuracy of a classifier.
-	PValue *Float `json:"p_value,omitempty"`
-	// The same against the control (candidate - control), present
-	// whenever the run has a control (see WithControl).
-	Control                *Float    `json:"control,omitempty"`
-	DeltaVsControl         *Float    `json:"delta_vs_control,omitempty"`
-	RelativeDeltaVsControl *Float    `json:"relative_delta_vs_control,omitempty"`
-	CI95VsControl          *Interval `json:"ci95_vs_control,omitempty"`
-	PValueVsControl        *Float    `json:"p_value_vs_control,omitempty"`
-	// Reason explains every null value above except the intervals.
-	Reason string `json:"reason,omitempty"`
-	// Note says what the headline value is (which noise level, which
-	// layer, how many inputs).
-	Note  string    `json:"note,omitempty"`
-	Parts []*Metric `json:"parts,omitempty"`
-	// WithControl makes the control fields appear in JSON, as null when
-	// they could not be computed. Validate sets it when it had a control.
-	WithControl bool `json:"-"`
-}
-
-// MarshalJSON writes the control fields (as null when not computed) when
-// WithControl is set, and leaves them out otherwise.
-func (m Metric) MarshalJSON() ([]byte, error) {
-	type plain Metric
-	if !m.WithControl {
-		return json.Marshal(plain(m))
-	}
-	return json.Marshal(struct {
-		plain
-		Control                *Float    `json:"control"`
-		DeltaVsControl         *Float    `json:"delta_vs_control"`
-		RelativeDeltaVsControl *Float    `json:"relative_delta_vs_control"`
-		CI95VsControl          *Interval `json:"ci95_vs_control"`
-	}{plain(m), m.Control, m.DeltaVsControl, m.RelativeDeltaVsControl, m.CI95VsControl})
-}
-
-// LayerValues are one per-layer quantity of each model.
-type LayerValues struct {
-	Baseline  *Float `json:"baseline"`
-	Candidate *Float `json:"candidate"`
-	Control   *Float `json:"control,omitempty"`
-	Reason    string `json:"reason,omitempty"`
-}
-
-// LayerSpectra are the singular values (decreasing) of each model's
-// effective weight W = S + R (the baseline's dense W), and of the
-// candidate's trunk S alone when it is decomposed.
-type LayerSpectra struct {
-	Baseline       []Float `json:"baseline"`
-	Candidate      []Float `json:"candidate"`
-	CandidateTrunk []Float `json:"candidate_trunk,omitempty"`
-	Control        []Float `json:"control,omitempty"`
-}
-
-// LayerValidation describes one linear layer (the k-th linear layer of
-// each model).
-type LayerValidation struct {
-	Name string `json:"name"`
-	// Shape is the candidate's out x in.
-	Shape [2]int `json:"shape"`
-	// Family is the candidate's trunk family, or "dense"; Structure its
-	// full description, e.g. "monarch b=4 r=16 + lowrank r=8".
-	Family    string `json:"family"`
-	Structure string `json:"structure"`
-	// LayerCondition is sigma_max / sigma_min of the effective weight;
-	// TrunkCondition of the trunk S alone (null for a dense layer).
-	LayerCondition LayerValues `json:"layer_condition"`
-	TrunkCondition LayerValues `json:"trunk_condition"`
-	// ResidualShare is the mean over evaluation inputs u of
-	// ||R u|| / (||S u|| + ||R u||) (null for a dense layer).
-	ResidualShare LayerValues `json:"residual_share"`
-	// RobustnessDrop is the mean score drop when this layer's effective
-	// weight gets relative noise eps (see layer_robustness).
-	RobustnessDrop LayerValues `json:"robustness_drop"`
-	// GradNorm is the mean over evaluation batches of the norm of the
-	// loss gradient with respect to the effective weight.
-	GradNorm       LayerValues  `json:"grad_norm"`
-	SingularValues LayerSpectra `json:"singular_values"`
-}
-
-// ValidationResult is validation.json.
-type ValidationResult struct {
-	SchemaVersion int             `json:"schema_version"`
-	Tool          provenance.Tool `json:"tool"`
-	Mode          string          `json:"mode"`
-	Task          string          `json:"task"`
-	NExamples     int             `json:"n_examples"`
-	Outputs       int             `json:"outputs"`
-	Inputs        ValidateInputs  `json:"inputs"`
-	Config        ValidateConfig  `json:"config"`
-	// Metrics has every key of MetricKeys.
-	Metrics map[string]*Metric `json:"metrics"`
-	// Layers is empty in logits mode (LayersReason says so).
-	Layers       []LayerValidation `json:"layers"`
-	LayersReason string            `json:"layers_reason,omitempty"`
-	Warnings     []string          `json:"warnings"`
-	// VaryingFields lists the fields that depend on the wall clock.
-	VaryingFields []string `json:"varying_fields"`
-	WallSeconds   float64  `json:"wall_seconds"`
-}
 
 // Validate compares a candidate model with its baseline (and optionally
 // an equal-budget control) on evaluation data and writes
@@ -312,20 +31,20 @@ type ValidationResult struct {
 // fields listed in VaryingFields. Bad input (a file that does not read,
 // models that differ in task, inputs or outputs, data that does not fit
 // them, a bad flag) returns an error wrapping ErrInput and writes nothing.
-func Validate(ctx context.Context, cfg ValidateConfig) (*ValidationResult, error) {
+func Validate(ctx context.Context, cfg validation.Config) (*validation.Result, error) {
 	start := time.Now()
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if err := cfg.validate(); err != nil {
+	if err := cfg.Check(); err != nil {
 		return nil, err
 	}
 	cfg.Noise = slices.Clone(cfg.Noise)
 	slices.Sort(cfg.Noise)
-	res := &ValidationResult{
-		SchemaVersion: ValidateSchemaVersion, Tool: provenance.Version(), Config: cfg,
-		Warnings: []string{}, Layers: []LayerValidation{}, VaryingFields: VaryingFields,
+	res := &validation.Result{
+		SchemaVersion: validation.SchemaVersion, Tool: provenance.Version(), Config: cfg,
+		Warnings: []string{}, Layers: []validation.Layer{}, VaryingFields: validation.VaryingFields,
 	}
 	ds, dataIn, err := readData(cfg.Data, cfg.Label)
 	if err != nil {
@@ -336,10 +55,10 @@ func Validate(ctx context.Context, cfg ValidateConfig) (*ValidationResult, error
 
 	run := &validateRun{cfg: &cfg, log: log, ds: ds, res: res}
 	if cfg.BaselineLogits != "" {
-		res.Mode = ValidateModeLogits
+		res.Mode = validation.ModeLogits
 		err = run.loadLogits()
 	} else {
-		res.Mode = ValidateModeModels
+		res.Mode = validation.ModeModels
 		err = run.loadModels()
 	}
 	if err != nil {
@@ -354,69 +73,22 @@ func Validate(ctx context.Context, cfg ValidateConfig) (*ValidationResult, error
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if res.Mode == ValidateModeModels {
+	if res.Mode == validation.ModeModels {
 		if err := run.evaluateModels(ctx); err != nil {
 			return nil, err
 		}
 	}
 	run.assemble()
+	res.Outputs = validation.Outputs{Report: validation.FileName}
 	res.WallSeconds = time.Since(start).Seconds()
 	err = writeOutputs(cfg.Out, func(dir string) error {
-		return writeJSON(filepath.Join(dir, "validation.json"), res)
+		return writeJSON(filepath.Join(dir, res.Outputs.Report), res)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("validate: write %s: %w", cfg.Out, err)
 	}
 	log.Info("validate done", "out", cfg.Out, "mode", res.Mode, "examples", res.NExamples, "seconds", fmt.Sprintf("%.1f", res.WallSeconds))
 	return res, nil
-}
-
-func (cfg *ValidateConfig) validate() error {
-	models := cfg.Baseline != "" || cfg.Candidate != "" || cfg.Control != ""
-	logits := cfg.BaselineLogits != "" || cfg.CandidateLogits != "" || cfg.ControlLogits != ""
-	switch {
-	case models && logits:
-		return inputerr.Errorf("validate: give models (--baseline, --candidate) or logits (--baseline-logits, --candidate-logits), not both")
-	case logits && (cfg.BaselineLogits == "" || cfg.CandidateLogits == ""):
-		return inputerr.Errorf("validate: logits mode needs --baseline-logits and --candidate-logits")
-	case !logits && (cfg.Baseline == "" || cfg.Candidate == ""):
-		return inputerr.Errorf("validate: --baseline and --candidate are required (or --baseline-logits and --candidate-logits)")
-	case cfg.Data == "":
-		return inputerr.Errorf("validate: --data is required")
-	case cfg.Out == "":
-		return inputerr.Errorf("validate: --out is required")
-	case cfg.Label == "":
-		return inputerr.Errorf("validate: --label must not be empty")
-	case cfg.Task != "" && !logits:
-		return inputerr.Errorf("validate: --task applies to the logits mode only (a model file has its task)")
-	case cfg.Bootstrap < 0:
-		return inputerr.Errorf("validate: --bootstrap %d: want 0 (no intervals) or more", cfg.Bootstrap)
-	case cfg.MaxJacobianSamples < 0:
-		return inputerr.Errorf("validate: --max-jacobian-samples %d: want 0 (none) or more", cfg.MaxJacobianSamples)
-	case len(cfg.Noise) == 0:
-		return inputerr.Errorf("validate: --noise needs at least one level")
-	case !(cfg.RobustnessEps >= 0) || math.IsInf(cfg.RobustnessEps, 0):
-		return inputerr.Errorf("validate: --robustness-eps %v: want a finite value >= 0", cfg.RobustnessEps)
-	case cfg.RobustnessDraws < 1:
-		return inputerr.Errorf("validate: --robustness-draws %d: want at least 1", cfg.RobustnessDraws)
-	case cfg.GradBatch < 1 || cfg.LatencyBatch < 1 || cfg.LatencyRuns < 1 || cfg.LatencyWarmup < 0:
-		return inputerr.Errorf("validate: grad and latency batch sizes and runs must be positive")
-	case cfg.SpikeWindow < 5 || !(cfg.SpikeThreshold > 0) || math.IsInf(cfg.SpikeThreshold, 0):
-		return inputerr.Errorf("validate: --spike-window %d (want >= 5) or --spike-threshold %v (want > 0) out of range", cfg.SpikeWindow, cfg.SpikeThreshold)
-	}
-	switch cfg.Task {
-	case "", compute.TaskClassification, compute.TaskRegression:
-	default:
-		return inputerr.Errorf("validate: --task %q: want classification or regression", cfg.Task)
-	}
-	seen := map[float64]bool{}
-	for _, v := range cfg.Noise {
-		if !(v > 0) || math.IsInf(v, 0) || seen[v] {
-			return inputerr.Errorf("validate: --noise %v: want distinct positive levels", cfg.Noise)
-		}
-		seen[v] = true
-	}
-	return nil
 }
 
 // Model sides, in the order of every [3] array below.
@@ -430,10 +102,10 @@ var sideNames = [3]string{"baseline", "candidate", "control"}
 
 // validateRun is the state of one Validate call.
 type validateRun struct {
-	cfg *ValidateConfig
+	cfg *validation.Config
 	log *slog.Logger
 	ds  *arrowio.Dataset
-	res *ValidationResult
+	res *validation.Result
 	// has[s] says whether side s is part of the run.
 	has  [3]bool
 	task string

@@ -10,6 +10,7 @@ import (
 
 	"github.com/strata-ml/strata/compute"
 	"github.com/strata-ml/strata/internal/inputerr"
+	"github.com/strata-ml/strata/validation"
 )
 
 // This file computes validate's metrics for each model (evaluateModel,
@@ -141,18 +142,6 @@ func (r *validateRun) timeModels() {
 	}
 }
 
-// num returns v as a JSON number, or nil (null) when it is NaN or
-// infinite.
-func num(v float64) *Float {
-	if math.IsNaN(v) || math.IsInf(v, 0) {
-		return nil
-	}
-	f := Float(v)
-	return &f
-}
-
-func finiteVal(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
-
 // meanAt returns the mean of v over idx (all of v when idx is nil),
 // skipping NaN values; NaN when none is left.
 func meanAt(v []float64, idx []int) float64 {
@@ -238,17 +227,17 @@ type metricBuilder struct {
 	sides       []int // the sides of the run
 }
 
-func (b *metricBuilder) metric(better string) *Metric {
-	return &Metric{Better: better, WithControl: b.withControl}
+func (b *metricBuilder) metric(better string) *validation.Metric {
+	return &validation.Metric{Better: better, WithControl: b.withControl}
 }
 
 // fill sets m's values from v (NaN or infinite: null, with why[s] or "not
 // finite" in Reason) and the deltas.
-func (b *metricBuilder) fill(m *Metric, v [3]float64, why [3]string) {
+func (b *metricBuilder) fill(m *validation.Metric, v [3]float64, why [3]string) {
 	var reasons []string
 	nulls := 0
 	for _, s := range b.sides {
-		if !finiteVal(v[s]) {
+		if !isFinite(v[s]) {
 			nulls++
 			w := why[s]
 			if w == "" {
@@ -269,14 +258,14 @@ func (b *metricBuilder) fill(m *Metric, v [3]float64, why [3]string) {
 			reasons = []string{why[b.sides[0]]}
 		}
 	}
-	m.Baseline, m.Candidate = num(v[sideBaseline]), num(v[sideCandidate])
+	m.Baseline, m.Candidate = validation.Num(v[sideBaseline]), validation.Num(v[sideCandidate])
 	var rel string
 	m.Delta, m.RelativeDelta, rel = deltas(v[sideBaseline], v[sideCandidate], "relative_delta: the baseline is 0")
 	if rel != "" {
 		reasons = append(reasons, rel)
 	}
 	if b.withControl {
-		m.Control = num(v[sideControl])
+		m.Control = validation.Num(v[sideControl])
 		m.DeltaVsControl, m.RelativeDeltaVsControl, rel = deltas(v[sideControl], v[sideCandidate], "relative_delta_vs_control: the control is 0")
 		if rel != "" {
 			reasons = append(reasons, rel)
@@ -287,24 +276,24 @@ func (b *metricBuilder) fill(m *Metric, v [3]float64, why [3]string) {
 
 // deltas returns c - ref and (c - ref) / |ref|, null when not finite, and
 // zeroReason when ref is 0.
-func deltas(ref, c float64, zeroReason string) (d, rel *Float, why string) {
-	if !finiteVal(ref) || !finiteVal(c) {
+func deltas(ref, c float64, zeroReason string) (d, rel *validation.NullableFloat, why string) {
+	if !isFinite(ref) || !isFinite(c) {
 		return nil, nil, ""
 	}
-	d = num(c - ref)
+	d = validation.Num(c - ref)
 	if ref == 0 {
 		return d, nil, zeroReason
 	}
-	return d, num((c - ref) / math.Abs(ref)), ""
+	return d, validation.Num((c - ref) / math.Abs(ref)), ""
 }
 
 // bootstrap sets the 95% intervals of m's deltas by the paired bootstrap
 // over n items: stat(s, idx) is side s's statistic on the items idx (nil:
 // all). Every metric resamples with the run's seed, so all intervals see
 // the same resamples of the examples.
-func (b *metricBuilder) bootstrap(m *Metric, n int, stat func(s int, idx []int) float64) {
+func (b *metricBuilder) bootstrap(m *validation.Metric, n int, stat func(s int, idx []int) float64) {
 	cfg := b.r.cfg
-	set := func(ref int, d *Float) (*Interval, string) {
+	set := func(ref int, d *validation.NullableFloat) (*validation.Interval, string) {
 		if d == nil {
 			return nil, "no delta: a value is null (see reason)"
 		}
@@ -317,10 +306,10 @@ func (b *metricBuilder) bootstrap(m *Metric, n int, stat func(s int, idx []int) 
 		lo, hi := compute.BootstrapCI(n, cfg.Bootstrap, 0.95, cfg.Seed, func(idx []int) float64 {
 			return stat(sideCandidate, idx) - stat(ref, idx)
 		})
-		if !finiteVal(lo) || !finiteVal(hi) {
+		if !isFinite(lo) || !isFinite(hi) {
 			return nil, "the statistic is not finite on some resample"
 		}
-		return &Interval{Float(lo), Float(hi)}, ""
+		return &validation.Interval{validation.NullableFloat(lo), validation.NullableFloat(hi)}, ""
 	}
 	var why, whyC string
 	m.CI95, why = set(sideBaseline, m.Delta)
@@ -345,24 +334,21 @@ func joinReasons(why, whyControl string) string {
 	return why + "; vs control: " + whyControl
 }
 
-// exactCIPrefix starts the CIReason of an exact metric's [delta, delta].
-const exactCIPrefix = "exact: "
-
 // exact sets the intervals of a metric that is a property of the models
 // (no sampling): [delta, delta].
-func (b *metricBuilder) exact(m *Metric, what string) {
+func (b *metricBuilder) exact(m *validation.Metric, what string) {
 	if m.Delta != nil {
-		m.CI95 = &Interval{*m.Delta, *m.Delta}
+		m.CI95 = &validation.Interval{*m.Delta, *m.Delta}
 	}
 	if m.DeltaVsControl != nil {
-		m.CI95VsControl = &Interval{*m.DeltaVsControl, *m.DeltaVsControl}
+		m.CI95VsControl = &validation.Interval{*m.DeltaVsControl, *m.DeltaVsControl}
 	}
-	m.CIReason = exactCIPrefix + what + ", no sampling"
+	m.CIReason = validation.ExactCIPrefix + what + ", no sampling"
 }
 
 // statMetric builds a metric whose value is stat over n items of each
 // model, with paired bootstrap intervals.
-func (b *metricBuilder) statMetric(better string, n int, stat func(s int, idx []int) float64, why [3]string) *Metric {
+func (b *metricBuilder) statMetric(better string, n int, stat func(s int, idx []int) float64, why [3]string) *validation.Metric {
 	m := b.metric(better)
 	var v [3]float64
 	for _, s := range b.sides {
@@ -380,7 +366,7 @@ func (b *metricBuilder) statMetric(better string, n int, stat func(s int, idx []
 func all(why string) [3]string { return [3]string{why, why, why} }
 
 // nullMetric is a metric that cannot be computed for any model.
-func (b *metricBuilder) nullMetric(better, why string) *Metric {
+func (b *metricBuilder) nullMetric(better, why string) *validation.Metric {
 	m := b.metric(better)
 	b.fill(m, [3]float64{math.NaN(), math.NaN(), math.NaN()}, all(why))
 	m.CIReason = "no value"
@@ -395,9 +381,9 @@ func (r *validateRun) assemble() {
 			b.sides = append(b.sides, s)
 		}
 	}
-	ms := make(map[string]*Metric, len(MetricKeys))
+	ms := make(map[string]*validation.Metric, len(validation.MetricKeys))
 	r.res.Metrics = ms
-	r.res.Task, r.res.Outputs = r.task, r.c
+	r.res.Task, r.res.OutputWidth = r.task, r.c
 	n := r.ds.N
 
 	// Task metrics, in both modes.
@@ -409,30 +395,30 @@ func (r *validateRun) assemble() {
 		return func(s int, idx []int) float64 { return meanAt(v[s], idx) }
 	}
 	if r.task == compute.TaskClassification {
-		m := b.statMetric(BetterHigher, n, mean(correct), [3]string{})
+		m := b.statMetric(validation.BetterHigher, n, mean(correct), [3]string{})
 		m.Note = fmt.Sprintf("share of the %d examples whose largest logit is the label; p_value: McNemar's exact test", n)
-		m.PValue = num(mcNemar(correct[sideBaseline], correct[sideCandidate]))
+		m.PValue = validation.Num(mcNemar(correct[sideBaseline], correct[sideCandidate]))
 		if b.withControl {
-			m.PValueVsControl = num(mcNemar(correct[sideControl], correct[sideCandidate]))
+			m.PValueVsControl = validation.Num(mcNemar(correct[sideControl], correct[sideCandidate]))
 		}
-		ms[MetricAccuracy] = m
-		ms[MetricLoss] = b.statMetric(BetterLower, n, mean(loss), [3]string{})
-		ms[MetricLoss].Note = "mean softmax cross-entropy"
+		ms[validation.MetricAccuracy] = m
+		ms[validation.MetricLoss] = b.statMetric(validation.BetterLower, n, mean(loss), [3]string{})
+		ms[validation.MetricLoss].Note = "mean softmax cross-entropy"
 	} else {
-		ms[MetricAccuracy] = b.nullMetric(BetterHigher, "a regression task has no accuracy (loss is the MSE)")
-		ms[MetricLoss] = b.statMetric(BetterLower, n, mean(loss), [3]string{})
-		ms[MetricLoss].Note = "mean squared error"
+		ms[validation.MetricAccuracy] = b.nullMetric(validation.BetterHigher, "a regression task has no accuracy (loss is the MSE)")
+		ms[validation.MetricLoss] = b.statMetric(validation.BetterLower, n, mean(loss), [3]string{})
+		ms[validation.MetricLoss].Note = "mean squared error"
 	}
 
 	modelKeys := []struct{ key, better string }{
-		{MetricJacobianCondition, BetterLower}, {MetricGradNormRatio, BetterLower},
-		{MetricLayerCondition, BetterLower}, {MetricPerturbationSensitivity, BetterLower},
-		{MetricPerturbationSensitivityRelative, BetterLower}, {MetricPredictionFlipRate, BetterLower},
-		{MetricLayerRobustness, BetterLower}, {MetricResidualShare, BetterReported},
-		{MetricParams, BetterLower}, {MetricFLOPs, BetterLower}, {MetricBytes, BetterLower},
-		{MetricLatencyMS, BetterLower},
+		{validation.MetricJacobianCondition, validation.BetterLower}, {validation.MetricGradNormRatio, validation.BetterLower},
+		{validation.MetricLayerCondition, validation.BetterLower}, {validation.MetricPerturbationSensitivity, validation.BetterLower},
+		{validation.MetricPerturbationSensitivityRelative, validation.BetterLower}, {validation.MetricPredictionFlipRate, validation.BetterLower},
+		{validation.MetricLayerRobustness, validation.BetterLower}, {validation.MetricResidualShare, validation.BetterReported},
+		{validation.MetricParams, validation.BetterLower}, {validation.MetricFLOPs, validation.BetterLower}, {validation.MetricBytes, validation.BetterLower},
+		{validation.MetricLatencyMS, validation.BetterLower},
 	}
-	if r.res.Mode == ValidateModeLogits {
+	if r.res.Mode == validation.ModeLogits {
 		for _, k := range modelKeys {
 			ms[k.key] = b.nullMetric(k.better, "logits mode: no model to run")
 		}
@@ -441,8 +427,8 @@ func (r *validateRun) assemble() {
 		r.modelMetrics(b, ms)
 		r.res.Layers = r.layerViews(b)
 	}
-	ms[MetricTrainingStability] = r.trainingStability(b)
-	ms[MetricLRRobustness] = r.lrRobustness(b, r.lrSweep)
+	ms[validation.MetricTrainingStability] = r.trainingStability(b)
+	ms[validation.MetricLRRobustness] = r.lrRobustness(b, r.lrSweep)
 }
 
 // mcNemar returns McNemar's exact p-value for paired correctness a (the
@@ -464,7 +450,7 @@ func mcNemar(a, c []float64) float64 {
 }
 
 // modelMetrics builds the metrics that need the models.
-func (r *validateRun) modelMetrics(b *metricBuilder, ms map[string]*Metric) {
+func (r *validateRun) modelMetrics(b *metricBuilder, ms map[string]*validation.Metric) {
 	ev := r.evals
 	n := r.ds.N
 	cfg := r.cfg
@@ -472,7 +458,7 @@ func (r *validateRun) modelMetrics(b *metricBuilder, ms map[string]*Metric) {
 	// Jacobian conditioning over the Jacobian sample.
 	k := len(r.jacIdx)
 	if k == 0 {
-		ms[MetricJacobianCondition] = b.nullMetric(BetterLower, "--max-jacobian-samples 0")
+		ms[validation.MetricJacobianCondition] = b.nullMetric(validation.BetterLower, "--max-jacobian-samples 0")
 	} else {
 		singular := func(get func(e *sideEval) []float64) [3]string {
 			var why [3]string
@@ -485,19 +471,19 @@ func (r *validateRun) modelMetrics(b *metricBuilder, ms map[string]*Metric) {
 		}
 		cond := func(e *sideEval) []float64 { return e.jac.Condition }
 		logStd := func(e *sideEval) []float64 { return e.jac.LogSigmaStd }
-		m := b.statMetric(BetterLower, k, func(s int, idx []int) float64 { return medianAt(cond(ev[s]), idx) }, singular(cond))
+		m := b.statMetric(validation.BetterLower, k, func(s int, idx []int) float64 { return medianAt(cond(ev[s]), idx) }, singular(cond))
 		m.Note = fmt.Sprintf("median over %d evaluation inputs (a seeded sample when the data has more) of sigma_max / sigma_min of the exact Jacobian of the outputs with respect to the raw input; part log_sigma_std: median of the std of log sigma", k)
-		p := b.statMetric(BetterLower, k, func(s int, idx []int) float64 { return medianAt(logStd(ev[s]), idx) }, singular(logStd))
+		p := b.statMetric(validation.BetterLower, k, func(s int, idx []int) float64 { return medianAt(logStd(ev[s]), idx) }, singular(logStd))
 		p.Name = "log_sigma_std"
-		m.Parts = []*Metric{p}
-		ms[MetricJacobianCondition] = m
+		m.Parts = []*validation.Metric{p}
+		ms[validation.MetricJacobianCondition] = m
 	}
 
 	// Gradient norm ratio over evaluation batches.
 	nb := len(ev[sideBaseline].gradRatio)
-	m := b.statMetric(BetterLower, nb, func(s int, idx []int) float64 { return meanAt(ev[s].gradRatio, idx) }, [3]string{})
+	m := b.statMetric(validation.BetterLower, nb, func(s int, idx []int) float64 { return meanAt(ev[s].gradRatio, idx) }, [3]string{})
 	m.Note = fmt.Sprintf("mean over %d consecutive evaluation batches of about %d rows of max / min over the linear layers of ||dLoss/dW|| (effective W); the interval resamples batches", nb, n/max(nb, 1))
-	ms[MetricGradNormRatio] = m
+	ms[validation.MetricGradNormRatio] = m
 
 	// Worst layer condition.
 	var v [3]float64
@@ -513,11 +499,11 @@ func (r *validateRun) modelMetrics(b *metricBuilder, ms map[string]*Metric) {
 			why[s] = "layer " + where[s] + " is numerically singular (sigma_min <= max(out, in) eps sigma_max)"
 		}
 	}
-	m = b.metric(BetterLower)
+	m = b.metric(validation.BetterLower)
 	b.fill(m, v, why)
 	b.exact(m, "a property of the weights")
 	m.Note = "largest sigma_max / sigma_min of the effective weight W = S + R over the linear layers (worst layer: " + sideList(b, where) + "); per layer in layers"
-	ms[MetricLayerCondition] = m
+	ms[validation.MetricLayerCondition] = m
 
 	// Perturbation: one part per noise level, the middle level as headline.
 	h := (len(cfg.Noise) - 1) / 2
@@ -531,15 +517,15 @@ func (r *validateRun) modelMetrics(b *metricBuilder, ms map[string]*Metric) {
 		flipWhy = all("a regression model has no prediction to flip")
 	}
 	stats := []pertStat{
-		{MetricPerturbationSensitivity, BetterLower, "mean over examples of ||f(x+d) - f(x)|| / ||d||, d Gaussian with per-feature std = noise level x the feature's std in the data (raw features)", [3]string{},
+		{validation.MetricPerturbationSensitivity, validation.BetterLower, "mean over examples of ||f(x+d) - f(x)|| / ||d||, d Gaussian with per-feature std = noise level x the feature's std in the data (raw features)", [3]string{},
 			func(p compute.Perturbation, idx []int) float64 { return meanAt(p.Ratio, idx) }},
-		{MetricPerturbationSensitivityRelative, BetterLower, "perturbation_sensitivity divided by the mean ||f(x)||", [3]string{},
+		{validation.MetricPerturbationSensitivityRelative, validation.BetterLower, "perturbation_sensitivity divided by the mean ||f(x)||", [3]string{},
 			func(p compute.Perturbation, idx []int) float64 { return meanAt(p.Ratio, idx) / meanAt(p.Output, idx) }},
-		{MetricPredictionFlipRate, BetterLower, "share of examples whose predicted class changes under the noise", flipWhy,
+		{validation.MetricPredictionFlipRate, validation.BetterLower, "share of examples whose predicted class changes under the noise", flipWhy,
 			func(p compute.Perturbation, idx []int) float64 { return meanAt(p.Flipped, idx) }},
 	}
 	for _, ps := range stats {
-		var parts []*Metric
+		var parts []*validation.Metric
 		for j, level := range cfg.Noise {
 			p := b.statMetric(ps.better, n, func(s int, idx []int) float64 { return ps.stat(ev[s].pert[j], idx) }, ps.why)
 			p.Name, p.Noise = fmt.Sprintf("noise=%g", level), level
@@ -561,7 +547,7 @@ func (r *validateRun) modelMetrics(b *metricBuilder, ms map[string]*Metric) {
 			}
 		}
 	}
-	m = b.metric(BetterLower)
+	m = b.metric(validation.BetterLower)
 	b.fill(m, v, [3]string{})
 	m.CIReason = fmt.Sprintf("no interval: the maximum over layers of a mean over %d weight-noise draws; its spread is over the draws, not the examples", cfg.RobustnessDraws)
 	score := "accuracy"
@@ -569,7 +555,7 @@ func (r *validateRun) modelMetrics(b *metricBuilder, ms map[string]*Metric) {
 		score = "MSE increase (minus-MSE drop)"
 	}
 	m.Note = fmt.Sprintf("largest mean %s drop over the linear layers when one layer's effective weight gets Gaussian noise of Frobenius norm %g ||W|| (worst layer: %s)", score, cfg.RobustnessEps, sideList(b, where))
-	ms[MetricLayerRobustness] = m
+	ms[validation.MetricLayerRobustness] = m
 
 	// Residual share: per example, the mean over decomposed layers.
 	var perEx [3][]float64
@@ -580,24 +566,24 @@ func (r *validateRun) modelMetrics(b *metricBuilder, ms map[string]*Metric) {
 			why[s] = "no decomposed layer (dense model)"
 		}
 	}
-	m = b.statMetric(BetterReported, n, func(s int, idx []int) float64 { return meanAt(perEx[s], idx) }, why)
+	m = b.statMetric(validation.BetterReported, n, func(s int, idx []int) float64 { return meanAt(perEx[s], idx) }, why)
 	m.Note = "mean over examples of the mean over decomposed layers of ||R u|| / (||S u|| + ||R u||), u the layer input; per layer in layers"
-	ms[MetricResidualShare] = m
+	ms[validation.MetricResidualShare] = m
 
 	// Cost.
 	costs := []struct {
 		key, note string
 		get       func(e *sideEval) int
 	}{
-		{MetricParams, "trainable parameters", func(e *sideEval) int { return e.params }},
-		{MetricFLOPs, "floating-point operations of one forward pass per example (linear operators, biases, activations, layer norms; a multiply-add is 2)", func(e *sideEval) int { return e.flops }},
-		{MetricBytes, "parameter bytes stored as float32, frozen sparse indices included", func(e *sideEval) int { return e.bytes }},
+		{validation.MetricParams, "trainable parameters", func(e *sideEval) int { return e.params }},
+		{validation.MetricFLOPs, "floating-point operations of one forward pass per example (linear operators, biases, activations, layer norms; a multiply-add is 2)", func(e *sideEval) int { return e.flops }},
+		{validation.MetricBytes, "parameter bytes stored as float32, frozen sparse indices included", func(e *sideEval) int { return e.bytes }},
 	}
 	for _, c := range costs {
 		for _, s := range b.sides {
 			v[s] = float64(c.get(ev[s]))
 		}
-		m := b.metric(BetterLower)
+		m := b.metric(validation.BetterLower)
 		b.fill(m, v, [3]string{})
 		b.exact(m, "a count")
 		m.Note = c.note
@@ -606,9 +592,9 @@ func (r *validateRun) modelMetrics(b *metricBuilder, ms map[string]*Metric) {
 
 	// Latency: paired by round.
 	runs := cfg.LatencyRuns
-	m = b.statMetric(BetterLower, runs, func(s int, idx []int) float64 { return medianAt(ev[s].latency, idx) }, [3]string{})
+	m = b.statMetric(validation.BetterLower, runs, func(s int, idx []int) float64 { return medianAt(ev[s].latency, idx) }, [3]string{})
 	m.Note = fmt.Sprintf("median milliseconds of %d timed float32 forward passes of %d rows after %d warm-up passes, models interleaved; wall-clock: varies between runs", runs, min(cfg.LatencyBatch, n), cfg.LatencyWarmup)
-	ms[MetricLatencyMS] = m
+	ms[validation.MetricLatencyMS] = m
 }
 
 // spectralCondition is compute.SpectralCondition for a layer, with the
@@ -683,7 +669,7 @@ func residualPerExample(shares [][]float64, n int) []float64 {
 }
 
 // trainingStability builds training_stability from the training logs.
-func (r *validateRun) trainingStability(b *metricBuilder) *Metric {
+func (r *validateRun) trainingStability(b *metricBuilder) *validation.Metric {
 	var gs, cv, spikes [3]float64
 	var why [3]string
 	for _, s := range b.sides {
@@ -694,30 +680,30 @@ func (r *validateRun) trainingStability(b *metricBuilder) *Metric {
 			why[s] = r.logReason[s]
 		}
 	}
-	m := b.metric(BetterLower)
+	m := b.metric(validation.BetterLower)
 	b.fill(m, gs, why)
 	m.CIReason = "no interval: one training run per model, no replicate to resample"
 	m.Note = fmt.Sprintf("over the second half of training: std of the global gradient norm (headline); grad_norm_cv, the same over the mean norm (factorised parameters have gradients on another scale than dense weights); loss spikes, a loss above the median of the %d previous steps plus %g x 1.4826 MAD", r.cfg.SpikeWindow, r.cfg.SpikeThreshold)
-	p1 := b.metric(BetterLower)
+	p1 := b.metric(validation.BetterLower)
 	b.fill(p1, gs, why)
 	p1.Name, p1.CIReason = "grad_norm_std", m.CIReason
-	p2 := b.metric(BetterLower)
+	p2 := b.metric(validation.BetterLower)
 	b.fill(p2, cv, why)
 	p2.Name, p2.CIReason = "grad_norm_cv", m.CIReason
-	p3 := b.metric(BetterLower)
+	p3 := b.metric(validation.BetterLower)
 	b.fill(p3, spikes, why)
 	p3.Name, p3.CIReason = "loss_spikes", m.CIReason
-	m.Parts = []*Metric{p1, p2, p3}
+	m.Parts = []*validation.Metric{p1, p2, p3}
 	return m
 }
 
 // layerViews pairs the k-th linear layers of the models.
-func (r *validateRun) layerViews(b *metricBuilder) []LayerValidation {
+func (r *validateRun) layerViews(b *metricBuilder) []validation.Layer {
 	ev := r.evals
 	cand := ev[sideCandidate]
-	views := make([]LayerValidation, 0, len(cand.layers))
+	views := make([]validation.Layer, 0, len(cand.layers))
 	for k, cl := range cand.layers {
-		lv := LayerValidation{Name: cl.name, Shape: [2]int{cl.out, cl.in}, Family: cl.family, Structure: cl.structure}
+		lv := validation.Layer{Name: cl.name, Shape: [2]int{cl.out, cl.in}, Family: cl.family, Structure: cl.structure}
 		var info [3]*layerInfo
 		var missing [3]string
 		for _, s := range b.sides {
@@ -731,7 +717,7 @@ func (r *validateRun) layerViews(b *metricBuilder) []LayerValidation {
 				info[s] = &ev[s].layers[k]
 			}
 		}
-		values := func(get func(s int, l *layerInfo) (float64, string)) LayerValues {
+		values := func(get func(s int, l *layerInfo) (float64, string)) validation.LayerValues {
 			var v [3]float64
 			var why [3]string
 			for _, s := range b.sides {
@@ -766,12 +752,12 @@ func (r *validateRun) layerViews(b *metricBuilder) []LayerValidation {
 			return compute.Mean(g), ""
 		})
 		if info[sideBaseline] != nil {
-			lv.SingularValues.Baseline = floats(info[sideBaseline].sv)
+			lv.SingularValues.Baseline = validation.Floats(info[sideBaseline].sv)
 		}
-		lv.SingularValues.Candidate = floats(cl.sv)
-		lv.SingularValues.CandidateTrunk = floats(cl.trunkSV)
+		lv.SingularValues.Candidate = validation.Floats(cl.sv)
+		lv.SingularValues.CandidateTrunk = validation.Floats(cl.trunkSV)
 		if info[sideControl] != nil {
-			lv.SingularValues.Control = floats(info[sideControl].sv)
+			lv.SingularValues.Control = validation.Floats(info[sideControl].sv)
 		}
 		views = append(views, lv)
 	}
@@ -779,14 +765,14 @@ func (r *validateRun) layerViews(b *metricBuilder) []LayerValidation {
 }
 
 // layerValues renders per-model values of a layer, NaN as null with why.
-func layerValues(b *metricBuilder, v [3]float64, why [3]string) LayerValues {
-	lv := LayerValues{Baseline: num(v[sideBaseline]), Candidate: num(v[sideCandidate])}
+func layerValues(b *metricBuilder, v [3]float64, why [3]string) validation.LayerValues {
+	lv := validation.LayerValues{Baseline: validation.Num(v[sideBaseline]), Candidate: validation.Num(v[sideCandidate])}
 	if b.withControl {
-		lv.Control = num(v[sideControl])
+		lv.Control = validation.Num(v[sideControl])
 	}
 	var reasons []string
 	for _, s := range b.sides {
-		if !finiteVal(v[s]) {
+		if !isFinite(v[s]) {
 			w := why[s]
 			if w == "" {
 				w = "not finite"
@@ -796,15 +782,4 @@ func layerValues(b *metricBuilder, v [3]float64, why [3]string) LayerValues {
 	}
 	lv.Reason = strings.Join(reasons, "; ")
 	return lv
-}
-
-func floats(v []float64) []Float {
-	if v == nil {
-		return nil
-	}
-	out := make([]Float, len(v))
-	for i, x := range v {
-		out[i] = Float(x)
-	}
-	return out
 }

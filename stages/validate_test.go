@@ -15,6 +15,7 @@ import (
 
 	"github.com/strata-ml/strata/arrowio"
 	"github.com/strata-ml/strata/compute"
+	"github.com/strata-ml/strata/validation"
 )
 
 // validateFiles are the models and data of the digits validation tests.
@@ -62,7 +63,7 @@ func digitsModels(t *testing.T) validateFiles {
 }
 
 // fv formats a nullable value.
-func fv(f *Float) string {
+func fv(f *validation.NullableFloat) string {
 	if f == nil {
 		return "null"
 	}
@@ -70,10 +71,10 @@ func fv(f *Float) string {
 }
 
 // readValidation reads validation.json from dir.
-func readValidation(t *testing.T, dir string) (*ValidationResult, []byte) {
+func readValidation(t *testing.T, dir string) (*validation.Result, []byte) {
 	t.Helper()
 	b := readFile(t, filepath.Join(dir, "validation.json"))
-	var res ValidationResult
+	var res validation.Result
 	if err := json.Unmarshal(b, &res); err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +89,7 @@ func withoutVarying(t *testing.T, b []byte) []byte {
 	if err := json.Unmarshal(b, &m); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range VaryingFields {
+	for _, f := range validation.VaryingFields {
 		path := strings.Split(f, ".")
 		obj := m
 		for _, p := range path[:len(path)-1] {
@@ -113,7 +114,7 @@ func withoutVarying(t *testing.T, b []byte) []byte {
 // and a second run gives the same file except the wall-clock fields.
 func TestValidateDigits(t *testing.T) {
 	f := digitsModels(t)
-	cfg := DefaultValidateConfig()
+	cfg := validation.DefaultConfig()
 	cfg.Baseline, cfg.Candidate, cfg.Control = f.dense, f.candidate, f.control
 	cfg.Data, cfg.Out, cfg.Seed = f.test, filepath.Join(f.dir, "val"), 7
 	cfg.TrainLog, cfg.ControlTrainLog = f.candidateOut, f.controlOut
@@ -121,8 +122,8 @@ func TestValidateDigits(t *testing.T) {
 		t.Fatal(err)
 	}
 	res, first := readValidation(t, cfg.Out)
-	if res.Mode != ValidateModeModels || res.Task != compute.TaskClassification || res.NExamples != 449 || res.Outputs != 10 {
-		t.Errorf("mode %s task %s n %d outputs %d", res.Mode, res.Task, res.NExamples, res.Outputs)
+	if res.Mode != validation.ModeModels || res.Task != compute.TaskClassification || res.NExamples != 449 || res.OutputWidth != 10 {
+		t.Errorf("mode %s task %s n %d outputs %d", res.Mode, res.Task, res.NExamples, res.OutputWidth)
 	}
 	if res.Inputs.Baseline == nil || res.Inputs.Candidate == nil || res.Inputs.Control == nil || res.Inputs.TrainLog == nil || len(res.Inputs.Data.SHA256) != 64 {
 		t.Errorf("inputs %+v", res.Inputs)
@@ -135,7 +136,7 @@ func TestValidateDigits(t *testing.T) {
 		t.Fatal(err)
 	}
 	raw = top.Metrics
-	for _, key := range MetricKeys {
+	for _, key := range validation.MetricKeys {
 		m, ok := res.Metrics[key]
 		if !ok {
 			t.Errorf("metric %s missing", key)
@@ -150,18 +151,18 @@ func TestValidateDigits(t *testing.T) {
 			t.Errorf("%s: no direction", key)
 		}
 		switch key {
-		case MetricResidualShare:
+		case validation.MetricResidualShare:
 			// Only the candidate is decomposed.
 			if m.Baseline != nil || m.Control != nil || m.Candidate == nil || !strings.Contains(m.Reason, "dense model") {
 				t.Errorf("residual_share: %+v", m)
 			}
 			continue
-		case MetricLRRobustness:
+		case validation.MetricLRRobustness:
 			if m.Baseline != nil || !strings.Contains(m.Reason, "no learning-rate sweep") {
 				t.Errorf("lr_robustness without a sweep: %v (%q)", fv(m.Baseline), m.Reason)
 			}
 			continue
-		case MetricTrainingStability:
+		case validation.MetricTrainingStability:
 			// No baseline log given.
 			if m.Baseline != nil || m.Candidate == nil || m.Control == nil || !strings.Contains(m.Reason, "--baseline-train-log") {
 				t.Errorf("training_stability: reason %q", m.Reason)
@@ -174,18 +175,18 @@ func TestValidateDigits(t *testing.T) {
 		if m.CI95 == nil && m.CIReason == "" {
 			t.Errorf("%s: no interval and no reason", key)
 		}
-		if m.CI95 != nil && !(m.CI95[0] <= *m.Delta && *m.Delta <= m.CI95[1]) && key != MetricLatencyMS {
+		if m.CI95 != nil && !(m.CI95[0] <= *m.Delta && *m.Delta <= m.CI95[1]) && key != validation.MetricLatencyMS {
 			t.Logf("%s: delta %v outside its interval %v (possible, but unusual)", key, *m.Delta, *m.CI95)
 		}
 	}
-	acc := res.Metrics[MetricAccuracy]
+	acc := res.Metrics[validation.MetricAccuracy]
 	if acc.PValue == nil || acc.PValueVsControl == nil {
 		t.Error("accuracy: no McNemar p-value")
 	}
-	if got := res.Metrics[MetricParams]; *got.Candidate >= *got.Baseline {
+	if got := res.Metrics[validation.MetricParams]; *got.Candidate >= *got.Baseline {
 		t.Errorf("params: candidate %v, baseline %v: the decomposed model should be smaller", *got.Candidate, *got.Baseline)
 	}
-	if ps := res.Metrics[MetricPerturbationSensitivity].Parts; len(ps) != 3 || ps[1].Noise != 0.05 {
+	if ps := res.Metrics[validation.MetricPerturbationSensitivity].Parts; len(ps) != 3 || ps[1].Noise != 0.05 {
 		t.Errorf("perturbation parts %+v", ps)
 	}
 	if len(res.Layers) != 3 {
@@ -202,8 +203,8 @@ func TestValidateDigits(t *testing.T) {
 	}
 	t.Logf("accuracy %.4f -> %.4f (control %.4f), perturbation_sensitivity %.4f -> %.4f (control %.4f), jacobian_condition %.1f -> %.1f (control %.1f)",
 		*acc.Baseline, *acc.Candidate, *acc.Control,
-		*res.Metrics[MetricPerturbationSensitivity].Baseline, *res.Metrics[MetricPerturbationSensitivity].Candidate, *res.Metrics[MetricPerturbationSensitivity].Control,
-		*res.Metrics[MetricJacobianCondition].Baseline, *res.Metrics[MetricJacobianCondition].Candidate, *res.Metrics[MetricJacobianCondition].Control)
+		*res.Metrics[validation.MetricPerturbationSensitivity].Baseline, *res.Metrics[validation.MetricPerturbationSensitivity].Candidate, *res.Metrics[validation.MetricPerturbationSensitivity].Control,
+		*res.Metrics[validation.MetricJacobianCondition].Baseline, *res.Metrics[validation.MetricJacobianCondition].Candidate, *res.Metrics[validation.MetricJacobianCondition].Control)
 
 	// Determinism: the same inputs and seed give the same file, but for
 	// the wall-clock fields.
@@ -231,7 +232,7 @@ func TestValidateSelf(t *testing.T) {
 		t.Fatal(err)
 	}
 	model := filepath.Join(cfg.Out, "model.arrow")
-	vcfg := DefaultValidateConfig()
+	vcfg := validation.DefaultConfig()
 	vcfg.Baseline, vcfg.Candidate, vcfg.Control = model, model, model
 	vcfg.Data, vcfg.Out = test, filepath.Join(dir, "val")
 	vcfg.TrainLog, vcfg.BaselineTrainLog, vcfg.ControlTrainLog = cfg.Out, cfg.Out, cfg.Out
@@ -241,7 +242,7 @@ func TestValidateSelf(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runs := []LRRun{{LR: 1e-3, Accuracy: acc, Loss: loss}, {LR: 1e-2, Accuracy: num(0.5), Loss: num(2)}}
+	runs := []LRRun{{LR: 1e-3, Accuracy: acc, Loss: loss}, {LR: 1e-2, Accuracy: validation.Num(0.5), Loss: validation.Num(2)}}
 	sweep, err := json.Marshal(LRSweepFile{SchemaVersion: LRSweepSchemaVersion, Task: "classification", Dense: runs, Candidate: runs})
 	if err != nil {
 		t.Fatal(err)
@@ -254,20 +255,20 @@ func TestValidateSelf(t *testing.T) {
 		t.Fatal(err)
 	}
 	res, _ := readValidation(t, vcfg.Out)
-	var check func(name string, m *Metric)
-	check = func(name string, m *Metric) {
-		if name == MetricLatencyMS {
+	var check func(name string, m *validation.Metric)
+	check = func(name string, m *validation.Metric) {
+		if name == validation.MetricLatencyMS {
 			return
 		}
-		if name != MetricResidualShare && (m.Delta == nil || m.DeltaVsControl == nil) {
+		if name != validation.MetricResidualShare && (m.Delta == nil || m.DeltaVsControl == nil) {
 			t.Errorf("%s: no delta (reason %q)", name, m.Reason)
 		}
-		for _, d := range []*Float{m.Delta, m.DeltaVsControl} {
+		for _, d := range []*validation.NullableFloat{m.Delta, m.DeltaVsControl} {
 			if d != nil && *d != 0 {
 				t.Errorf("%s: delta %v, want exactly 0", name, *d)
 			}
 		}
-		for _, ci := range []*Interval{m.CI95, m.CI95VsControl} {
+		for _, ci := range []*validation.Interval{m.CI95, m.CI95VsControl} {
 			if ci != nil && (ci[0] != 0 || ci[1] != 0) {
 				t.Errorf("%s: interval %v, want [0, 0]", name, *ci)
 			}
@@ -276,14 +277,14 @@ func TestValidateSelf(t *testing.T) {
 			check(name+"/"+p.Name, p)
 		}
 	}
-	for _, key := range MetricKeys {
+	for _, key := range validation.MetricKeys {
 		check(key, res.Metrics[key])
 	}
-	if p := res.Metrics[MetricAccuracy].PValue; p == nil || *p != 1 {
+	if p := res.Metrics[validation.MetricAccuracy].PValue; p == nil || *p != 1 {
 		t.Errorf("McNemar p-value %s, want 1", fv(p))
 	}
 	for _, l := range res.Layers {
-		for _, lv := range []LayerValues{l.LayerCondition, l.RobustnessDrop, l.GradNorm} {
+		for _, lv := range []validation.LayerValues{l.LayerCondition, l.RobustnessDrop, l.GradNorm} {
 			if lv.Baseline == nil || lv.Candidate == nil || *lv.Baseline != *lv.Candidate {
 				t.Errorf("layer %s: %+v", l.Name, lv)
 			}
@@ -311,19 +312,19 @@ func TestValidateEveryFamily(t *testing.T) {
 			if _, err := Convert(context.Background(), ccfg); err != nil {
 				t.Fatal(err)
 			}
-			vcfg := DefaultValidateConfig()
+			vcfg := validation.DefaultConfig()
 			vcfg.Baseline, vcfg.Candidate = dense, filepath.Join(ccfg.Out, "model.arrow")
 			vcfg.Data, vcfg.Out, vcfg.Bootstrap, vcfg.LatencyRuns = test, filepath.Join(dir, "val-"+family), 200, 5
 			res, err := Validate(context.Background(), vcfg)
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, key := range MetricKeys {
+			for _, key := range validation.MetricKeys {
 				m := res.Metrics[key]
 				switch key {
-				case MetricTrainingStability, MetricLRRobustness:
+				case validation.MetricTrainingStability, validation.MetricLRRobustness:
 					continue
-				case MetricResidualShare:
+				case validation.MetricResidualShare:
 					if m.Candidate == nil {
 						t.Errorf("%s: candidate null (%s)", key, m.Reason)
 					}
@@ -398,18 +399,18 @@ func TestValidateLogits(t *testing.T) {
 	writeLogits(t, bl, base, y)
 	writeLogits(t, cl, cand, y)
 
-	cfg := DefaultValidateConfig()
+	cfg := validation.DefaultConfig()
 	cfg.BaselineLogits, cfg.CandidateLogits, cfg.Data, cfg.Out = bl, cl, data, filepath.Join(dir, "val")
 	cfg.Bootstrap = 20000
 	if _, err := Validate(context.Background(), cfg); err != nil {
 		t.Fatal(err)
 	}
 	res, _ := readValidation(t, cfg.Out)
-	if res.Mode != ValidateModeLogits || res.Task != compute.TaskClassification || res.Outputs != 3 {
-		t.Errorf("mode %s task %s outputs %d", res.Mode, res.Task, res.Outputs)
+	if res.Mode != validation.ModeLogits || res.Task != compute.TaskClassification || res.OutputWidth != 3 {
+		t.Errorf("mode %s task %s outputs %d", res.Mode, res.Task, res.OutputWidth)
 	}
-	acc := res.Metrics[MetricAccuracy]
-	near := func(what string, got *Float, want float64) {
+	acc := res.Metrics[validation.MetricAccuracy]
+	near := func(what string, got *validation.NullableFloat, want float64) {
 		t.Helper()
 		if got == nil {
 			t.Errorf("%s: got null, want %v", what, want)
@@ -428,10 +429,10 @@ func TestValidateLogits(t *testing.T) {
 	near("interval low", &acc.CI95[0], 0.30)
 	near("interval high", &acc.CI95[1], 0.70)
 	lse := math.Log(math.Exp(2) + 2)
-	loss := res.Metrics[MetricLoss]
+	loss := res.Metrics[validation.MetricLoss]
 	near("baseline loss", loss.Baseline, (10*(lse-2)+10*lse)/20)
 	near("candidate loss", loss.Candidate, lse-2)
-	for _, key := range []string{MetricJacobianCondition, MetricPerturbationSensitivity, MetricParams, MetricLatencyMS} {
+	for _, key := range []string{validation.MetricJacobianCondition, validation.MetricPerturbationSensitivity, validation.MetricParams, validation.MetricLatencyMS} {
 		m := res.Metrics[key]
 		if m.Baseline != nil || m.Candidate != nil || !strings.Contains(m.Reason, "logits mode") {
 			t.Errorf("%s: %+v, want null with the logits-mode reason", key, m)
@@ -488,27 +489,27 @@ func TestValidateBadInput(t *testing.T) {
 	}
 	tests := []struct {
 		name string
-		mod  func(*ValidateConfig)
+		mod  func(*validation.Config)
 		want string
 	}{
-		{"no data", func(c *ValidateConfig) { c.Data = "" }, "--data is required"},
-		{"no candidate", func(c *ValidateConfig) { c.Candidate = "" }, "--candidate are required"},
-		{"both modes", func(c *ValidateConfig) { c.BaselineLogits = data }, "not both"},
-		{"other outputs", func(c *ValidateConfig) { c.Candidate = m5 }, "4 outputs, the candidate 5"},
-		{"other inputs", func(c *ValidateConfig) { c.Control = m8 }, "16 inputs, the control 8"},
-		{"other task", func(c *ValidateConfig) { c.Candidate = mreg }, "regression"},
-		{"data width", func(c *ValidateConfig) { c.Baseline, c.Candidate = m8, m8 }, "16 features, the model takes 8"},
-		{"label out of range", func(c *ValidateConfig) { c.Data = badLabels }, "row 3: label 9"},
-		{"missing model", func(c *ValidateConfig) { c.Candidate = filepath.Join(dir, "absent.arrow") }, "absent.arrow"},
-		{"bad noise", func(c *ValidateConfig) { c.Noise = []float64{0.1, -1} }, "--noise"},
-		{"repeated noise", func(c *ValidateConfig) { c.Noise = []float64{0.1, 0.1} }, "--noise"},
-		{"bad eps", func(c *ValidateConfig) { c.RobustnessEps = math.NaN() }, "--robustness-eps"},
-		{"task with models", func(c *ValidateConfig) { c.Task = "regression" }, "--task"},
-		{"missing train log", func(c *ValidateConfig) { c.TrainLog = filepath.Join(dir, "nolog") }, "nolog"},
+		{"no data", func(c *validation.Config) { c.Data = "" }, "--data is required"},
+		{"no candidate", func(c *validation.Config) { c.Candidate = "" }, "--candidate are required"},
+		{"both modes", func(c *validation.Config) { c.BaselineLogits = data }, "not both"},
+		{"other outputs", func(c *validation.Config) { c.Candidate = m5 }, "4 outputs, the candidate 5"},
+		{"other inputs", func(c *validation.Config) { c.Control = m8 }, "16 inputs, the control 8"},
+		{"other task", func(c *validation.Config) { c.Candidate = mreg }, "regression"},
+		{"data width", func(c *validation.Config) { c.Baseline, c.Candidate = m8, m8 }, "16 features, the model takes 8"},
+		{"label out of range", func(c *validation.Config) { c.Data = badLabels }, "row 3: label 9"},
+		{"missing model", func(c *validation.Config) { c.Candidate = filepath.Join(dir, "absent.arrow") }, "absent.arrow"},
+		{"bad noise", func(c *validation.Config) { c.Noise = []float64{0.1, -1} }, "--noise"},
+		{"repeated noise", func(c *validation.Config) { c.Noise = []float64{0.1, 0.1} }, "--noise"},
+		{"bad eps", func(c *validation.Config) { c.RobustnessEps = math.NaN() }, "--robustness-eps"},
+		{"task with models", func(c *validation.Config) { c.Task = "regression" }, "--task"},
+		{"missing train log", func(c *validation.Config) { c.TrainLog = filepath.Join(dir, "nolog") }, "nolog"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := DefaultValidateConfig()
+			cfg := validation.DefaultConfig()
 			cfg.Baseline, cfg.Candidate, cfg.Data, cfg.Out = m4, m4, data, filepath.Join(dir, "out-"+tt.name)
 			tt.mod(&cfg)
 			_, err := Validate(context.Background(), cfg)
@@ -524,7 +525,7 @@ func TestValidateBadInput(t *testing.T) {
 		})
 	}
 	// The small random models themselves validate (no layer norm, ReLU).
-	cfg := DefaultValidateConfig()
+	cfg := validation.DefaultConfig()
 	cfg.Baseline, cfg.Candidate, cfg.Data, cfg.Out, cfg.Bootstrap = m4, m4, data, filepath.Join(dir, "ok"), 50
 	if _, err := Validate(context.Background(), cfg); err != nil {
 		t.Fatal(err)
@@ -555,7 +556,7 @@ func TestValidateRegression(t *testing.T) {
 	if err := arrowio.WriteDataset(data, ds); err != nil {
 		t.Fatal(err)
 	}
-	cfg := DefaultValidateConfig()
+	cfg := validation.DefaultConfig()
 	cfg.Baseline, cfg.Candidate, cfg.Data, cfg.Out = base, filepath.Join(ccfg.Out, "model.arrow"), data, filepath.Join(dir, "val")
 	res, err := Validate(context.Background(), cfg)
 	if err != nil {
@@ -564,7 +565,7 @@ func TestValidateRegression(t *testing.T) {
 	if res.Task != compute.TaskRegression {
 		t.Errorf("task %s", res.Task)
 	}
-	for _, key := range []string{MetricAccuracy, MetricPredictionFlipRate} {
+	for _, key := range []string{validation.MetricAccuracy, validation.MetricPredictionFlipRate} {
 		if m := res.Metrics[key]; m.Baseline != nil || m.Candidate != nil || m.Reason == "" {
 			t.Errorf("%s: %+v, want null with a reason", key, m)
 		}
@@ -588,18 +589,18 @@ func TestValidateRegression(t *testing.T) {
 	for i, v := range y {
 		mse += (v - ds.Y[i]) * (v - ds.Y[i]) / float64(ds.N)
 	}
-	if got := res.Metrics[MetricLoss].Baseline; got == nil {
+	if got := res.Metrics[validation.MetricLoss].Baseline; got == nil {
 		t.Errorf("loss null, want the MSE %v", mse)
 	} else if math.Abs(float64(*got)-mse) > 1e-12 {
 		t.Errorf("loss %v, want the MSE %v", float64(*got), mse)
 	}
-	for _, key := range []string{MetricJacobianCondition, MetricPerturbationSensitivity, MetricLayerRobustness, MetricGradNormRatio} {
+	for _, key := range []string{validation.MetricJacobianCondition, validation.MetricPerturbationSensitivity, validation.MetricLayerRobustness, validation.MetricGradNormRatio} {
 		if m := res.Metrics[key]; m.Baseline == nil || m.Candidate == nil {
 			t.Errorf("%s: null (%s)", key, m.Reason)
 		}
 	}
 	// One output: the Jacobian is a row, its condition 1.
-	if c := res.Metrics[MetricJacobianCondition].Baseline; c == nil || math.Abs(float64(*c)-1) > 1e-12 {
+	if c := res.Metrics[validation.MetricJacobianCondition].Baseline; c == nil || math.Abs(float64(*c)-1) > 1e-12 {
 		t.Errorf("jacobian condition of a single-output model %s, want 1", fv(c))
 	}
 }

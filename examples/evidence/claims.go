@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/strata-ml/strata/stages"
+	"github.com/strata-ml/strata/validation"
 )
 
 // side is the reference a candidate is compared with.
@@ -76,21 +76,21 @@ type claim struct {
 // sensitivity, per-layer robustness and the ease of learning-rate tuning.
 var claims = []claim{
 	{"keeps accuracy", "accuracy", []criterion{
-		{metric: stages.MetricAccuracy, label: "accuracy", margin: accuracyMargin, effect: effectPoints},
+		{metric: validation.MetricAccuracy, label: "accuracy", margin: accuracyMargin, effect: effectPoints},
 	}},
 	{"improves gradient conditioning", "gradient conditioning", []criterion{
-		{metric: stages.MetricJacobianCondition, label: "Jacobian", effect: effectRatio},
-		{metric: stages.MetricGradNormRatio, label: "grad-norm", effect: effectRatio},
+		{metric: validation.MetricJacobianCondition, label: "Jacobian", effect: effectRatio},
+		{metric: validation.MetricGradNormRatio, label: "grad-norm", effect: effectRatio},
 	}},
 	{"lowers perturbation sensitivity", "perturbation sensitivity", []criterion{
-		{metric: stages.MetricPerturbationSensitivityRelative, label: "sensitivity", effect: effectRatio},
+		{metric: validation.MetricPerturbationSensitivityRelative, label: "sensitivity", effect: effectRatio},
 	}},
 	{"improves per-layer robustness", "per-layer robustness", []criterion{
-		{metric: stages.MetricLayerRobustness, label: "worst-layer drop", effect: effectPoints},
+		{metric: validation.MetricLayerRobustness, label: "worst-layer drop", effect: effectPoints},
 	}},
 	{"eases learning-rate tuning", "ease of learning-rate tuning", []criterion{
-		{metric: stages.MetricLRRobustness, label: "worst lr accuracy", effect: effectPoints},
-		{metric: stages.MetricLRRobustness + ".range", label: "lr range", effect: effectPoints},
+		{metric: validation.MetricLRRobustness, label: "worst lr accuracy", effect: effectPoints},
+		{metric: validation.MetricLRRobustness + ".range", label: "lr range", effect: effectPoints},
 	}},
 }
 
@@ -100,7 +100,7 @@ func quorum(n int) int { return (3*n + 4) / 5 }
 
 // sideValues returns the aggregate delta against the reference and the
 // seeds counted better and worse for the candidate.
-func sideValues(m *stages.SweepMetric, s side) (delta *stages.Spread, better, worse int) {
+func sideValues(m *validation.Aggregate, s side) (delta *validation.Spread, better, worse int) {
 	if s == vsControl {
 		return m.DeltaVsControl, m.BetterRunsVsControl, m.WorseRunsVsControl
 	}
@@ -129,7 +129,7 @@ type judgement struct {
 //     else no clear effect.
 //
 // A nil metric or one without a delta has no clear effect.
-func judge(m *stages.SweepMetric, s side, c criterion) judgement {
+func judge(m *validation.Aggregate, s side, c criterion) judgement {
 	if m == nil {
 		return judgement{mean: math.NaN()}
 	}
@@ -140,9 +140,9 @@ func judge(m *stages.SweepMetric, s side, c criterion) judgement {
 	}
 	j.mean = float64(d.Mean)
 	sign := 1.0 // the claimed direction of the delta
-	if m.Better == stages.BetterLower {
+	if m.Better == validation.BetterLower {
 		sign = -1
-	} else if m.Better != stages.BetterHigher {
+	} else if m.Better != validation.BetterHigher {
 		return j // reported only: no direction to claim
 	}
 	good, bad := sign*j.mean > 0, sign*j.mean < 0
@@ -191,7 +191,7 @@ func combine(vs []verdict) verdict {
 
 // effectText quotes a criterion's effect for one candidate: the mean delta
 // in points or the mean ratio, with the seed counts.
-func effectText(m *stages.SweepMetric, s side, c criterion, j judgement) string {
+func effectText(m *validation.Aggregate, s side, c criterion, j judgement) string {
 	var v string
 	switch c.effect {
 	case effectRatio:

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/strata-ml/strata/stages"
+	"github.com/strata-ml/strata/validation"
 )
 
 // TestEvidenceIris is the CI variant of `make evidence` (issue #10): the
@@ -172,46 +173,48 @@ func table(t *testing.T, lines []string, heading string) (rows [][]string, after
 // aggregates: the direction of the mean, the quorum of significant seeds,
 // no seed against, the accuracy margin, and the control's side.
 func TestJudge(t *testing.T) {
-	spread := func(mean float64) *stages.Spread { return &stages.Spread{N: 5, Mean: stages.Float(mean)} }
-	lower := criterion{metric: stages.MetricJacobianCondition}
-	higher := criterion{metric: stages.MetricLRRobustness}
-	acc := criterion{metric: stages.MetricAccuracy, margin: accuracyMargin}
-	metric := func(better string, mean float64, b, w int) *stages.SweepMetric {
-		return &stages.SweepMetric{Better: better, Delta: spread(mean), BetterRuns: b, WorseRuns: w, Runs: 5}
+	spread := func(mean float64) *validation.Spread {
+		return &validation.Spread{N: 5, Mean: validation.NullableFloat(mean)}
+	}
+	lower := criterion{metric: validation.MetricJacobianCondition}
+	higher := criterion{metric: validation.MetricLRRobustness}
+	acc := criterion{metric: validation.MetricAccuracy, margin: accuracyMargin}
+	metric := func(better string, mean float64, b, w int) *validation.Aggregate {
+		return &validation.Aggregate{Better: better, Delta: spread(mean), BetterRuns: b, WorseRuns: w, Runs: 5}
 	}
 	tests := []struct {
 		name string
-		m    *stages.SweepMetric
+		m    *validation.Aggregate
 		s    side
 		c    criterion
 		want verdict
 	}{
-		{"lower: 3 of 5 better, none worse", metric(stages.BetterLower, -2, 3, 0), vsBaseline, lower, holds},
-		{"lower: 5 of 5 better", metric(stages.BetterLower, -2, 5, 0), vsBaseline, lower, holds},
-		{"lower: 2 of 5 better", metric(stages.BetterLower, -2, 2, 0), vsBaseline, lower, noClearEffect},
-		{"lower: 3 better, 1 worse", metric(stages.BetterLower, -2, 3, 1), vsBaseline, lower, noClearEffect},
-		{"lower: mean against, 3 better", metric(stages.BetterLower, 2, 3, 0), vsBaseline, lower, noClearEffect},
-		{"lower: 3 of 5 worse, none better", metric(stages.BetterLower, 2, 0, 3), vsBaseline, lower, contradicted},
-		{"lower: 4 worse, 1 better", metric(stages.BetterLower, 2, 1, 4), vsBaseline, lower, noClearEffect},
-		{"lower: mean for, 3 worse", metric(stages.BetterLower, -2, 0, 3), vsBaseline, lower, noClearEffect},
-		{"lower: mean 0", metric(stages.BetterLower, 0, 0, 0), vsBaseline, lower, noClearEffect},
-		{"higher: 3 of 5 better", metric(stages.BetterHigher, 0.02, 3, 0), vsBaseline, higher, holds},
-		{"higher: 3 of 5 worse", metric(stages.BetterHigher, -0.02, 0, 3), vsBaseline, higher, contradicted},
-		{"reported: no direction", metric(stages.BetterReported, 0.3, 5, 0), vsBaseline, lower, noClearEffect},
+		{"lower: 3 of 5 better, none worse", metric(validation.BetterLower, -2, 3, 0), vsBaseline, lower, holds},
+		{"lower: 5 of 5 better", metric(validation.BetterLower, -2, 5, 0), vsBaseline, lower, holds},
+		{"lower: 2 of 5 better", metric(validation.BetterLower, -2, 2, 0), vsBaseline, lower, noClearEffect},
+		{"lower: 3 better, 1 worse", metric(validation.BetterLower, -2, 3, 1), vsBaseline, lower, noClearEffect},
+		{"lower: mean against, 3 better", metric(validation.BetterLower, 2, 3, 0), vsBaseline, lower, noClearEffect},
+		{"lower: 3 of 5 worse, none better", metric(validation.BetterLower, 2, 0, 3), vsBaseline, lower, contradicted},
+		{"lower: 4 worse, 1 better", metric(validation.BetterLower, 2, 1, 4), vsBaseline, lower, noClearEffect},
+		{"lower: mean for, 3 worse", metric(validation.BetterLower, -2, 0, 3), vsBaseline, lower, noClearEffect},
+		{"lower: mean 0", metric(validation.BetterLower, 0, 0, 0), vsBaseline, lower, noClearEffect},
+		{"higher: 3 of 5 better", metric(validation.BetterHigher, 0.02, 3, 0), vsBaseline, higher, holds},
+		{"higher: 3 of 5 worse", metric(validation.BetterHigher, -0.02, 0, 3), vsBaseline, higher, contradicted},
+		{"reported: no direction", metric(validation.BetterReported, 0.3, 5, 0), vsBaseline, lower, noClearEffect},
 		{"no metric", nil, vsBaseline, lower, noClearEffect},
-		{"no delta", &stages.SweepMetric{Better: stages.BetterLower, BetterRuns: 5, Runs: 5}, vsBaseline, lower, noClearEffect},
-		{"accuracy: -0.5 points, none worse", metric(stages.BetterHigher, -0.005, 0, 0), vsBaseline, acc, holds},
-		{"accuracy: -1 point exactly", metric(stages.BetterHigher, -0.01, 0, 0), vsBaseline, acc, holds},
-		{"accuracy: better", metric(stages.BetterHigher, 0.02, 2, 0), vsBaseline, acc, holds},
-		{"accuracy: -0.5 points, 1 seed worse", metric(stages.BetterHigher, -0.005, 0, 1), vsBaseline, acc, noClearEffect},
-		{"accuracy: -3 points, none worse", metric(stages.BetterHigher, -0.03, 0, 0), vsBaseline, acc, noClearEffect},
-		{"accuracy: -3 points, 2 worse", metric(stages.BetterHigher, -0.03, 0, 2), vsBaseline, acc, noClearEffect},
-		{"accuracy: -3 points, 3 worse", metric(stages.BetterHigher, -0.03, 0, 3), vsBaseline, acc, contradicted},
-		{"accuracy: -3 points, 3 worse, 1 better", metric(stages.BetterHigher, -0.03, 1, 3), vsBaseline, acc, noClearEffect},
-		{"control: its own delta and counts", &stages.SweepMetric{Better: stages.BetterLower, Delta: spread(2), WorseRuns: 5,
+		{"no delta", &validation.Aggregate{Better: validation.BetterLower, BetterRuns: 5, Runs: 5}, vsBaseline, lower, noClearEffect},
+		{"accuracy: -0.5 points, none worse", metric(validation.BetterHigher, -0.005, 0, 0), vsBaseline, acc, holds},
+		{"accuracy: -1 point exactly", metric(validation.BetterHigher, -0.01, 0, 0), vsBaseline, acc, holds},
+		{"accuracy: better", metric(validation.BetterHigher, 0.02, 2, 0), vsBaseline, acc, holds},
+		{"accuracy: -0.5 points, 1 seed worse", metric(validation.BetterHigher, -0.005, 0, 1), vsBaseline, acc, noClearEffect},
+		{"accuracy: -3 points, none worse", metric(validation.BetterHigher, -0.03, 0, 0), vsBaseline, acc, noClearEffect},
+		{"accuracy: -3 points, 2 worse", metric(validation.BetterHigher, -0.03, 0, 2), vsBaseline, acc, noClearEffect},
+		{"accuracy: -3 points, 3 worse", metric(validation.BetterHigher, -0.03, 0, 3), vsBaseline, acc, contradicted},
+		{"accuracy: -3 points, 3 worse, 1 better", metric(validation.BetterHigher, -0.03, 1, 3), vsBaseline, acc, noClearEffect},
+		{"control: its own delta and counts", &validation.Aggregate{Better: validation.BetterLower, Delta: spread(2), WorseRuns: 5,
 			DeltaVsControl: spread(-1), BetterRunsVsControl: 3, Runs: 5}, vsControl, lower, holds},
-		{"control: absent", metric(stages.BetterLower, -2, 5, 0), vsControl, lower, noClearEffect},
-		{"one seed: 1 of 1 better", &stages.SweepMetric{Better: stages.BetterLower, Delta: spread(-1), BetterRuns: 1, Runs: 1}, vsBaseline, lower, holds},
+		{"control: absent", metric(validation.BetterLower, -2, 5, 0), vsControl, lower, noClearEffect},
+		{"one seed: 1 of 1 better", &validation.Aggregate{Better: validation.BetterLower, Delta: spread(-1), BetterRuns: 1, Runs: 1}, vsBaseline, lower, holds},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -305,26 +308,26 @@ func TestSigned(t *testing.T) {
 // whose note gives the validations' reason, and a ratio whose reference is
 // 0 says so.
 func TestCellDash(t *testing.T) {
-	one := stages.Float(1)
-	c := stages.SweepCandidateResult{Name: "c", Metrics: []stages.SweepMetric{
-		{Metric: stages.MetricJacobianCondition, Better: stages.BetterLower, Runs: 1},
-		{Metric: stages.MetricPredictionFlipRate, Better: stages.BetterLower, Runs: 1, Delta: &stages.Spread{N: 1, Mean: 0.01}},
+	one := validation.NullableFloat(1)
+	c := stages.SweepCandidateResult{Name: "c", Metrics: []validation.Aggregate{
+		{Metric: validation.MetricJacobianCondition, Better: validation.BetterLower, Runs: 1},
+		{Metric: validation.MetricPredictionFlipRate, Better: validation.BetterLower, Runs: 1, Delta: &validation.Spread{N: 1, Mean: 0.01}},
 	}}
 	ds := &dataSet{
 		Res: &stages.SweepResult{Candidates: []stages.SweepCandidateResult{c}},
-		Runs: map[string][]*stages.ValidationResult{"c": {{Metrics: map[string]*stages.Metric{
-			stages.MetricJacobianCondition: {Better: stages.BetterLower, Candidate: &one, Reason: "baseline: numerically singular Jacobian"},
+		Runs: map[string][]*validation.Result{"c": {{Metrics: map[string]*validation.Metric{
+			validation.MetricJacobianCondition: {Better: validation.BetterLower, Candidate: &one, Reason: "baseline: numerically singular Jacobian"},
 		}}}},
 	}
 	ds.Res.Config.Control = true
 	n := &notes{}
-	if got := cell(ds, &c, column{metric: stages.MetricJacobianCondition, kind: colRatio}, vsBaseline, n); got != "- (a)" {
+	if got := cell(ds, &c, column{metric: validation.MetricJacobianCondition, kind: colRatio}, vsBaseline, n); got != "- (a)" {
 		t.Errorf("Jacobian cell %q, want - (a)", got)
 	}
-	if got := cell(ds, &c, column{metric: stages.MetricPredictionFlipRate, kind: colRatio}, vsBaseline, n); got != "- (b)" {
+	if got := cell(ds, &c, column{metric: validation.MetricPredictionFlipRate, kind: colRatio}, vsBaseline, n); got != "- (b)" {
 		t.Errorf("flip rate ratio cell %q, want - (b)", got)
 	}
-	if got := cell(ds, &c, column{metric: stages.MetricPredictionFlipRate, kind: colPoints}, vsBaseline, n); got != "+1.00 [0/0]" {
+	if got := cell(ds, &c, column{metric: validation.MetricPredictionFlipRate, kind: colPoints}, vsBaseline, n); got != "+1.00 [0/0]" {
 		t.Errorf("flip rate delta cell %q, want +1.00 [0/0]", got)
 	}
 	if len(n.reasons) != 2 || !strings.Contains(n.reasons[0], "numerically singular") || !strings.Contains(n.reasons[1], "reference's value is 0") {

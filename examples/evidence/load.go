@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/strata-ml/strata/stages"
+	"github.com/strata-ml/strata/validation"
 )
 
 // dataSet is one sweep's outputs, as `strata sweep` wrote them to Dir.
@@ -25,7 +26,7 @@ type dataSet struct {
 	Seeds []seedRun
 	// Runs holds each candidate's validation.json per seed, in
 	// sweep.json's order.
-	Runs map[string][]*stages.ValidationResult
+	Runs map[string][]*validation.Result
 }
 
 // seedRun is what a seed's dense baseline training did, and the test
@@ -57,13 +58,13 @@ func loadDataSet(dir string) (*dataSet, error) {
 	if len(res.Candidates) == 0 || len(res.Seeds) == 0 {
 		return nil, fmt.Errorf("%s: no candidates or no seeds", path)
 	}
-	ds := &dataSet{Name: res.Config.Data, Dir: dir, Res: res, Finished: st.ModTime().UTC(), Runs: map[string][]*stages.ValidationResult{}}
+	ds := &dataSet{Name: res.Config.Data, Dir: dir, Res: res, Finished: st.ModTime().UTC(), Runs: map[string][]*validation.Result{}}
 	if ds.Name == "" {
 		ds.Name = filepath.Base(dir)
 	}
 	for _, c := range res.Candidates {
 		for _, r := range c.Runs {
-			v, _, err := stages.ReadValidation(filepath.Join(dir, r.Validation))
+			v, _, err := validation.Read(filepath.Join(dir, r.Validation))
 			if err != nil {
 				return nil, err
 			}
@@ -81,7 +82,7 @@ func loadDataSet(dir string) (*dataSet, error) {
 		// Every candidate of a seed is validated against the same
 		// baseline and control: the first one's validation has them.
 		if vs := ds.Runs[res.Candidates[0].Name]; i < len(vs) {
-			if m := vs[i].Metrics[stages.MetricAccuracy]; m != nil {
+			if m := vs[i].Metrics[validation.MetricAccuracy]; m != nil {
 				sr.BaselineAcc, sr.ControlAcc = floatOr(m.Baseline), floatOr(m.Control)
 			}
 		}

@@ -19,7 +19,7 @@ func judgeClaim(ds *dataSet, i int, cl claim, s side) pairVerdict {
 	var vs []verdict
 	var effects []string
 	for _, cr := range cl.criteria {
-		m := c.Metric(cr.metric)
+		m := c.Metrics.Get(cr.metric)
 		j := judge(m, s, cr)
 		vs = append(vs, j.verdict)
 		if m == nil {
@@ -173,7 +173,7 @@ func renderReading(b *bytes.Buffer, d *doc) {
 						if s == vsControl && !ds.Res.Config.Control {
 							continue
 						}
-						count[s][judge(ds.Res.Candidates[i].Metric(cr.metric), s, cr).verdict]++
+						count[s][judge(ds.Res.Candidates[i].Metrics.Get(cr.metric), s, cr).verdict]++
 					}
 				}
 			}

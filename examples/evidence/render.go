@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/strata-ml/strata/stages"
+	"github.com/strata-ml/strata/validation"
 )
 
 var nan = math.NaN()
@@ -43,16 +44,16 @@ type column struct {
 
 // columns are the tables' columns after the candidate's name.
 var columns = []column{
-	{"params ratio", stages.MetricParams, colParams},
-	{"accuracy delta, pts (±CI) [B/W]", stages.MetricAccuracy, colAccuracy},
-	{"Jacobian condition ratio [B/W]", stages.MetricJacobianCondition, colRatio},
-	{"relative sensitivity ratio [B/W]", stages.MetricPerturbationSensitivityRelative, colRatio},
-	{"flip rate delta, pts [B/W]", stages.MetricPredictionFlipRate, colPoints},
-	{"worst-layer drop delta, pts [B/W]", stages.MetricLayerRobustness, colPoints},
-	{"grad-norm ratio ratio [B/W]", stages.MetricGradNormRatio, colRatio},
-	{"residual share", stages.MetricResidualShare, colValue},
-	{"lr worst accuracy delta, pts [B/W]", stages.MetricLRRobustness, colPoints},
-	{"lr range delta, pts [B/W]", stages.MetricLRRobustness + ".range", colPoints},
+	{"params ratio", validation.MetricParams, colParams},
+	{"accuracy delta, pts (±CI) [B/W]", validation.MetricAccuracy, colAccuracy},
+	{"Jacobian condition ratio [B/W]", validation.MetricJacobianCondition, colRatio},
+	{"relative sensitivity ratio [B/W]", validation.MetricPerturbationSensitivityRelative, colRatio},
+	{"flip rate delta, pts [B/W]", validation.MetricPredictionFlipRate, colPoints},
+	{"worst-layer drop delta, pts [B/W]", validation.MetricLayerRobustness, colPoints},
+	{"grad-norm ratio ratio [B/W]", validation.MetricGradNormRatio, colRatio},
+	{"residual share", validation.MetricResidualShare, colValue},
+	{"lr worst accuracy delta, pts [B/W]", validation.MetricLRRobustness, colPoints},
+	{"lr range delta, pts [B/W]", validation.MetricLRRobustness + ".range", colPoints},
 }
 
 // render writes docs/EVIDENCE.md. Its bytes depend only on d: the sweep
@@ -214,7 +215,7 @@ func convertText(c *stages.SweepCandidateResult) string {
 	if v.Structure == "orthogonal" {
 		s += map[bool]string{true: ", retraction on", false: ", retraction off"}[c.Retract]
 	}
-	if m := c.Metric(stages.MetricParams); m != nil && m.Ratio != nil {
+	if m := c.Metrics.Get(validation.MetricParams); m != nil && m.Ratio != nil {
 		s += fmt.Sprintf("; %.0f%% of the baseline's parameters", 100*float64(m.Ratio.Mean))
 	}
 	return s
@@ -389,7 +390,7 @@ func (n *notes) write(b *bytes.Buffer) {
 
 // cell renders a candidate's metric in a column against the reference s.
 func cell(ds *dataSet, c *stages.SweepCandidateResult, col column, s side, n *notes) string {
-	m := c.Metric(col.metric)
+	m := c.Metrics.Get(col.metric)
 	if m == nil {
 		return n.dash(fmt.Sprintf("%s: not in sweep.json", col.metric))
 	}
@@ -399,7 +400,7 @@ func cell(ds *dataSet, c *stages.SweepCandidateResult, col column, s side, n *no
 		ratio = m.RatioVsControl
 	}
 	counts := fmt.Sprintf(" [%d/%d]", better, worse)
-	var v *stages.Spread
+	var v *validation.Spread
 	switch col.kind {
 	case colParams:
 		if ratio == nil {
@@ -436,7 +437,7 @@ func cell(ds *dataSet, c *stages.SweepCandidateResult, col column, s side, n *no
 
 // spreadText is "mean ± sd" of s scaled, with "(n=K)" when fewer than
 // runs seeds had a value.
-func spreadText(s *stages.Spread, scale float64, mean, sd string, runs int) string {
+func spreadText(s *validation.Spread, scale float64, mean, sd string, runs int) string {
 	out := signed(mean, float64(s.Mean)*scale)
 	if s.SD != nil {
 		out += " ± " + fmt.Sprintf(sd, float64(*s.SD)*scale)
@@ -475,7 +476,7 @@ func missing(ds *dataSet, c *stages.SweepCandidateResult, metric string, s side,
 }
 
 // validationMetric finds a metric or part ("key.part") of a validation.
-func validationMetric(v *stages.ValidationResult, name string) *stages.Metric {
+func validationMetric(v *validation.Result, name string) *validation.Metric {
 	if m := v.Metrics[name]; m != nil {
 		return m
 	}
@@ -494,7 +495,7 @@ func validationMetric(v *stages.ValidationResult, name string) *stages.Metric {
 // ciHalfWidth is the mean over the runs of the half width of the 95%
 // interval of the metric's delta against s, over every run that has an
 // interval (a zero-width one included); NaN when none has.
-func ciHalfWidth(runs []*stages.ValidationResult, metric string, s side) float64 {
+func ciHalfWidth(runs []*validation.Result, metric string, s side) float64 {
 	var sum float64
 	n := 0
 	for _, v := range runs {
@@ -533,7 +534,7 @@ func orDash(s string) string {
 	return s
 }
 
-func floatOr(f *stages.Float) float64 {
+func floatOr(f *validation.NullableFloat) float64 {
 	if f == nil {
 		return nan
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/strata-ml/strata/examples/data"
 	"github.com/strata-ml/strata/plugin/host"
 	"github.com/strata-ml/strata/stages"
+	"github.com/strata-ml/strata/validation"
 )
 
 func main() {
@@ -129,7 +130,7 @@ func runPilot(ctx context.Context, pluginPath string, cfg stages.PilotConfig, pr
 		valInputs["control_train_log"] = output("control", "log")
 	}
 
-	va := stages.DefaultValidateConfig()
+	va := validation.DefaultConfig()
 	v := cfg.Validate
 	va.Bootstrap, va.MaxJacobianSamples, va.Noise, va.RobustnessEps = v.Bootstrap, v.MaxJacobianSamples, v.Noise, v.RobustnessEps
 	va.RobustnessDraws, va.GradBatch, va.LatencyBatch, va.LatencyRuns = v.RobustnessDraws, v.GradBatch, v.LatencyBatch, v.LatencyRuns

@@ -7,9 +7,9 @@ import (
 )
 
 // TestGeneratedUpToDate fails when a config field's doc comment in stages/
-// changed without `go generate ./plugin`.
+// or validation/ changed without `go generate ./plugin`.
 func TestGeneratedUpToDate(t *testing.T) {
-	want, err := generate("../../../stages")
+	want, err := generate("../../../stages", "../../../validation")
 	if err != nil {
 		t.Fatal(err)
 	}

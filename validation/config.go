@@ -1,0 +1,150 @@
+package validation
+
+import (
+	"log/slog"
+	"math"
+
+	"github.com/strata-ml/strata/compute"
+	"github.com/strata-ml/strata/internal/inputerr"
+)
+
+// Config configures Validate. The JSON form is recorded in
+// validation.json.
+type Config struct {
+	// Baseline and Candidate are the models compared (Arrow model files
+	// or safetensors of the MLP family); Control optionally the dense
+	// baseline fine-tuned with the candidate's budget.
+	Baseline  string `json:"baseline,omitempty"`
+	Candidate string `json:"candidate,omitempty"`
+	Control   string `json:"control,omitempty"`
+	// BaselineLogits and CandidateLogits (and ControlLogits) select the
+	// logits mode instead: outputs computed elsewhere, one row per row
+	// of Data in the same order (arrowio.ReadLogits).
+	BaselineLogits  string `json:"baseline_logits,omitempty"`
+	CandidateLogits string `json:"candidate_logits,omitempty"`
+	ControlLogits   string `json:"control_logits,omitempty"`
+	// Data is the evaluation data, raw (each model applies its own
+	// standardisation); Label names its target column.
+	Data  string `json:"data"`
+	Label string `json:"label"`
+	// Out is the output directory.
+	Out string `json:"out"`
+	// Task is for the logits mode: classification or regression; empty
+	// infers it from the width (1 output: regression).
+	Task string `json:"task,omitempty"`
+	// Activation is for a safetensors nn.Sequential model without
+	// architecture metadata (default relu).
+	Activation string `json:"activation,omitempty"`
+
+	// Bootstrap is the number of paired bootstrap resamples of every
+	// confidence interval (0: no intervals); Seed drives them and every
+	// random draw of the metrics.
+	Bootstrap int    `json:"bootstrap"`
+	Seed      uint64 `json:"seed"`
+	// MaxJacobianSamples bounds the inputs whose Jacobian is computed (a
+	// seeded sample of the data when it has more rows).
+	MaxJacobianSamples int `json:"max_jacobian_samples"`
+	// Noise lists the input noise levels of the perturbation metrics as
+	// shares of each feature's standard deviation; the middle one (the
+	// lower middle for an even count) is the headline.
+	Noise []float64 `json:"noise"`
+	// RobustnessEps is the relative Frobenius norm of the weight noise of
+	// layer_robustness, averaged over RobustnessDraws draws.
+	RobustnessEps   float64 `json:"robustness_eps"`
+	RobustnessDraws int     `json:"robustness_draws"`
+	// GradBatch is the evaluation batch size of grad_norm_ratio.
+	GradBatch int `json:"grad_batch"`
+	// LatencyBatch rows are timed LatencyRuns times per model after
+	// LatencyWarmup untimed passes, the models interleaved.
+	LatencyBatch  int `json:"latency_batch"`
+	LatencyRuns   int `json:"latency_runs"`
+	LatencyWarmup int `json:"latency_warmup"`
+	// TrainLog is the candidate's finetune output directory (or its
+	// train_log.arrow), BaselineTrainLog and ControlTrainLog the other
+	// models' (optional), for training_stability.
+	TrainLog         string `json:"train_log,omitempty"`
+	BaselineTrainLog string `json:"baseline_train_log,omitempty"`
+	ControlTrainLog  string `json:"control_train_log,omitempty"`
+	// SpikeWindow and SpikeThreshold define a loss spike: a loss above
+	// the median of the SpikeWindow previous steps plus SpikeThreshold
+	// times their scaled MAD (compute.TrainingStability).
+	SpikeWindow    int     `json:"spike_window"`
+	SpikeThreshold float64 `json:"spike_threshold"`
+	// LRSweep is an lr_sweep.json (written by Sweep) for lr_robustness:
+	// the candidate's and the dense baseline's fine-tuning repeated at
+	// several learning rates. Empty: lr_robustness is null.
+	LRSweep string `json:"lr_sweep,omitempty"`
+
+	// Logger receives progress; nil discards it.
+	Logger *slog.Logger `json:"-"`
+}
+
+// DefaultConfig returns the defaults the CLI starts from.
+func DefaultConfig() Config {
+	return Config{
+		Label:              "label",
+		Bootstrap:          1000,
+		MaxJacobianSamples: 64,
+		Noise:              []float64{0.01, 0.05, 0.1},
+		RobustnessEps:      0.1,
+		RobustnessDraws:    5,
+		GradBatch:          64,
+		LatencyBatch:       64,
+		LatencyRuns:        50,
+		LatencyWarmup:      5,
+		SpikeWindow:        20,
+		SpikeThreshold:     3,
+	}
+}
+
+// Check checks the config before any input is read: exactly one of the
+// models mode (Baseline and Candidate) and the logits mode
+// (BaselineLogits and CandidateLogits), Data and Out set, and every
+// setting in range. Problems are bad input (inputerr.ErrInput).
+func (cfg *Config) Check() error {
+	models := cfg.Baseline != "" || cfg.Candidate != "" || cfg.Control != ""
+	logits := cfg.BaselineLogits != "" || cfg.CandidateLogits != "" || cfg.ControlLogits != ""
+	switch {
+	case models && logits:
+		return inputerr.Errorf("validate: give models (--baseline, --candidate) or logits (--baseline-logits, --candidate-logits), not both")
+	case logits && (cfg.BaselineLogits == "" || cfg.CandidateLogits == ""):
+		return inputerr.Errorf("validate: logits mode needs --baseline-logits and --candidate-logits")
+	case !logits && (cfg.Baseline == "" || cfg.Candidate == ""):
+		return inputerr.Errorf("validate: --baseline and --candidate are required (or --baseline-logits and --candidate-logits)")
+	case cfg.Data == "":
+		return inputerr.Errorf("validate: --data is required")
+	case cfg.Out == "":
+		return inputerr.Errorf("validate: --out is required")
+	case cfg.Label == "":
+		return inputerr.Errorf("validate: --label must not be empty")
+	case cfg.Task != "" && !logits:
+		return inputerr.Errorf("validate: --task applies to the logits mode only (a model file has its task)")
+	case cfg.Bootstrap < 0:
+		return inputerr.Errorf("validate: --bootstrap %d: want 0 (no intervals) or more", cfg.Bootstrap)
+	case cfg.MaxJacobianSamples < 0:
+		return inputerr.Errorf("validate: --max-jacobian-samples %d: want 0 (none) or more", cfg.MaxJacobianSamples)
+	case len(cfg.Noise) == 0:
+		return inputerr.Errorf("validate: --noise needs at least one level")
+	case !(cfg.RobustnessEps >= 0) || math.IsInf(cfg.RobustnessEps, 0):
+		return inputerr.Errorf("validate: --robustness-eps %v: want a finite value >= 0", cfg.RobustnessEps)
+	case cfg.RobustnessDraws < 1:
+		return inputerr.Errorf("validate: --robustness-draws %d: want at least 1", cfg.RobustnessDraws)
+	case cfg.GradBatch < 1 || cfg.LatencyBatch < 1 || cfg.LatencyRuns < 1 || cfg.LatencyWarmup < 0:
+		return inputerr.Errorf("validate: grad and latency batch sizes and runs must be positive")
+	case cfg.SpikeWindow < 5 || !(cfg.SpikeThreshold > 0) || math.IsInf(cfg.SpikeThreshold, 0):
+		return inputerr.Errorf("validate: --spike-window %d (want >= 5) or --spike-threshold %v (want > 0) out of range", cfg.SpikeWindow, cfg.SpikeThreshold)
+	}
+	switch cfg.Task {
+	case "", compute.TaskClassification, compute.TaskRegression:
+	default:
+		return inputerr.Errorf("validate: --task %q: want classification or regression", cfg.Task)
+	}
+	seen := map[float64]bool{}
+	for _, v := range cfg.Noise {
+		if !(v > 0) || math.IsInf(v, 0) || seen[v] {
+			return inputerr.Errorf("validate: --noise %v: want distinct positive levels", cfg.Noise)
+		}
+		seen[v] = true
+	}
+	return nil
+}
