@@ -15,13 +15,13 @@ import (
 	"github.com/strata-ml/strata/stages"
 )
 
-// Exit codes shared by every subcommand (PRODUCT.md section 6).
+// Exit codes shared by every subcommand (PRODUCT.md section 6). The
+// gate's decisions exit with gate.ExitCode (3 NO-GO, 4 INCONCLUSIVE),
+// which the gate decides and the CLI only passes on.
 const (
-	ExitOK           = 0
-	ExitRuntime      = 1 // runtime error, safe to retry
-	ExitUsage        = 2 // bad input or usage, never retry
-	ExitNoGo         = 3
-	ExitInconclusive = 4
+	ExitOK      = 0
+	ExitRuntime = 1 // runtime error, safe to retry
+	ExitUsage   = 2 // bad input or usage, never retry
 )
 
 // ExitError carries the exit code an error maps to.

@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"os"
 	"strings"
 	"text/tabwriter"
 
+	"github.com/strata-ml/strata/render/number"
 	"github.com/strata-ml/strata/stages"
 	"github.com/strata-ml/strata/validation"
 )
@@ -178,11 +178,11 @@ func printPilotSummary(w io.Writer, res *stages.PilotResult) {
 		if !ok {
 			continue
 		}
-		line := key + "\t" + cellOf(m.Baseline) + "\t"
+		line := key + "\t" + number.Cell(m.Baseline) + "\t"
 		if rep.HasControl {
-			line += cellOf(m.Control) + "\t"
+			line += number.Cell(m.Control) + "\t"
 		}
-		line += cellOf(m.Candidate) + "\t" + deltaOf(m.Delta, m.CI95)
+		line += number.Cell(m.Candidate) + "\t" + deltaOf(m.Delta, m.CI95)
 		if rep.HasControl {
 			line += "\t" + deltaOf(m.DeltaVsControl, m.CI95VsControl)
 		}
@@ -196,31 +196,12 @@ func printPilotSummary(w io.Writer, res *stages.PilotResult) {
 	fmt.Fprintf(w, "\nReport: %s\n", res.ReportHTML)
 }
 
-// cellOf formats a value for the headline table.
-func cellOf(f *validation.NullableFloat) string {
-	if f == nil {
-		return "-"
-	}
-	return number(float64(*f), "")
-}
-
-// number formats v with 4 significant digits, whole numbers in full;
-// sign is "+" to show the sign of positive values.
-func number(v float64, sign string) string {
-	if v == math.Trunc(v) && math.Abs(v) < 1e15 {
-		return fmt.Sprintf("%"+sign+"d", int64(v))
-	}
-	return fmt.Sprintf("%"+sign+".4g", v)
-}
-
-// deltaOf formats a delta and its interval.
+// deltaOf formats a delta and its interval (left out when it is a
+// single point).
 func deltaOf(d *validation.NullableFloat, ci *validation.Interval) string {
-	if d == nil {
-		return "-"
-	}
-	s := number(float64(*d), "+")
-	if ci != nil && ci[0] != ci[1] {
-		s += fmt.Sprintf(" [%s, %s]", number(float64(ci[0]), "+"), number(float64(ci[1]), "+"))
+	s := number.SignedCell(d)
+	if d != nil && ci != nil && ci[0] != ci[1] {
+		s += " " + number.Interval(ci)
 	}
 	return s
 }

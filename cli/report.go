@@ -4,6 +4,7 @@ import (
 	"context"
 	"path/filepath"
 
+	"github.com/strata-ml/strata/gate"
 	"github.com/strata-ml/strata/stages"
 )
 
@@ -81,11 +82,11 @@ func (c *reportCommand) Run(ctx context.Context, args []string) error {
 	return decisionError(res.Decision, cfg.NoFail)
 }
 
-// decisionError returns the exit of a gate decision: nil for GO (or any
-// decision with noFail), else a silent ExitError with its code.
-func decisionError(d stages.Decision, noFail bool) error {
-	if code := d.ExitCode(noFail); code != ExitOK {
-		return &ExitError{Code: code}
+// decisionError maps a gate decision to the exit: nil for GO (or any
+// decision with noFail), else a silent ExitError with the gate's code.
+func decisionError(d gate.Decision, noFail bool) error {
+	if code := d.ExitCode(noFail); code != gate.ExitGo {
+		return &ExitError{Code: int(code)}
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/strata-ml/strata/render/number"
 	"github.com/strata-ml/strata/stages"
 	"github.com/strata-ml/strata/validation"
 )
@@ -234,9 +235,9 @@ func printSweepSummary(w io.Writer, res *stages.SweepResult) {
 				return "-"
 			}
 			if ratio {
-				return stages.FormatSpread(m.Ratio, 1, false)
+				return number.Spread(m.Ratio, 1, false)
 			}
-			return stages.FormatSpread(m.Delta, 1, true)
+			return number.Spread(m.Delta, 1, true)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", c.Name, c.Decision.Label(), cell(validation.MetricParams, true),
 			cell(validation.MetricAccuracy, false), cell(validation.MetricJacobianCondition, true), cell(validation.MetricLRRobustness, false))

@@ -13,8 +13,10 @@ import (
 
 	"github.com/strata-ml/strata/arrowio"
 	"github.com/strata-ml/strata/examples/data"
+	"github.com/strata-ml/strata/gate"
 	"github.com/strata-ml/strata/internal/inputerr"
 	"github.com/strata-ml/strata/internal/provenance"
+	"github.com/strata-ml/strata/internal/yamlstrict"
 	"github.com/strata-ml/strata/validation"
 )
 
@@ -195,7 +197,7 @@ func DemoPilotConfig() PilotConfig {
 }
 
 // LoadPilotConfig reads a pilot config file onto DefaultPilotConfig,
-// strictly (an unknown key or a value of the wrong type is a *ConfigError
+// strictly (an unknown key or a value of the wrong type is a *yamlstrict.ConfigError
 // naming the line and the key), and resolves its relative paths against
 // the file's directory.
 func LoadPilotConfig(path string) (PilotConfig, error) {
@@ -218,13 +220,13 @@ func decodeConfigFile(path, what string, v any, pc *PilotConfig) (map[string]int
 	if err != nil {
 		return nil, inputerr.Errorf("%s: %w", what, err)
 	}
-	lines, err := decodeYAMLStrict(path, src, v)
+	lines, err := yamlstrict.Decode(path, src, v)
 	if err != nil {
 		return nil, err
 	}
 	pc.ConfigFile = path
 	if pc.Version != 1 {
-		return nil, &ConfigError{File: path, Line: lines["version"], Key: "version", Err: fmt.Errorf("%d: want 1", pc.Version)}
+		return nil, &yamlstrict.ConfigError{File: path, Line: lines["version"], Key: "version", Err: fmt.Errorf("%d: want 1", pc.Version)}
 	}
 	base := filepath.Dir(path)
 	for _, p := range []*string{&pc.Train, &pc.Valid, &pc.Test, &pc.Model, &pc.Policy} {
@@ -238,7 +240,7 @@ func decodeConfigFile(path, what string, v any, pc *PilotConfig) (map[string]int
 // check validates what the stages do not: the data sources.
 func (cfg *PilotConfig) check(lines map[string]int) error {
 	bad := func(key, format string, args ...any) error {
-		return &ConfigError{File: orDefault(cfg.ConfigFile, "pilot config"), Line: lines[key], Key: key, Err: fmt.Errorf(format, args...)}
+		return &yamlstrict.ConfigError{File: orDefault(cfg.ConfigFile, "pilot config"), Line: lines[key], Key: key, Err: fmt.Errorf(format, args...)}
 	}
 	switch {
 	case cfg.Data != "" && (cfg.Train != "" || cfg.Test != "" || cfg.Valid != ""):
@@ -271,10 +273,10 @@ type PilotResult struct {
 	// Data names where the data came from and the files the stages read.
 	Data PilotData `json:"data"`
 	// BaselineModel is the dense baseline every comparison is against.
-	BaselineModel string       `json:"baseline_model"`
-	Stages        []PilotStage `json:"stages"`
-	Decision      Decision     `json:"decision"`
-	Why           string       `json:"why"`
+	BaselineModel string        `json:"baseline_model"`
+	Stages        []PilotStage  `json:"stages"`
+	Decision      gate.Decision `json:"decision"`
+	Why           string        `json:"why"`
 	// ReportHTML is the path of report.html.
 	ReportHTML string  `json:"report_html"`
 	Seconds    float64 `json:"seconds"`

@@ -3,12 +3,19 @@ package stages
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/strata-ml/strata/examples/data"
+	"github.com/strata-ml/strata/gate"
+	"github.com/strata-ml/strata/internal/inputerr"
+	"github.com/strata-ml/strata/internal/yamlstrict"
+	"github.com/strata-ml/strata/validation"
 )
 
 // TestPilotDemo runs `strata pilot --demo`'s configuration end to end
@@ -97,8 +104,80 @@ func TestPilotFilesNoControl(t *testing.T) {
 		t.Errorf("default baseline %q, want mlp:4-128-128-3:relu", res.Baseline.Config.Init)
 	}
 	for _, r := range res.Report.Rules {
-		if r.Versus == VersusControl && r.Outcome != OutcomeSkipped {
+		if r.Versus == gate.VersusControl && r.Outcome != gate.OutcomeSkipped {
 			t.Errorf("the optional control rule was %s without a control", r.Outcome)
+		}
+	}
+}
+
+func TestLoadPilotConfig(t *testing.T) {
+	dir := t.TempDir()
+	write := func(src string) string {
+		path := filepath.Join(dir, "pilot.yaml")
+		if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	cfg, err := LoadPilotConfig(write(`version: 1
+train: data/train.arrow
+test: /abs/test.arrow
+convert:
+  structure: blockdiag
+  blocks: 2
+finetune:
+  epochs: 3
+baseline:
+  init: mlp:4-8-3
+  epochs: 5
+control: false
+validate:
+  noise: [0.1]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Train != filepath.Join(dir, "data", "train.arrow") || cfg.Test != "/abs/test.arrow" {
+		t.Errorf("paths %q %q: want the train path resolved against the config's directory", cfg.Train, cfg.Test)
+	}
+	if cfg.Convert.Structure != "blockdiag" || cfg.Convert.Blocks != 2 || cfg.Convert.Residual != "lowrank" {
+		t.Errorf("convert %+v: want blockdiag b=2 and the default residual", cfg.Convert)
+	}
+	if cfg.Finetune.Epochs != 3 || cfg.Baseline.Epochs != 5 || cfg.Finetune.BatchSize != DefaultFinetuneConfig().BatchSize || cfg.Control {
+		t.Errorf("training %+v / %+v control %v", cfg.Finetune, cfg.Baseline, cfg.Control)
+	}
+	if len(cfg.Validate.Noise) != 1 || cfg.Validate.Bootstrap != validation.DefaultConfig().Bootstrap {
+		t.Errorf("validate %+v", cfg.Validate)
+	}
+
+	ex, err := LoadPilotConfig(filepath.Join("..", "examples", "pilot", "pilot.yaml"))
+	if err != nil {
+		t.Fatalf("examples/pilot/pilot.yaml: %v", err)
+	}
+	if ex.Data != "digits" || ex.Convert.Structure != "kronecker" || !ex.Control {
+		t.Errorf("examples/pilot/pilot.yaml read as %+v", ex)
+	}
+	if _, err := gate.LoadPolicy(ex.Policy); err != nil {
+		t.Errorf("the example's policy: %v", err)
+	}
+
+	errs := []struct {
+		src  string
+		line int
+		want string
+	}{
+		{"version: 1\ndata: digits\nfinetune:\n  epoch: 3\n", 4, "finetune.epoch: unknown key (did you mean epochs?)"},
+		{"version: 1\ndata: digits\nbaseline:\n  epochs: ten\n", 4, `baseline.epochs: want a whole number, got "ten"`},
+		{"version: 1\ndata: mnist\n", 2, `data: "mnist": want one of digits, wine, iris`},
+		{"version: 1\ndata: digits\ntrain: x.arrow\n", 2, "not both"},
+		{"version: 1\nlabel: y\n", 0, "train: no data"},
+		{"version: 3\ndata: digits\n", 1, "version: 3: want 1"},
+	}
+	for _, e := range errs {
+		_, err := LoadPilotConfig(write(e.src))
+		var ce *yamlstrict.ConfigError
+		if !errors.As(err, &ce) || ce.Line != e.line || !strings.Contains(err.Error(), e.want) || !errors.Is(err, inputerr.ErrInput) {
+			t.Errorf("%q: err = %v, want line %d and %q", e.src, err, e.line, e.want)
 		}
 	}
 }

@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 
 	"github.com/strata-ml/strata/arrowio"
+	"github.com/strata-ml/strata/gate"
 	"github.com/strata-ml/strata/internal/inputerr"
 	"github.com/strata-ml/strata/internal/provenance"
 	"github.com/strata-ml/strata/validation"
@@ -65,21 +65,6 @@ type ReportConfig struct {
 	Logger *slog.Logger `json:"-"`
 }
 
-// ExitCode returns the exit code of a decision (PRODUCT.md section 6): 0
-// for GO, 3 for NO-GO, 4 for INCONCLUSIVE, and 0 for any with noFail.
-func (d Decision) ExitCode(noFail bool) int {
-	if noFail {
-		return 0
-	}
-	switch d {
-	case DecisionNoGo:
-		return 3
-	case DecisionInconclusive:
-		return 4
-	}
-	return 0
-}
-
 // ReportInputs are the files a report was made from, with their hashes.
 type ReportInputs struct {
 	Validations []provenance.File `json:"validations"`
@@ -112,33 +97,6 @@ type MetricRow struct {
 	Reason         string                    `json:"reason,omitempty"`
 }
 
-// CandidateReport is one judged candidate; a report without SelectBest
-// has one.
-type CandidateReport struct {
-	// Name labels the candidate: its model file's directory and name, or
-	// the validation file's.
-	Name       string          `json:"name"`
-	Validation provenance.File `json:"validation"`
-	// Structure summarises the candidate's structure, e.g. "monarch +
-	// lowrank residual on 3 of 3 layers, 55% of the baseline's
-	// parameters"; Layers gives each layer's, e.g. "0: monarch b=4 r=4 +
-	// lowrank r=4; 2: ...".
-	Structure string                    `json:"structure"`
-	Layers    string                    `json:"layers"`
-	Params    *validation.NullableFloat `json:"params"`
-	Accuracy  *validation.NullableFloat `json:"accuracy"`
-	Decision  Decision                  `json:"decision"`
-	Why       string                    `json:"why"`
-	Counts    map[Outcome]int           `json:"counts"`
-	Rules     []RuleResult              `json:"rules"`
-	// Selected marks the candidate the report features: the one chosen
-	// by SelectBest, or the only one.
-	Selected bool `json:"selected"`
-
-	res  *validation.Result
-	gate *GateResult
-}
-
 // ReportOutputs names the files Report wrote: those in Out relative to
 // it, the orchestrator files as given.
 type ReportOutputs struct {
@@ -158,44 +116,34 @@ type ReportResult struct {
 	Config        ReportConfig    `json:"config"`
 	Inputs        ReportInputs    `json:"inputs"`
 	// Policy is the policy as applied.
-	Policy Policy `json:"policy"`
+	Policy gate.Policy `json:"policy"`
 	// Decision and Why are the gate's; with SelectBest, the selected
 	// candidate's (GO), else INCONCLUSIVE when some candidate was, else
 	// NO-GO.
-	Decision Decision `json:"decision"`
-	Why      string   `json:"why"`
+	Decision gate.Decision `json:"decision"`
+	Why      string        `json:"why"`
 	// Rules, Counts and Metrics are the featured candidate's: the
 	// selected one, or with SelectBest and none passing, the best ranked.
-	Rules   []RuleResult    `json:"rules"`
-	Counts  map[Outcome]int `json:"counts"`
-	Metrics []MetricRow     `json:"metrics"`
+	Rules   []gate.RuleResult    `json:"rules"`
+	Counts  map[gate.Outcome]int `json:"counts"`
+	Metrics []MetricRow          `json:"metrics"`
 	// HasControl says whether the featured validation had a control.
 	HasControl bool `json:"has_control"`
 	// Candidates lists every judged candidate, best ranked first.
-	Candidates []CandidateReport `json:"candidates"`
-	Warnings   []string          `json:"warnings"`
-	Outputs    ReportOutputs     `json:"outputs"`
+	Candidates []gate.Candidate `json:"candidates"`
+	Warnings   []string         `json:"warnings"`
+	Outputs    ReportOutputs    `json:"outputs"`
 }
 
 // Featured returns the candidate the report is about.
-func (r *ReportResult) Featured() *CandidateReport {
-	for i := range r.Candidates {
-		if r.Candidates[i].Selected {
-			return &r.Candidates[i]
-		}
-	}
-	if len(r.Candidates) > 0 {
-		return &r.Candidates[0]
-	}
-	return nil
-}
+func (r *ReportResult) Featured() *gate.Candidate { return gate.Featured(r.Candidates) }
 
 // Report judges a validation.json (or, with SelectBest, several) against
 // a gate policy and writes Out/report.json, Out/report.md, Out/report.html
 // (self-contained: inline SVG plots, no scripts, no network) and each plot
 // as Out/plot-*.svg for report.md, all or nothing, then the orchestrator files that are
 // configured, each atomically. The decision is in the result; mapping it
-// to an exit code is the caller's (Decision.ExitCode).
+// to an exit code is the caller's (gate.Decision.ExitCode).
 //
 // Bad input (a validation.json or policy that does not read or does not
 // check, a rule that needs a direction the metric does not have) returns
@@ -213,7 +161,7 @@ func Report(ctx context.Context, cfg ReportConfig) (*ReportResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	pol, err := LoadPolicy(cfg.Policy)
+	pol, err := gate.LoadPolicy(cfg.Policy)
 	if err != nil {
 		return nil, err
 	}
@@ -226,27 +174,27 @@ func Report(ctx context.Context, cfg ReportConfig) (*ReportResult, error) {
 		if err != nil {
 			return nil, err
 		}
-		g, err := Judge(pol.Input.Path, &pol.Policy, v)
+		g, err := gate.Judge(pol.Input.Path, &pol.Policy, v)
 		if err != nil {
 			return nil, err
 		}
 		res.Inputs.Validations = append(res.Inputs.Validations, in)
-		res.Candidates = append(res.Candidates, newCandidateReport(v, in, g))
+		res.Candidates = append(res.Candidates, gate.NewCandidate(v, in, g))
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	res.Candidates = mergeSeeds(res.Candidates, groups)
-	res.selectCandidate(len(cfg.SelectBest) > 0)
+	res.Candidates = gate.MergeSeeds(res.Candidates, groups)
+	res.Decision, res.Why = gate.Select(res.Candidates, len(cfg.SelectBest) > 0)
 	feat := res.Featured()
 	res.Rules, res.Counts = feat.Rules, feat.Counts
-	res.Metrics = metricRows(feat.res)
-	res.HasControl = feat.res.Inputs.Control != nil || feat.res.Inputs.ControlLogits != nil
-	res.Warnings = append(res.Warnings, feat.res.Warnings...)
+	res.Metrics = metricRows(feat.Result)
+	res.HasControl = feat.Result.Inputs.Control != nil || feat.Result.Inputs.ControlLogits != nil
+	res.Warnings = append(res.Warnings, feat.Result.Warnings...)
 	if len(res.Candidates) > 1 {
-		base := res.Candidates[0].res.Inputs.Baseline
+		base := res.Candidates[0].Result.Inputs.Baseline
 		for _, c := range res.Candidates[1:] {
-			if b := c.res.Inputs.Baseline; base != nil && b != nil && b.SHA256 != base.SHA256 {
+			if b := c.Result.Inputs.Baseline; base != nil && b != nil && b.SHA256 != base.SHA256 {
 				res.Warnings = append(res.Warnings, fmt.Sprintf("%s compares against another baseline (%s) than %s (%s)",
 					c.Validation.Path, b.Path, res.Candidates[0].Validation.Path, base.Path))
 			}
@@ -256,7 +204,7 @@ func Report(ctx context.Context, cfg ReportConfig) (*ReportResult, error) {
 	logs, logInputs, warnings := readTrainLogs(feat, cfg)
 	res.Inputs.TrainLogs = logInputs
 	res.Warnings = append(res.Warnings, warnings...)
-	plots := renderPlots(feat.res, logs)
+	plots := renderPlots(feat.Result, logs)
 
 	res.Outputs = ReportOutputs{
 		JSON: "report.json", Markdown: "report.md", HTML: "report.html",
@@ -268,7 +216,7 @@ func Report(ctx context.Context, cfg ReportConfig) (*ReportResult, error) {
 		}
 	}
 	log.Info("gate judged", "decision", res.Decision.Label(), "rules", len(res.Rules),
-		"fail", res.Counts[OutcomeFail], "inconclusive", res.Counts[OutcomeInconclusive], "candidates", len(res.Candidates))
+		"fail", res.Counts[gate.OutcomeFail], "inconclusive", res.Counts[gate.OutcomeInconclusive], "candidates", len(res.Candidates))
 
 	htmlPage, err := renderHTML(res, plots)
 	if err != nil {
@@ -332,90 +280,6 @@ func (cfg *ReportConfig) validationFiles() ([]string, error) {
 	return files, nil
 }
 
-func newCandidateReport(v *validation.Result, in provenance.File, g *GateResult) CandidateReport {
-	c := CandidateReport{
-		Validation: in, Decision: g.Decision, Why: g.Why, Counts: g.Counts, Rules: g.Rules,
-		res: v, gate: g,
-	}
-	c.Structure, c.Layers = v.Describe()
-	c.Name = in.Path
-	if cand := v.Inputs.Candidate; cand != nil {
-		c.Name = filepath.Join(filepath.Base(filepath.Dir(cand.Path)), filepath.Base(cand.Path))
-	} else if cand := v.Inputs.CandidateLogits; cand != nil {
-		c.Name = filepath.Base(cand.Path)
-	}
-	if m := v.Metrics[validation.MetricParams]; m != nil {
-		c.Params = m.Candidate
-	}
-	if m := v.Metrics[validation.MetricAccuracy]; m != nil {
-		c.Accuracy = m.Candidate
-	}
-	return c
-}
-
-// selectCandidate ranks the candidates and marks the featured one. With
-// selectBest the passing candidates come first, by fewest parameters,
-// then by highest accuracy; then the inconclusive, then the failing ones,
-// each by the same order. The decision is GO when some candidate passes,
-// else INCONCLUSIVE when some is inconclusive, else NO-GO.
-func (r *ReportResult) selectCandidate(selectBest bool) {
-	rank := map[Decision]int{DecisionGo: 0, DecisionInconclusive: 1, DecisionNoGo: 2}
-	val := func(f *validation.NullableFloat, missing float64) float64 {
-		if !validation.Finite(f) {
-			return missing
-		}
-		return float64(*f)
-	}
-	slices.SortStableFunc(r.Candidates, func(a, b CandidateReport) int {
-		if d := rank[a.Decision] - rank[b.Decision]; d != 0 {
-			return d
-		}
-		if pa, pb := val(a.Params, math.Inf(1)), val(b.Params, math.Inf(1)); pa != pb {
-			if pa < pb {
-				return -1
-			}
-			return 1
-		}
-		if aa, ab := val(a.Accuracy, math.Inf(-1)), val(b.Accuracy, math.Inf(-1)); aa != ab {
-			if aa > ab {
-				return -1
-			}
-			return 1
-		}
-		return 0
-	})
-	best := &r.Candidates[0]
-	r.Decision, r.Why = best.Decision, best.Why
-	best.Selected = best.Decision == DecisionGo || !selectBest
-	if !selectBest {
-		return
-	}
-	n := len(r.Candidates)
-	switch best.Decision {
-	case DecisionGo:
-		passing := 0
-		for _, c := range r.Candidates {
-			if c.Decision == DecisionGo {
-				passing++
-			}
-		}
-		r.Why = fmt.Sprintf("GO: %d of %d candidates passed the gate; selected %s (%s), the one with the fewest parameters (%s), ties broken by accuracy. %s",
-			passing, n, best.Name, best.Structure, fmtFloatPtr(best.Params), best.Why)
-	case DecisionInconclusive:
-		r.Why = fmt.Sprintf("INCONCLUSIVE: none of the %d candidates passed the gate and none is selected; the best ranked, %s, was inconclusive. %s",
-			n, best.Name, best.Why)
-	default:
-		r.Why = fmt.Sprintf("NO-GO: all %d candidates failed the gate; none is selected. The best ranked, %s: %s", n, best.Name, best.Why)
-	}
-}
-
-func fmtFloatPtr(f *validation.NullableFloat) string {
-	if f == nil {
-		return "null"
-	}
-	return fmtNum(float64(*f))
-}
-
 // metricRows builds the metric table of a validation, in validation.MetricKeys
 // order, then any further keys by name.
 func metricRows(v *validation.Result) []MetricRow {
@@ -440,7 +304,7 @@ func metricRows(v *validation.Result) []MetricRow {
 			Note: m.Note, Reason: m.Reason,
 		}
 		if validation.Finite(m.Control) && validation.Finite(m.Baseline) {
-			row.TrainingEffect = newPtr(*m.Control - *m.Baseline)
+			row.TrainingEffect = validation.Num(float64(*m.Control - *m.Baseline))
 		}
 		rows = append(rows, row)
 	}
@@ -455,11 +319,11 @@ type trainLogs struct {
 // readTrainLogs reads the training logs validation.json names, for the
 // training curves. A log that is gone or changed since validate read it
 // is left out with a warning: the report still judges.
-func readTrainLogs(c *CandidateReport, cfg ReportConfig) (trainLogs, []provenance.File, []string) {
+func readTrainLogs(c *gate.Candidate, cfg ReportConfig) (trainLogs, []provenance.File, []string) {
 	var logs trainLogs
 	var ins []provenance.File
 	var warnings []string
-	v := c.res
+	v := c.Result
 	for _, side := range []struct {
 		in       *provenance.File
 		override string
@@ -528,12 +392,12 @@ func (r *ReportResult) writeOrchestratorFiles(cfg ReportConfig) error {
 // XCom is the JSON summary --xcom-file writes, for Airflow's
 // KubernetesPodOperator (/airflow/xcom/return.json).
 type XCom struct {
-	Decision Decision `json:"decision"`
+	Decision gate.Decision `json:"decision"`
 	// ExitCode is the code the step exits with (0 with --no-fail).
-	ExitCode int             `json:"exit_code"`
-	Why      string          `json:"why"`
-	Counts   map[Outcome]int `json:"counts"`
-	Rules    []XComRule      `json:"rules"`
+	ExitCode gate.ExitCode        `json:"exit_code"`
+	Why      string               `json:"why"`
+	Counts   map[gate.Outcome]int `json:"counts"`
+	Rules    []XComRule           `json:"rules"`
 	// Metrics holds, per metric key, the models' values and the delta.
 	Metrics   map[string]XComMetric `json:"metrics"`
 	Candidate string                `json:"candidate"`
@@ -546,9 +410,9 @@ type XCom struct {
 
 // XComRule is one rule in the XCom summary.
 type XComRule struct {
-	Rule     string  `json:"rule"`
-	Outcome  Outcome `json:"outcome"`
-	Sentence string  `json:"sentence"`
+	Rule     string       `json:"rule"`
+	Outcome  gate.Outcome `json:"outcome"`
+	Sentence string       `json:"sentence"`
 }
 
 // XComMetric is one metric in the XCom summary.
@@ -581,7 +445,7 @@ func (r *ReportResult) openMetrics() []byte {
 	var b bytes.Buffer
 	b.WriteString("# TYPE strata_decision stateset\n")
 	b.WriteString("# HELP strata_decision Gate decision of the strata pilot.\n")
-	for _, d := range []Decision{DecisionGo, DecisionNoGo, DecisionInconclusive} {
+	for _, d := range []gate.Decision{gate.DecisionGo, gate.DecisionNoGo, gate.DecisionInconclusive} {
 		v := 0
 		if d == r.Decision {
 			v = 1
@@ -590,7 +454,7 @@ func (r *ReportResult) openMetrics() []byte {
 	}
 	b.WriteString("# TYPE strata_gate_rules gauge\n")
 	b.WriteString("# HELP strata_gate_rules Gate policy rules by outcome.\n")
-	for _, o := range []Outcome{OutcomePass, OutcomeFail, OutcomeInconclusive, OutcomeSkipped} {
+	for _, o := range []gate.Outcome{gate.OutcomePass, gate.OutcomeFail, gate.OutcomeInconclusive, gate.OutcomeSkipped} {
 		fmt.Fprintf(&b, "strata_gate_rules{outcome=%q} %d\n", string(o), r.Counts[o])
 	}
 	b.WriteString("# TYPE strata_metric gauge\n")
@@ -612,7 +476,7 @@ func (r *ReportResult) openMetrics() []byte {
 			versus string
 			d      *validation.NullableFloat
 			ci     *validation.Interval
-		}{{VersusBaseline, m.Delta, m.CI95}, {VersusControl, m.DeltaVsControl, m.CI95VsControl}} {
+		}{{gate.VersusBaseline, m.Delta, m.CI95}, {gate.VersusControl, m.DeltaVsControl, m.CI95VsControl}} {
 			if !validation.Finite(s.d) {
 				continue
 			}

@@ -7,7 +7,9 @@ import (
 	"math"
 	"strings"
 
+	"github.com/strata-ml/strata/gate"
 	"github.com/strata-ml/strata/internal/provenance"
+	"github.com/strata-ml/strata/render/number"
 	"github.com/strata-ml/strata/validation"
 )
 
@@ -28,8 +30,8 @@ var htmlTemplate = template.Must(template.New("report").Funcs(template.FuncMap{
 	"signed": func(f *validation.NullableFloat) string { return signedCell(f) },
 	"ci":     func(c *validation.Interval) string { return ciCell(c) },
 	"inc":    func(i int) int { return i + 1 },
-	"count":  func(c CandidateReport, o string) int { return c.Counts[Outcome(o)] },
-	"explain": func(r RuleResult) string {
+	"count":  func(c gate.Candidate, o string) int { return c.Counts[gate.Outcome(o)] },
+	"explain": func(r gate.RuleResult) string {
 		return strings.TrimPrefix(r.Sentence, r.Rule+": "+string(r.Outcome)+": ")
 	},
 }).Parse(`<!DOCTYPE html>
@@ -155,7 +157,7 @@ func renderHTML(r *ReportResult, plots []reportPlot) ([]byte, error) {
 	data := struct {
 		Title, Label, Class string
 		Result              *ReportResult
-		Featured            *CandidateReport
+		Featured            *gate.Candidate
 		Multi               bool
 		FeaturedIndex       int
 		Plots               []htmlPlot
@@ -176,7 +178,7 @@ func renderHTML(r *ReportResult, plots []reportPlot) ([]byte, error) {
 		}
 		data.Plots = append(data.Plots, hp)
 	}
-	in := f.res.Inputs
+	in := f.Result.Inputs
 	for _, m := range []struct {
 		role string
 		f    *provenance.File
@@ -213,19 +215,19 @@ func cell(f *validation.NullableFloat) string {
 	if f == nil {
 		return "-"
 	}
-	return fmtNum(float64(*f))
+	return number.Format(float64(*f))
 }
 
 func signedCell(f *validation.NullableFloat) string {
 	if f == nil {
 		return "-"
 	}
-	return fmtSigned(float64(*f))
+	return number.Signed(float64(*f))
 }
 
 func ciCell(c *validation.Interval) string {
 	if c == nil || math.IsNaN(float64(c[0])) || math.IsNaN(float64(c[1])) {
 		return "-"
 	}
-	return "[" + fmtSigned(float64(c[0])) + ", " + fmtSigned(float64(c[1])) + "]"
+	return "[" + number.Signed(float64(c[0])) + ", " + number.Signed(float64(c[1])) + "]"
 }

@@ -3,6 +3,8 @@ package stages
 import (
 	"fmt"
 	"strings"
+
+	"github.com/strata-ml/strata/gate"
 )
 
 // renderMarkdown renders report.md: the decision and why, every rule, the
@@ -28,7 +30,7 @@ func renderMarkdown(r *ReportResult, plots []reportPlot) []byte {
 	b.WriteString("| outcome | rule | requirement | value | 95% interval |\n|---|---|---|---:|---:|\n")
 	for _, rr := range r.Rules {
 		iv := "point"
-		if rr.JudgedOn == JudgedCI {
+		if rr.JudgedOn == gate.JudgedCI {
 			iv = ciCell(rr.Interval)
 		}
 		fmt.Fprintf(&b, "| **%s** | %s | %s | %s | %s |\n", rr.Outcome, mdCell(rr.Rule), mdCell(rr.Requirement), cell(rr.Value), iv)
@@ -48,7 +50,7 @@ func renderMarkdown(r *ReportResult, plots []reportPlot) []byte {
 				name += " **(selected)**"
 			}
 			fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s | %d / %d / %d |\n", i+1, name, mdCell(c.Structure), cell(c.Params), cell(c.Accuracy),
-				c.Decision, c.Counts[OutcomePass], c.Counts[OutcomeFail], c.Counts[OutcomeInconclusive])
+				c.Decision, c.Counts[gate.OutcomePass], c.Counts[gate.OutcomeFail], c.Counts[gate.OutcomeInconclusive])
 		}
 		b.WriteString("\n")
 	}

@@ -16,7 +16,10 @@ import (
 	"strings"
 	"testing"
 
+	vt "github.com/strata-ml/strata/validation/validationtest"
+
 	"github.com/strata-ml/strata/arrowio"
+	"github.com/strata-ml/strata/gate"
 	"github.com/strata-ml/strata/internal/provenance"
 	"github.com/strata-ml/strata/validation"
 )
@@ -25,19 +28,19 @@ import (
 // draws: per-layer spectra, residual shares and robustness, noise levels.
 func fullValidation(params float64, acc, lo, hi float64) *validation.Result {
 	ms := map[string]*validation.Metric{
-		validation.MetricAccuracy:                        withControl(metric(validation.BetterHigher, 0.95, acc, iv(lo, hi)), 0.955, iv(lo-0.005, hi-0.005)),
-		validation.MetricLoss:                            withControl(metric(validation.BetterLower, 0.2, 0.21, iv(-0.01, 0.03)), 0.19, iv(0, 0.04)),
-		validation.MetricParams:                          withControl(metric(validation.BetterLower, 1000, params, iv(params-1000, params-1000)), 1000, iv(params-1000, params-1000)),
-		validation.MetricPerturbationSensitivityRelative: withControl(metric(validation.BetterLower, 0.1, 0.09, iv(-0.02, -0.005)), 0.11, iv(-0.03, -0.01)),
+		validation.MetricAccuracy:                        vt.WithControl(vt.Metric(validation.BetterHigher, 0.95, acc, vt.CI(lo, hi)), 0.955, vt.CI(lo-0.005, hi-0.005)),
+		validation.MetricLoss:                            vt.WithControl(vt.Metric(validation.BetterLower, 0.2, 0.21, vt.CI(-0.01, 0.03)), 0.19, vt.CI(0, 0.04)),
+		validation.MetricParams:                          vt.WithControl(vt.Metric(validation.BetterLower, 1000, params, vt.CI(params-1000, params-1000)), 1000, vt.CI(params-1000, params-1000)),
+		validation.MetricPerturbationSensitivityRelative: vt.WithControl(vt.Metric(validation.BetterLower, 0.1, 0.09, vt.CI(-0.02, -0.005)), 0.11, vt.CI(-0.03, -0.01)),
 	}
-	ps := withControl(metric(validation.BetterLower, 0.5, 0.45, iv(-0.08, -0.02)), 0.55, iv(-0.12, -0.08))
+	ps := vt.WithControl(vt.Metric(validation.BetterLower, 0.5, 0.45, vt.CI(-0.08, -0.02)), 0.55, vt.CI(-0.12, -0.08))
 	for _, lvl := range []float64{0.01, 0.05, 0.1} {
-		p := withControl(metric(validation.BetterLower, 0.5+lvl, 0.45+lvl, iv(-0.08, -0.02)), 0.55+lvl, iv(-0.12, -0.08))
+		p := vt.WithControl(vt.Metric(validation.BetterLower, 0.5+lvl, 0.45+lvl, vt.CI(-0.08, -0.02)), 0.55+lvl, vt.CI(-0.12, -0.08))
 		p.Name, p.Noise = "noise", lvl
 		ps.Parts = append(ps.Parts, p)
 	}
 	ms[validation.MetricPerturbationSensitivity] = ps
-	v := newValidation(true, ms)
+	v := vt.Result(true, ms)
 	spectrum := func(top float64, n int) []validation.NullableFloat {
 		s := make([]validation.NullableFloat, n)
 		for i := range s {
@@ -48,8 +51,8 @@ func fullValidation(params float64, acc, lo, hi float64) *validation.Result {
 	for i, name := range []string{"0", "2", "4"} {
 		v.Layers = append(v.Layers, validation.Layer{
 			Name: name, Shape: [2]int{16, 16}, Family: "monarch", Structure: "monarch b=4 r=2 + lowrank r=2",
-			ResidualShare:  validation.LayerValues{Candidate: fp(0.1 * float64(i+1))},
-			RobustnessDrop: validation.LayerValues{Baseline: fp(0.01), Candidate: fp(0.02), Control: fp(0.015)},
+			ResidualShare:  validation.LayerValues{Candidate: vt.F(0.1 * float64(i+1))},
+			RobustnessDrop: validation.LayerValues{Baseline: vt.F(0.01), Candidate: vt.F(0.02), Control: vt.F(0.015)},
 			SingularValues: validation.LayerSpectra{Baseline: spectrum(3, 16), Candidate: spectrum(2.5, 16), CandidateTrunk: spectrum(2, 16), Control: spectrum(3.2, 16)},
 		})
 	}
@@ -110,7 +113,7 @@ func TestReportOutputs(t *testing.T) {
 	}
 	// The default policy: accuracy within 0.01 at the CI bound, relative
 	// sensitivity, params ratio, and the optional control rule.
-	if res.Decision != DecisionGo {
+	if res.Decision != gate.DecisionGo {
 		t.Fatalf("decision %s, want go: %s", res.Decision, res.Why)
 	}
 	files := entries(t, cfg.Out)
@@ -128,7 +131,7 @@ func TestReportOutputs(t *testing.T) {
 	if err := json.Unmarshal(readFile(t, filepath.Join(cfg.Out, "report.json")), &back); err != nil {
 		t.Fatal(err)
 	}
-	if back.Decision != DecisionGo || len(back.Rules) != 4 || back.Inputs.Validations[0].SHA256 == "" || back.Inputs.Policy.SHA256 == "" {
+	if back.Decision != gate.DecisionGo || len(back.Rules) != 4 || back.Inputs.Validations[0].SHA256 == "" || back.Inputs.Policy.SHA256 == "" {
 		t.Errorf("report.json: decision %s, %d rules, inputs %+v", back.Decision, len(back.Rules), back.Inputs)
 	}
 	for _, r := range back.Rules {
@@ -147,7 +150,7 @@ func TestReportOutputs(t *testing.T) {
 	if err := json.Unmarshal(readFile(t, cfg.XComFile), &x); err != nil {
 		t.Fatal(err)
 	}
-	if x.Decision != DecisionGo || x.ExitCode != 0 || len(x.Rules) != 4 || x.Metrics[validation.MetricAccuracy].Candidate == nil {
+	if x.Decision != gate.DecisionGo || x.ExitCode != 0 || len(x.Rules) != 4 || x.Metrics[validation.MetricAccuracy].Candidate == nil {
 		t.Errorf("xcom %+v", x)
 	}
 	checkOpenMetrics(t, readFile(t, cfg.MetricsFile))
@@ -330,7 +333,7 @@ func TestReportSelectBest(t *testing.T) {
 		t.Errorf("ranking %v, want %v", order, want)
 	}
 	f := res.Featured()
-	if res.Decision != DecisionGo || !f.Selected || filepath.Base(f.Validation.Path) != "c.json" {
+	if res.Decision != gate.DecisionGo || !f.Selected || filepath.Base(f.Validation.Path) != "c.json" {
 		t.Errorf("decision %s, featured %s (selected %v): %s", res.Decision, f.Validation.Path, f.Selected, res.Why)
 	}
 	if !strings.Contains(res.Why, "3 of 4 candidates passed") {
@@ -347,7 +350,7 @@ func TestReportSelectBest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Decision != DecisionInconclusive || res.Featured().Selected {
+	if res.Decision != gate.DecisionInconclusive || res.Featured().Selected {
 		t.Errorf("decision %s, featured selected %v, want inconclusive and none selected", res.Decision, res.Featured().Selected)
 	}
 }

@@ -16,8 +16,10 @@ import (
 
 	"github.com/strata-ml/strata/arrowio"
 	"github.com/strata-ml/strata/compute"
+	"github.com/strata-ml/strata/gate"
 	"github.com/strata-ml/strata/internal/inputerr"
 	"github.com/strata-ml/strata/internal/provenance"
+	"github.com/strata-ml/strata/internal/yamlstrict"
 	"github.com/strata-ml/strata/validation"
 )
 
@@ -213,7 +215,7 @@ func LoadSweepConfig(path string) (SweepConfig, error) {
 func (cfg *SweepConfig) check(lines map[string]int) error {
 	file := orDefault(cfg.ConfigFile, "sweep config")
 	bad := func(key, format string, args ...any) error {
-		return &ConfigError{File: file, Line: lines[key], Key: key, Err: fmt.Errorf(format, args...)}
+		return &yamlstrict.ConfigError{File: file, Line: lines[key], Key: key, Err: fmt.Errorf(format, args...)}
 	}
 	if err := cfg.PilotConfig.check(lines); err != nil {
 		return err
@@ -292,7 +294,7 @@ type SweepRun struct {
 	Dir  string `json:"dir"`
 	// Validation is the run's validation.json, relative to Out.
 	Validation string                    `json:"validation"`
-	Decision   Decision                  `json:"decision"`
+	Decision   gate.Decision             `json:"decision"`
 	Why        string                    `json:"why"`
 	Params     *validation.NullableFloat `json:"params"`
 	Accuracy   *validation.NullableFloat `json:"accuracy"`
@@ -309,7 +311,7 @@ type SweepCandidateResult struct {
 	Runs      []SweepRun   `json:"runs"`
 	// Decision is the worst over the seeds: GO only when every seed's
 	// run passed the gate, NO-GO when some failed it, else INCONCLUSIVE.
-	Decision Decision `json:"decision"`
+	Decision gate.Decision `json:"decision"`
 	// Metrics aggregates every metric (and part) of validation.json over
 	// the seeds.
 	Metrics validation.Aggregates `json:"metrics"`
@@ -364,7 +366,7 @@ func Sweep(ctx context.Context, cfg SweepConfig) (*SweepResult, error) {
 	if err := cfg.check(nil); err != nil {
 		return nil, err
 	}
-	pol, err := LoadPolicy(cfg.Policy)
+	pol, err := gate.LoadPolicy(cfg.Policy)
 	if err != nil {
 		return nil, err
 	}
@@ -534,11 +536,12 @@ func Sweep(ctx context.Context, cfg SweepConfig) (*SweepResult, error) {
 			cr.Retract = *c.Retract
 		}
 		var vals []*validation.Result
+		var decisions []gate.Decision
 		for _, r := range runs {
 			if r.cand != c {
 				continue
 			}
-			g, err := Judge(pol.Input.Path, &pol.Policy, r.validated)
+			g, err := gate.Judge(pol.Input.Path, &pol.Policy, r.validated)
 			if err != nil {
 				return nil, err
 			}
@@ -553,10 +556,11 @@ func Sweep(ctx context.Context, cfg SweepConfig) (*SweepResult, error) {
 				run.Accuracy = m.Candidate
 			}
 			cr.Runs = append(cr.Runs, run)
+			decisions = append(decisions, run.Decision)
 			vals = append(vals, r.validated)
 		}
 		cr.Structure, _ = vals[0].Describe()
-		cr.Decision = worstDecision(cr.Runs)
+		cr.Decision = gate.Worst(decisions...)
 		cr.Metrics = validation.AggregateSeeds(vals)
 		res.Candidates = append(res.Candidates, cr)
 	}
@@ -586,21 +590,6 @@ func boolInt(b bool) int {
 		return 1
 	}
 	return 0
-}
-
-// worstDecision is GO when every run is GO, NO-GO when some is, else
-// INCONCLUSIVE.
-func worstDecision(runs []SweepRun) Decision {
-	d := DecisionGo
-	for _, r := range runs {
-		switch {
-		case r.Decision == DecisionNoGo:
-			return DecisionNoGo
-		case r.Decision == DecisionInconclusive:
-			d = DecisionInconclusive
-		}
-	}
-	return d
 }
 
 // trainingConfig is a training run of the pilot (or of a sweep at one

@@ -6,25 +6,9 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/strata-ml/strata/render/number"
 	"github.com/strata-ml/strata/validation"
 )
-
-// FormatSpread writes mean ± sd with 4 significant digits ("-" for nil);
-// scale multiplies every value first (100 for percentage points).
-func FormatSpread(s *validation.Spread, scale float64, signed bool) string {
-	if s == nil {
-		return "-"
-	}
-	f := "%.4g"
-	if signed {
-		f = "%+.4g"
-	}
-	out := fmt.Sprintf(f, float64(s.Mean)*scale)
-	if s.SD != nil {
-		out += fmt.Sprintf(" ± %.2g", float64(*s.SD)*scale)
-	}
-	return out
-}
 
 // sweepSummaryKeys are the metrics sweep.md shows per candidate.
 var sweepSummaryKeys = []string{
@@ -70,12 +54,12 @@ func renderSweepMarkdown(res *SweepResult) []byte {
 				return "-"
 			}
 			if delta {
-				return FormatSpread(m.Delta, 1, true) + counts(m.BetterRuns, m.WorseRuns)
+				return number.Spread(m.Delta, 1, true) + counts(m.BetterRuns, m.WorseRuns)
 			}
-			return FormatSpread(m.Ratio, 1, false) + counts(m.BetterRuns, m.WorseRuns)
+			return number.Spread(m.Ratio, 1, false) + counts(m.BetterRuns, m.WorseRuns)
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", c.Name, c.Structure, strings.Join(ds, " "),
-			FormatSpread(c.Metrics.Get(validation.MetricParams).Ratio, 1, false), cell(validation.MetricAccuracy, true), cell(validation.MetricJacobianCondition, false),
+			number.Spread(c.Metrics.Get(validation.MetricParams).Ratio, 1, false), cell(validation.MetricAccuracy, true), cell(validation.MetricJacobianCondition, false),
 			cell(validation.MetricPerturbationSensitivityRelative, false), cell(validation.MetricLRRobustness, true))
 	}
 	for i := range res.Candidates {
@@ -96,10 +80,10 @@ func renderSweepMarkdown(res *SweepResult) []byte {
 			if m == nil {
 				continue
 			}
-			fmt.Fprintf(&b, "| %s | %s | %s | %s%s | %s |", key, FormatSpread(m.Baseline, 1, false), FormatSpread(m.Candidate, 1, false),
-				FormatSpread(m.Delta, 1, true), counts(m.BetterRuns, m.WorseRuns), fmtFloatPtr(m.CIHalfWidth))
+			fmt.Fprintf(&b, "| %s | %s | %s | %s%s | %s |", key, number.Spread(m.Baseline, 1, false), number.Spread(m.Candidate, 1, false),
+				number.Spread(m.Delta, 1, true), counts(m.BetterRuns, m.WorseRuns), number.OrNull(m.CIHalfWidth))
 			if withControl {
-				fmt.Fprintf(&b, " %s | %s%s |", FormatSpread(m.Control, 1, false), FormatSpread(m.DeltaVsControl, 1, true), counts(m.BetterRunsVsControl, m.WorseRunsVsControl))
+				fmt.Fprintf(&b, " %s | %s%s |", number.Spread(m.Control, 1, false), number.Spread(m.DeltaVsControl, 1, true), counts(m.BetterRunsVsControl, m.WorseRunsVsControl))
 			}
 			b.WriteString("\n")
 		}

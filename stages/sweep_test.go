@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/strata-ml/strata/internal/provenance"
+	"github.com/strata-ml/strata/internal/yamlstrict"
 	"github.com/strata-ml/strata/validation"
 )
 
@@ -223,9 +223,9 @@ jobs: 2
 		t.Fatal(err)
 	}
 	_, err = LoadSweepConfig(path)
-	var ce *ConfigError
+	var ce *yamlstrict.ConfigError
 	if !errors.As(err, &ce) || ce.Line != 10 || !strings.Contains(err.Error(), "rnak") {
-		t.Errorf("typo: got %v, want a ConfigError at line 10", err)
+		t.Errorf("typo: got %v, want a yamlstrict.ConfigError at line 10", err)
 	}
 }
 
@@ -242,62 +242,5 @@ func TestParseCandidateSpec(t *testing.T) {
 		if _, err := ParseCandidateSpec(bad, base); err == nil {
 			t.Errorf("%q: no error", bad)
 		}
-	}
-}
-
-func TestWorstDecision(t *testing.T) {
-	for _, tc := range []struct {
-		in   []Decision
-		want Decision
-	}{
-		{[]Decision{DecisionGo, DecisionGo}, DecisionGo},
-		{[]Decision{DecisionGo, DecisionInconclusive}, DecisionInconclusive},
-		{[]Decision{DecisionInconclusive, DecisionNoGo, DecisionGo}, DecisionNoGo},
-	} {
-		var runs []SweepRun
-		for _, d := range tc.in {
-			runs = append(runs, SweepRun{Decision: d})
-		}
-		if got := worstDecision(runs); got != tc.want {
-			t.Errorf("%v: got %v, want %v", tc.in, got, tc.want)
-		}
-	}
-}
-
-// TestMergeSeeds joins a sweep candidate's runs: GO only when every seed
-// passed, and the shown run is the worst one.
-func TestMergeSeeds(t *testing.T) {
-	mk := func(path string, d Decision) CandidateReport {
-		return CandidateReport{Validation: provenance.File{Path: path}, Decision: d, Why: string(d) + " why", Name: path}
-	}
-	cands := []CandidateReport{
-		mk("a0", DecisionGo), mk("a1", DecisionGo),
-		mk("b0", DecisionGo), mk("b1", DecisionInconclusive), mk("b2", DecisionNoGo),
-		mk("lone.json", DecisionInconclusive),
-	}
-	groups := map[string]sweepGroup{
-		"a0": {"a", 0}, "a1": {"a", 1},
-		"b0": {"b", 0}, "b1": {"b", 1}, "b2": {"b", 2},
-	}
-	got := mergeSeeds(cands, groups)
-	if len(got) != 3 {
-		t.Fatalf("got %d candidates, want 3", len(got))
-	}
-	for _, tc := range []struct {
-		i          int
-		name, path string
-		decision   Decision
-	}{
-		{0, "a", "a0", DecisionGo},
-		{1, "b", "b2", DecisionNoGo},
-		{2, "lone.json", "lone.json", DecisionInconclusive},
-	} {
-		c := got[tc.i]
-		if c.Name != tc.name || c.Validation.Path != tc.path || c.Decision != tc.decision {
-			t.Errorf("candidate %d: %s %s %s, want %s %s %s", tc.i, c.Name, c.Validation.Path, c.Decision, tc.name, tc.path, tc.decision)
-		}
-	}
-	if !strings.Contains(got[1].Why, "seed 1 INCONCLUSIVE") || !strings.Contains(got[1].Why, "seed 2: no-go why") {
-		t.Errorf("why: %q", got[1].Why)
 	}
 }

@@ -783,3 +783,5 @@ func layerValues(b *metricBuilder, v [3]float64, why [3]string) validation.Layer
 	lv.Reason = strings.Join(reasons, "; ")
 	return lv
 }
+
+func isFinite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }

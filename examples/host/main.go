@@ -22,6 +22,7 @@ import (
 
 	"github.com/strata-ml/strata/arrowio"
 	"github.com/strata-ml/strata/examples/data"
+	"github.com/strata-ml/strata/gate"
 	"github.com/strata-ml/strata/plugin/host"
 	"github.com/strata-ml/strata/stages"
 	"github.com/strata-ml/strata/validation"
@@ -43,12 +44,12 @@ func main() {
 		os.Exit(1)
 	}
 	fmt.Printf("decision: %s\n%s\n", p.Decision.Label(), p.Why)
-	os.Exit(p.Decision.ExitCode(false))
+	os.Exit(int(p.Decision.ExitCode(false)))
 }
 
 // pilot is the outcome of a pilot run through the plugin.
 type pilot struct {
-	Decision stages.Decision
+	Decision gate.Decision
 	Why      string
 	// Results holds each stage's result by name: baseline, convert,
 	// finetune, control, validate, report.
@@ -164,7 +165,7 @@ func runPilot(ctx context.Context, pluginPath string, cfg stages.PilotConfig, pr
 	if err := report.Decode(&rr); err != nil {
 		return nil, err
 	}
-	p.Decision, p.Why = stages.Decision(report.Decision), rr.Why
+	p.Decision, p.Why = gate.Decision(report.Decision), rr.Why
 	return p, nil
 }
 

@@ -1,4 +1,4 @@
-package stages
+package gate
 
 import (
 	"errors"
@@ -7,9 +7,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/strata-ml/strata/internal/inputerr"
 	"github.com/strata-ml/strata/internal/provenance"
+	"github.com/strata-ml/strata/internal/yamlstrict"
 	"github.com/strata-ml/strata/manifests/policy"
-	"github.com/strata-ml/strata/validation"
 )
 
 func TestParsePolicy(t *testing.T) {
@@ -83,11 +84,11 @@ func TestParsePolicyErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := ParsePolicy("policy.yaml", []byte(tt.src))
-			var ce *ConfigError
+			var ce *yamlstrict.ConfigError
 			if !errors.As(err, &ce) {
-				t.Fatalf("err = %v, want a *ConfigError", err)
+				t.Fatalf("err = %v, want a *yamlstrict.ConfigError", err)
 			}
-			if !errors.Is(err, ErrInput) {
+			if !errors.Is(err, inputerr.ErrInput) {
 				t.Errorf("err is not ErrInput")
 			}
 			if ce.Line != tt.line {
@@ -116,77 +117,5 @@ func TestDefaultPolicy(t *testing.T) {
 	}
 	if p.Input.Path != policy.DefaultName || p.Input.SHA256 != provenance.Bytes("", b).SHA256 || len(p.Rules) == 0 {
 		t.Errorf("default policy input %+v with %d rules", p.Input, len(p.Rules))
-	}
-}
-
-func TestLoadPilotConfig(t *testing.T) {
-	dir := t.TempDir()
-	write := func(src string) string {
-		path := filepath.Join(dir, "pilot.yaml")
-		if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return path
-	}
-	cfg, err := LoadPilotConfig(write(`version: 1
-train: data/train.arrow
-test: /abs/test.arrow
-convert:
-  structure: blockdiag
-  blocks: 2
-finetune:
-  epochs: 3
-baseline:
-  init: mlp:4-8-3
-  epochs: 5
-control: false
-validate:
-  noise: [0.1]
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cfg.Train != filepath.Join(dir, "data", "train.arrow") || cfg.Test != "/abs/test.arrow" {
-		t.Errorf("paths %q %q: want the train path resolved against the config's directory", cfg.Train, cfg.Test)
-	}
-	if cfg.Convert.Structure != "blockdiag" || cfg.Convert.Blocks != 2 || cfg.Convert.Residual != "lowrank" {
-		t.Errorf("convert %+v: want blockdiag b=2 and the default residual", cfg.Convert)
-	}
-	if cfg.Finetune.Epochs != 3 || cfg.Baseline.Epochs != 5 || cfg.Finetune.BatchSize != DefaultFinetuneConfig().BatchSize || cfg.Control {
-		t.Errorf("training %+v / %+v control %v", cfg.Finetune, cfg.Baseline, cfg.Control)
-	}
-	if len(cfg.Validate.Noise) != 1 || cfg.Validate.Bootstrap != validation.DefaultConfig().Bootstrap {
-		t.Errorf("validate %+v", cfg.Validate)
-	}
-
-	ex, err := LoadPilotConfig(filepath.Join("..", "examples", "pilot", "pilot.yaml"))
-	if err != nil {
-		t.Fatalf("examples/pilot/pilot.yaml: %v", err)
-	}
-	if ex.Data != "digits" || ex.Convert.Structure != "kronecker" || !ex.Control {
-		t.Errorf("examples/pilot/pilot.yaml read as %+v", ex)
-	}
-	if _, err := LoadPolicy(ex.Policy); err != nil {
-		t.Errorf("the example's policy: %v", err)
-	}
-
-	errs := []struct {
-		src  string
-		line int
-		want string
-	}{
-		{"version: 1\ndata: digits\nfinetune:\n  epoch: 3\n", 4, "finetune.epoch: unknown key (did you mean epochs?)"},
-		{"version: 1\ndata: digits\nbaseline:\n  epochs: ten\n", 4, `baseline.epochs: want a whole number, got "ten"`},
-		{"version: 1\ndata: mnist\n", 2, `data: "mnist": want one of digits, wine, iris`},
-		{"version: 1\ndata: digits\ntrain: x.arrow\n", 2, "not both"},
-		{"version: 1\nlabel: y\n", 0, "train: no data"},
-		{"version: 3\ndata: digits\n", 1, "version: 3: want 1"},
-	}
-	for _, e := range errs {
-		_, err := LoadPilotConfig(write(e.src))
-		var ce *ConfigError
-		if !errors.As(err, &ce) || ce.Line != e.line || !strings.Contains(err.Error(), e.want) || !errors.Is(err, ErrInput) {
-			t.Errorf("%q: err = %v, want line %d and %q", e.src, err, e.line, e.want)
-		}
 	}
 }

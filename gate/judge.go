@@ -1,11 +1,18 @@
-package stages
+// Package gate is the one place that decides: the gate policy format
+// (docs/GATE.md) and its strict reading, the judging of each rule on a
+// validation result, the decision (GO, NO-GO, INCONCLUSIVE) and its exit
+// code, the decision over the seeds of a sweep, and select-best among
+// several candidates. report and sweep both call it; nothing else draws a
+// decision.
+package gate
 
 import (
 	"fmt"
 	"math"
-	"strconv"
 	"strings"
 
+	"github.com/strata-ml/strata/internal/yamlstrict"
+	"github.com/strata-ml/strata/render/number"
 	"github.com/strata-ml/strata/validation"
 )
 
@@ -84,8 +91,8 @@ type RuleResult struct {
 	Sentence string `json:"sentence"`
 }
 
-// GateResult is the judgement of a policy on one validation.json.
-type GateResult struct {
+// Result is the judgement of a policy on one validation.json.
+type Result struct {
 	Decision Decision `json:"decision"`
 	// Why says, in one sentence, what decided.
 	Why   string       `json:"why"`
@@ -105,13 +112,13 @@ type GateResult struct {
 //
 // policyName is the file errors cite. A rule on a metric whose direction
 // is needed but unknown (better: reported, and no direction in the rule)
-// is a *ConfigError.
-func Judge(policyName string, p *Policy, v *validation.Result) (*GateResult, error) {
-	g := &GateResult{Counts: map[Outcome]int{}}
+// is a *yamlstrict.ConfigError.
+func Judge(policyName string, p *Policy, v *validation.Result) (*Result, error) {
+	g := &Result{Counts: map[Outcome]int{}}
 	for i, r := range p.Rules {
 		rr, err := judgeRule(i, r, v)
 		if err != nil {
-			return nil, &ConfigError{File: policyName, Line: r.Line, Key: fmt.Sprintf("rules[%d]", i), Err: err}
+			return nil, &yamlstrict.ConfigError{File: policyName, Line: r.Line, Key: fmt.Sprintf("rules[%d]", i), Err: err}
 		}
 		g.Rules = append(g.Rules, rr)
 		g.Counts[rr.Outcome]++
@@ -121,7 +128,7 @@ func Judge(policyName string, p *Policy, v *validation.Result) (*GateResult, err
 }
 
 // decide applies the decision rule and says why.
-func decide(g *GateResult) (Decision, string) {
+func decide(g *Result) (Decision, string) {
 	list := func(o Outcome) string {
 		var names []string
 		for _, r := range g.Rules {
@@ -255,7 +262,7 @@ func judgeRule(i int, r Rule, v *validation.Result) (RuleResult, error) {
 			if b < 0 {
 				rr.Outcome = OutcomeFail
 				rr.Value = newPtr(validation.NullableFloat(math.NaN()))
-				rr.Sentence = fmt.Sprintf("%s: fail: the %s's %s is %s; a ratio is only meaningful for a positive reference.", rr.Rule, refName, r.Metric, fmtNum(b))
+				rr.Sentence = fmt.Sprintf("%s: fail: the %s's %s is %s; a ratio is only meaningful for a positive reference.", rr.Rule, refName, r.Metric, number.Format(b))
 				rr.Requirement = "ratio needs a reference > 0"
 				return rr, nil
 			}
@@ -294,7 +301,7 @@ func judgeRule(i int, r Rule, v *validation.Result) (RuleResult, error) {
 		op = ">="
 	}
 	statName := strings.ReplaceAll(rr.Statistic, "_", " ")
-	rr.Requirement = fmt.Sprintf("%s %s %s", statName, op, fmtNum(bound))
+	rr.Requirement = fmt.Sprintf("%s %s %s", statName, op, number.Format(bound))
 	// The unfavourable and favourable ends of the interval.
 	worst, best := hi, lo
 	if !atMost {
@@ -320,13 +327,13 @@ func judgeRule(i int, r Rule, v *validation.Result) (RuleResult, error) {
 	fmt.Fprintf(&b, "%s: %s", rr.Rule, rr.Outcome)
 	switch kind {
 	case BoundMinValue, BoundMaxValue:
-		fmt.Fprintf(&b, ": the candidate's %s is %s, the rule asks %s %s", r.Metric, fmtNum(c), op, fmtNum(bound))
+		fmt.Fprintf(&b, ": the candidate's %s is %s, the rule asks %s %s", r.Metric, number.Format(c), op, number.Format(bound))
 	default:
-		fmt.Fprintf(&b, ": %s %s (%s %s, %s %s)", statName, fmtStat(rr.Statistic, stat), refName, fmtNum(float64(*ref)), "candidate", fmtNum(c))
+		fmt.Fprintf(&b, ": %s %s (%s %s, %s %s)", statName, fmtStat(rr.Statistic, stat), refName, number.Format(float64(*ref)), "candidate", number.Format(c))
 		if judged == JudgedCI {
 			fmt.Fprintf(&b, ", 95%% CI [%s, %s]", fmtStat(rr.Statistic, lo), fmtStat(rr.Statistic, hi))
 		}
-		fmt.Fprintf(&b, "; %s is better, and %s %s asks %s", rr.Direction, kind, fmtNum(limit), rr.Requirement)
+		fmt.Fprintf(&b, "; %s is better, and %s %s asks %s", rr.Direction, kind, number.Format(limit), rr.Requirement)
 	}
 	switch {
 	case judged == JudgedCI && rr.Outcome == OutcomePass:
@@ -335,7 +342,7 @@ func judgeRule(i int, r Rule, v *validation.Result) (RuleResult, error) {
 		fmt.Fprintf(&b, ": even the favourable bound %s violates it", fmtStat(rr.Statistic, best))
 	case judged == JudgedCI:
 		fmt.Fprintf(&b, ": the interval straddles %s (the favourable bound %s meets it, the unfavourable %s does not)",
-			fmtNum(bound), fmtStat(rr.Statistic, best), fmtStat(rr.Statistic, worst))
+			number.Format(bound), fmtStat(rr.Statistic, best), fmtStat(rr.Statistic, worst))
 	default:
 		if rr.Outcome == OutcomePass {
 			b.WriteString(": met by the point value")
@@ -360,9 +367,9 @@ func ruleName(r Rule) string {
 	kind, limit := r.Bound()
 	switch kind {
 	case BoundMinValue, BoundMaxValue:
-		return fmt.Sprintf("%s %s %s", r.Metric, kind, fmtNum(limit))
+		return fmt.Sprintf("%s %s %s", r.Metric, kind, number.Format(limit))
 	}
-	return fmt.Sprintf("%s vs %s %s %s", r.Metric, r.versus(), kind, fmtNum(limit))
+	return fmt.Sprintf("%s vs %s %s %s", r.Metric, r.versus(), kind, number.Format(limit))
 }
 
 // relative returns the relative change of a delta d to a reference b:
@@ -403,40 +410,15 @@ func describeValue(f *validation.NullableFloat) string {
 	case math.IsInf(float64(*f), 0):
 		return "infinite"
 	}
-	return fmtNum(float64(*f))
+	return number.Format(float64(*f))
 }
 
 func newPtr[T any](v T) *T { return &v }
 
-// fmtNum formats a number compactly for sentences and tables: up to four
-// significant digits, whole numbers of any size in full.
-func fmtNum(v float64) string {
-	switch {
-	case math.IsNaN(v):
-		return "NaN"
-	case math.IsInf(v, 1):
-		return "+inf"
-	case math.IsInf(v, -1):
-		return "-inf"
-	case v == math.Trunc(v) && math.Abs(v) < 1e15:
-		return strconv.FormatFloat(v, 'f', -1, 64)
-	}
-	return strconv.FormatFloat(v, 'g', 4, 64)
-}
-
-// fmtSigned formats a difference with its sign.
-func fmtSigned(v float64) string {
-	s := fmtNum(v)
-	if v > 0 && !math.IsInf(v, 1) || (v == 0 && !math.Signbit(v)) {
-		return "+" + s
-	}
-	return s
-}
-
 // fmtStat formats a statistic's value: differences with a sign.
 func fmtStat(stat string, v float64) string {
 	if stat == StatDelta || stat == StatRelativeChange {
-		return fmtSigned(v)
+		return number.Signed(v)
 	}
-	return fmtNum(v)
+	return number.Format(v)
 }

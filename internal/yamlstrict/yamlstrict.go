@@ -1,4 +1,7 @@
-package stages
+// Package yamlstrict decodes the YAML files a user writes (gate
+// policies, pilot and sweep configs) strictly, and reports every problem
+// as a *ConfigError naming the file, the line and the key.
+package yamlstrict
 
 import (
 	"errors"
@@ -11,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/strata-ml/strata/internal/inputerr"
 	yaml "go.yaml.in/yaml/v3"
 )
 
@@ -19,7 +23,7 @@ import (
 //
 //	policy.yaml:7: rules[1].max_degredation: unknown key (did you mean max_degradation?)
 //
-// It is bad input: errors.Is(err, ErrInput) holds.
+// It is bad input: errors.Is(err, inputerr.ErrInput) holds.
 type ConfigError struct {
 	File string
 	// Line is 1-based; 0 when the problem has no position.
@@ -45,12 +49,12 @@ func (e *ConfigError) Error() string {
 }
 
 func (e *ConfigError) Unwrap() error        { return e.Err }
-func (e *ConfigError) Is(target error) bool { return target == ErrInput }
+func (e *ConfigError) Is(target error) bool { return target == inputerr.ErrInput }
 
 // yamlLine finds the line number yaml.v3 puts in its syntax errors.
 var yamlLine = regexp.MustCompile(`line (\d+):?\s*`)
 
-// decodeYAMLStrict decodes the YAML document src into v, a pointer to a
+// Decode decodes the YAML document src into v, a pointer to a
 // struct whose fields are named by their `yaml` tags (",inline" embeds a
 // struct's keys). Fields already set in v are defaults: a key that is
 // absent leaves its field alone. It returns the line of every key and list
@@ -65,7 +69,7 @@ var yamlLine = regexp.MustCompile(`line (\d+):?\s*`)
 // not name the key and its messages name Go types, so the document is
 // decoded to a yaml.Node and walked here, and yaml.v3 decodes only the
 // scalars.
-func decodeYAMLStrict(file string, src []byte, v any) (lines map[string]int, err error) {
+func Decode(file string, src []byte, v any) (lines map[string]int, err error) {
 	dec := yaml.NewDecoder(strings.NewReader(string(src)))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
@@ -237,15 +241,15 @@ func unknownKey(name string, fields map[string]reflect.Value) error {
 		known = append(known, k)
 	}
 	slices.Sort(known)
-	if s := closest(name, known); s != "" {
+	if s := Closest(name, known); s != "" {
 		return fmt.Errorf("unknown key (did you mean %s?)", s)
 	}
 	return fmt.Errorf("unknown key (want one of %s)", strings.Join(known, ", "))
 }
 
-// closest returns the candidate nearest to s by edit distance, if it is
+// Closest returns the candidate nearest to s by edit distance, if it is
 // near enough to be a likely typo.
-func closest(s string, candidates []string) string {
+func Closest(s string, candidates []string) string {
 	best, bestD := "", math.MaxInt
 	for _, c := range candidates {
 		if d := editDistance(s, c); d < bestD {

@@ -1,4 +1,4 @@
-package stages
+package gate
 
 import (
 	"fmt"
@@ -8,6 +8,7 @@ import (
 
 	"github.com/strata-ml/strata/internal/inputerr"
 	"github.com/strata-ml/strata/internal/provenance"
+	"github.com/strata-ml/strata/internal/yamlstrict"
 	"github.com/strata-ml/strata/manifests/policy"
 	"github.com/strata-ml/strata/validation"
 )
@@ -108,7 +109,7 @@ type LoadedPolicy struct {
 
 // LoadPolicy reads and checks the policy file at path, or the embedded
 // default policy (manifests/policy/default.yaml) when path is empty.
-// Problems are *ConfigError (bad input).
+// Problems are *yamlstrict.ConfigError (bad input).
 func LoadPolicy(path string) (*LoadedPolicy, error) {
 	name, src := policy.DefaultName, policy.Default
 	if path != "" {
@@ -126,18 +127,18 @@ func LoadPolicy(path string) (*LoadedPolicy, error) {
 }
 
 // ParsePolicy decodes and checks a policy. name is the file name errors
-// cite. Every problem is a *ConfigError naming the line and the key: an
+// cite. Every problem is a *yamlstrict.ConfigError naming the line and the key: an
 // unknown key, a value of the wrong type, an unknown metric, direction or
 // versus, a rule with no bound or more than one, a negative margin or
 // ratio, a version other than 1, no rules.
 func ParsePolicy(name string, src []byte) (*Policy, error) {
 	var p Policy
-	lines, err := decodeYAMLStrict(name, src, &p)
+	lines, err := yamlstrict.Decode(name, src, &p)
 	if err != nil {
 		return nil, err
 	}
 	bad := func(key, format string, args ...any) error {
-		return &ConfigError{File: name, Line: lines[key], Key: key, Err: fmt.Errorf(format, args...)}
+		return &yamlstrict.ConfigError{File: name, Line: lines[key], Key: key, Err: fmt.Errorf(format, args...)}
 	}
 	switch p.Version {
 	case PolicyVersion:
@@ -164,7 +165,7 @@ func ParsePolicy(name string, src []byte) (*Policy, error) {
 			return nil, bad(rule, "no metric; every rule names one of %s", strings.Join(validation.MetricKeys, ", "))
 		case !slices.Contains(validation.MetricKeys, r.Metric):
 			hint := ""
-			if s := closest(r.Metric, validation.MetricKeys); s != "" {
+			if s := yamlstrict.Closest(r.Metric, validation.MetricKeys); s != "" {
 				hint = fmt.Sprintf(" (did you mean %s?)", s)
 			}
 			return nil, bad(key("metric"), "unknown metric %q%s; want one of %s", r.Metric, hint, strings.Join(validation.MetricKeys, ", "))

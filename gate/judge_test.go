@@ -1,4 +1,4 @@
-package stages
+package gate
 
 import (
 	"errors"
@@ -6,52 +6,19 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/strata-ml/strata/internal/provenance"
+	vt "github.com/strata-ml/strata/validation/validationtest"
+
+	"github.com/strata-ml/strata/internal/inputerr"
+	"github.com/strata-ml/strata/internal/yamlstrict"
 	"github.com/strata-ml/strata/validation"
 )
-
-// fp returns a pointer to a validation.NullableFloat.
-func fp(v float64) *validation.NullableFloat { f := validation.NullableFloat(v); return &f }
-
-// iv returns an interval.
-func iv(lo, hi float64) *validation.Interval {
-	return &validation.Interval{validation.NullableFloat(lo), validation.NullableFloat(hi)}
-}
-
-// metric builds a metric of validation.json with a delta interval; ci nil
-// means none (judged on the point).
-func metric(better string, base, cand float64, ci *validation.Interval) *validation.Metric {
-	m := &validation.Metric{Better: better, Baseline: fp(base), Candidate: fp(cand), Delta: fp(cand - base), CI95: ci}
-	if ci == nil {
-		m.CIReason = "one run per model, nothing to resample"
-	}
-	return m
-}
-
-// withControl adds the control's value and interval to m.
-func withControl(m *validation.Metric, ctl float64, ci *validation.Interval) *validation.Metric {
-	m.WithControl = true
-	m.Control, m.DeltaVsControl, m.CI95VsControl = fp(ctl), fp(float64(*m.Candidate)-ctl), ci
-	return m
-}
-
-// newValidation builds a validation result with the given metrics.
-func newValidation(control bool, ms map[string]*validation.Metric) *validation.Result {
-	v := &validation.Result{SchemaVersion: validation.SchemaVersion, Mode: validation.ModeModels, Metrics: ms}
-	v.Inputs.Baseline = &provenance.File{Path: "baseline.arrow", SHA256: "b"}
-	v.Inputs.Candidate = &provenance.File{Path: "candidate.arrow", SHA256: "c"}
-	if control {
-		v.Inputs.Control = &provenance.File{Path: "control.arrow", SHA256: "k"}
-	}
-	return v
-}
 
 // TestJudge checks each bound kind and the decision rule on crafted
 // validation results, down to the rule outcomes. The CLI tests check the
 // same semantics end to end through files and exit codes.
 func TestJudge(t *testing.T) {
 	acc := func(base, cand, lo, hi float64) map[string]*validation.Metric {
-		return map[string]*validation.Metric{validation.MetricAccuracy: metric(validation.BetterHigher, base, cand, iv(lo, hi))}
+		return map[string]*validation.Metric{validation.MetricAccuracy: vt.Metric(validation.BetterHigher, base, cand, vt.CI(lo, hi))}
 	}
 	tests := []struct {
 		name     string
@@ -72,52 +39,52 @@ func TestJudge(t *testing.T) {
 		{"non-inferiority: slightly worse still passes", `{metric: accuracy, max_degradation: 0.01}`, false,
 			acc(0.95, 0.947, -0.008, -0.001), []Outcome{OutcomePass}, DecisionGo, "delta -0.003"},
 		{"lower is better: degradation is an increase", `{metric: loss, max_degradation: 0.02}`, false,
-			map[string]*validation.Metric{validation.MetricLoss: metric(validation.BetterLower, 0.30, 0.31, iv(0.005, 0.03))}, []Outcome{OutcomeInconclusive}, DecisionInconclusive, "delta <= 0.02"},
+			map[string]*validation.Metric{validation.MetricLoss: vt.Metric(validation.BetterLower, 0.30, 0.31, vt.CI(0.005, 0.03))}, []Outcome{OutcomeInconclusive}, DecisionInconclusive, "delta <= 0.02"},
 		{"relative change pass", `{metric: perturbation_sensitivity, max_relative_change: 0.0}`, false,
-			map[string]*validation.Metric{validation.MetricPerturbationSensitivity: metric(validation.BetterLower, 0.5, 0.4, iv(-0.12, -0.08))}, []Outcome{OutcomePass}, DecisionGo, "relative change -0.2"},
+			map[string]*validation.Metric{validation.MetricPerturbationSensitivity: vt.Metric(validation.BetterLower, 0.5, 0.4, vt.CI(-0.12, -0.08))}, []Outcome{OutcomePass}, DecisionGo, "relative change -0.2"},
 		{"relative change fail", `{metric: perturbation_sensitivity, max_relative_change: 0.1}`, false,
-			map[string]*validation.Metric{validation.MetricPerturbationSensitivity: metric(validation.BetterLower, 0.5, 0.6, iv(0.06, 0.14))}, []Outcome{OutcomeFail}, DecisionNoGo, "favourable bound +0.12"},
+			map[string]*validation.Metric{validation.MetricPerturbationSensitivity: vt.Metric(validation.BetterLower, 0.5, 0.6, vt.CI(0.06, 0.14))}, []Outcome{OutcomeFail}, DecisionNoGo, "favourable bound +0.12"},
 		{"relative change, zero baseline, candidate zero", `{metric: prediction_flip_rate, max_relative_change: 0.0}`, false,
-			map[string]*validation.Metric{validation.MetricPredictionFlipRate: metric(validation.BetterLower, 0, 0, iv(0, 0))}, []Outcome{OutcomePass}, DecisionGo, "The baseline is 0"},
+			map[string]*validation.Metric{validation.MetricPredictionFlipRate: vt.Metric(validation.BetterLower, 0, 0, vt.CI(0, 0))}, []Outcome{OutcomePass}, DecisionGo, "The baseline is 0"},
 		{"relative change, zero baseline, candidate worse", `{metric: prediction_flip_rate, max_relative_change: 0.5}`, false,
-			map[string]*validation.Metric{validation.MetricPredictionFlipRate: metric(validation.BetterLower, 0, 0.01, iv(0.002, 0.02))}, []Outcome{OutcomeFail}, DecisionNoGo, "+inf"},
+			map[string]*validation.Metric{validation.MetricPredictionFlipRate: vt.Metric(validation.BetterLower, 0, 0.01, vt.CI(0.002, 0.02))}, []Outcome{OutcomeFail}, DecisionNoGo, "+inf"},
 		{"relative change, zero baseline, interval across 0", `{metric: prediction_flip_rate, max_relative_change: 0.5}`, false,
-			map[string]*validation.Metric{validation.MetricPredictionFlipRate: metric(validation.BetterLower, 0, 0.001, iv(-0.002, 0.004))}, []Outcome{OutcomeInconclusive}, DecisionInconclusive, "infinite in the direction of the change"},
+			map[string]*validation.Metric{validation.MetricPredictionFlipRate: vt.Metric(validation.BetterLower, 0, 0.001, vt.CI(-0.002, 0.004))}, []Outcome{OutcomeInconclusive}, DecisionInconclusive, "infinite in the direction of the change"},
 		{"ratio pass on an exact metric", `{metric: params, max_ratio: 0.6}`, false,
-			map[string]*validation.Metric{validation.MetricParams: metric(validation.BetterLower, 1000, 420, iv(-580, -580))}, []Outcome{OutcomePass}, DecisionGo, "its interval is a single point"},
+			map[string]*validation.Metric{validation.MetricParams: vt.Metric(validation.BetterLower, 1000, 420, vt.CI(-580, -580))}, []Outcome{OutcomePass}, DecisionGo, "its interval is a single point"},
 		{"ratio fail", `{metric: params, max_ratio: 0.6}`, false,
-			map[string]*validation.Metric{validation.MetricParams: metric(validation.BetterLower, 1000, 700, iv(-300, -300))}, []Outcome{OutcomeFail}, DecisionNoGo, "ratio 0.7"},
+			map[string]*validation.Metric{validation.MetricParams: vt.Metric(validation.BetterLower, 1000, 700, vt.CI(-300, -300))}, []Outcome{OutcomeFail}, DecisionNoGo, "ratio 0.7"},
 		{"ratio, zero baseline and zero candidate", `{metric: flops, max_ratio: 1}`, false,
-			map[string]*validation.Metric{validation.MetricFLOPs: metric(validation.BetterLower, 0, 0, nil)}, []Outcome{OutcomePass}, DecisionGo, "taken as 1"},
+			map[string]*validation.Metric{validation.MetricFLOPs: vt.Metric(validation.BetterLower, 0, 0, nil)}, []Outcome{OutcomePass}, DecisionGo, "taken as 1"},
 		{"ratio, higher is better: candidate / baseline at least 1 / max_ratio", `{metric: accuracy, max_ratio: 1.05}`, false,
 			acc(0.95, 0.90, -0.06, -0.05), []Outcome{OutcomeFail}, DecisionNoGo, "ratio >= 0.9524"},
 		{"min_value on the candidate", `{metric: accuracy, min_value: 0.9}`, false,
 			acc(0.80, 0.91, 0.05, 0.15), []Outcome{OutcomePass}, DecisionGo, "the candidate's accuracy is 0.91"},
 		{"max_value on the candidate", `{metric: latency_ms, max_value: 1.5}`, false,
-			map[string]*validation.Metric{validation.MetricLatencyMS: metric(validation.BetterLower, 1, 2, iv(0.9, 1.1))}, []Outcome{OutcomeFail}, DecisionNoGo, "asks <= 1.5"},
+			map[string]*validation.Metric{validation.MetricLatencyMS: vt.Metric(validation.BetterLower, 1, 2, vt.CI(0.9, 1.1))}, []Outcome{OutcomeFail}, DecisionNoGo, "asks <= 1.5"},
 		{"no interval: judged on the point", `{metric: layer_robustness, max_degradation: 0.01}`, false,
-			map[string]*validation.Metric{validation.MetricLayerRobustness: metric(validation.BetterLower, 0.02, 0.025, nil)}, []Outcome{OutcomePass}, DecisionGo, "met by the point value (no interval: one run per model"},
+			map[string]*validation.Metric{validation.MetricLayerRobustness: vt.Metric(validation.BetterLower, 0.02, 0.025, nil)}, []Outcome{OutcomePass}, DecisionGo, "met by the point value (no interval: one run per model"},
 		{"direction overrides better", `{metric: residual_share, direction: lower, max_value: 0.5}`, false,
-			map[string]*validation.Metric{validation.MetricResidualShare: metric(validation.BetterReported, 0, 0.2, nil)}, []Outcome{OutcomePass}, DecisionGo, ""},
+			map[string]*validation.Metric{validation.MetricResidualShare: vt.Metric(validation.BetterReported, 0, 0.2, nil)}, []Outcome{OutcomePass}, DecisionGo, ""},
 		{"missing metric fails", `{metric: bytes, max_ratio: 0.5}`, false,
 			acc(0.9, 0.9, 0, 0), []Outcome{OutcomeFail}, DecisionNoGo, `no metric "bytes"`},
 		{"missing optional metric is skipped", `{metric: bytes, max_ratio: 0.5, optional: true}`, false,
 			acc(0.9, 0.9, 0, 0), []Outcome{OutcomeSkipped}, DecisionGo, "skipped (optional)"},
 		{"NaN candidate fails", `{metric: accuracy, max_degradation: 0.01}`, false,
-			map[string]*validation.Metric{validation.MetricAccuracy: {Better: validation.BetterHigher, Baseline: fp(0.9), Candidate: fp(math.NaN())}}, []Outcome{OutcomeFail}, DecisionNoGo, "is NaN"},
+			map[string]*validation.Metric{validation.MetricAccuracy: {Better: validation.BetterHigher, Baseline: vt.F(0.9), Candidate: vt.F(math.NaN())}}, []Outcome{OutcomeFail}, DecisionNoGo, "is NaN"},
 		{"infinite baseline fails", `{metric: jacobian_condition, max_relative_change: 0.1}`, false,
-			map[string]*validation.Metric{validation.MetricJacobianCondition: {Better: validation.BetterLower, Baseline: fp(math.Inf(1)), Candidate: fp(3)}}, []Outcome{OutcomeFail}, DecisionNoGo, "is infinite"},
+			map[string]*validation.Metric{validation.MetricJacobianCondition: {Better: validation.BetterLower, Baseline: vt.F(math.Inf(1)), Candidate: vt.F(3)}}, []Outcome{OutcomeFail}, DecisionNoGo, "is infinite"},
 		{"null value fails with the reason", `{metric: loss, max_degradation: 0.1}`, false,
-			map[string]*validation.Metric{validation.MetricLoss: {Better: validation.BetterLower, Baseline: fp(0.2), Reason: "candidate: not finite"}}, []Outcome{OutcomeFail}, DecisionNoGo, "candidate: not finite"},
+			map[string]*validation.Metric{validation.MetricLoss: {Better: validation.BetterLower, Baseline: vt.F(0.2), Reason: "candidate: not finite"}}, []Outcome{OutcomeFail}, DecisionNoGo, "candidate: not finite"},
 		{"NaN optional metric is skipped", `{metric: loss, max_degradation: 0.1, optional: true}`, false,
-			map[string]*validation.Metric{validation.MetricLoss: {Better: validation.BetterLower, Baseline: fp(0.2), Candidate: fp(math.NaN())}}, []Outcome{OutcomeSkipped}, DecisionGo, ""},
+			map[string]*validation.Metric{validation.MetricLoss: {Better: validation.BetterLower, Baseline: vt.F(0.2), Candidate: vt.F(math.NaN())}}, []Outcome{OutcomeSkipped}, DecisionGo, ""},
 		{"versus control", `{metric: accuracy, versus: control, max_degradation: 0.01}`, true,
-			map[string]*validation.Metric{validation.MetricAccuracy: withControl(metric(validation.BetterHigher, 0.9, 0.95, iv(0.03, 0.07)), 0.96, iv(-0.015, -0.005))},
+			map[string]*validation.Metric{validation.MetricAccuracy: vt.WithControl(vt.Metric(validation.BetterHigher, 0.9, 0.95, vt.CI(0.03, 0.07)), 0.96, vt.CI(-0.015, -0.005))},
 			[]Outcome{OutcomeInconclusive}, DecisionInconclusive, "control 0.96"},
 		{"versus control without a control fails", `{metric: accuracy, versus: control, max_degradation: 0.01}`, false,
 			acc(0.9, 0.9, 0, 0), []Outcome{OutcomeFail}, DecisionNoGo, "no control model"},
 		{"any fail beats inconclusive", "{metric: accuracy, max_degradation: 0.005}\n  - {metric: params, max_ratio: 0.5}", false,
-			map[string]*validation.Metric{validation.MetricAccuracy: metric(validation.BetterHigher, 0.9, 0.9, iv(-0.01, 0.01)), validation.MetricParams: metric(validation.BetterLower, 100, 80, iv(-20, -20))},
+			map[string]*validation.Metric{validation.MetricAccuracy: vt.Metric(validation.BetterHigher, 0.9, 0.9, vt.CI(-0.01, 0.01)), validation.MetricParams: vt.Metric(validation.BetterLower, 100, 80, vt.CI(-20, -20))},
 			[]Outcome{OutcomeInconclusive, OutcomeFail}, DecisionNoGo, ""},
 	}
 	for _, tt := range tests {
@@ -126,7 +93,7 @@ func TestJudge(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			g, err := Judge("policy.yaml", p, newValidation(tt.control, tt.metrics))
+			g, err := Judge("policy.yaml", p, vt.Result(tt.control, tt.metrics))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -167,10 +134,10 @@ func TestJudgeNeedsDirection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = Judge("p.yaml", p, newValidation(false, map[string]*validation.Metric{validation.MetricResidualShare: metric(validation.BetterReported, 0, 0.2, nil)}))
-	var ce *ConfigError
-	if !errors.As(err, &ce) || !errors.Is(err, ErrInput) || ce.Line != 5 || !strings.Contains(err.Error(), "give the rule a direction") {
-		t.Fatalf("err = %v, want a ConfigError at line 5 asking for a direction", err)
+	_, err = Judge("p.yaml", p, vt.Result(false, map[string]*validation.Metric{validation.MetricResidualShare: vt.Metric(validation.BetterReported, 0, 0.2, nil)}))
+	var ce *yamlstrict.ConfigError
+	if !errors.As(err, &ce) || !errors.Is(err, inputerr.ErrInput) || ce.Line != 5 || !strings.Contains(err.Error(), "give the rule a direction") {
+		t.Fatalf("err = %v, want a yamlstrict.ConfigError at line 5 asking for a direction", err)
 	}
 }
 
