@@ -9,6 +9,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/strata-ml/strata/render"
 	"github.com/strata-ml/strata/render/number"
 	"github.com/strata-ml/strata/stages"
 	"github.com/strata-ml/strata/validation"
@@ -158,7 +159,7 @@ func printPilotSummary(w io.Writer, res *stages.PilotResult) {
 	}
 	fmt.Fprintln(w)
 
-	rows := map[string]stages.MetricRow{}
+	rows := map[string]render.MetricRow{}
 	for _, m := range rep.Metrics {
 		rows[m.Metric] = m
 	}

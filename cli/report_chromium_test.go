@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/strata-ml/strata/stages"
+	"github.com/strata-ml/strata/render"
 )
 
 // chromium returns the path of a Chromium binary. Without one the test
@@ -105,14 +105,14 @@ func TestReportHTMLInChromium(t *testing.T) {
 	// The DOM as Chromium built it.
 	dom, stderr := runChromium(t, bin, filepath.Join(dir, "profile-dom"), page, "--dump-dom")
 	checkConsole(t, stderr)
-	label := regexp.MustCompile(`<h2 id="` + stages.HTMLLabelID + `">([^<]*)</h2>`).FindStringSubmatch(dom)
+	label := regexp.MustCompile(`<h2 id="` + render.HTMLLabelID + `">([^<]*)</h2>`).FindStringSubmatch(dom)
 	if label == nil || label[1] != decision[1] {
 		t.Errorf("decision label %v in the DOM, want %q", label, decision[1])
 	}
-	if !strings.Contains(dom, `id="`+stages.HTMLRulesID+`"`) || !strings.Contains(dom, `id="`+stages.HTMLMetricsID+`"`) {
+	if !strings.Contains(dom, `id="`+render.HTMLRulesID+`"`) || !strings.Contains(dom, `id="`+render.HTMLMetricsID+`"`) {
 		t.Error("the rules or the metrics table is missing from the DOM")
 	}
-	for _, id := range stages.PlotIDs {
+	for _, id := range render.PlotIDs {
 		svg := "svg-" + strings.TrimPrefix(id, "plot-")
 		re := regexp.MustCompile(`<figure id="` + id + `">\s*<svg id="` + svg + `"[^>]*>[\s\S]*?</svg>`)
 		m := re.FindString(dom)

@@ -1,6 +1,7 @@
 package stages
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -240,7 +241,7 @@ func decodeConfigFile(path, what string, v any, pc *PilotConfig) (map[string]int
 // check validates what the stages do not: the data sources.
 func (cfg *PilotConfig) check(lines map[string]int) error {
 	bad := func(key, format string, args ...any) error {
-		return &yamlstrict.ConfigError{File: orDefault(cfg.ConfigFile, "pilot config"), Line: lines[key], Key: key, Err: fmt.Errorf(format, args...)}
+		return &yamlstrict.ConfigError{File: cmp.Or(cfg.ConfigFile, "pilot config"), Line: lines[key], Key: key, Err: fmt.Errorf(format, args...)}
 	}
 	switch {
 	case cfg.Data != "" && (cfg.Train != "" || cfg.Test != "" || cfg.Valid != ""):

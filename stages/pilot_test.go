@@ -15,6 +15,8 @@ import (
 	"github.com/strata-ml/strata/gate"
 	"github.com/strata-ml/strata/internal/inputerr"
 	"github.com/strata-ml/strata/internal/yamlstrict"
+	"github.com/strata-ml/strata/render"
+	"github.com/strata-ml/strata/render/rendertest"
 	"github.com/strata-ml/strata/validation"
 )
 
@@ -72,7 +74,7 @@ func TestPilotDemo(t *testing.T) {
 	if pj.Decision != res.Decision || pj.ReportHTML != res.ReportHTML {
 		t.Errorf("pilot.json: decision %s report %s", pj.Decision, pj.ReportHTML)
 	}
-	checkHTML(t, readFile(t, res.ReportHTML), res.Decision.Label(), PlotIDs)
+	rendertest.CheckHTML(t, readFile(t, res.ReportHTML), res.Decision.Label(), render.PlotIDs)
 }
 
 // TestPilotFilesNoControl pilots from data files with a held-out test

@@ -1,7 +1,6 @@
 package stages
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -9,12 +8,12 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 
 	"github.com/strata-ml/strata/arrowio"
 	"github.com/strata-ml/strata/gate"
 	"github.com/strata-ml/strata/internal/inputerr"
 	"github.com/strata-ml/strata/internal/provenance"
+	"github.com/strata-ml/strata/render"
 	"github.com/strata-ml/strata/validation"
 )
 
@@ -74,29 +73,6 @@ type ReportInputs struct {
 	TrainLogs []provenance.File `json:"train_logs,omitempty"`
 }
 
-// MetricRow is one row of the report's metric table: a metric of
-// validation.json for each model, with the deltas and their intervals.
-type MetricRow struct {
-	Metric    string                    `json:"metric"`
-	Better    string                    `json:"better"`
-	Baseline  *validation.NullableFloat `json:"baseline"`
-	Candidate *validation.NullableFloat `json:"candidate"`
-	Control   *validation.NullableFloat `json:"control,omitempty"`
-	// Delta (candidate - baseline) with CI95 and PValue: what the
-	// candidate changed.
-	Delta  *validation.NullableFloat `json:"delta"`
-	CI95   *validation.Interval      `json:"ci95"`
-	PValue *validation.NullableFloat `json:"p_value,omitempty"`
-	// DeltaVsControl (candidate - control) with CI95VsControl: what the
-	// structure did, training budget equal.
-	DeltaVsControl *validation.NullableFloat `json:"delta_vs_control,omitempty"`
-	CI95VsControl  *validation.Interval      `json:"ci95_vs_control,omitempty"`
-	// TrainingEffect is control - baseline: what more training alone did.
-	TrainingEffect *validation.NullableFloat `json:"training_effect,omitempty"`
-	Note           string                    `json:"note,omitempty"`
-	Reason         string                    `json:"reason,omitempty"`
-}
-
 // ReportOutputs names the files Report wrote: those in Out relative to
 // it, the orchestrator files as given.
 type ReportOutputs struct {
@@ -126,13 +102,23 @@ type ReportResult struct {
 	// selected one, or with SelectBest and none passing, the best ranked.
 	Rules   []gate.RuleResult    `json:"rules"`
 	Counts  map[gate.Outcome]int `json:"counts"`
-	Metrics []MetricRow          `json:"metrics"`
+	Metrics []render.MetricRow   `json:"metrics"`
 	// HasControl says whether the featured validation had a control.
 	HasControl bool `json:"has_control"`
 	// Candidates lists every judged candidate, best ranked first.
 	Candidates []gate.Candidate `json:"candidates"`
 	Warnings   []string         `json:"warnings"`
 	Outputs    ReportOutputs    `json:"outputs"`
+}
+
+// page is what the report's pages show of r.
+func (r *ReportResult) page() *render.Report {
+	p := &render.Report{
+		Title: r.Config.Title, Tool: r.Tool, Decision: r.Decision, Why: r.Why, Rules: r.Rules,
+		Candidates: r.Candidates, Metrics: r.Metrics, HasControl: r.HasControl, Warnings: r.Warnings,
+	}
+	p.Inputs.Validations, p.Inputs.Policy = r.Inputs.Validations, r.Inputs.Policy
+	return p
 }
 
 // Featured returns the candidate the report is about.
@@ -188,7 +174,7 @@ func Report(ctx context.Context, cfg ReportConfig) (*ReportResult, error) {
 	res.Decision, res.Why = gate.Select(res.Candidates, len(cfg.SelectBest) > 0)
 	feat := res.Featured()
 	res.Rules, res.Counts = feat.Rules, feat.Counts
-	res.Metrics = metricRows(feat.Result)
+	res.Metrics = render.MetricRows(feat.Result)
 	res.HasControl = feat.Result.Inputs.Control != nil || feat.Result.Inputs.ControlLogits != nil
 	res.Warnings = append(res.Warnings, feat.Result.Warnings...)
 	if len(res.Candidates) > 1 {
@@ -204,7 +190,7 @@ func Report(ctx context.Context, cfg ReportConfig) (*ReportResult, error) {
 	logs, logInputs, warnings := readTrainLogs(feat, cfg)
 	res.Inputs.TrainLogs = logInputs
 	res.Warnings = append(res.Warnings, warnings...)
-	plots := renderPlots(feat.Result, logs)
+	plots := render.Plots(feat.Result, logs)
 
 	res.Outputs = ReportOutputs{
 		JSON: "report.json", Markdown: "report.md", HTML: "report.html",
@@ -218,11 +204,12 @@ func Report(ctx context.Context, cfg ReportConfig) (*ReportResult, error) {
 	log.Info("gate judged", "decision", res.Decision.Label(), "rules", len(res.Rules),
 		"fail", res.Counts[gate.OutcomeFail], "inconclusive", res.Counts[gate.OutcomeInconclusive], "candidates", len(res.Candidates))
 
-	htmlPage, err := renderHTML(res, plots)
+	page := res.page()
+	htmlPage, err := render.HTML(page, plots)
 	if err != nil {
 		return nil, fmt.Errorf("report: render HTML: %w", err)
 	}
-	md := renderMarkdown(res, plots)
+	md := render.Markdown(page, plots)
 	err = writeOutputs(cfg.Out, func(dir string) error {
 		for _, p := range plots {
 			if p.SVG == nil {
@@ -280,47 +267,11 @@ func (cfg *ReportConfig) validationFiles() ([]string, error) {
 	return files, nil
 }
 
-// metricRows builds the metric table of a validation, in validation.MetricKeys
-// order, then any further keys by name.
-func metricRows(v *validation.Result) []MetricRow {
-	keys := slices.Clone(validation.MetricKeys)
-	var extra []string
-	for k := range v.Metrics {
-		if !slices.Contains(keys, k) {
-			extra = append(extra, k)
-		}
-	}
-	slices.Sort(extra)
-	keys = append(keys, extra...)
-	var rows []MetricRow
-	for _, k := range keys {
-		m := v.Metrics[k]
-		if m == nil {
-			continue
-		}
-		row := MetricRow{
-			Metric: k, Better: m.Better, Baseline: m.Baseline, Candidate: m.Candidate, Control: m.Control,
-			Delta: m.Delta, CI95: m.CI95, PValue: m.PValue, DeltaVsControl: m.DeltaVsControl, CI95VsControl: m.CI95VsControl,
-			Note: m.Note, Reason: m.Reason,
-		}
-		if validation.Finite(m.Control) && validation.Finite(m.Baseline) {
-			row.TrainingEffect = validation.Num(float64(*m.Control - *m.Baseline))
-		}
-		rows = append(rows, row)
-	}
-	return rows
-}
-
-// trainLogs are the training logs of the featured validation, by side.
-type trainLogs struct {
-	baseline, candidate, control *arrowio.TrainLog
-}
-
 // readTrainLogs reads the training logs validation.json names, for the
 // training curves. A log that is gone or changed since validate read it
 // is left out with a warning: the report still judges.
-func readTrainLogs(c *gate.Candidate, cfg ReportConfig) (trainLogs, []provenance.File, []string) {
-	var logs trainLogs
+func readTrainLogs(c *gate.Candidate, cfg ReportConfig) (render.TrainLogs, []provenance.File, []string) {
+	var logs render.TrainLogs
 	var ins []provenance.File
 	var warnings []string
 	v := c.Result
@@ -329,9 +280,9 @@ func readTrainLogs(c *gate.Candidate, cfg ReportConfig) (trainLogs, []provenance
 		override string
 		dst      **arrowio.TrainLog
 	}{
-		{v.Inputs.BaselineTrainLog, cfg.BaselineTrainLog, &logs.baseline},
-		{v.Inputs.TrainLog, cfg.TrainLog, &logs.candidate},
-		{v.Inputs.ControlTrainLog, cfg.ControlTrainLog, &logs.control},
+		{v.Inputs.BaselineTrainLog, cfg.BaselineTrainLog, &logs.Baseline},
+		{v.Inputs.TrainLog, cfg.TrainLog, &logs.Candidate},
+		{v.Inputs.ControlTrainLog, cfg.ControlTrainLog, &logs.Control},
 	} {
 		if side.in == nil {
 			continue
@@ -382,7 +333,7 @@ func (r *ReportResult) writeOrchestratorFiles(cfg ReportConfig) error {
 		}
 	}
 	if cfg.MetricsFile != "" {
-		if err := writeFileAtomic(cfg.MetricsFile, r.openMetrics()); err != nil {
+		if err := writeFileAtomic(cfg.MetricsFile, render.OpenMetrics(r.Decision, r.Counts, r.Metrics)); err != nil {
 			return fmt.Errorf("report: --metrics-file: %w", err)
 		}
 	}
@@ -437,68 +388,6 @@ func (r *ReportResult) xcom(cfg ReportConfig) XCom {
 		x.Metrics[m.Metric] = XComMetric{Baseline: m.Baseline, Candidate: m.Candidate, Control: m.Control, Delta: m.Delta, CI95: m.CI95}
 	}
 	return x
-}
-
-// openMetrics renders the decision, the rule counts and every finite
-// metric value of each model as OpenMetrics text.
-func (r *ReportResult) openMetrics() []byte {
-	var b bytes.Buffer
-	b.WriteString("# TYPE strata_decision stateset\n")
-	b.WriteString("# HELP strata_decision Gate decision of the strata pilot.\n")
-	for _, d := range []gate.Decision{gate.DecisionGo, gate.DecisionNoGo, gate.DecisionInconclusive} {
-		v := 0
-		if d == r.Decision {
-			v = 1
-		}
-		fmt.Fprintf(&b, "strata_decision{strata_decision=%q} %d\n", string(d), v)
-	}
-	b.WriteString("# TYPE strata_gate_rules gauge\n")
-	b.WriteString("# HELP strata_gate_rules Gate policy rules by outcome.\n")
-	for _, o := range []gate.Outcome{gate.OutcomePass, gate.OutcomeFail, gate.OutcomeInconclusive, gate.OutcomeSkipped} {
-		fmt.Fprintf(&b, "strata_gate_rules{outcome=%q} %d\n", string(o), r.Counts[o])
-	}
-	b.WriteString("# TYPE strata_metric gauge\n")
-	b.WriteString("# HELP strata_metric Metrics of validation.json for each model (baseline, candidate, control).\n")
-	for _, m := range r.Metrics {
-		for _, s := range []struct {
-			model string
-			v     *validation.NullableFloat
-		}{{"baseline", m.Baseline}, {"candidate", m.Candidate}, {"control", m.Control}} {
-			if validation.Finite(s.v) {
-				fmt.Fprintf(&b, "strata_metric{metric=%s,model=%s} %s\n", omLabel(m.Metric), omLabel(s.model), omNum(float64(*s.v)))
-			}
-		}
-	}
-	b.WriteString("# TYPE strata_metric_delta gauge\n")
-	b.WriteString("# HELP strata_metric_delta Candidate minus reference for each metric, with its 95% interval bounds.\n")
-	for _, m := range r.Metrics {
-		for _, s := range []struct {
-			versus string
-			d      *validation.NullableFloat
-			ci     *validation.Interval
-		}{{gate.VersusBaseline, m.Delta, m.CI95}, {gate.VersusControl, m.DeltaVsControl, m.CI95VsControl}} {
-			if !validation.Finite(s.d) {
-				continue
-			}
-			fmt.Fprintf(&b, "strata_metric_delta{metric=%s,versus=%s,bound=\"point\"} %s\n", omLabel(m.Metric), omLabel(s.versus), omNum(float64(*s.d)))
-			if s.ci != nil && isFinite(float64(s.ci[0])) && isFinite(float64(s.ci[1])) {
-				fmt.Fprintf(&b, "strata_metric_delta{metric=%s,versus=%s,bound=\"ci95_low\"} %s\n", omLabel(m.Metric), omLabel(s.versus), omNum(float64(s.ci[0])))
-				fmt.Fprintf(&b, "strata_metric_delta{metric=%s,versus=%s,bound=\"ci95_high\"} %s\n", omLabel(m.Metric), omLabel(s.versus), omNum(float64(s.ci[1])))
-			}
-		}
-	}
-	b.WriteString("# EOF\n")
-	return b.Bytes()
-}
-
-// omLabel quotes an OpenMetrics label value.
-func omLabel(s string) string {
-	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
-	return `"` + r.Replace(s) + `"`
-}
-
-func omNum(v float64) string {
-	return strings.TrimSuffix(fmt.Sprintf("%.10g", v), ".")
 }
 
 // writeFileAtomic writes b to path through a temporary file and a rename.

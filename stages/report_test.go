@@ -4,18 +4,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"encoding/xml"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/strata-ml/strata/render"
+	"github.com/strata-ml/strata/render/rendertest"
 	vt "github.com/strata-ml/strata/validation/validationtest"
 
 	"github.com/strata-ml/strata/arrowio"
@@ -23,42 +22,6 @@ import (
 	"github.com/strata-ml/strata/internal/provenance"
 	"github.com/strata-ml/strata/validation"
 )
-
-// fullValidation is a crafted validation.json with every part the report
-// draws: per-layer spectra, residual shares and robustness, noise levels.
-func fullValidation(params float64, acc, lo, hi float64) *validation.Result {
-	ms := map[string]*validation.Metric{
-		validation.MetricAccuracy:                        vt.WithControl(vt.Metric(validation.BetterHigher, 0.95, acc, vt.CI(lo, hi)), 0.955, vt.CI(lo-0.005, hi-0.005)),
-		validation.MetricLoss:                            vt.WithControl(vt.Metric(validation.BetterLower, 0.2, 0.21, vt.CI(-0.01, 0.03)), 0.19, vt.CI(0, 0.04)),
-		validation.MetricParams:                          vt.WithControl(vt.Metric(validation.BetterLower, 1000, params, vt.CI(params-1000, params-1000)), 1000, vt.CI(params-1000, params-1000)),
-		validation.MetricPerturbationSensitivityRelative: vt.WithControl(vt.Metric(validation.BetterLower, 0.1, 0.09, vt.CI(-0.02, -0.005)), 0.11, vt.CI(-0.03, -0.01)),
-	}
-	ps := vt.WithControl(vt.Metric(validation.BetterLower, 0.5, 0.45, vt.CI(-0.08, -0.02)), 0.55, vt.CI(-0.12, -0.08))
-	for _, lvl := range []float64{0.01, 0.05, 0.1} {
-		p := vt.WithControl(vt.Metric(validation.BetterLower, 0.5+lvl, 0.45+lvl, vt.CI(-0.08, -0.02)), 0.55+lvl, vt.CI(-0.12, -0.08))
-		p.Name, p.Noise = "noise", lvl
-		ps.Parts = append(ps.Parts, p)
-	}
-	ms[validation.MetricPerturbationSensitivity] = ps
-	v := vt.Result(true, ms)
-	spectrum := func(top float64, n int) []validation.NullableFloat {
-		s := make([]validation.NullableFloat, n)
-		for i := range s {
-			s[i] = validation.NullableFloat(top / float64(i+1))
-		}
-		return s
-	}
-	for i, name := range []string{"0", "2", "4"} {
-		v.Layers = append(v.Layers, validation.Layer{
-			Name: name, Shape: [2]int{16, 16}, Family: "monarch", Structure: "monarch b=4 r=2 + lowrank r=2",
-			ResidualShare:  validation.LayerValues{Candidate: vt.F(0.1 * float64(i+1))},
-			RobustnessDrop: validation.LayerValues{Baseline: vt.F(0.01), Candidate: vt.F(0.02), Control: vt.F(0.015)},
-			SingularValues: validation.LayerSpectra{Baseline: spectrum(3, 16), Candidate: spectrum(2.5, 16), CandidateTrunk: spectrum(2, 16), Control: spectrum(3.2, 16)},
-		})
-	}
-	v.Config.RobustnessEps = 0.1
-	return v
-}
 
 // addTrainLogs writes training logs for the candidate and the control to
 // dir and names them in v, as validate does.
@@ -100,7 +63,7 @@ func writeValidation(t *testing.T, dir, name string, v *validation.Result) strin
 
 func TestReportOutputs(t *testing.T) {
 	dir := t.TempDir()
-	v := fullValidation(450, 0.948, -0.006, 0.002)
+	v := vt.Full(450, 0.948, -0.006, 0.002)
 	addTrainLogs(t, dir, v)
 	val := writeValidation(t, dir, "validation.json", v)
 	cfg := ReportConfig{
@@ -153,7 +116,12 @@ func TestReportOutputs(t *testing.T) {
 	if x.Decision != gate.DecisionGo || x.ExitCode != 0 || len(x.Rules) != 4 || x.Metrics[validation.MetricAccuracy].Candidate == nil {
 		t.Errorf("xcom %+v", x)
 	}
-	checkOpenMetrics(t, readFile(t, cfg.MetricsFile))
+	text := rendertest.CheckOpenMetrics(t, readFile(t, cfg.MetricsFile))
+	for _, want := range []string{`strata_decision{strata_decision="go"} 1`, `strata_metric{metric="accuracy",model="baseline"} 0.95`, `strata_metric{metric="params",model="candidate"} 450`} {
+		if !strings.Contains(text, want+"\n") {
+			t.Errorf("OpenMetrics text lacks %q", want)
+		}
+	}
 
 	md := string(readFile(t, filepath.Join(cfg.Out, "report.md")))
 	for _, want := range []string{"## Decision: GO", "| **pass** | accuracy vs baseline max_degradation 0.01", "![Singular-value spectra per layer](plot-spectra.svg)"} {
@@ -161,123 +129,7 @@ func TestReportOutputs(t *testing.T) {
 			t.Errorf("report.md lacks %q", want)
 		}
 	}
-	checkHTML(t, readFile(t, filepath.Join(cfg.Out, "report.html")), "GO", PlotIDs)
-}
-
-// checkOpenMetrics checks the OpenMetrics text exposition format: families
-// with TYPE before their samples, label values quoted, numbers parse, and
-// the # EOF terminator.
-func checkOpenMetrics(t *testing.T, b []byte) {
-	t.Helper()
-	text := string(b)
-	if !strings.HasSuffix(text, "# EOF\n") {
-		t.Errorf("OpenMetrics text does not end with # EOF")
-	}
-	sample := regexp.MustCompile(`^([a-z_]+)\{([a-z_]+="[^"\\]*(?:\\.[^"\\]*)*"(?:,[a-z_]+="[^"\\]*(?:\\.[^"\\]*)*")*)\} (-?[0-9.e+-]+|NaN)$`)
-	typed := map[string]bool{}
-	body := strings.TrimSuffix(strings.TrimSuffix(text, "# EOF\n"), "\n")
-	for _, line := range strings.Split(body, "\n") {
-		switch {
-		case line == "":
-			t.Errorf("empty line in OpenMetrics text")
-		case strings.HasPrefix(line, "# TYPE "):
-			f := strings.Fields(line)
-			typed[f[2]] = true
-		case strings.HasPrefix(line, "# HELP "):
-		default:
-			m := sample.FindStringSubmatch(line)
-			if m == nil {
-				t.Errorf("bad sample line %q", line)
-				continue
-			}
-			if !typed[m[1]] {
-				t.Errorf("sample %q before its # TYPE", line)
-			}
-		}
-	}
-	for _, want := range []string{`strata_decision{strata_decision="go"} 1`, `strata_metric{metric="accuracy",model="baseline"} 0.95`, `strata_metric{metric="params",model="candidate"} 450`} {
-		if !strings.Contains(text, want+"\n") {
-			t.Errorf("OpenMetrics text lacks %q", want)
-		}
-	}
-}
-
-// checkHTML checks that report.html is one well-formed, self-contained
-// document: it parses as XML (the page is written as polyglot markup),
-// ids are unique, there is no script, no external resource and no
-// stylesheet or image from elsewhere, the decision label reads label, and
-// every plot id is a figure holding an inline SVG.
-func checkHTML(t *testing.T, page []byte, label string, plots []string) {
-	t.Helper()
-	dec := xml.NewDecoder(bytes.NewReader(page))
-	dec.Strict = true
-	dec.Entity = xml.HTMLEntity
-	ids := map[string]bool{}
-	figureSVG := map[string]bool{}
-	var stack []string // ids of the open elements
-	var decisionText strings.Builder
-	inLabel := 0
-	for {
-		tok, err := dec.Token()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatalf("report.html is not well-formed: %v", err)
-		}
-		switch e := tok.(type) {
-		case xml.StartElement:
-			id := ""
-			for _, a := range e.Attr {
-				if a.Name.Local == "id" {
-					id = a.Value
-					if ids[id] {
-						t.Errorf("duplicate id %q", id)
-					}
-					ids[id] = true
-				}
-				if (a.Name.Local == "src" || a.Name.Local == "href") && !strings.HasPrefix(a.Value, "#") {
-					t.Errorf("<%s %s=%q>: the page must not load anything", e.Name.Local, a.Name.Local, a.Value)
-				}
-			}
-			switch e.Name.Local {
-			case "script", "link", "img", "iframe", "object", "embed":
-				t.Errorf("report.html has a <%s>", e.Name.Local)
-			case "svg":
-				for _, open := range stack {
-					if slices.Contains(plots, open) {
-						figureSVG[open] = true
-					}
-				}
-			}
-			if id == HTMLLabelID {
-				inLabel++
-			} else if inLabel > 0 {
-				inLabel++
-			}
-			stack = append(stack, id)
-		case xml.EndElement:
-			stack = stack[:len(stack)-1]
-			if inLabel > 0 {
-				inLabel--
-			}
-		case xml.CharData:
-			if inLabel > 0 {
-				decisionText.Write(e)
-			}
-		}
-	}
-	if got := strings.TrimSpace(decisionText.String()); got != label {
-		t.Errorf("decision label %q, want %q", got, label)
-	}
-	for _, id := range plots {
-		if !figureSVG[id] {
-			t.Errorf("plot %s has no inline SVG", id)
-		}
-	}
-	if bytes.Contains(page, []byte("@import")) || bytes.Contains(page, []byte("url(")) {
-		t.Errorf("report.html loads a resource from CSS")
-	}
+	rendertest.CheckHTML(t, readFile(t, filepath.Join(cfg.Out, "report.html")), "GO", render.PlotIDs)
 }
 
 func entries(t *testing.T, dir string) []string {
@@ -297,7 +149,7 @@ func entries(t *testing.T, dir string) []string {
 // read it is left out of the curves with a warning; the gate still judges.
 func TestReportChangedTrainLog(t *testing.T) {
 	dir := t.TempDir()
-	v := fullValidation(450, 0.948, -0.006, 0.002)
+	v := vt.Full(450, 0.948, -0.006, 0.002)
 	addTrainLogs(t, dir, v)
 	val := writeValidation(t, dir, "validation.json", v)
 	if err := os.WriteFile(v.Inputs.TrainLog.Path, []byte("changed"), 0o644); err != nil {
@@ -317,10 +169,10 @@ func TestReportChangedTrainLog(t *testing.T) {
 // candidate is in the report.
 func TestReportSelectBest(t *testing.T) {
 	dir := t.TempDir()
-	a := writeValidation(t, dir, "a.json", fullValidation(300, 0.90, -0.06, -0.04)) // fewest params, fails accuracy
-	b := writeValidation(t, dir, "b.json", fullValidation(500, 0.949, -0.004, 0.002))
-	c := writeValidation(t, dir, "c.json", fullValidation(500, 0.951, -0.003, 0.004)) // same params, better accuracy
-	d := writeValidation(t, dir, "d.json", fullValidation(700, 0.95, -0.003, 0.003))
+	a := writeValidation(t, dir, "a.json", vt.Full(300, 0.90, -0.06, -0.04)) // fewest params, fails accuracy
+	b := writeValidation(t, dir, "b.json", vt.Full(500, 0.949, -0.004, 0.002))
+	c := writeValidation(t, dir, "c.json", vt.Full(500, 0.951, -0.003, 0.004)) // same params, better accuracy
+	d := writeValidation(t, dir, "d.json", vt.Full(700, 0.95, -0.003, 0.003))
 	res, err := Report(context.Background(), ReportConfig{SelectBest: []string{a, b, c, d}, Out: filepath.Join(dir, "out")})
 	if err != nil {
 		t.Fatal(err)
@@ -346,7 +198,7 @@ func TestReportSelectBest(t *testing.T) {
 
 	// None passing: no selection; inconclusive beats no-go.
 	res, err = Report(context.Background(), ReportConfig{SelectBest: []string{a,
-		writeValidation(t, dir, "e.json", fullValidation(400, 0.94, -0.02, 0.005))}, Out: filepath.Join(dir, "none")})
+		writeValidation(t, dir, "e.json", vt.Full(400, 0.94, -0.02, 0.005))}, Out: filepath.Join(dir, "none")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -358,7 +210,7 @@ func TestReportSelectBest(t *testing.T) {
 // TestReportBadInput: bad input is ErrInput and writes nothing.
 func TestReportBadInput(t *testing.T) {
 	dir := t.TempDir()
-	good := writeValidation(t, dir, "v.json", fullValidation(450, 0.948, -0.006, 0.002))
+	good := writeValidation(t, dir, "v.json", vt.Full(450, 0.948, -0.006, 0.002))
 	notJSON := filepath.Join(dir, "bad.json")
 	os.WriteFile(notJSON, []byte("{\n  \"schema_version\": 1,\n  \"metrics\": {\n    \"accuracy\": 7\n  }\n}\n"), 0o644)
 	other := filepath.Join(dir, "other.json")
@@ -405,7 +257,7 @@ func TestReportBadInput(t *testing.T) {
 // override is refused for its SHA-256.
 func TestReportTrainLogOverride(t *testing.T) {
 	dir := t.TempDir()
-	v := fullValidation(450, 0.948, -0.006, 0.002)
+	v := vt.Full(450, 0.948, -0.006, 0.002)
 	addTrainLogs(t, dir, v)
 	val := writeValidation(t, dir, "validation.json", v)
 	moved := filepath.Join(t.TempDir(), "train_log.arrow")

@@ -1,6 +1,7 @@
 package stages
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -20,6 +21,7 @@ import (
 	"github.com/strata-ml/strata/internal/inputerr"
 	"github.com/strata-ml/strata/internal/provenance"
 	"github.com/strata-ml/strata/internal/yamlstrict"
+	"github.com/strata-ml/strata/render"
 	"github.com/strata-ml/strata/validation"
 )
 
@@ -213,7 +215,7 @@ func LoadSweepConfig(path string) (SweepConfig, error) {
 
 // check validates what the stages do not check before work starts.
 func (cfg *SweepConfig) check(lines map[string]int) error {
-	file := orDefault(cfg.ConfigFile, "sweep config")
+	file := cmp.Or(cfg.ConfigFile, "sweep config")
 	bad := func(key, format string, args ...any) error {
 		return &yamlstrict.ConfigError{File: file, Line: lines[key], Key: key, Err: fmt.Errorf(format, args...)}
 	}
@@ -565,7 +567,7 @@ func Sweep(ctx context.Context, cfg SweepConfig) (*SweepResult, error) {
 		res.Candidates = append(res.Candidates, cr)
 	}
 	res.Seconds = time.Since(start).Seconds()
-	md := renderSweepMarkdown(res)
+	md := render.SweepMarkdown(res.summary())
 	err = writeFileAtomic(filepath.Join(out, "sweep.md"), md)
 	if err == nil {
 		err = writeJSON(filepath.Join(out, "sweep.json"), res)
@@ -575,6 +577,23 @@ func Sweep(ctx context.Context, cfg SweepConfig) (*SweepResult, error) {
 	}
 	log.Info("sweep done", "out", out, "seconds", fmt.Sprintf("%.1f", res.Seconds))
 	return res, nil
+}
+
+// summary is what sweep.md shows of r.
+func (r *SweepResult) summary() *render.Sweep {
+	cfg := &r.Config
+	s := &render.Sweep{
+		Seeds: cfg.Seeds, LRs: cfg.LRs, Data: r.Seeds[0].Data.Source, Policy: r.Policy.Path,
+		Baseline: cmp.Or(cfg.Model, "dense "+cfg.Baseline.Init+" trained per seed"),
+	}
+	for _, c := range r.Candidates {
+		sc := render.SweepCandidate{Name: c.Name, Structure: c.Structure, Decision: c.Decision, Metrics: c.Metrics}
+		for _, run := range c.Runs {
+			sc.Decisions = append(sc.Decisions, run.Decision)
+		}
+		s.Candidates = append(s.Candidates, sc)
+	}
+	return s
 }
 
 // relTo returns p relative to base when it lies under base, else p.

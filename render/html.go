@@ -1,10 +1,9 @@
-package stages
+package render
 
 import (
 	"bytes"
 	"fmt"
 	"html/template"
-	"math"
 	"strings"
 
 	"github.com/strata-ml/strata/gate"
@@ -26,9 +25,9 @@ const (
 )
 
 var htmlTemplate = template.Must(template.New("report").Funcs(template.FuncMap{
-	"num":    func(f *validation.NullableFloat) string { return cell(f) },
-	"signed": func(f *validation.NullableFloat) string { return signedCell(f) },
-	"ci":     func(c *validation.Interval) string { return ciCell(c) },
+	"num":    func(f *validation.NullableFloat) string { return number.Cell(f) },
+	"signed": func(f *validation.NullableFloat) string { return number.SignedCell(f) },
+	"ci":     func(c *validation.Interval) string { return number.Interval(c) },
 	"inc":    func(i int) int { return i + 1 },
 	"count":  func(c gate.Candidate, o string) int { return c.Counts[gate.Outcome(o)] },
 	"explain": func(r gate.RuleResult) string {
@@ -77,12 +76,12 @@ code { font-size: 0.85em; background: #f4f6f8; padding: 0 3px; border-radius: 3p
 <body>
 <header>
 <h1>{{.Title}}</h1>
-<p class="meta">Candidate <strong>{{.Featured.Name}}</strong>: {{.Featured.Structure}}{{if .Featured.Layers}} ({{.Featured.Layers}}){{end}}. Policy <code>{{.Result.Inputs.Policy.Path}}</code>.</p>
+<p class="meta">Candidate <strong>{{.Featured.Name}}</strong>: {{.Featured.Structure}}{{if .Featured.Layers}} ({{.Featured.Layers}}){{end}}. Policy <code>{{.Report.Inputs.Policy.Path}}</code>.</p>
 </header>
 
 <section id="` + HTMLDecisionID + `" class="decision {{.Class}}">
 <h2 id="` + HTMLLabelID + `">{{.Label}}</h2>
-<p id="decision-why">{{.Result.Why}}</p>
+<p id="decision-why">{{.Report.Why}}</p>
 </section>
 
 <h2>Why: every rule of the policy</h2>
@@ -90,7 +89,7 @@ code { font-size: 0.85em; background: #f4f6f8; padding: 0 3px; border-radius: 3p
 <table id="` + HTMLRulesID + `">
 <thead><tr><th>outcome</th><th>rule</th><th>requirement</th><th>value</th><th>95% interval</th><th>explanation</th></tr></thead>
 <tbody>
-{{range .Result.Rules}}<tr class="rule-{{.Outcome}}"><td><span class="badge b-{{.Outcome}}">{{.Outcome}}</span></td><td>{{.Rule}}{{if .Line}} <span class="note">(line {{.Line}})</span>{{end}}</td><td>{{.Requirement}}</td><td class="n">{{num .Value}}</td><td class="n">{{if eq .JudgedOn "ci95"}}{{ci .Interval}}{{else}}point{{end}}</td><td>{{explain .}}</td></tr>
+{{range .Report.Rules}}<tr class="rule-{{.Outcome}}"><td><span class="badge b-{{.Outcome}}">{{.Outcome}}</span></td><td>{{.Rule}}{{if .Line}} <span class="note">(line {{.Line}})</span>{{end}}</td><td>{{.Requirement}}</td><td class="n">{{num .Value}}</td><td class="n">{{if eq .JudgedOn "ci95"}}{{ci .Interval}}{{else}}point{{end}}</td><td>{{explain .}}</td></tr>
 {{end}}</tbody>
 </table>
 
@@ -99,17 +98,17 @@ code { font-size: 0.85em; background: #f4f6f8; padding: 0 3px; border-radius: 3p
 <table id="candidates">
 <thead><tr><th>rank</th><th>candidate</th><th>structure</th><th>params</th><th>accuracy</th><th>decision</th><th>rules (pass / fail / inconclusive)</th></tr></thead>
 <tbody>
-{{range $i, $c := .Result.Candidates}}<tr><td class="n">{{inc $i}}</td><td>{{$c.Name}}{{if $c.Selected}} <strong>(selected)</strong>{{end}}</td><td>{{$c.Structure}}</td><td class="n">{{num $c.Params}}</td><td class="n">{{num $c.Accuracy}}</td><td><span class="badge b-{{$c.Decision}}">{{$c.Decision}}</span></td><td class="n">{{count $c "pass"}} / {{count $c "fail"}} / {{count $c "inconclusive"}}</td></tr>
+{{range $i, $c := .Report.Candidates}}<tr><td class="n">{{inc $i}}</td><td>{{$c.Name}}{{if $c.Selected}} <strong>(selected)</strong>{{end}}</td><td>{{$c.Structure}}</td><td class="n">{{num $c.Params}}</td><td class="n">{{num $c.Accuracy}}</td><td><span class="badge b-{{$c.Decision}}">{{$c.Decision}}</span></td><td class="n">{{count $c "pass"}} / {{count $c "fail"}} / {{count $c "inconclusive"}}</td></tr>
 {{end}}</tbody>
 </table>
-{{range $i, $c := .Result.Candidates}}{{if ne $i $.FeaturedIndex}}<details><summary>{{$c.Name}}: {{$c.Decision}}</summary><ul>{{range $c.Rules}}<li><span class="badge b-{{.Outcome}}">{{.Outcome}}</span> {{.Sentence}}</li>{{end}}</ul></details>
+{{range $i, $c := .Report.Candidates}}{{if ne $i $.FeaturedIndex}}<details><summary>{{$c.Name}}: {{$c.Decision}}</summary><ul>{{range $c.Rules}}<li><span class="badge b-{{.Outcome}}">{{.Outcome}}</span> {{.Sentence}}</li>{{end}}</ul></details>
 {{end}}{{end}}{{end}}
-<h2>Metrics: baseline vs candidate{{if .Result.HasControl}} vs control{{end}}</h2>
-{{if .Result.HasControl}}<p class="note">Two comparisons side by side. <strong>What the structure did</strong>: candidate - control, both trained with the same budget. <strong>What more training alone did</strong>: control - baseline. Their sum is candidate - baseline.</p>{{end}}
+<h2>Metrics: baseline vs candidate{{if .Report.HasControl}} vs control{{end}}</h2>
+{{if .Report.HasControl}}<p class="note">Two comparisons side by side. <strong>What the structure did</strong>: candidate - control, both trained with the same budget. <strong>What more training alone did</strong>: control - baseline. Their sum is candidate - baseline.</p>{{end}}
 <div class="scroll"><table id="` + HTMLMetricsID + `">
-<thead><tr><th>metric</th><th>better</th><th>baseline</th>{{if .Result.HasControl}}<th>control</th>{{end}}<th>candidate</th><th>candidate - baseline<br/><span class="note">[95% CI]</span></th>{{if .Result.HasControl}}<th>what the structure did: candidate - control<br/><span class="note">[95% CI]</span></th><th>what training alone did: control - baseline</th>{{end}}</tr></thead>
+<thead><tr><th>metric</th><th>better</th><th>baseline</th>{{if .Report.HasControl}}<th>control</th>{{end}}<th>candidate</th><th>candidate - baseline<br/><span class="note">[95% CI]</span></th>{{if .Report.HasControl}}<th>what the structure did: candidate - control<br/><span class="note">[95% CI]</span></th><th>what training alone did: control - baseline</th>{{end}}</tr></thead>
 <tbody>
-{{$ctl := .Result.HasControl}}{{range .Result.Metrics}}<tr><td title="{{.Note}}">{{.Metric}}{{if .Reason}}<br/><span class="note">{{.Reason}}</span>{{end}}</td><td>{{.Better}}</td><td class="n">{{num .Baseline}}</td>{{if $ctl}}<td class="n">{{num .Control}}</td>{{end}}<td class="n">{{num .Candidate}}</td><td class="n">{{signed .Delta}}<br/><span class="note">{{ci .CI95}}</span></td>{{if $ctl}}<td class="n">{{signed .DeltaVsControl}}<br/><span class="note">{{ci .CI95VsControl}}</span></td><td class="n">{{signed .TrainingEffect}}</td>{{end}}</tr>
+{{$ctl := .Report.HasControl}}{{range .Report.Metrics}}<tr><td title="{{.Note}}">{{.Metric}}{{if .Reason}}<br/><span class="note">{{.Reason}}</span>{{end}}</td><td>{{.Better}}</td><td class="n">{{num .Baseline}}</td>{{if $ctl}}<td class="n">{{num .Control}}</td>{{end}}<td class="n">{{num .Candidate}}</td><td class="n">{{signed .Delta}}<br/><span class="note">{{ci .CI95}}</span></td>{{if $ctl}}<td class="n">{{signed .DeltaVsControl}}<br/><span class="note">{{ci .CI95VsControl}}</span></td><td class="n">{{signed .TrainingEffect}}</td>{{end}}</tr>
 {{end}}</tbody>
 </table></div>
 <p class="note">Hover a metric for its definition (validation.json's note). Intervals are paired bootstrap 95% percentile intervals of the delta, a point for exact metrics, "-" where there is none.</p>
@@ -124,21 +123,21 @@ code { font-size: 0.85em; background: #f4f6f8; padding: 0 3px; border-radius: 3p
 <table id="inputs">
 <thead><tr><th>input</th><th>path</th><th>SHA-256</th></tr></thead>
 <tbody>
-{{range .Result.Inputs.Validations}}<tr><td>validation</td><td><code>{{.Path}}</code></td><td><code>{{.SHA256}}</code></td></tr>
-{{end}}<tr><td>policy</td><td><code>{{.Result.Inputs.Policy.Path}}</code></td><td><code>{{.Result.Inputs.Policy.SHA256}}</code></td></tr>
+{{range .Report.Inputs.Validations}}<tr><td>validation</td><td><code>{{.Path}}</code></td><td><code>{{.SHA256}}</code></td></tr>
+{{end}}<tr><td>policy</td><td><code>{{.Report.Inputs.Policy.Path}}</code></td><td><code>{{.Report.Inputs.Policy.SHA256}}</code></td></tr>
 {{range .Models}}<tr><td>{{.Role}}</td><td><code>{{.File.Path}}</code></td><td><code>{{.File.SHA256}}</code></td></tr>
 {{end}}</tbody>
 </table>
-{{if .Result.Warnings}}<h2>Warnings</h2>
-<ul>{{range .Result.Warnings}}<li class="warn">{{.}}</li>{{end}}</ul>{{end}}
-<footer><p class="note">Generated by strata {{.Result.Tool.Version}} ({{.Result.Tool.Commit}}, {{.Result.Tool.GoVersion}}). report.json holds everything on this page.</p></footer>
+{{if .Report.Warnings}}<h2>Warnings</h2>
+<ul>{{range .Report.Warnings}}<li class="warn">{{.}}</li>{{end}}</ul>{{end}}
+<footer><p class="note">Generated by strata {{.Report.Tool.Version}} ({{.Report.Tool.Commit}}, {{.Report.Tool.GoVersion}}). report.json holds everything on this page.</p></footer>
 </body>
 </html>
 `))
 
 // htmlPlot is a plot as the page shows it.
 type htmlPlot struct {
-	reportPlot
+	Plot
 	Inline template.HTML
 }
 
@@ -148,22 +147,23 @@ type htmlInput struct {
 	File provenance.File
 }
 
-func renderHTML(r *ReportResult, plots []reportPlot) ([]byte, error) {
+// HTML renders report.html: one self-contained page (inline CSS and SVG,
+// no scripts, no fonts or images from anywhere) that says the decision
+// and why first, then the rules, the candidates of a select-best report,
+// the metric table, the plots (inline) and the inputs.
+func HTML(r *Report, plots []Plot) ([]byte, error) {
 	f := r.Featured()
-	title := r.Config.Title
-	if title == "" {
-		title = "strata pilot report"
-	}
+	title := r.title()
 	data := struct {
 		Title, Label, Class string
-		Result              *ReportResult
+		Report              *Report
 		Featured            *gate.Candidate
 		Multi               bool
 		FeaturedIndex       int
 		Plots               []htmlPlot
 		Models              []htmlInput
 	}{
-		Title: title, Label: r.Decision.Label(), Class: string(r.Decision), Result: r, Featured: f,
+		Title: title, Label: r.Decision.Label(), Class: string(r.Decision), Report: r, Featured: f,
 		Multi: len(r.Candidates) > 1,
 	}
 	for i := range r.Candidates {
@@ -172,7 +172,7 @@ func renderHTML(r *ReportResult, plots []reportPlot) ([]byte, error) {
 		}
 	}
 	for _, p := range plots {
-		hp := htmlPlot{reportPlot: p}
+		hp := htmlPlot{Plot: p}
 		if p.SVG != nil {
 			hp.Inline = template.HTML(inlineSVG(p.SVG, "svg-"+strings.TrimPrefix(p.ID, "plot-"), p.Title))
 		}
@@ -208,26 +208,4 @@ func inlineSVG(doc []byte, id, title string) string {
 	}
 	attrs := fmt.Sprintf(`<svg id="%s" role="img" aria-label="%s"`, template.HTMLEscapeString(id), template.HTMLEscapeString(title))
 	return strings.Replace(s, "<svg", attrs, 1)
-}
-
-// cell formats a table value; "-" for null.
-func cell(f *validation.NullableFloat) string {
-	if f == nil {
-		return "-"
-	}
-	return number.Format(float64(*f))
-}
-
-func signedCell(f *validation.NullableFloat) string {
-	if f == nil {
-		return "-"
-	}
-	return number.Signed(float64(*f))
-}
-
-func ciCell(c *validation.Interval) string {
-	if c == nil || math.IsNaN(float64(c[0])) || math.IsNaN(float64(c[1])) {
-		return "-"
-	}
-	return "[" + number.Signed(float64(c[0])) + ", " + number.Signed(float64(c[1])) + "]"
 }

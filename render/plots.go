@@ -1,7 +1,8 @@
-package stages
+package render
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"image/color"
 	"math"
@@ -18,10 +19,10 @@ import (
 )
 
 // This file draws the report's plots with gonum/plot as standalone SVG
-// documents; report_html.go inlines them.
+// documents; html.go inlines them.
 
-// reportPlot is one figure of the report.
-type reportPlot struct {
+// Plot is one figure of the report.
+type Plot struct {
 	// ID is the figure's id in report.html and its file name (ID.svg) in
 	// the report's directory.
 	ID, Title, Caption string
@@ -55,10 +56,16 @@ var (
 // maxSpectraLayers bounds the layers drawn in the spectra plot.
 const maxSpectraLayers = 12
 
-// renderPlots draws every plot of a validation and its training logs. A
-// plot that cannot be drawn is reported missing, never a panic.
-func renderPlots(v *validation.Result, logs trainLogs) []reportPlot {
-	plots := []reportPlot{
+// TrainLogs are the training logs of a validation's models, for the
+// training curves; nil where there is none.
+type TrainLogs struct {
+	Baseline, Candidate, Control *arrowio.TrainLog
+}
+
+// Plots draws every plot of a validation and its training logs. A plot
+// that cannot be drawn is reported missing, never a panic.
+func Plots(v *validation.Result, logs TrainLogs) []Plot {
+	plots := []Plot{
 		{ID: PlotSpectra, Title: "Singular-value spectra per layer",
 			Caption: "Singular values (log scale, largest first) of each linear layer's effective weight: the dense baseline's W, the candidate's W = S + R and its trunk S alone, and the control's W."},
 		{ID: PlotTraining, Title: "Training curves",
@@ -263,7 +270,7 @@ func positive(v []validation.NullableFloat) plotter.XYs {
 
 func plotSpectra(v *validation.Result) ([]byte, string) {
 	if len(v.Layers) == 0 {
-		return nil, orDefault(v.LayersReason, "validation.json has no layers")
+		return nil, cmp.Or(v.LayersReason, "validation.json has no layers")
 	}
 	layers := v.Layers[:min(len(v.Layers), maxSpectraLayers)]
 	legend := newLegendSet()
@@ -298,7 +305,7 @@ func plotSpectra(v *validation.Result) ([]byte, string) {
 	return svgTiles(g, legend.legend(), vg.Length(len(g[0]))*3*vg.Inch, vg.Length(len(g))*2.6*vg.Inch), ""
 }
 
-func plotTraining(logs trainLogs) ([]byte, string) {
+func plotTraining(logs TrainLogs) ([]byte, string) {
 	curve := func(l *arrowio.TrainLog) (loss, valid plotter.XYs) {
 		if l == nil {
 			return nil, nil
@@ -331,9 +338,9 @@ func plotTraining(logs trainLogs) ([]byte, string) {
 		ps = append(ps, p)
 		return nil
 	}
-	bl, bv := curve(logs.baseline)
-	cl, cv := curve(logs.candidate)
-	kl, kv := curve(logs.control)
+	bl, bv := curve(logs.Baseline)
+	cl, cv := curve(logs.Candidate)
+	kl, kv := curve(logs.Control)
 	err := add("dense baseline: training",
 		series{name: "baseline: train loss", xy: bl, color: colorBaseline},
 		series{name: "baseline: validation loss", xy: bv, color: colorBaseline, points: true, noLine: true})
@@ -440,7 +447,7 @@ func layerBars(v *validation.Result, title, y string, groups []barGroup) []byte 
 
 func plotResidualShare(v *validation.Result) ([]byte, string) {
 	if len(v.Layers) == 0 {
-		return nil, orDefault(v.LayersReason, "validation.json has no layers")
+		return nil, cmp.Or(v.LayersReason, "validation.json has no layers")
 	}
 	some := false
 	for _, l := range v.Layers {
@@ -456,7 +463,7 @@ func plotResidualShare(v *validation.Result) ([]byte, string) {
 
 func plotRobustness(v *validation.Result) ([]byte, string) {
 	if len(v.Layers) == 0 {
-		return nil, orDefault(v.LayersReason, "validation.json has no layers")
+		return nil, cmp.Or(v.LayersReason, "validation.json has no layers")
 	}
 	groups := []barGroup{
 		{"baseline", colorBaseline, func(i int) *validation.NullableFloat { return v.Layers[i].RobustnessDrop.Baseline }},
@@ -474,11 +481,4 @@ func plotRobustness(v *validation.Result) ([]byte, string) {
 		eps = " (eps = " + strconv.FormatFloat(v.Config.RobustnessEps, 'g', -1, 64) + ")"
 	}
 	return layerBars(v, "score drop under weight noise"+eps, "mean score drop", groups), ""
-}
-
-func orDefault(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }

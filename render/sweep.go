@@ -1,4 +1,4 @@
-package stages
+package render
 
 import (
 	"bytes"
@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/strata-ml/strata/gate"
 	"github.com/strata-ml/strata/render/number"
 	"github.com/strata-ml/strata/validation"
 )
@@ -18,25 +19,47 @@ var sweepSummaryKeys = []string{
 	validation.MetricLRRobustness, validation.MetricLRRobustness + ".range",
 }
 
-// renderSweepMarkdown renders sweep.md: the candidates side by side, then
-// each candidate's metrics with the seed-to-seed spread.
-func renderSweepMarkdown(res *SweepResult) []byte {
+// Sweep is what sweep.md shows: a sweep's candidates, each with its
+// decision per seed and its metrics aggregated over the seeds.
+type Sweep struct {
+	Seeds []uint64
+	// LRs are the learning rates of the learning-rate sweep (none: nil).
+	LRs []float64
+	// Data says where the data came from, Baseline what the baseline is
+	// (a model file, or how it was trained per seed), Policy the policy
+	// file every run was judged against.
+	Data, Baseline, Policy string
+	Candidates             []SweepCandidate
+}
+
+// SweepCandidate is one candidate of a sweep.
+type SweepCandidate struct {
+	Name, Structure string
+	// Decisions are the gate's per seed, in Seeds order; Decision is the
+	// worst of them (gate.Worst).
+	Decisions []gate.Decision
+	Decision  gate.Decision
+	Metrics   validation.Aggregates
+}
+
+// SweepMarkdown renders sweep.md: the candidates side by side, then each
+// candidate's metrics with the seed-to-seed spread.
+func SweepMarkdown(res *Sweep) []byte {
 	var b bytes.Buffer
-	cfg := &res.Config
-	seeds := make([]string, len(cfg.Seeds))
-	for i, s := range cfg.Seeds {
+	seeds := make([]string, len(res.Seeds))
+	for i, s := range res.Seeds {
 		seeds[i] = strconv.FormatUint(s, 10)
 	}
 	fmt.Fprintf(&b, "# strata sweep\n\n")
-	fmt.Fprintf(&b, "%d candidates x %d seeds (%s)", len(res.Candidates), len(cfg.Seeds), strings.Join(seeds, ", "))
-	if len(cfg.LRs) > 0 {
-		lrs := make([]string, len(cfg.LRs))
-		for i, lr := range cfg.LRs {
+	fmt.Fprintf(&b, "%d candidates x %d seeds (%s)", len(res.Candidates), len(res.Seeds), strings.Join(seeds, ", "))
+	if len(res.LRs) > 0 {
+		lrs := make([]string, len(res.LRs))
+		for i, lr := range res.LRs {
 			lrs[i] = strconv.FormatFloat(lr, 'g', -1, 64)
 		}
 		fmt.Fprintf(&b, ", learning rates %s", strings.Join(lrs, ", "))
 	}
-	fmt.Fprintf(&b, ". Data: %s. Baseline: %s. Policy: %s.\n\n", res.Seeds[0].Data.Source, orDefault(cfg.Model, "dense "+cfg.Baseline.Init+" trained per seed"), res.Policy.Path)
+	fmt.Fprintf(&b, ". Data: %s. Baseline: %s. Policy: %s.\n\n", res.Data, res.Baseline, res.Policy)
 	b.WriteString("Every cell is the mean over the seeds ± the seed-to-seed standard deviation. Deltas are candidate - baseline; ")
 	b.WriteString("[n+ / n-] counts the seeds where the candidate is better / worse (the run's 95% interval excludes 0).\n\n")
 
@@ -45,8 +68,8 @@ func renderSweepMarkdown(res *SweepResult) []byte {
 	for i := range res.Candidates {
 		c := &res.Candidates[i]
 		var ds []string
-		for _, r := range c.Runs {
-			ds = append(ds, r.Decision.Label())
+		for _, d := range c.Decisions {
+			ds = append(ds, d.Label())
 		}
 		cell := func(key string, delta bool) string {
 			m := c.Metrics.Get(key)

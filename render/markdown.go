@@ -1,22 +1,20 @@
-package stages
+package render
 
 import (
 	"fmt"
 	"strings"
 
 	"github.com/strata-ml/strata/gate"
+	"github.com/strata-ml/strata/render/number"
 )
 
-// renderMarkdown renders report.md: the decision and why, every rule, the
-// candidates of a sweep, the metric table and the plots (as links to
-// plot-*.svg next to it, which Markdown viewers show as images).
-func renderMarkdown(r *ReportResult, plots []reportPlot) []byte {
+// Markdown renders report.md: the decision and why, every rule, the
+// candidates of a select-best report, the metric table and the plots (as
+// links to plot-*.svg next to it, which Markdown viewers show as images).
+func Markdown(r *Report, plots []Plot) []byte {
 	var b strings.Builder
 	f := r.Featured()
-	title := r.Config.Title
-	if title == "" {
-		title = "strata pilot report"
-	}
+	title := r.title()
 	fmt.Fprintf(&b, "# %s\n\n", title)
 	fmt.Fprintf(&b, "## Decision: %s\n\n%s\n\n", r.Decision.Label(), r.Why)
 	fmt.Fprintf(&b, "Candidate `%s`: %s", f.Name, f.Structure)
@@ -31,9 +29,9 @@ func renderMarkdown(r *ReportResult, plots []reportPlot) []byte {
 	for _, rr := range r.Rules {
 		iv := "point"
 		if rr.JudgedOn == gate.JudgedCI {
-			iv = ciCell(rr.Interval)
+			iv = number.Interval(rr.Interval)
 		}
-		fmt.Fprintf(&b, "| **%s** | %s | %s | %s | %s |\n", rr.Outcome, mdCell(rr.Rule), mdCell(rr.Requirement), cell(rr.Value), iv)
+		fmt.Fprintf(&b, "| **%s** | %s | %s | %s | %s |\n", rr.Outcome, mdCell(rr.Rule), mdCell(rr.Requirement), number.Cell(rr.Value), iv)
 	}
 	b.WriteString("\n")
 	for _, rr := range r.Rules {
@@ -49,7 +47,7 @@ func renderMarkdown(r *ReportResult, plots []reportPlot) []byte {
 			if c.Selected {
 				name += " **(selected)**"
 			}
-			fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s | %d / %d / %d |\n", i+1, name, mdCell(c.Structure), cell(c.Params), cell(c.Accuracy),
+			fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s | %d / %d / %d |\n", i+1, name, mdCell(c.Structure), number.Cell(c.Params), number.Cell(c.Accuracy),
 				c.Decision, c.Counts[gate.OutcomePass], c.Counts[gate.OutcomeFail], c.Counts[gate.OutcomeInconclusive])
 		}
 		b.WriteString("\n")
@@ -65,10 +63,10 @@ func renderMarkdown(r *ReportResult, plots []reportPlot) []byte {
 	}
 	for _, m := range r.Metrics {
 		if ctl {
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", m.Metric, m.Better, cell(m.Baseline), cell(m.Control), cell(m.Candidate),
-				signedCell(m.Delta), ciCell(m.CI95), signedCell(m.DeltaVsControl), ciCell(m.CI95VsControl), signedCell(m.TrainingEffect))
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", m.Metric, m.Better, number.Cell(m.Baseline), number.Cell(m.Control), number.Cell(m.Candidate),
+				number.SignedCell(m.Delta), number.Interval(m.CI95), number.SignedCell(m.DeltaVsControl), number.Interval(m.CI95VsControl), number.SignedCell(m.TrainingEffect))
 		} else {
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", m.Metric, m.Better, cell(m.Baseline), cell(m.Candidate), signedCell(m.Delta), ciCell(m.CI95))
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", m.Metric, m.Better, number.Cell(m.Baseline), number.Cell(m.Candidate), number.SignedCell(m.Delta), number.Interval(m.CI95))
 		}
 	}
 	b.WriteString("\n## Plots\n\n")
