@@ -9,7 +9,7 @@ import (
 
 func TestFormat(t *testing.T) {
 	tests := []struct {
-		v            float64
+		v           float64
 		plain, plus string
 	}{
 		{0, "0", "+0"}, {math.Copysign(0, -1), "-0", "-0"}, {26122, "26122", "+26122"}, {-11688, "-11688", "-11688"},
