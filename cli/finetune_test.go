@@ -16,14 +16,14 @@ import (
 	"time"
 
 	"github.com/strata-ml/strata/arrowio"
-	"github.com/strata-ml/strata/examples/data"
+	"github.com/strata-ml/strata/internal/datasets"
 )
 
 // writeData writes an embedded data set to dir/name.
 func writeData(t *testing.T, set, dir, name string) string {
 	t.Helper()
 	path := filepath.Join(dir, name)
-	if err := data.Write(set, path); err != nil {
+	if err := datasets.Write(set, path); err != nil {
 		t.Fatal(err)
 	}
 	return path

@@ -15,7 +15,7 @@ import (
 	"testing"
 
 	"github.com/strata-ml/strata/arrowio"
-	"github.com/strata-ml/strata/examples/data"
+	"github.com/strata-ml/strata/internal/datasets"
 	"github.com/strata-ml/strata/stages"
 	"github.com/strata-ml/strata/validation"
 )
@@ -71,7 +71,7 @@ type irisRuns struct {
 
 func newIrisRuns(t *testing.T, s Service) *irisRuns {
 	t.Helper()
-	ds, err := data.Iris()
+	ds, err := datasets.Iris()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -281,7 +281,7 @@ func TestServerBadInput(t *testing.T) {
 }
 
 func TestServerCancel(t *testing.T) {
-	ds, err := data.Digits()
+	ds, err := datasets.Digits()
 	if err != nil {
 		t.Fatal(err)
 	}

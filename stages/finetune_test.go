@@ -14,14 +14,14 @@ import (
 
 	"github.com/strata-ml/strata/arrowio"
 	"github.com/strata-ml/strata/compute"
-	"github.com/strata-ml/strata/examples/data"
+	"github.com/strata-ml/strata/internal/datasets"
 )
 
 // digitsSplit writes the embedded digits data as a seeded 75/25 split
 // (train.arrow, test.arrow) into dir.
 func digitsSplit(t *testing.T, dir string) (train, test string, testDS *arrowio.Dataset) {
 	t.Helper()
-	ds, err := data.Digits()
+	ds, err := datasets.Digits()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +43,7 @@ func digitsSplit(t *testing.T, dir string) (train, test string, testDS *arrowio.
 func irisFile(t *testing.T, dir string) string {
 	t.Helper()
 	path := filepath.Join(dir, "iris.csv")
-	if err := data.Write("iris", path); err != nil {
+	if err := datasets.Write("iris", path); err != nil {
 		t.Fatal(err)
 	}
 	return path

@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/strata-ml/strata/arrowio"
-	"github.com/strata-ml/strata/examples/data"
 	"github.com/strata-ml/strata/gate"
+	"github.com/strata-ml/strata/internal/datasets"
 	"github.com/strata-ml/strata/internal/inputerr"
 	"github.com/strata-ml/strata/internal/provenance"
 	"github.com/strata-ml/strata/internal/yamlstrict"
@@ -246,8 +246,8 @@ func (cfg *PilotConfig) check(lines map[string]int) error {
 	switch {
 	case cfg.Data != "" && (cfg.Train != "" || cfg.Test != "" || cfg.Valid != ""):
 		return bad("data", "give an embedded data set or train/test files, not both")
-	case cfg.Data != "" && !slices.Contains(data.Names, cfg.Data):
-		return bad("data", "%q: want one of %s", cfg.Data, strings.Join(data.Names, ", "))
+	case cfg.Data != "" && !slices.Contains(datasets.Names, cfg.Data):
+		return bad("data", "%q: want one of %s", cfg.Data, strings.Join(datasets.Names, ", "))
 	case cfg.Data == "" && cfg.Train == "":
 		return bad("train", "no data: set train (and test), or data: digits")
 	case cfg.Test == "" && !(cfg.TestFraction > 0 && cfg.TestFraction < 1):
@@ -467,13 +467,12 @@ func (cfg *PilotConfig) prepareData(dir string, d *PilotData) error {
 	var ds *arrowio.Dataset
 	switch {
 	case cfg.Data != "":
-		set, err := data.Load(cfg.Data)
+		set, err := datasets.Load(cfg.Data)
 		if err != nil {
 			return inputerr.Errorf("pilot: %w", err)
 		}
 		ds = set.Dataset
-		d.Source = fmt.Sprintf("embedded %s data (UCI Machine Learning Repository, CC BY 4.0), %d rows, %d features, %d classes",
-			cfg.Data, ds.N, ds.D, len(set.Classes))
+		d.Source = set.Describe()
 	case cfg.Test == "":
 		var err error
 		if ds, _, err = readData(cfg.Train, cfg.Label); err != nil {

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/strata-ml/strata/examples/data"
 	"github.com/strata-ml/strata/gate"
+	"github.com/strata-ml/strata/internal/datasets"
 	"github.com/strata-ml/strata/internal/inputerr"
 	"github.com/strata-ml/strata/internal/yamlstrict"
 	"github.com/strata-ml/strata/render"
@@ -83,7 +83,7 @@ func TestPilotDemo(t *testing.T) {
 func TestPilotFilesNoControl(t *testing.T) {
 	dir := t.TempDir()
 	train := filepath.Join(dir, "iris.csv")
-	if err := data.Write("iris", train); err != nil {
+	if err := datasets.Write("iris", train); err != nil {
 		t.Fatal(err)
 	}
 	cfg := DefaultPilotConfig()

@@ -1,5 +1,5 @@
 // Command digits writes the digits data embedded in strata (UCI optical
-// digits, CC BY 4.0; see examples/data/README.md) as a seeded train/test
+// digits, CC BY 4.0; see internal/datasets/README.md) as a seeded train/test
 // split, the first step of the walkthrough in README.md:
 //
 //	go run ./examples/digits --out digits
@@ -12,7 +12,7 @@ import (
 	"path/filepath"
 
 	"github.com/strata-ml/strata/arrowio"
-	"github.com/strata-ml/strata/examples/data"
+	"github.com/strata-ml/strata/internal/datasets"
 	"github.com/strata-ml/strata/stages"
 )
 
@@ -29,7 +29,7 @@ func main() {
 }
 
 func run(out, format string, testFraction float64, seed uint64) error {
-	ds, err := data.Digits()
+	ds, err := datasets.Digits()
 	if err != nil {
 		return err
 	}

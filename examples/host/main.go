@@ -21,8 +21,8 @@ import (
 	"syscall"
 
 	"github.com/strata-ml/strata/arrowio"
-	"github.com/strata-ml/strata/examples/data"
 	"github.com/strata-ml/strata/gate"
+	"github.com/strata-ml/strata/internal/datasets"
 	"github.com/strata-ml/strata/plugin/host"
 	"github.com/strata-ml/strata/stages"
 	"github.com/strata-ml/strata/validation"
@@ -65,7 +65,7 @@ func runPilot(ctx context.Context, pluginPath string, cfg stages.PilotConfig, pr
 	}
 	defer client.Close()
 
-	set, err := data.Load(cfg.Data)
+	set, err := datasets.Load(cfg.Data)
 	if err != nil {
 		return nil, err
 	}

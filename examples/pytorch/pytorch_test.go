@@ -11,7 +11,7 @@ import (
 
 	"github.com/strata-ml/strata/arrowio"
 	"github.com/strata-ml/strata/compute"
-	"github.com/strata-ml/strata/examples/data"
+	"github.com/strata-ml/strata/internal/datasets"
 	"github.com/strata-ml/strata/stages"
 )
 
@@ -67,14 +67,14 @@ func TestStrataTorchForward(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	train := filepath.Join(dir, "wine.arrow")
-	if err := data.Write("wine", train); err != nil {
+	if err := datasets.Write("wine", train); err != nil {
 		t.Fatal(err)
 	}
 	run(t, strata, "finetune", "--init", "mlp:13-18-10-3:gelu+ln", "--train", train,
 		"--epochs", "2", "--seed", "3", "--out", filepath.Join(dir, "dense"))
 	dense := filepath.Join(dir, "dense", "model.arrow")
 
-	wine, err := data.Wine()
+	wine, err := datasets.Wine()
 	if err != nil {
 		t.Fatal(err)
 	}

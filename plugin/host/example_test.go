@@ -6,7 +6,7 @@ import (
 	"log"
 
 	"github.com/strata-ml/strata/arrowio"
-	"github.com/strata-ml/strata/examples/data"
+	"github.com/strata-ml/strata/internal/datasets"
 	"github.com/strata-ml/strata/plugin/host"
 	"github.com/strata-ml/strata/stages"
 )
@@ -21,7 +21,7 @@ func ExampleOpen() {
 	}
 	defer client.Close()
 
-	iris, err := data.Iris()
+	iris, err := datasets.Iris()
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/strata-ml/strata/arrowio"
-	"github.com/strata-ml/strata/examples/data"
+	"github.com/strata-ml/strata/internal/datasets"
 	"github.com/strata-ml/strata/plugin"
 	"github.com/strata-ml/strata/plugin/host"
 	"github.com/strata-ml/strata/stages"
@@ -79,7 +79,7 @@ func cliRun(t *testing.T, ok []int, args ...string) {
 // irisData returns the iris data split 70/30.
 func irisData(t *testing.T) (train, test *arrowio.Dataset) {
 	t.Helper()
-	ds, err := data.Iris()
+	ds, err := datasets.Iris()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -368,7 +368,7 @@ func summary(t *testing.T, res host.Result) string {
 
 // longFinetune is a finetune that runs for minutes unless stopped.
 func longFinetune(t *testing.T) (map[string]any, host.Inputs) {
-	ds, err := data.Digits()
+	ds, err := datasets.Digits()
 	if err != nil {
 		t.Fatal(err)
 	}
