@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/strata-ml/strata/arrowio"
+	"github.com/strata-ml/strata/compute"
 )
 
 func ExampleWriteModel() {
@@ -21,13 +22,13 @@ func ExampleWriteModel() {
 	m := &arrowio.Model{
 		Arch: arrowio.Architecture{
 			FormatVersion: arrowio.FormatVersion,
-			Task:          arrowio.TaskRegression,
+			Task:          compute.TaskRegression,
 			Inputs:        2,
-			Layers:        []arrowio.Layer{{Name: "0", Kind: arrowio.KindLinear, In: 2, Out: 1, Bias: true}},
+			Layers:        []arrowio.Layer{{Name: "0", Kind: compute.KindLinear, In: 2, Out: 1, Bias: true}},
 		},
 		Tensors: []arrowio.Tensor{
-			{Name: "0.weight", Role: arrowio.RoleWeight, Shape: []int64{1, 2}, Data: []float32{0.5, -1}},
-			{Name: "0.bias", Role: arrowio.RoleBias, Shape: []int64{1}, Data: []float32{0.25}},
+			{Name: "0.weight", Role: compute.RoleWeight, Shape: []int64{1, 2}, Data: []float32{0.5, -1}},
+			{Name: "0.bias", Role: compute.RoleBias, Shape: []int64{1}, Data: []float32{0.25}},
 		},
 	}
 	if err := arrowio.WriteModel(path, m); err != nil {

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/strata-ml/strata/compute"
 )
 
 // update rewrites the golden fixtures under testdata/ instead of comparing.
@@ -57,7 +59,7 @@ func sameBits(a, b []float32) bool {
 
 // randTensor returns a seeded tensor of the given shape with values of
 // every magnitude (float32-representable by construction).
-func randTensor(rng *rand.Rand, name, role string, shape ...int64) Tensor {
+func randTensor(rng *rand.Rand, name string, role compute.Role, shape ...int64) Tensor {
 	n := 1
 	for _, d := range shape {
 		n *= int(d)
@@ -74,19 +76,19 @@ func mlp(seed uint64) *Model {
 	rng := rand.New(rand.NewPCG(seed, 1))
 	return &Model{
 		Arch: Architecture{
-			FormatVersion: 1, Task: TaskClassification, Inputs: 4,
+			FormatVersion: 1, Task: compute.TaskClassification, Inputs: 4,
 			Layers: []Layer{
-				{Name: "0", Kind: KindLinear, In: 4, Out: 8, Bias: true},
-				{Name: "1", Kind: KindActivation, Activation: "relu"},
-				{Name: "2", Kind: KindLinear, In: 8, Out: 3, Bias: true},
+				{Name: "0", Kind: compute.KindLinear, In: 4, Out: 8, Bias: true},
+				{Name: "1", Kind: compute.KindActivation, Activation: "relu"},
+				{Name: "2", Kind: compute.KindLinear, In: 8, Out: 3, Bias: true},
 			},
 			Classes: []string{"a", "b", "c"},
 		},
 		Tensors: []Tensor{
-			randTensor(rng, "0.weight", RoleWeight, 8, 4),
-			randTensor(rng, "0.bias", RoleBias, 8),
-			randTensor(rng, "2.weight", RoleWeight, 3, 8),
-			randTensor(rng, "2.bias", RoleBias, 3),
+			randTensor(rng, "0.weight", compute.RoleWeight, 8, 4),
+			randTensor(rng, "0.bias", compute.RoleBias, 8),
+			randTensor(rng, "2.weight", compute.RoleWeight, 3, 8),
+			randTensor(rng, "2.bias", compute.RoleBias, 3),
 		},
 	}
 }

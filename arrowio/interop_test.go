@@ -108,7 +108,7 @@ func TestInteropNodeArrow(t *testing.T) {
 		}
 		for i, w := range m.Tensors {
 			g := got.Tensors[i]
-			if g.Name != w.Name || g.Role != w.Role || !slices.Equal(g.Shape, w.Shape) && len(g.Shape)+len(w.Shape) > 0 {
+			if g.Name != w.Name || g.Role != string(w.Role) || !slices.Equal(g.Shape, w.Shape) && len(g.Shape)+len(w.Shape) > 0 {
 				t.Errorf("tensor %d: got %s/%s%v want %s/%s%v", i, g.Name, g.Role, g.Shape, w.Name, w.Role, w.Shape)
 			}
 			if len(g.Data) != len(w.Data) {

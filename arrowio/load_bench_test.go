@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/strata-ml/strata/compute"
 )
 
 // The load benchmark of issue #9: open a 1 GiB model file, validate it and
@@ -43,12 +45,12 @@ func writeBigModel(path string) error {
 	rng := rand.New(rand.NewPCG(1, 9))
 	for l := range bigModelLayers {
 		name := fmt.Sprintf("layers.%d", l)
-		m.Arch.Layers = append(m.Arch.Layers, Layer{Name: name, Kind: KindLinear, In: bigModelWidth, Out: bigModelWidth})
+		m.Arch.Layers = append(m.Arch.Layers, Layer{Name: name, Kind: compute.KindLinear, In: bigModelWidth, Out: bigModelWidth})
 		data := make([]float32, bigModelWidth*bigModelWidth)
 		for i := range data {
 			data[i] = float32(rng.NormFloat64())
 		}
-		m.Tensors = append(m.Tensors, Tensor{Name: name + ".weight", Role: RoleWeight, Shape: []int64{bigModelWidth, bigModelWidth}, Data: data})
+		m.Tensors = append(m.Tensors, Tensor{Name: name + ".weight", Role: compute.RoleWeight, Shape: []int64{bigModelWidth, bigModelWidth}, Data: data})
 	}
 	return WriteModel(path, m)
 }

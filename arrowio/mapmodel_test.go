@@ -16,6 +16,7 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/strata-ml/strata/compute"
 )
 
 // mapAliased maps path with MapModel, fails t unless every non-empty
@@ -95,7 +96,7 @@ func TestMapModelMatchesReadModel(t *testing.T) {
 	}
 	big := mlp(3)
 	rng := rand.New(rand.NewPCG(9, 1))
-	big.Tensors = append(big.Tensors, randTensor(rng, "extra.weight", RoleWeight, 300, 257), randTensor(rng, "extra.odd", RoleWeight, 3))
+	big.Tensors = append(big.Tensors, randTensor(rng, "extra.weight", compute.RoleWeight, 300, 257), randTensor(rng, "extra.odd", compute.RoleWeight, 3))
 	gen := filepath.Join(dir, "generated.arrow")
 	old := maxBatchValues
 	maxBatchValues = 1000 // several record batches, one tensor larger than a batch

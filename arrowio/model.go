@@ -15,6 +15,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/strata-ml/strata/compute"
 )
 
 // FormatVersion is the model file format version this package reads and
@@ -27,31 +28,10 @@ const (
 	MetaArchitecture  = "strata.architecture"
 )
 
-// Tasks of an Architecture.
-const (
-	TaskClassification = "classification"
-	TaskRegression     = "regression"
-)
-
 // Kinds of an Architecture.
 const (
 	ArchMLP     = "mlp"
 	ArchGeneric = "generic"
-)
-
-// Kinds of a Layer.
-const (
-	KindLinear     = "linear"
-	KindActivation = "activation"
-	KindLayerNorm  = "layernorm"
-)
-
-// Tensor roles used by strata. Other non-empty roles are allowed.
-const (
-	RoleWeight     = "weight"
-	RoleBias       = "bias"
-	RoleTrunk      = "trunk"      // a parameter of a decomposed layer's structured part S
-	RoleCorrection = "correction" // a parameter of a decomposed layer's residual R
 )
 
 // Column names of a model file.
@@ -62,26 +42,12 @@ const (
 	colData  = "data"
 )
 
-// Activations lists the activation names a Layer of kind "activation" may
-// use, in the order the docs give them.
-var Activations = []string{"relu", "gelu", "tanh", "sigmoid", "identity"}
-
-// ValidActivation reports whether name is one of Activations.
-func ValidActivation(name string) bool {
-	for _, a := range Activations {
-		if a == name {
-			return true
-		}
-	}
-	return false
-}
-
 // Tensor is one named array of a model: a weight, a bias or a factor of a
 // decomposed layer. Data holds the values in row-major order; its length is
 // the product of Shape (1 for a scalar with an empty Shape).
 type Tensor struct {
 	Name  string
-	Role  string
+	Role  compute.Role
 	Shape []int64
 	Data  []float32
 }
@@ -127,10 +93,10 @@ type Architecture struct {
 	// weights strata only converts; its Layers then list the converted
 	// weights as linear layers.
 	Kind string `json:"kind,omitempty"`
-	// Task is TaskClassification or TaskRegression for a model of the MLP
+	// Task is compute.TaskClassification or compute.TaskRegression for a model of the MLP
 	// family; it may be empty for a generic checkpoint, which strata only
 	// converts and never runs.
-	Task string `json:"task"`
+	Task compute.Task `json:"task"`
 	// Inputs is the number of input features (0 if Task is empty).
 	Inputs int `json:"inputs"`
 	// Layers are in forward order.
@@ -154,13 +120,13 @@ type Layer struct {
 	// Name prefixes the layer's tensor names: "<Name>.weight", "<Name>.bias",
 	// or "<Name>.trunk.<param>" and "<Name>.correction.<param>" for a
 	// decomposed layer. Unique within an architecture.
-	Name string `json:"name"`
-	Kind string `json:"kind"` // KindLinear, KindActivation or KindLayerNorm
-	In   int    `json:"in,omitempty"`
-	Out  int    `json:"out,omitempty"`
-	Bias bool   `json:"bias,omitempty"`
-	// Activation is one of Activations, for a layer of kind activation.
-	Activation string `json:"activation,omitempty"`
+	Name string            `json:"name"`
+	Kind compute.LayerKind `json:"kind"` // compute.KindLinear, compute.KindActivation or compute.KindLayerNorm
+	In   int               `json:"in,omitempty"`
+	Out  int               `json:"out,omitempty"`
+	Bias bool              `json:"bias,omitempty"`
+	// Activation is one of compute.Activations, for a layer of kind activation.
+	Activation compute.Activation `json:"activation,omitempty"`
 	// Structure is a decomposed layer's family and hyper-parameters, as a
 	// JSON object. arrowio stores it without looking inside.
 	Structure json.RawMessage `json:"structure,omitempty"`
@@ -286,9 +252,9 @@ func validateArch(file string, a *Architecture) error {
 		return fieldErr(file, "metadata", key, ErrFormat, "kind %q is not %q or %q", a.Kind, ArchMLP, ArchGeneric)
 	}
 	switch a.Task {
-	case TaskClassification, TaskRegression, "":
+	case compute.TaskClassification, compute.TaskRegression, "":
 	default:
-		return fieldErr(file, "metadata", key, ErrFormat, "task %q is not %q or %q", a.Task, TaskClassification, TaskRegression)
+		return fieldErr(file, "metadata", key, ErrFormat, "task %q is not %q or %q", a.Task, compute.TaskClassification, compute.TaskRegression)
 	}
 	if a.Inputs < 0 {
 		return fieldErr(file, "metadata", key, ErrFormat, "inputs is negative (%d)", a.Inputs)
@@ -309,17 +275,17 @@ func validateArch(file string, a *Architecture) error {
 			return fieldErr(file, "layer", l.Name, ErrFormat, "negative size (in %d, out %d)", l.In, l.Out)
 		}
 		switch l.Kind {
-		case KindLinear:
+		case compute.KindLinear:
 			if l.In == 0 || l.Out == 0 {
 				return fieldErr(file, "layer", l.Name, ErrFormat, "linear layer needs positive in and out (in %d, out %d)", l.In, l.Out)
 			}
-		case KindActivation:
-			if !ValidActivation(l.Activation) {
-				return fieldErr(file, "layer", l.Name, ErrFormat, "unknown activation %q (want one of %s)", l.Activation, strings.Join(Activations, ", "))
+		case compute.KindActivation:
+			if !l.Activation.Valid() {
+				return fieldErr(file, "layer", l.Name, ErrFormat, "unknown activation %q (want one of %s)", l.Activation, compute.JoinNames(compute.Activations))
 			}
-		case KindLayerNorm:
+		case compute.KindLayerNorm:
 		default:
-			return fieldErr(file, "layer", l.Name, ErrFormat, "unknown kind %q (want %s, %s or %s)", l.Kind, KindLinear, KindActivation, KindLayerNorm)
+			return fieldErr(file, "layer", l.Name, ErrFormat, "unknown kind %q (want %s, %s or %s)", l.Kind, compute.KindLinear, compute.KindActivation, compute.KindLayerNorm)
 		}
 		if len(l.Structure) > 0 {
 			s := bytes.TrimSpace(l.Structure)
@@ -344,7 +310,7 @@ func validateArch(file string, a *Architecture) error {
 			}
 		}
 	}
-	if a.Task == TaskRegression && len(a.Classes) > 0 {
+	if a.Task == compute.TaskRegression && len(a.Classes) > 0 {
 		return fieldErr(file, "metadata", key, ErrFormat, "a regression model has no classes")
 	}
 	return nil
@@ -489,7 +455,7 @@ func modelRecord(schema *arrow.Schema, ts []Tensor, mem memory.Allocator) arrow.
 	for i := range ts {
 		t := &ts[i]
 		names.Append(t.Name)
-		roles.Append(t.Role)
+		roles.Append(string(t.Role))
 		shapes.Append(true)
 		dims.AppendValues(t.Shape, nil)
 		data.Append(true)
@@ -743,7 +709,7 @@ func appendTensors(file string, ts []Tensor, rec arrow.RecordBatch, idx [4]int, 
 		// bounds and every allocation is backed by bytes of the file.
 		t := Tensor{
 			Name:  name,
-			Role:  strings.Clone(roles.Value(i)),
+			Role:  compute.Role(strings.Clone(roles.Value(i))),
 			Shape: clone(dimv[s0:s1]),
 		}
 		if alias != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/strata-ml/strata/compute"
 )
 
 // equalModels compares two models, tensor values bit for bit.
@@ -50,26 +51,26 @@ func TestModelRoundTrip(t *testing.T) {
 	}
 	decomposed := &Model{
 		Arch: Architecture{
-			FormatVersion: 1, Task: TaskRegression, Inputs: 6,
+			FormatVersion: 1, Task: compute.TaskRegression, Inputs: 6,
 			Layers: []Layer{
-				{Name: "0", Kind: KindLinear, In: 6, Out: 6, Bias: true, Structure: json.RawMessage(`{"family":"monarch","blocks":2,"residual":{"kind":"lowrank","rank":1}}`)},
-				{Name: "1", Kind: KindActivation, Activation: "gelu"},
-				{Name: "2", Kind: KindLayerNorm, In: 6},
-				{Name: "3", Kind: KindLinear, In: 6, Out: 1},
+				{Name: "0", Kind: compute.KindLinear, In: 6, Out: 6, Bias: true, Structure: json.RawMessage(`{"family":"monarch","blocks":2,"residual":{"kind":"lowrank","rank":1}}`)},
+				{Name: "1", Kind: compute.KindActivation, Activation: "gelu"},
+				{Name: "2", Kind: compute.KindLayerNorm, In: 6},
+				{Name: "3", Kind: compute.KindLinear, In: 6, Out: 1},
 			},
 			Standardization: &Standardization{Mean: []float64{0, 1, 2, 3, 4, 5}, Std: []float64{1, 1, 0.5, 2, 3, 1e-3}},
 		},
 		Tensors: func() []Tensor {
 			rng := rand.New(rand.NewPCG(7, 7))
 			return []Tensor{
-				randTensor(rng, "0.trunk.L", RoleTrunk, 2, 3, 3),
-				randTensor(rng, "0.trunk.R", RoleTrunk, 2, 3, 3),
-				randTensor(rng, "0.correction.U", RoleCorrection, 6, 1),
-				randTensor(rng, "0.correction.V", RoleCorrection, 6, 1),
-				randTensor(rng, "0.bias", RoleBias, 6),
-				randTensor(rng, "2.weight", RoleWeight, 6),
-				randTensor(rng, "2.bias", RoleBias, 6),
-				randTensor(rng, "3.weight", RoleWeight, 1, 6),
+				randTensor(rng, "0.trunk.L", compute.RoleTrunk, 2, 3, 3),
+				randTensor(rng, "0.trunk.R", compute.RoleTrunk, 2, 3, 3),
+				randTensor(rng, "0.correction.U", compute.RoleCorrection, 6, 1),
+				randTensor(rng, "0.correction.V", compute.RoleCorrection, 6, 1),
+				randTensor(rng, "0.bias", compute.RoleBias, 6),
+				randTensor(rng, "2.weight", compute.RoleWeight, 6),
+				randTensor(rng, "2.bias", compute.RoleBias, 6),
+				randTensor(rng, "3.weight", compute.RoleWeight, 1, 6),
 			}
 		}(),
 		Meta: map[string]string{"source": "unit test", "sha256.input": "abc"},
@@ -94,13 +95,13 @@ func TestModelRoundTrip(t *testing.T) {
 		{"no tensors", &Model{Arch: Architecture{FormatVersion: 1}}, 0},
 		{"generic checkpoint", &Model{
 			Arch: Architecture{FormatVersion: 1, Kind: ArchGeneric, Layers: []Layer{
-				{Name: "model.layers.0.q_proj", Kind: KindLinear, In: 4, Out: 4, Structure: json.RawMessage(`{"family":"lowrank","rank":1}`)},
+				{Name: "model.layers.0.q_proj", Kind: compute.KindLinear, In: 4, Out: 4, Structure: json.RawMessage(`{"family":"lowrank","rank":1}`)},
 			}},
 			Tensors: func() []Tensor {
 				rng := rand.New(rand.NewPCG(8, 8))
 				return []Tensor{
-					randTensor(rng, "model.layers.0.q_proj.trunk.U", RoleTrunk, 4, 1),
-					randTensor(rng, "model.layers.0.q_proj.trunk.V", RoleTrunk, 4, 1),
+					randTensor(rng, "model.layers.0.q_proj.trunk.U", compute.RoleTrunk, 4, 1),
+					randTensor(rng, "model.layers.0.q_proj.trunk.V", compute.RoleTrunk, 4, 1),
 					randTensor(rng, "model.embed_tokens.weight", "tensor", 10, 4),
 				}
 			}(),
@@ -424,7 +425,7 @@ func TestWriteModelRejectsInvalid(t *testing.T) {
 		{"bad version", func(m *Model) { m.Arch.FormatVersion = 0 }, "format_version is 0"},
 		{"reserved meta", func(m *Model) { m.Meta = map[string]string{"strata.architecture": "x"} }, `metadata "strata.architecture"`},
 		{"bad structure", func(m *Model) { m.Arch.Layers[0].Structure = json.RawMessage(`[1]`) }, "structure is not a JSON object"},
-		{"regression with classes", func(m *Model) { m.Arch.Task = TaskRegression }, "no classes"},
+		{"regression with classes", func(m *Model) { m.Arch.Task = compute.TaskRegression }, "no classes"},
 		{"linear without sizes", func(m *Model) { m.Arch.Layers[2].In = 0 }, `layer "2": linear layer needs positive in and out`},
 		{"unknown kind", func(m *Model) { m.Arch.Layers[1].Kind = "dropout" }, `unknown kind "dropout"`},
 	}

@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/strata-ml/strata/compute"
 )
 
 // SafetensorsMaxHeader is the largest safetensors header accepted, in bytes,
@@ -517,17 +519,17 @@ func BF16ToFloat32(b uint16) float32 {
 // roleFromName derives a tensor's role from its name: "trunk" or
 // "correction" when a non-final component says so ("0.trunk.L"), else the
 // last dot-separated component ("0.weight" -> "weight").
-func roleFromName(name string) string {
+func roleFromName(name string) compute.Role {
 	parts := strings.Split(name, ".")
 	for _, p := range parts[:len(parts)-1] {
-		if p == RoleTrunk || p == RoleCorrection {
-			return p
+		if r := compute.Role(p); r == compute.RoleTrunk || r == compute.RoleCorrection {
+			return r
 		}
 	}
 	if last := parts[len(parts)-1]; last != "" {
-		return last
+		return compute.Role(last)
 	}
-	return name
+	return compute.Role(name)
 }
 
 // WriteSafetensors writes tensors as F32 to a safetensors file at path,

@@ -316,7 +316,7 @@ func TestSafetensorsRoles(t *testing.T) {
 		"trunk":                        "trunk",
 	}
 	for name, want := range tests {
-		if got := roleFromName(name); got != want {
+		if got := roleFromName(name); string(got) != want {
 			t.Errorf("roleFromName(%q) = %q want %q", name, got, want)
 		}
 	}

@@ -5,6 +5,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/strata-ml/strata/compute"
 )
 
 // ModelFromSequential recognises a PyTorch nn.Sequential MLP checkpoint:
@@ -19,17 +21,17 @@ import (
 // architecture is built from the tensors: linear layers in index order with
 // an activation layer of the given kind between consecutive ones (not after
 // the last), task classification, inputs the first layer's in. activation
-// must be one of Activations, unless the metadata supplies the architecture
+// must be one of compute.Activations, unless the metadata supplies the architecture
 // and activation is empty.
 //
 // Tensors keep their names; roles are "weight" and "bias" (or as derived by
 // ParseSafetensors). The returned Model shares the tensors' Data with sf.
-func ModelFromSequential(sf *SafeFile, activation string, file string) (*Model, error) {
+func ModelFromSequential(sf *SafeFile, activation compute.Activation, file string) (*Model, error) {
 	if sf == nil {
 		return nil, fileErr(file, ErrFormat, "nil safetensors file")
 	}
-	if activation != "" && !ValidActivation(activation) {
-		return nil, fileErr(file, ErrFormat, "unknown activation %q (want one of %s)", activation, strings.Join(Activations, ", "))
+	if activation != "" && !activation.Valid() {
+		return nil, fileErr(file, ErrFormat, "unknown activation %q (want one of %s)", activation, compute.JoinNames(compute.Activations))
 	}
 	if archJSON, ok := sf.Metadata[MetaArchitecture]; ok {
 		return sequentialWithArch(sf, archJSON, file)
@@ -47,7 +49,7 @@ func ModelFromSequential(sf *SafeFile, activation string, file string) (*Model, 
 		t := &sf.Tensors[i]
 		prefix, param, ok := strings.Cut(t.Name, ".")
 		idx, err := strconv.Atoi(prefix)
-		if !ok || err != nil || idx < 0 || strconv.Itoa(idx) != prefix || (param != RoleWeight && param != RoleBias) {
+		if !ok || err != nil || idx < 0 || strconv.Itoa(idx) != prefix || (compute.Role(param) != compute.RoleWeight && compute.Role(param) != compute.RoleBias) {
 			return nil, fieldErr(file, "tensor", t.Name, ErrFormat, "not an nn.Sequential linear parameter (want <index>.weight or <index>.bias)")
 		}
 		l := byIndex[idx]
@@ -55,7 +57,7 @@ func ModelFromSequential(sf *SafeFile, activation string, file string) (*Model, 
 			l = &linear{index: idx}
 			byIndex[idx] = l
 		}
-		if param == RoleWeight {
+		if compute.Role(param) == compute.RoleWeight {
 			l.weight = t
 		} else {
 			l.bias = t
@@ -70,7 +72,7 @@ func ModelFromSequential(sf *SafeFile, activation string, file string) (*Model, 
 	}
 	sort.Slice(layers, func(i, j int) bool { return layers[i].index < layers[j].index })
 
-	m := &Model{Arch: Architecture{FormatVersion: FormatVersion, Task: TaskClassification}}
+	m := &Model{Arch: Architecture{FormatVersion: FormatVersion, Task: compute.TaskClassification}}
 	var prev *linear
 	for k, l := range layers {
 		name := strconv.Itoa(l.index)
@@ -97,14 +99,14 @@ func ModelFromSequential(sf *SafeFile, activation string, file string) (*Model, 
 			if prev.index+1 == l.index {
 				actName = strconv.Itoa(prev.index) + "_act"
 			}
-			m.Arch.Layers = append(m.Arch.Layers, Layer{Name: actName, Kind: KindActivation, Activation: activation})
+			m.Arch.Layers = append(m.Arch.Layers, Layer{Name: actName, Kind: compute.KindActivation, Activation: activation})
 		} else {
 			m.Arch.Inputs = int(in)
 		}
-		m.Arch.Layers = append(m.Arch.Layers, Layer{Name: name, Kind: KindLinear, In: int(in), Out: int(out), Bias: l.bias != nil})
-		m.Tensors = append(m.Tensors, Tensor{Name: w.Name, Role: RoleWeight, Shape: w.Shape, Data: w.Data})
+		m.Arch.Layers = append(m.Arch.Layers, Layer{Name: name, Kind: compute.KindLinear, In: int(in), Out: int(out), Bias: l.bias != nil})
+		m.Tensors = append(m.Tensors, Tensor{Name: w.Name, Role: compute.RoleWeight, Shape: w.Shape, Data: w.Data})
 		if l.bias != nil {
-			m.Tensors = append(m.Tensors, Tensor{Name: l.bias.Name, Role: RoleBias, Shape: l.bias.Shape, Data: l.bias.Data})
+			m.Tensors = append(m.Tensors, Tensor{Name: l.bias.Name, Role: compute.RoleBias, Shape: l.bias.Shape, Data: l.bias.Data})
 		}
 		prev = layers[k]
 	}
@@ -127,7 +129,7 @@ func sequentialWithArch(sf *SafeFile, archJSON string, file string) (*Model, err
 		}
 	}
 	for _, l := range arch.Layers {
-		if l.Kind != KindLinear || len(l.Structure) > 0 {
+		if l.Kind != compute.KindLinear || len(l.Structure) > 0 {
 			continue
 		}
 		w, ok := m.Tensor(l.Name + ".weight")

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"reflect"
 	"testing"
+
+	"github.com/strata-ml/strata/compute"
 )
 
 // seqFile returns a SafeFile with the given tensors, as ParseSafetensors
@@ -34,13 +36,13 @@ func TestModelFromSequential(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Architecture{
-		FormatVersion: 1, Task: TaskClassification, Inputs: 4,
+		FormatVersion: 1, Task: compute.TaskClassification, Inputs: 4,
 		Layers: []Layer{
-			{Name: "0", Kind: KindLinear, In: 4, Out: 8, Bias: true},
-			{Name: "1", Kind: KindActivation, Activation: "tanh"},
-			{Name: "2", Kind: KindLinear, In: 8, Out: 5},
-			{Name: "2_act", Kind: KindActivation, Activation: "tanh"},
-			{Name: "3", Kind: KindLinear, In: 5, Out: 3, Bias: true},
+			{Name: "0", Kind: compute.KindLinear, In: 4, Out: 8, Bias: true},
+			{Name: "1", Kind: compute.KindActivation, Activation: "tanh"},
+			{Name: "2", Kind: compute.KindLinear, In: 8, Out: 5},
+			{Name: "2_act", Kind: compute.KindActivation, Activation: "tanh"},
+			{Name: "3", Kind: compute.KindLinear, In: 5, Out: 3, Bias: true},
 		},
 	}
 	if !reflect.DeepEqual(m.Arch, want) {
@@ -50,7 +52,7 @@ func TestModelFromSequential(t *testing.T) {
 	}
 	var names, roles []string
 	for _, ts := range m.Tensors {
-		names, roles = append(names, ts.Name), append(roles, ts.Role)
+		names, roles = append(names, ts.Name), append(roles, string(ts.Role))
 	}
 	if want := []string{"0.weight", "0.bias", "2.weight", "3.weight", "3.bias"}; !reflect.DeepEqual(names, want) {
 		t.Errorf("tensor order %q want %q", names, want)
@@ -69,7 +71,7 @@ func TestModelFromSequentialErrors(t *testing.T) {
 	tests := []struct {
 		name       string
 		sf         *SafeFile
-		activation string
+		activation compute.Activation
 		want       string
 	}{
 		{"shapes do not chain", seqFile(nil, w("0.weight", 8, 4), w("2.weight", 3, 7)), "relu",

@@ -215,3 +215,22 @@ func (o *logOptions) logger(w io.Writer) (*slog.Logger, error) {
 	}
 	return nil, usageErrorf("--log-format %q: want text or json", o.format)
 }
+
+// nameValue binds a flag to a typed name (a compute.Activation, Task,
+// Role or ResidualKind): a string flag whose value keeps its type.
+type nameValue[S ~string] struct{ p *S }
+
+func (v nameValue[S]) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return string(*v.p)
+}
+func (v nameValue[S]) Set(s string) error { *v.p = S(s); return nil }
+func (v nameValue[S]) Type() string       { return "string" }
+
+// nameVar defines a string flag bound to the typed name *p, its current
+// value the default.
+func nameVar[S ~string](fs *flagSet, p *S, name, usage string) {
+	fs.Var(nameValue[S]{p}, name, usage)
+}

@@ -33,7 +33,7 @@ func (c *convertCommand) flags(cfg *stages.ConvertConfig, lo *logOptions) *flagS
 	fs.IntVar(&cfg.Blocks, "blocks", cfg.Blocks, "blocks b for monarch and blockdiag")
 	fs.IntVar(&cfg.Rank, "rank", cfg.Rank, "monarch submatrix rank (0: min(out,in)/b^2), kronecker terms (0: 1) or lowrank trunk rank (0: min(out,in)/8)")
 	fs.StringVar(&cfg.KronFactors, "kron-factors", cfg.KronFactors, "Kronecker factor shape M1xN1 (default: closest to square)")
-	fs.StringVar(&cfg.Residual, "residual", cfg.Residual, "residual correction: lowrank, sparse or none")
+	nameVar(fs, &cfg.Residual, "residual", "residual correction: lowrank, sparse or none")
 	fs.IntVar(&cfg.ResidualRank, "residual-rank", cfg.ResidualRank, "rank of a lowrank residual")
 	fs.Float64Var(&cfg.ResidualDensity, "residual-density", cfg.ResidualDensity, "share of entries a sparse residual keeps")
 	fs.Float64Var(&cfg.TargetError, "target-error", cfg.TargetError, "auto: fewest parameters with relative error at most this")
@@ -41,7 +41,7 @@ func (c *convertCommand) flags(cfg *stages.ConvertConfig, lo *logOptions) *flagS
 	fs.StringSliceVar(&cfg.Include, "include", cfg.Include, "globs on tensor names to convert (default: every 2-D weight)")
 	fs.StringSliceVar(&cfg.Exclude, "exclude", cfg.Exclude, "globs on tensor names to leave dense")
 	fs.StringVar(&cfg.Layers, "layers", cfg.Layers, "convert only this shard of the selected weights, e.g. 0-3 or 0,2,5-7")
-	fs.StringVar(&cfg.Activation, "activation", cfg.Activation, "activation between layers of an nn.Sequential safetensors checkpoint (default relu)")
+	nameVar(fs, &cfg.Activation, "activation", "activation between layers of an nn.Sequential safetensors checkpoint (default relu)")
 	fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "random seed (randomized SVDs)")
 	lo.bind(fs)
 	return fs

@@ -31,7 +31,7 @@ func (c *exportCommand) flags(cfg *stages.ExportConfig) *flagSet {
 	fs.StringVar(&cfg.Model, "model", cfg.Model, "model file to materialise")
 	fs.StringVar(&cfg.Format, "format", cfg.Format, "output format: safetensors or arrow")
 	fs.StringVar(&cfg.Out, "out", cfg.Out, "output file")
-	fs.StringVar(&cfg.Activation, "activation", cfg.Activation, "activation of an nn.Sequential safetensors input without metadata")
+	nameVar(fs, &cfg.Activation, "activation", "activation of an nn.Sequential safetensors input without metadata")
 	fs.BoolVar(&cfg.Factors, "factors", cfg.Factors, "write the trunk and correction factors as they are, with the architecture (no materialising)")
 	return fs
 }

@@ -38,7 +38,7 @@ func (c *finetuneCommand) flags(cfg *stages.FinetuneConfig, lo *logOptions) *fla
 	fs := newFlagSet("finetune", c.env, c.Usage)
 	fs.StringVar(&cfg.Model, "model", cfg.Model, "model to train (.arrow or .safetensors)")
 	fs.StringVar(&cfg.Init, "init", cfg.Init, "create a fresh dense MLP instead, e.g. mlp:64-256-256-10:relu (optional +ln)")
-	fs.StringVar(&cfg.Task, "task", cfg.Task, "task of an --init model: classification or regression (default classification)")
+	nameVar(fs, &cfg.Task, "task", "task of an --init model: classification or regression (default classification)")
 	fs.StringVar(&cfg.Train, "train", cfg.Train, "training data (.arrow, .parquet, .csv, ...)")
 	fs.StringVar(&cfg.Valid, "valid", cfg.Valid, "validation data")
 	fs.Float64Var(&cfg.ValidFraction, "valid-fraction", cfg.ValidFraction, "hold out this share of --train for validation (seeded)")
@@ -54,7 +54,7 @@ func (c *finetuneCommand) flags(cfg *stages.FinetuneConfig, lo *logOptions) *fla
 	fs.Float64Var(&cfg.ResidualL2, "residual-l2", cfg.ResidualL2, "L2 penalty on the correction factors R")
 	fs.Float64Var(&cfg.Clip, "clip", cfg.Clip, "clip the global gradient norm to this (0: off)")
 	fs.BoolVar(&cfg.Retract, "retract", cfg.Retract, "re-project orthogonal trunks after each step (polar retraction)")
-	fs.StringVar(&cfg.Freeze, "freeze", cfg.Freeze, "keep trunk or correction fixed (no update, no decay)")
+	nameVar(fs, &cfg.Freeze, "freeze", "keep trunk or correction fixed (no update, no decay)")
 	fs.StringVar(&cfg.FactorLR, "factor-lr", cfg.FactorLR, "per-factor learning rates: auto, mup or none")
 	fs.IntVar(&cfg.Patience, "patience", cfg.Patience, "early stopping after this many epochs without a better validation loss (0: off)")
 	fs.StringVar(&cfg.Standardize, "standardize", cfg.Standardize, "feature standardisation: auto, fit (on the training split) or none")
@@ -63,7 +63,7 @@ func (c *finetuneCommand) flags(cfg *stages.FinetuneConfig, lo *logOptions) *fla
 	fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "random seed (initialisation, split, shuffles)")
 	fs.IntVar(&cfg.CheckpointEvery, "checkpoint-every", cfg.CheckpointEvery, "checkpoint every N steps (0: every epoch)")
 	fs.BoolVar(&cfg.Resume, "resume", cfg.Resume, "continue from DIR/checkpoint when there is one")
-	fs.StringVar(&cfg.Activation, "activation", cfg.Activation, "activation between layers of an nn.Sequential safetensors model (default relu)")
+	nameVar(fs, &cfg.Activation, "activation", "activation between layers of an nn.Sequential safetensors model (default relu)")
 	lo.bind(fs)
 	return fs
 }

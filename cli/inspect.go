@@ -7,6 +7,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/strata-ml/strata/compute"
 	"github.com/strata-ml/strata/stages"
 )
 
@@ -39,7 +40,7 @@ func (c *inspectCommand) Run(_ context.Context, args []string) error {
 	if fs.NArg() != 1 {
 		return usageErrorf("inspect takes exactly one FILE, got %d arguments", fs.NArg())
 	}
-	res, err := stages.Inspect(fs.Arg(0), activation)
+	res, err := stages.Inspect(fs.Arg(0), compute.Activation(activation))
 	if err != nil {
 		return err
 	}
@@ -58,13 +59,13 @@ func (c *inspectCommand) Run(_ context.Context, args []string) error {
 		fmt.Fprintln(tw, "LAYER\tKIND\tSHAPE\tSTRUCTURE\tPARAMS")
 		for _, l := range res.Layers {
 			shape, structure, params := "", "", ""
-			if l.Kind == "linear" {
+			if l.Kind == compute.KindLinear {
 				shape = fmt.Sprintf("%dx%d", l.Out, l.In)
 				structure = "dense"
 				params = fmt.Sprint(l.Params)
 			}
 			if l.Activation != "" {
-				structure = l.Activation
+				structure = string(l.Activation)
 			}
 			if s := l.Structure; s != nil {
 				structure = s.String()

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/strata-ml/strata/compute"
 	"github.com/strata-ml/strata/render/number"
 	"github.com/strata-ml/strata/stages"
 	"github.com/strata-ml/strata/validation"
@@ -118,7 +119,7 @@ func (c *sweepCommand) Run(ctx context.Context, args []string) error {
 	set("test", func() { cfg.Test = o.test })
 	set("label", func() { cfg.Label = o.label })
 	set("model", func() { cfg.Model = o.model })
-	set("activation", func() { cfg.Activation = o.activation })
+	set("activation", func() { cfg.Activation = compute.Activation(o.activation) })
 	set("init", func() { cfg.Baseline.Init = o.init })
 	set("baseline-epochs", func() { cfg.Baseline.Epochs = o.baselineEpochs })
 	set("epochs", func() { cfg.Finetune.Epochs = o.epochs })

@@ -55,7 +55,7 @@ func (c *validateCommand) flags(cfg *validation.Config, lo *logOptions) *flagSet
 	fs.StringVar(&cfg.Data, "data", cfg.Data, "evaluation data (.arrow, .parquet, .csv, ...)")
 	fs.StringVar(&cfg.Label, "label", cfg.Label, "target column of the data")
 	fs.StringVar(&cfg.Out, "out", cfg.Out, "output directory")
-	fs.StringVar(&cfg.Task, "task", cfg.Task, "logits mode: classification or regression (default: regression for 1 output, else classification)")
+	nameVar(fs, &cfg.Task, "task", "logits mode: classification or regression (default: regression for 1 output, else classification)")
 	fs.IntVar(&cfg.Bootstrap, "bootstrap", cfg.Bootstrap, "paired bootstrap resamples per interval (0: no intervals)")
 	fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "random seed (bootstrap, samples, noise)")
 	fs.IntVar(&cfg.MaxJacobianSamples, "max-jacobian-samples", cfg.MaxJacobianSamples, "inputs whose exact Jacobian is computed (a seeded sample)")
@@ -71,7 +71,7 @@ func (c *validateCommand) flags(cfg *validation.Config, lo *logOptions) *flagSet
 	fs.StringVar(&cfg.LRSweep, "lr-sweep", cfg.LRSweep, "lr_sweep.json of a learning-rate sweep (written by strata sweep --lrs) for lr_robustness (optional)")
 	fs.IntVar(&cfg.SpikeWindow, "spike-window", cfg.SpikeWindow, "loss spike: steps of the trailing window")
 	fs.Float64Var(&cfg.SpikeThreshold, "spike-threshold", cfg.SpikeThreshold, "loss spike: scaled MADs above the window's median")
-	fs.StringVar(&cfg.Activation, "activation", cfg.Activation, "activation between layers of an nn.Sequential safetensors model (default relu)")
+	nameVar(fs, &cfg.Activation, "activation", "activation between layers of an nn.Sequential safetensors model (default relu)")
 	lo.bind(fs)
 	return fs
 }

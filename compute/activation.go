@@ -2,18 +2,6 @@ package compute
 
 import "math"
 
-// Activation names, the values of LayerSpec.Activation.
-const (
-	ActReLU     = "relu"
-	ActGELU     = "gelu"
-	ActTanh     = "tanh"
-	ActSigmoid  = "sigmoid"
-	ActIdentity = "identity"
-)
-
-// Activations lists the activation names in a fixed order.
-var Activations = []string{ActReLU, ActGELU, ActTanh, ActSigmoid, ActIdentity}
-
 // activation identifies an elementwise nonlinearity.
 type activation uint8
 
@@ -25,7 +13,7 @@ const (
 	actSigmoid
 )
 
-func parseActivation(name string) (activation, bool) {
+func parseActivation(name Activation) (activation, bool) {
 	switch name {
 	case ActReLU:
 		return actReLU, true

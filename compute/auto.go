@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 
 	"gonum.org/v1/gonum/mat"
 )
@@ -25,6 +26,31 @@ type AutoConfig struct {
 	// MaxResidualRank caps the low-rank correction; 0 means
 	// min(64, min(out, in)/4).
 	MaxResidualRank int
+}
+
+// Validate checks the rules of an AutoConfig: exactly one of TargetError
+// and ParamBudget is set (> 0, finite), ParamBudget is at most 1 (a
+// fraction of the dense layer), every family of Families is a trunk family
+// and MaxResidualRank is not negative. Errors wrap ErrSpec. Auto checks
+// them first; a caller that wants to refuse a config before reading any
+// weight calls Validate itself.
+func (cfg AutoConfig) Validate() error {
+	switch {
+	case math.IsInf(cfg.TargetError, 0) || math.IsInf(cfg.ParamBudget, 0) || math.IsNaN(cfg.TargetError) || math.IsNaN(cfg.ParamBudget):
+		return fmt.Errorf("%w: auto target error %g and parameter budget %g must be finite", ErrSpec, cfg.TargetError, cfg.ParamBudget)
+	case (cfg.TargetError > 0) == (cfg.ParamBudget > 0):
+		return fmt.Errorf("%w: auto needs exactly one of a target error (> 0) or a parameter budget (> 0)", ErrSpec)
+	case cfg.ParamBudget > 1:
+		return fmt.Errorf("%w: auto parameter budget %g is a fraction of the dense layer, want (0, 1]", ErrSpec, cfg.ParamBudget)
+	case cfg.MaxResidualRank < 0:
+		return fmt.Errorf("%w: auto maximum residual rank %d is negative", ErrSpec, cfg.MaxResidualRank)
+	}
+	for _, f := range cfg.Families {
+		if !slices.Contains(TrunkFamilies, f) {
+			return fmt.Errorf("%w: auto cannot try family %q (want one of %s)", ErrSpec, f, strings.Join(TrunkFamilies, ", "))
+		}
+	}
+	return nil
 }
 
 // AutoCandidate is one trunk + residual combination Auto scored.
@@ -57,11 +83,8 @@ type AutoResult struct {
 // explicitly, not by Auto).
 func Auto(w *mat.Dense, cfg AutoConfig, seed uint64) (*Sum[float64], AutoResult, error) {
 	out, in := w.Dims()
-	if (cfg.TargetError > 0) == (cfg.ParamBudget > 0) {
-		return nil, AutoResult{}, fmt.Errorf("%w: auto needs exactly one of a target error (> 0) or a parameter budget (> 0)", ErrSpec)
-	}
-	if cfg.ParamBudget > 1 {
-		return nil, AutoResult{}, fmt.Errorf("%w: auto parameter budget %g is a fraction of the dense layer, want (0, 1]", ErrSpec, cfg.ParamBudget)
+	if err := cfg.Validate(); err != nil {
+		return nil, AutoResult{}, err
 	}
 	if !allFinite(denseData(w)) {
 		return nil, AutoResult{}, ErrNotFinite
@@ -156,7 +179,7 @@ func Auto(w *mat.Dense, cfg AutoConfig, seed uint64) (*Sum[float64], AutoResult,
 	} else {
 		return nil, res, fmt.Errorf("%w: no trunk candidate fits a budget of %d parameters for a %dx%d layer", ErrSpec, budget, out, in)
 	}
-	sum, err := Decompose(w, res.Chosen.Trunk, Residual{Kind: "lowrank", Rank: res.Chosen.ResidualRank}, seed)
+	sum, err := Decompose(w, res.Chosen.Trunk, Residual{Kind: ResidualLowRank, Rank: res.Chosen.ResidualRank}, seed)
 	if err != nil {
 		return nil, res, err
 	}
@@ -165,13 +188,55 @@ func Auto(w *mat.Dense, cfg AutoConfig, seed uint64) (*Sum[float64], AutoResult,
 	return sum, res, nil
 }
 
+// FitSpec returns the trunk spec s (a family with the blocks and rank
+// asked for, 0 meaning the family's default) fitted to an out x in layer,
+// m = min(out, in): the hyper-parameters a conversion uses when it does
+// not search (Auto chooses its own, see autoTrunks).
+//
+//   - monarch: b = Blocks in [1, m]; r = Rank, default max(1, m / b^2)
+//     (the spec's 2 n^2 / b parameters), at most ceil(m / b);
+//   - blockdiag: b = Blocks in [1, m];
+//   - kronecker: r = Rank, at least 1 (the term count); FactorShape kept;
+//   - lowrank: k = Rank, default max(1, m / 8), at most m;
+//   - orthogonal, circulant, toeplitz: no hyper-parameters.
+//
+// Out and In are set. Blocks and ranks too large for the layer are capped
+// rather than refused, so one setting converts layers of every shape.
+func FitSpec(s Spec, out, in int) Spec {
+	t := Spec{Family: s.Family, Out: out, In: in}
+	m := min(out, in)
+	switch s.Family {
+	case FamilyMonarch:
+		t.Blocks = min(max(s.Blocks, 1), m)
+		t.Rank = s.Rank
+		if t.Rank == 0 {
+			t.Rank = max(1, m/(t.Blocks*t.Blocks))
+		}
+		t.Rank = min(t.Rank, (m+t.Blocks-1)/t.Blocks)
+	case FamilyBlockDiag:
+		t.Blocks = min(max(s.Blocks, 1), m)
+	case FamilyKronecker:
+		t.Rank = max(s.Rank, 1)
+		t.FactorShape = s.FactorShape
+	case FamilyLowRank:
+		t.Rank = s.Rank
+		if t.Rank == 0 {
+			t.Rank = max(1, m/8)
+		}
+		t.Rank = min(t.Rank, m)
+	}
+	return t
+}
+
 type trunkCandidate struct {
 	spec   Spec
 	params int
 }
 
 // autoTrunks enumerates trunk hyper-parameters for an out x in layer,
-// sorted by parameter count: powers of two for blocks and ranks.
+// sorted by parameter count: powers of two for blocks and ranks up to half
+// the layer's smaller dimension (monarch ranks up to half a block's),
+// Kronecker terms up to 8; FitSpec is the one setting without a search.
 func autoTrunks(out, in int, families []string) ([]trunkCandidate, error) {
 	m := min(out, in)
 	var specs []Spec

@@ -10,7 +10,7 @@ package compute
 // Freezing belongs to this network value: SetOperator rebuilds the
 // parameter list and ConvertNetwork and CloneNetwork rebuild the network
 // from its spec, and all of them forget it.
-func (net *Network[T]) Freeze(role string) int {
+func (net *Network[T]) Freeze(role Role) int {
 	n := 0
 	for i := range net.params {
 		if net.params[i].Role == role && !net.params[i].Frozen {

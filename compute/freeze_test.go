@@ -11,8 +11,8 @@ import (
 func TestFreeze(t *testing.T) {
 	x, y := separableData(newRand(31), 64, 12, 4)
 	for _, kind := range []string{OptimizerAdamW, OptimizerSGD} {
-		for _, role := range []string{RoleTrunk, RoleCorrection} {
-			t.Run(kind+"/"+role, func(t *testing.T) {
+		for _, role := range []Role{RoleTrunk, RoleCorrection} {
+			t.Run(kind+"/"+string(role), func(t *testing.T) {
 				net, _ := NewNetwork[float32](structuredSpec())
 				if err := net.InitStructured(newRand(4)); err != nil {
 					t.Fatal(err)

@@ -24,7 +24,7 @@ func randomOrthogonal(rng *rand.Rand, k int) *mat.Dense {
 // linearNet returns a network of dense linear layers with the given
 // weights (out x in each) and no activation between them; with bias, each
 // layer gets a random bias (which no Jacobian or difference sees).
-func linearNet(t *testing.T, task string, bias bool, ws ...*mat.Dense) *Network[float64] {
+func linearNet(t *testing.T, task Task, bias bool, ws ...*mat.Dense) *Network[float64] {
 	t.Helper()
 	_, in := ws[0].Dims()
 	spec := NetworkSpec{Task: task, Inputs: in}

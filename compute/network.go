@@ -12,28 +12,6 @@ import (
 // activations and layer norms, ending in a classification head (softmax
 // cross-entropy) or a regression head (mean squared error).
 
-// Tasks of a NetworkSpec.
-const (
-	TaskClassification = "classification"
-	TaskRegression     = "regression"
-)
-
-// Layer kinds of a LayerSpec.
-const (
-	KindLinear     = "linear"
-	KindActivation = "activation"
-	KindLayerNorm  = "layernorm"
-)
-
-// Roles of a NetParam.
-const (
-	RoleWeight     = "weight"     // the matrix of a dense linear layer
-	RoleBias       = "bias"       // the bias of a linear layer
-	RoleTrunk      = "trunk"      // a parameter of a structured layer's S
-	RoleCorrection = "correction" // a parameter of a decomposed layer's R
-	RoleNorm       = "norm"       // the gain or bias of a layer norm
-)
-
 // LayerNormEps is the epsilon of every layer norm, as PyTorch's default.
 const LayerNormEps = 1e-5
 
@@ -45,7 +23,7 @@ var ErrTarget = Error{"compute: invalid target"}
 // LayerSpec is one step of a network's forward pass.
 type LayerSpec struct {
 	// Kind is KindLinear, KindActivation or KindLayerNorm.
-	Kind string `json:"kind"`
+	Kind LayerKind `json:"kind"`
 	// Name prefixes the layer's parameter names; empty means the layer's
 	// index in decimal ("0", "1", ...), as in a PyTorch nn.Sequential.
 	Name string `json:"name,omitempty"`
@@ -58,7 +36,7 @@ type LayerSpec struct {
 	// has a learnable gain and bias, as PyTorch's nn.LayerNorm.)
 	Bias bool `json:"bias,omitempty"`
 	// Activation is one of Activations, for a layer of kind activation.
-	Activation string `json:"activation,omitempty"`
+	Activation Activation `json:"activation,omitempty"`
 	// Structure is the operator of a structured linear layer (any family,
 	// typically a FamilySum of a trunk and a correction); nil, or the
 	// dense family, means a dense layer. Its Out and In may be zero; they
@@ -70,7 +48,7 @@ type LayerSpec struct {
 type NetworkSpec struct {
 	// Task is TaskClassification (the last layer's outputs are logits of
 	// at least two classes) or TaskRegression.
-	Task string `json:"task"`
+	Task Task `json:"task"`
 	// Inputs is the width of an input row.
 	Inputs int `json:"inputs"`
 	// Layers are in forward order; at least one is linear.
@@ -146,7 +124,7 @@ func (s NetworkSpec) widths(build bool) ([]int, error) {
 			linear = true
 		case KindActivation:
 			if _, ok := parseActivation(l.Activation); !ok {
-				return nil, fmt.Errorf("%w: layer %d: unknown activation %q (want one of %s)", ErrSpec, i, l.Activation, strings.Join(Activations, ", "))
+				return nil, fmt.Errorf("%w: layer %d: unknown activation %q (want one of %s)", ErrSpec, i, l.Activation, JoinNames(Activations))
 			}
 			if err := keepsWidth(l, i, w); err != nil {
 				return nil, err
@@ -213,7 +191,7 @@ func layerStructure(l LayerSpec) Spec {
 // RoleCorrection and RoleNorm.
 type NetParam[T Float] struct {
 	Name  string
-	Role  string
+	Role  Role
 	Layer int // index in NetworkSpec.Layers
 	// Shape is the tensor's shape; its product is len(Data).
 	Shape []int
@@ -363,7 +341,7 @@ func (net *Network[T]) Spec() NetworkSpec {
 }
 
 // Task returns TaskClassification or TaskRegression.
-func (net *Network[T]) Task() string { return net.spec.Task }
+func (net *Network[T]) Task() Task { return net.spec.Task }
 
 // Inputs returns the width of an input row.
 func (net *Network[T]) Inputs() int { return net.widths[0] }

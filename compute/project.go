@@ -1,6 +1,7 @@
 package compute
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 
@@ -35,8 +36,9 @@ func Project(w *mat.Dense, s Spec, seed uint64) (Operator[float64], error) {
 
 // Residual selects the correction R fitted to W - S.
 type Residual struct {
-	// Kind is "lowrank" (the default), "sparse" or "none".
-	Kind string `json:"kind"`
+	// Kind is ResidualLowRank (also when empty), ResidualSparse or
+	// ResidualNone.
+	Kind ResidualKind `json:"kind"`
 	// Rank of a lowrank correction.
 	Rank int `json:"rank,omitempty"`
 	// NNZ is the number of entries of a sparse correction.
@@ -56,22 +58,24 @@ func Decompose(w *mat.Dense, trunk Spec, residual Residual, seed uint64) (*Sum[f
 	diff := mat.NewDense(out, in, nil)
 	s.DenseTo(diff.RawMatrix().Data)
 	diff.Sub(w, diff)
+	kind := cmp.Or(residual.Kind, ResidualLowRank)
+	if !kind.Valid() {
+		return nil, fmt.Errorf("%w: unknown residual kind %q (want %s)", ErrSpec, residual.Kind, JoinNames(ResidualKinds))
+	}
 	var rs Spec
-	switch residual.Kind {
-	case "", "lowrank":
+	switch kind {
+	case ResidualLowRank:
 		rs = Spec{Family: FamilyLowRank, Rank: residual.Rank}
 		if residual.Rank == 0 {
 			rs = Spec{Family: FamilyZero}
 		}
-	case "sparse":
+	case ResidualSparse:
 		rs = Spec{Family: FamilySparse, NNZ: residual.NNZ}
 		if residual.NNZ == 0 {
 			rs = Spec{Family: FamilyZero}
 		}
-	case "none":
+	case ResidualNone:
 		rs = Spec{Family: FamilyZero}
-	default:
-		return nil, fmt.Errorf("%w: unknown residual kind %q (want lowrank, sparse or none)", ErrSpec, residual.Kind)
 	}
 	r, err := Project(diff, rs, seed^0x9e3779b97f4a7c15)
 	if err != nil {

@@ -76,11 +76,11 @@ func (s *Sum[T]) Params() []Param[T] {
 	return ps
 }
 
-// SplitParamName splits a Sum parameter name into its part ("trunk" or
-// "correction") and the name within that part.
-func SplitParamName(name string) (part, local string, ok bool) {
-	part, local, ok = strings.Cut(name, ".")
-	if !ok || (part != "trunk" && part != "correction") {
+// SplitParamName splits a Sum parameter name into its part (RoleTrunk or
+// RoleCorrection) and the name within that part.
+func SplitParamName(name string) (part Role, local string, ok bool) {
+	p, local, ok := strings.Cut(name, ".")
+	if part = Role(p); !ok || (part != RoleTrunk && part != RoleCorrection) {
 		return "", name, false
 	}
 	return part, local, true

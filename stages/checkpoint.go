@@ -18,6 +18,7 @@ import (
 	"github.com/strata-ml/strata/compute"
 	"github.com/strata-ml/strata/internal/inputerr"
 	"github.com/strata-ml/strata/internal/provenance"
+	"github.com/strata-ml/strata/modelmap"
 )
 
 // A finetune checkpoint lives in OUT/checkpoint:
@@ -111,7 +112,7 @@ func writeCheckpoint[T compute.Float](p *finetunePlan, net *compute.Network[T], 
 	}
 	defer os.RemoveAll(tmp)
 
-	m := ModelFromNetwork(net, p.arch)
+	m := modelmap.Model(net, p.arch)
 	if p.lm != nil {
 		m.Meta = p.lm.model.Meta
 	}
@@ -237,7 +238,7 @@ func loadCheckpoint[T compute.Float](p *finetunePlan) (*loadedCheckpoint[T], err
 	if err != nil {
 		return nil, bad("%v", err)
 	}
-	net, err := NetworkFromModel[T](m)
+	net, err := modelmap.Network[T](m)
 	if err != nil {
 		return nil, bad("model.arrow: %v", err)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/strata-ml/strata/compute"
 	"github.com/strata-ml/strata/internal/inputerr"
 	"github.com/strata-ml/strata/internal/provenance"
+	"github.com/strata-ml/strata/modelmap"
 	"github.com/strata-ml/strata/validation"
 )
 
@@ -44,7 +45,7 @@ type ConvertConfig struct {
 	// (empty: closest to square).
 	KronFactors string `json:"kron_factors,omitempty"`
 	// Residual is lowrank, sparse or none.
-	Residual string `json:"residual"`
+	Residual compute.ResidualKind `json:"residual"`
 	// ResidualRank is the rank of a lowrank residual.
 	ResidualRank int `json:"residual_rank"`
 	// ResidualDensity is the share of entries a sparse residual keeps.
@@ -64,7 +65,7 @@ type ConvertConfig struct {
 	Layers string `json:"layers,omitempty"`
 	// Activation is used for a safetensors nn.Sequential checkpoint with
 	// no strata.architecture metadata.
-	Activation string `json:"activation,omitempty"`
+	Activation compute.Activation `json:"activation,omitempty"`
 	// Seed drives the randomized SVDs.
 	Seed uint64 `json:"seed"`
 	// Logger receives progress; nil discards it.
@@ -76,7 +77,7 @@ func DefaultConvertConfig() ConvertConfig {
 	return ConvertConfig{
 		Structure:       compute.FamilyMonarch,
 		Blocks:          4,
-		Residual:        "lowrank",
+		Residual:        compute.ResidualLowRank,
 		ResidualRank:    8,
 		ResidualDensity: 0.01,
 	}
@@ -181,8 +182,8 @@ func Convert(ctx context.Context, cfg ConvertConfig) (*ConvertResult, error) {
 				"blocks", tr.Blocks, "rank", tr.Rank, "requested_blocks", cfg.Blocks, "requested_rank", cfg.Rank)
 		}
 		res.Layers = append(res.Layers, layer)
-		replaced[name] = operatorTensors(layer.Name, op)
-		setStructure(out, layer.Name, t, op.Spec())
+		replaced[name] = modelmap.OperatorTensors(layer.Name, op)
+		modelmap.SetStructure(out, layer.Name, t, op.Spec())
 		log.Info("converted layer", "layer", layer.Name, "n", i+1, "of", len(shard),
 			"family", layer.Family, "params", layer.Params, "params_dense", layer.ParamsDense,
 			"relative_error", float64(layer.RelativeError), "seconds", layer.Seconds)
@@ -200,7 +201,7 @@ func Convert(ctx context.Context, cfg ConvertConfig) (*ConvertResult, error) {
 	if res.Totals.ParamsDense > 0 {
 		res.Totals.Ratio = float64(res.Totals.Params) / float64(res.Totals.ParamsDense)
 	}
-	dense, err := Materialize(out)
+	dense, err := modelmap.Materialize(out)
 	if err != nil {
 		return nil, err
 	}
@@ -228,11 +229,8 @@ func (cfg *ConvertConfig) validate() error {
 	}
 	switch cfg.Structure {
 	case StructureAuto:
-		if (cfg.TargetError > 0) == (cfg.ParamBudget > 0) {
-			return inputerr.Errorf("convert: --structure auto needs exactly one of --target-error or --param-budget")
-		}
-		if cfg.ParamBudget > 1 {
-			return inputerr.Errorf("convert: --param-budget %g is a fraction of each dense layer, want (0, 1]", cfg.ParamBudget)
+		if err := cfg.autoConfig().Validate(); err != nil {
+			return inputerr.Errorf("convert: --structure auto (--target-error, --param-budget): %w", err)
 		}
 	default:
 		known := false
@@ -243,14 +241,11 @@ func (cfg *ConvertConfig) validate() error {
 			return inputerr.Errorf("convert: --structure %q: want auto or one of %s", cfg.Structure, strings.Join(compute.TrunkFamilies, ", "))
 		}
 	}
-	switch cfg.Residual {
-	case "lowrank", "none":
-	case "sparse":
-		if !(cfg.ResidualDensity > 0 && cfg.ResidualDensity <= 1) {
-			return inputerr.Errorf("convert: --residual-density %g: want (0, 1]", cfg.ResidualDensity)
-		}
-	default:
-		return inputerr.Errorf("convert: --residual %q: want lowrank, sparse or none", cfg.Residual)
+	if !cfg.Residual.Valid() {
+		return inputerr.Errorf("convert: --residual %q: want %s", cfg.Residual, compute.JoinNames(compute.ResidualKinds))
+	}
+	if cfg.Residual == compute.ResidualSparse && !(cfg.ResidualDensity > 0 && cfg.ResidualDensity <= 1) {
+		return inputerr.Errorf("convert: --residual-density %g: want (0, 1]", cfg.ResidualDensity)
 	}
 	if cfg.Blocks < 0 || cfg.Rank < 0 || cfg.ResidualRank < 0 {
 		return inputerr.Errorf("convert: --blocks, --rank and --residual-rank must not be negative")
@@ -266,12 +261,17 @@ func (cfg *ConvertConfig) validate() error {
 	return nil
 }
 
+// autoConfig is what --structure auto asks of compute.Auto.
+func (cfg *ConvertConfig) autoConfig() compute.AutoConfig {
+	return compute.AutoConfig{TargetError: cfg.TargetError, ParamBudget: cfg.ParamBudget}
+}
+
 // selectWeights returns the names of the 2-D weight tensors matching the
 // include globs (all when none) and no exclude glob, in file order.
 func selectWeights(m *arrowio.Model, include, exclude []string) ([]string, error) {
 	var names []string
 	for _, t := range m.Tensors {
-		if t.Role != RoleWeight || len(t.Shape) != 2 {
+		if t.Role != compute.RoleWeight || len(t.Shape) != 2 {
 			continue
 		}
 		if len(include) > 0 && !matchAny(include, t.Name) {
@@ -345,34 +345,6 @@ func parseKronFactors(s string) ([2]int, error) {
 	return [2]int{m1, n1}, nil
 }
 
-// trunkSpec resolves the configured family's hyper-parameters for an
-// out x in layer.
-func trunkSpec(cfg ConvertConfig, out, in int) compute.Spec {
-	s := compute.Spec{Family: cfg.Structure, Out: out, In: in}
-	m := min(out, in)
-	switch cfg.Structure {
-	case compute.FamilyMonarch:
-		s.Blocks = min(max(cfg.Blocks, 1), m)
-		s.Rank = cfg.Rank
-		if s.Rank == 0 {
-			s.Rank = max(1, m/(s.Blocks*s.Blocks))
-		}
-		s.Rank = min(s.Rank, ceilDiv(m, s.Blocks))
-	case compute.FamilyBlockDiag:
-		s.Blocks = min(max(cfg.Blocks, 1), m)
-	case compute.FamilyKronecker:
-		s.Rank = max(cfg.Rank, 1)
-		s.FactorShape, _ = parseKronFactors(cfg.KronFactors)
-	case compute.FamilyLowRank:
-		s.Rank = cfg.Rank
-		if s.Rank == 0 {
-			s.Rank = max(1, m/8)
-		}
-		s.Rank = min(s.Rank, m)
-	}
-	return s
-}
-
 func ceilDiv(a, b int) int { return (a + b - 1) / b }
 
 // layerSeed derives a layer's seed from the run seed and the tensor name,
@@ -412,14 +384,16 @@ func convertWeight(t *arrowio.Tensor, cfg ConvertConfig) (ConvertedLayer, comput
 	var err error
 	if cfg.Structure == StructureAuto {
 		var ar compute.AutoResult
-		sum, ar, err = compute.Auto(w, compute.AutoConfig{TargetError: cfg.TargetError, ParamBudget: cfg.ParamBudget}, seed)
+		sum, ar, err = compute.Auto(w, cfg.autoConfig(), seed)
 		layer.Auto = &ar
 	} else {
 		res := compute.Residual{Kind: cfg.Residual, Rank: min(cfg.ResidualRank, min(out, in))}
-		if cfg.Residual == "sparse" {
+		if cfg.Residual == compute.ResidualSparse {
 			res.NNZ = max(1, int(math.Ceil(cfg.ResidualDensity*float64(out*in))))
 		}
-		sum, err = compute.Decompose(w, trunkSpec(cfg, out, in), res, seed)
+		kron, _ := parseKronFactors(cfg.KronFactors)
+		trunk := compute.FitSpec(compute.Spec{Family: cfg.Structure, Blocks: cfg.Blocks, Rank: cfg.Rank, FactorShape: kron}, out, in)
+		sum, err = compute.Decompose(w, trunk, res, seed)
 	}
 	if err != nil {
 		<-denseCond
@@ -440,21 +414,6 @@ func convertWeight(t *arrowio.Tensor, cfg ConvertConfig) (ConvertedLayer, comput
 	layer.ConditionDense, layer.ConditionTrunk = validation.NullableFloat(cd.value), validation.NullableFloat(ct)
 	layer.ConditionExact = cd.exact && exactT
 	return layer, stored, nil
-}
-
-// setStructure records a converted weight's structure in the architecture,
-// adding a linear layer entry for a generic checkpoint.
-func setStructure(m *arrowio.Model, layer string, t *arrowio.Tensor, spec compute.Spec) {
-	js, _ := jsonMarshal(spec)
-	for i := range m.Arch.Layers {
-		if m.Arch.Layers[i].Name == layer {
-			m.Arch.Layers[i].Structure = js
-			return
-		}
-	}
-	m.Arch.Layers = append(m.Arch.Layers, arrowio.Layer{
-		Name: layer, Kind: "linear", Out: int(t.Shape[0]), In: int(t.Shape[1]), Structure: js,
-	})
 }
 
 // writeDense writes the dense materialisation in the input's format.

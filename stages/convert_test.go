@@ -14,6 +14,7 @@ import (
 
 	"github.com/strata-ml/strata/arrowio"
 	"github.com/strata-ml/strata/compute"
+	"github.com/strata-ml/strata/modelmap"
 )
 
 func TestConvertEveryFamily(t *testing.T) {
@@ -60,7 +61,7 @@ func TestConvertEveryFamily(t *testing.T) {
 				if l.Params != l.ParamsTrunk+l.ParamsCorrection {
 					t.Errorf("layer %s: params %d != trunk %d + correction %d", l.Name, l.Params, l.ParamsTrunk, l.ParamsCorrection)
 				}
-				op, err := operatorOf[float64](conv, l.Name, l.Hyperparameters)
+				op, err := modelmap.Operator[float64](conv, l.Name, l.Hyperparameters)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -96,7 +97,7 @@ func TestConvertInFamilyIsExact(t *testing.T) {
 	rng := compute.Spec{Family: compute.FamilyLowRank, Rank: 3}
 	for i := range m.Tensors {
 		tt := &m.Tensors[i]
-		if tt.Role != RoleWeight {
+		if tt.Role != compute.RoleWeight {
 			continue
 		}
 		out, in := int(tt.Shape[0]), int(tt.Shape[1])

@@ -5,7 +5,9 @@ import (
 	"fmt"
 
 	"github.com/strata-ml/strata/arrowio"
+	"github.com/strata-ml/strata/compute"
 	"github.com/strata-ml/strata/internal/inputerr"
+	"github.com/strata-ml/strata/modelmap"
 )
 
 // ExportConfig configures Export.
@@ -17,7 +19,7 @@ type ExportConfig struct {
 	// Out is the file to write.
 	Out string `json:"out"`
 	// Activation is for safetensors nn.Sequential input without metadata.
-	Activation string `json:"activation,omitempty"`
+	Activation compute.Activation `json:"activation,omitempty"`
 	// Factors writes the decomposed model's tensors as they are (trunk and
 	// correction factors, biases, undecomposed weights) instead of
 	// materialising it; see exportFactors.
@@ -41,7 +43,7 @@ func Export(ctx context.Context, cfg ExportConfig) error {
 	if cfg.Factors {
 		return exportFactors(ctx, cfg, lm)
 	}
-	dense, err := Materialize(lm.model)
+	dense, err := modelmap.Materialize(lm.model)
 	if err != nil {
 		return err
 	}

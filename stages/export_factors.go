@@ -7,6 +7,7 @@ import (
 
 	"github.com/strata-ml/strata/arrowio"
 	"github.com/strata-ml/strata/internal/inputerr"
+	"github.com/strata-ml/strata/modelmap"
 )
 
 // FactorsFormatVersion is the value of MetaFactorsFormatVersion in a
@@ -32,14 +33,14 @@ const MetaFactorsFormatVersion = "strata.format_version"
 func exportFactors(ctx context.Context, cfg ExportConfig, lm *loadedModel) error {
 	m := lm.model
 	for _, l := range m.Arch.Layers {
-		spec, err := structureOf(l)
+		spec, err := modelmap.Structure(l)
 		if err != nil {
 			return err
 		}
 		if spec == nil {
 			continue
 		}
-		if _, err := operatorOf[float32](m, l.Name, *spec); err != nil {
+		if _, err := modelmap.Operator[float32](m, l.Name, *spec); err != nil {
 			return err
 		}
 	}

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/strata-ml/strata/arrowio"
+	"github.com/strata-ml/strata/compute"
+	"github.com/strata-ml/strata/modelmap"
 )
 
 // TestExportFactors converts a model (monarch trunk on widths b does not
@@ -42,7 +44,7 @@ func TestExportFactors(t *testing.T) {
 	}
 	parts := 0
 	for _, w := range want.Tensors {
-		if w.Role == RoleTrunk || w.Role == RoleCorrection {
+		if w.Role == compute.RoleTrunk || w.Role == compute.RoleCorrection {
 			parts++
 		}
 		i := slices.IndexFunc(sf.Tensors, func(t arrowio.Tensor) bool { return t.Name == w.Name })
@@ -74,7 +76,7 @@ func TestExportFactors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := NetworkFromModel[float64](lm.model); err != nil {
+	if _, err := modelmap.Network[float64](lm.model); err != nil {
 		t.Fatalf("the export does not load as a network: %v", err)
 	}
 

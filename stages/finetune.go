@@ -13,6 +13,7 @@ import (
 	"github.com/strata-ml/strata/compute"
 	"github.com/strata-ml/strata/internal/inputerr"
 	"github.com/strata-ml/strata/internal/provenance"
+	"github.com/strata-ml/strata/modelmap"
 	"github.com/strata-ml/strata/validation"
 )
 
@@ -35,12 +36,6 @@ const (
 	PrecisionFloat64 = "float64"
 )
 
-// Roles --freeze accepts.
-const (
-	FreezeTrunk      = "trunk"
-	FreezeCorrection = "correction"
-)
-
 // FinetuneConfig configures Finetune. The JSON form is recorded in
 // finetune.json and in checkpoints, which --resume compares.
 type FinetuneConfig struct {
@@ -52,10 +47,10 @@ type FinetuneConfig struct {
 	Init string `json:"init,omitempty"`
 	// Task is the task of an Init model: classification (also when
 	// empty) or regression.
-	Task string `json:"task,omitempty"`
+	Task compute.Task `json:"task,omitempty"`
 	// Activation is for a safetensors nn.Sequential Model without
 	// architecture metadata (default relu).
-	Activation string `json:"activation,omitempty"`
+	Activation compute.Activation `json:"activation,omitempty"`
 	// Train is the training data; Valid the validation data. Without
 	// Valid, ValidFraction in (0, 1) holds out that share of Train
 	// (seeded by Seed); with neither there is no validation.
@@ -87,9 +82,9 @@ type FinetuneConfig struct {
 	Clip       float64 `json:"clip"`
 	// Retract re-projects orthogonal trunks after each step.
 	Retract bool `json:"retract"`
-	// Freeze is "", FreezeTrunk or FreezeCorrection: those parameters are
+	// Freeze is "", compute.RoleTrunk or compute.RoleCorrection: those parameters are
 	// not trained at all (no update, no weight decay).
-	Freeze string `json:"freeze,omitempty"`
+	Freeze compute.Role `json:"freeze,omitempty"`
 	// FactorLR is compute's per-factor learning-rate rule: auto (muP
 	// multipliers for layers initialised from scratch, 1 for loaded
 	// ones), mup or none.
@@ -296,11 +291,11 @@ func (cfg *FinetuneConfig) validate() error {
 		return inputerr.Errorf("finetune: --patience needs validation data (--valid or --valid-fraction)")
 	case cfg.CheckpointEvery < 0:
 		return inputerr.Errorf("finetune: --checkpoint-every %d: want 0 (every epoch) or more", cfg.CheckpointEvery)
-	case cfg.Retract && cfg.Freeze == FreezeTrunk:
+	case cfg.Retract && cfg.Freeze == compute.RoleTrunk:
 		return inputerr.Errorf("finetune: --retract re-projects the trunk, which --freeze trunk keeps fixed")
 	}
 	switch cfg.Freeze {
-	case "", FreezeTrunk, FreezeCorrection:
+	case "", compute.RoleTrunk, compute.RoleCorrection:
 	default:
 		return inputerr.Errorf("finetune: --freeze %q: want trunk or correction", cfg.Freeze)
 	}
@@ -394,7 +389,7 @@ func prepareFinetune(cfg FinetuneConfig) (*finetunePlan, error) {
 			return nil, err
 		}
 		if lm.model.Arch.Kind == arrowio.ArchGeneric {
-			return nil, inputerr.Errorf("%s: %s", cfg.Model, errGeneric)
+			return nil, inputerr.Errorf("%s: %w", cfg.Model, modelmap.ErrGeneric)
 		}
 		p.lm, p.inputs.Model, p.arch = lm, &lm.input, lm.model.Arch
 	} else {
@@ -403,7 +398,7 @@ func prepareFinetune(cfg FinetuneConfig) (*finetunePlan, error) {
 			return nil, err
 		}
 	}
-	spec, err := networkSpecOf(p.arch)
+	spec, err := modelmap.NetworkSpec(p.arch)
 	if err != nil {
 		return nil, inputerr.InFile(cfg.Model, err)
 	}
@@ -432,17 +427,17 @@ func prepareFinetune(cfg FinetuneConfig) (*finetunePlan, error) {
 	case cfg.Standardize == StandardizeNone:
 		p.arch.Standardization, p.standardization = nil, "none"
 	case cfg.Standardize == StandardizeFit || (cfg.Init != "" && p.arch.Standardization == nil):
-		p.arch.Standardization, p.standardization = FitStandardization(train), "fitted"
+		p.arch.Standardization, p.standardization = modelmap.FitStandardization(train), "fitted"
 	case p.arch.Standardization != nil:
 		p.standardization = "model"
 	default:
 		p.standardization = "none"
 	}
-	if p.train, err = Standardize(train, &p.arch); err != nil {
+	if p.train, err = modelmap.Standardize(train, &p.arch); err != nil {
 		return nil, inputerr.InFile(cfg.Train, err)
 	}
 	if valid != nil {
-		if p.valid, err = Standardize(valid, &p.arch); err != nil {
+		if p.valid, err = modelmap.Standardize(valid, &p.arch); err != nil {
 			return nil, inputerr.InFile(cfg.Valid, err)
 		}
 	}
@@ -474,8 +469,8 @@ func readData(path, label string) (*arrowio.Dataset, provenance.File, error) {
 
 // checkLabels checks that a classifier's labels are class indices in [0,
 // outputs) and that a regressor has one output for the one target per row.
-func checkLabels(name string, ds *arrowio.Dataset, task string, outputs int) error {
-	if task == arrowio.TaskRegression {
+func checkLabels(name string, ds *arrowio.Dataset, task compute.Task, outputs int) error {
+	if task == compute.TaskRegression {
 		if outputs != 1 {
 			return inputerr.Errorf("%s: the regression model has %d outputs, a dataset holds one target per row", name, outputs)
 		}
@@ -501,7 +496,7 @@ func (p *finetunePlan) outputNames() FinetuneOutputs {
 // writeFinetuneOutputs writes the final outputs, all or nothing, and then
 // removes the checkpoint.
 func (p *finetunePlan) writeOutputs(m *arrowio.Model, log *arrowio.TrainLog, res *FinetuneResult) error {
-	dense, err := Materialize(m)
+	dense, err := modelmap.Materialize(m)
 	if err != nil {
 		return err
 	}

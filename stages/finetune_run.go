@@ -14,6 +14,7 @@ import (
 	"github.com/strata-ml/strata/compute"
 	"github.com/strata-ml/strata/internal/inputerr"
 	"github.com/strata-ml/strata/internal/provenance"
+	"github.com/strata-ml/strata/modelmap"
 	"github.com/strata-ml/strata/validation"
 )
 
@@ -122,7 +123,7 @@ func runFinetune[T compute.Float](ctx context.Context, p *finetunePlan) (*Finetu
 		}
 		epoch, k := st.step/spe, st.step%spe
 		if epoch != permEpoch {
-			perm = permutation(n, cfg.Seed, shuffleStream<<32|uint64(epoch))
+			perm = compute.Permutation(n, cfg.Seed, shuffleStream<<32|uint64(epoch))
 			permEpoch = epoch
 		}
 		rows := perm[k*bs : min((k+1)*bs, n)]
@@ -217,7 +218,7 @@ func runFinetune[T compute.Float](ctx context.Context, p *finetunePlan) (*Finetu
 		}
 		res.RestoredEpoch = st.best.Epoch
 	}
-	m := ModelFromNetwork(net, p.arch)
+	m := modelmap.Model(net, p.arch)
 	if p.lm != nil {
 		m.Meta = p.lm.model.Meta
 	}
@@ -277,13 +278,13 @@ func removeCheckpoint(out string, outExisted bool) {
 // model's weights, or a fresh MLP initialised from Seed.
 func initialNetwork[T compute.Float](p *finetunePlan) (*compute.Network[T], error) {
 	if p.lm != nil {
-		net, err := NetworkFromModel[T](p.lm.model)
+		net, err := modelmap.Network[T](p.lm.model)
 		if err != nil {
 			return nil, inputerr.InFile(p.cfg.Model, err)
 		}
 		return net, nil
 	}
-	spec, err := networkSpecOf(p.arch)
+	spec, err := modelmap.NetworkSpec(p.arch)
 	if err != nil {
 		return nil, err
 	}
@@ -368,7 +369,7 @@ func epochLoss(rows []arrowio.TrainLogRow, epoch int, p *finetunePlan) float64 {
 func linearLayers(arch arrowio.Architecture) []string {
 	var names []string
 	for _, l := range arch.Layers {
-		if l.Kind == arrowio.KindLinear {
+		if l.Kind == compute.KindLinear {
 			names = append(names, l.Name)
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/strata-ml/strata/arrowio"
 	"github.com/strata-ml/strata/compute"
 	"github.com/strata-ml/strata/internal/datasets"
+	"github.com/strata-ml/strata/modelmap"
 )
 
 // digitsSplit writes the embedded digits data as a seeded 75/25 split
@@ -57,11 +58,11 @@ func modelAccuracy(t *testing.T, path string, ds *arrowio.Dataset) float64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	net, err := NetworkFromModel[float64](m)
+	net, err := modelmap.Network[float64](m)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := Standardize(ds, &m.Arch)
+	s, err := modelmap.Standardize(ds, &m.Arch)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -400,10 +401,10 @@ func TestFinetuneFreeze(t *testing.T) {
 	}
 	converted := filepath.Join(ccfg.Out, "model.arrow")
 	in, _ := arrowio.ReadModel(converted)
-	for _, frozen := range []string{FreezeTrunk, FreezeCorrection} {
-		t.Run(frozen, func(t *testing.T) {
+	for _, frozen := range []compute.Role{compute.RoleTrunk, compute.RoleCorrection} {
+		t.Run(string(frozen), func(t *testing.T) {
 			cfg := DefaultFinetuneConfig()
-			cfg.Model, cfg.Train, cfg.Out, cfg.Freeze = converted, train, filepath.Join(dir, frozen), frozen
+			cfg.Model, cfg.Train, cfg.Out, cfg.Freeze = converted, train, filepath.Join(dir, string(frozen)), frozen
 			cfg.Epochs, cfg.WeightDecay, cfg.LR = 3, 0.5, 0.01
 			res, err := Finetune(context.Background(), cfg)
 			if err != nil {
@@ -439,7 +440,7 @@ func TestFinetuneRegression(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := DefaultFinetuneConfig()
-	cfg.Init, cfg.Task, cfg.Train, cfg.Out = "mlp:3-16-1", arrowio.TaskRegression, train, filepath.Join(dir, "out")
+	cfg.Init, cfg.Task, cfg.Train, cfg.Out = "mlp:3-16-1", compute.TaskRegression, train, filepath.Join(dir, "out")
 	cfg.ValidFraction, cfg.Epochs, cfg.LR, cfg.BatchSize = 0.25, 40, 0.01, 8
 	res, err := Finetune(context.Background(), cfg)
 	if err != nil {
@@ -499,7 +500,7 @@ func TestFinetuneBadInput(t *testing.T) {
 		{"generic model", func(c *FinetuneConfig) { c.Init, c.Model = "", genericPath }, "this checkpoint is generic"},
 		{"model width", func(c *FinetuneConfig) { c.Init = "mlp:5-8-3" }, "4 features, the model takes 5"},
 		{"bad init", func(c *FinetuneConfig) { c.Init = "mlp:4-8:swish" }, "--init"},
-		{"freeze a dense model", func(c *FinetuneConfig) { c.Freeze = FreezeTrunk }, "no trunk parameters"},
+		{"freeze a dense model", func(c *FinetuneConfig) { c.Freeze = compute.RoleTrunk }, "no trunk parameters"},
 		{"patience without validation", func(c *FinetuneConfig) { c.Patience = 2 }, "--patience needs validation"},
 		{"both validations", func(c *FinetuneConfig) { c.Valid, c.ValidFraction = train, 0.2 }, "not both"},
 		{"warmup too long", func(c *FinetuneConfig) { c.Warmup = 1000 }, "--warmup"},

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/strata-ml/strata/arrowio"
+	"github.com/strata-ml/strata/compute"
 )
 
 // testMLP returns a classification MLP with layer widths sizes, ReLU
@@ -18,13 +19,13 @@ import (
 func testMLP(sizes []int, seed uint64) *arrowio.Model {
 	rng := rand.New(rand.NewPCG(seed, 1))
 	m := &arrowio.Model{Arch: arrowio.Architecture{
-		FormatVersion: 1, Kind: arrowio.ArchMLP, Task: arrowio.TaskClassification, Inputs: sizes[0],
+		FormatVersion: 1, Kind: arrowio.ArchMLP, Task: compute.TaskClassification, Inputs: sizes[0],
 	}}
 	idx := 0
 	for i := 0; i+1 < len(sizes); i++ {
 		in, out := sizes[i], sizes[i+1]
 		name := strconv.Itoa(idx)
-		m.Arch.Layers = append(m.Arch.Layers, arrowio.Layer{Name: name, Kind: arrowio.KindLinear, In: in, Out: out, Bias: true})
+		m.Arch.Layers = append(m.Arch.Layers, arrowio.Layer{Name: name, Kind: compute.KindLinear, In: in, Out: out, Bias: true})
 		w := make([]float32, out*in)
 		for j := range w {
 			w[j] = float32(rng.NormFloat64() / float64(in))
@@ -34,11 +35,11 @@ func testMLP(sizes []int, seed uint64) *arrowio.Model {
 			b[j] = float32(rng.NormFloat64() * 0.1)
 		}
 		m.Tensors = append(m.Tensors,
-			arrowio.Tensor{Name: name + ".weight", Role: RoleWeight, Shape: []int64{int64(out), int64(in)}, Data: w},
-			arrowio.Tensor{Name: name + ".bias", Role: RoleBias, Shape: []int64{int64(out)}, Data: b})
+			arrowio.Tensor{Name: name + ".weight", Role: compute.RoleWeight, Shape: []int64{int64(out), int64(in)}, Data: w},
+			arrowio.Tensor{Name: name + ".bias", Role: compute.RoleBias, Shape: []int64{int64(out)}, Data: b})
 		idx++
 		if i+2 < len(sizes) {
-			m.Arch.Layers = append(m.Arch.Layers, arrowio.Layer{Name: strconv.Itoa(idx), Kind: arrowio.KindActivation, Activation: "relu"})
+			m.Arch.Layers = append(m.Arch.Layers, arrowio.Layer{Name: strconv.Itoa(idx), Kind: compute.KindActivation, Activation: "relu"})
 			idx++
 		}
 	}

@@ -4,25 +4,26 @@ import (
 	"github.com/strata-ml/strata/arrowio"
 	"github.com/strata-ml/strata/compute"
 	"github.com/strata-ml/strata/internal/provenance"
+	"github.com/strata-ml/strata/modelmap"
 )
 
 // InspectTensor describes one tensor of a model file.
 type InspectTensor struct {
-	Name  string  `json:"name"`
-	Role  string  `json:"role"`
-	Shape []int64 `json:"shape"`
-	Numel int64   `json:"numel"`
+	Name  string       `json:"name"`
+	Role  compute.Role `json:"role"`
+	Shape []int64      `json:"shape"`
+	Numel int64        `json:"numel"`
 }
 
 // InspectLayer describes one layer of a model's architecture.
 type InspectLayer struct {
-	Name       string        `json:"name"`
-	Kind       string        `json:"kind"`
-	In         int           `json:"in,omitempty"`
-	Out        int           `json:"out,omitempty"`
-	Activation string        `json:"activation,omitempty"`
-	Structure  *compute.Spec `json:"structure,omitempty"`
-	Params     int           `json:"params,omitempty"`
+	Name       string             `json:"name"`
+	Kind       compute.LayerKind  `json:"kind"`
+	In         int                `json:"in,omitempty"`
+	Out        int                `json:"out,omitempty"`
+	Activation compute.Activation `json:"activation,omitempty"`
+	Structure  *compute.Spec      `json:"structure,omitempty"`
+	Params     int                `json:"params,omitempty"`
 }
 
 // InspectResult is what `strata inspect` prints.
@@ -30,7 +31,7 @@ type InspectResult struct {
 	Input    provenance.File       `json:"input"`
 	Format   string                `json:"format"`
 	Kind     string                `json:"kind"`
-	Task     string                `json:"task,omitempty"`
+	Task     compute.Task          `json:"task,omitempty"`
 	Inputs   int                   `json:"inputs,omitempty"`
 	Layers   []InspectLayer        `json:"layers"`
 	Tensors  []InspectTensor       `json:"tensors"`
@@ -41,7 +42,7 @@ type InspectResult struct {
 
 // Inspect describes a model file (Arrow or safetensors): its architecture,
 // its tensors and parameter counts.
-func Inspect(path, activation string) (*InspectResult, error) {
+func Inspect(path string, activation compute.Activation) (*InspectResult, error) {
 	lm, err := mapModel(path, activation)
 	if err != nil {
 		return nil, err
@@ -51,13 +52,13 @@ func Inspect(path, activation string) (*InspectResult, error) {
 	res := &InspectResult{Input: lm.input, Format: lm.format, Kind: m.Arch.Kind, Task: m.Arch.Task, Inputs: m.Arch.Inputs, Metadata: lm.safeMeta, Arch: &m.Arch}
 	for _, l := range m.Arch.Layers {
 		il := InspectLayer{Name: l.Name, Kind: l.Kind, In: l.In, Out: l.Out, Activation: l.Activation}
-		spec, err := structureOf(l)
+		spec, err := modelmap.Structure(l)
 		if err != nil {
 			return nil, err
 		}
 		il.Structure = spec
 		if spec != nil {
-			op, err := operatorOf[float32](m, l.Name, *spec)
+			op, err := modelmap.Operator[float32](m, l.Name, *spec)
 			if err != nil {
 				return nil, err
 			}

@@ -14,6 +14,7 @@ import (
 	"github.com/strata-ml/strata/compute"
 	"github.com/strata-ml/strata/internal/inputerr"
 	"github.com/strata-ml/strata/internal/provenance"
+	"github.com/strata-ml/strata/modelmap"
 	"github.com/strata-ml/strata/validation"
 )
 
@@ -30,7 +31,7 @@ const MinLRs = 2
 type LRSweepFile struct {
 	SchemaVersion int `json:"schema_version"`
 	// Task is the models' task (classification or regression).
-	Task string `json:"task"`
+	Task compute.Task `json:"task"`
 	// Data is the evaluation data every final model was scored on.
 	Data provenance.File `json:"data"`
 	// Dense fine-tunes the dense baseline: the control's recipe at each
@@ -128,17 +129,17 @@ func readLRSweep(path string) (*LRSweepFile, provenance.File, error) {
 // scoreModelFile evaluates a model file on raw evaluation data: accuracy
 // (null for regression; rows with a non-finite logit count as wrong) and
 // the mean loss (null when some row's loss is not finite).
-func scoreModelFile(path, activation string, ds *arrowio.Dataset) (task string, acc, loss *validation.NullableFloat, err error) {
+func scoreModelFile(path string, activation compute.Activation, ds *arrowio.Dataset) (task compute.Task, acc, loss *validation.NullableFloat, err error) {
 	lm, err := mapModel(path, activation)
 	if err != nil {
 		return "", nil, nil, inputerr.InFile(path, err)
 	}
 	defer lm.close()
-	net, err := NetworkFromModel[float64](lm.model)
+	net, err := modelmap.Network[float64](lm.model)
 	if err != nil {
 		return "", nil, nil, inputerr.InFile(path, err)
 	}
-	x, err := Standardize(ds, &lm.model.Arch)
+	x, err := modelmap.Standardize(ds, &lm.model.Arch)
 	if err != nil {
 		return "", nil, nil, inputerr.InFile(path, err)
 	}

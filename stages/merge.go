@@ -9,7 +9,9 @@ import (
 	"slices"
 
 	"github.com/strata-ml/strata/arrowio"
+	"github.com/strata-ml/strata/compute"
 	"github.com/strata-ml/strata/internal/inputerr"
+	"github.com/strata-ml/strata/modelmap"
 )
 
 // MergeConfig configures Merge.
@@ -96,7 +98,7 @@ func Merge(ctx context.Context, cfg MergeConfig) (*ConvertResult, error) {
 	if merged.Totals.ParamsDense > 0 {
 		merged.Totals.Ratio = float64(merged.Totals.Params) / float64(merged.Totals.ParamsDense)
 	}
-	dense, err := Materialize(model)
+	dense, err := modelmap.Materialize(model)
 	if err != nil {
 		return nil, err
 	}
@@ -120,7 +122,7 @@ func Merge(ctx context.Context, cfg MergeConfig) (*ConvertResult, error) {
 func takeLayer(dst, src *arrowio.Model, layer, weight string) error {
 	var parts []arrowio.Tensor
 	for _, t := range src.Tensors {
-		if (t.Role == RoleTrunk || t.Role == RoleCorrection) && layerOfPart(t.Name, t.Role) == layer {
+		if (t.Role == compute.RoleTrunk || t.Role == compute.RoleCorrection) && modelmap.PartLayer(t.Name, t.Role) == layer {
 			parts = append(parts, t)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/strata-ml/strata/arrowio"
+	"github.com/strata-ml/strata/compute"
 	"github.com/strata-ml/strata/internal/inputerr"
 )
 
@@ -14,15 +15,15 @@ import (
 //	mlp:W0-W1-...-Wk[:ACTIVATION][+ln]
 //
 // W0 is the input width and Wk the output width (classes, or regression
-// targets); ACTIVATION is one of arrowio.Activations (default relu) and
+// targets); ACTIVATION is one of compute.Activations (default relu) and
 // follows every linear layer but the last; "+ln" puts a layer norm between
 // each hidden linear layer and its activation. Layers are named by their
 // index, as in a PyTorch nn.Sequential ("0" linear, "1" activation, "2"
 // linear, ...), and every linear layer has a bias. task is
-// arrowio.TaskClassification (also when empty) or TaskRegression.
+// compute.TaskClassification (also when empty) or TaskRegression.
 // Examples: "mlp:64-256-256-10:relu", "mlp:4-32-32-3",
 // "mlp:13-64-1:tanh+ln". Errors are input errors.
-func InitArchitecture(spec, task string) (arrowio.Architecture, error) {
+func InitArchitecture(spec string, task compute.Task) (arrowio.Architecture, error) {
 	bad := func(why string) (arrowio.Architecture, error) {
 		return arrowio.Architecture{}, inputerr.Errorf("--init %q: %s (want mlp:W0-W1-...-Wk[:ACTIVATION][+ln], e.g. mlp:64-256-256-10:relu)", spec, why)
 	}
@@ -31,12 +32,13 @@ func InitArchitecture(spec, task string) (arrowio.Architecture, error) {
 		return bad("only the mlp family can be initialised")
 	}
 	rest, ln := strings.CutSuffix(rest, "+ln")
-	widthsPart, act, hasAct := strings.Cut(rest, ":")
+	widthsPart, name, hasAct := strings.Cut(rest, ":")
+	act := compute.Activation(name)
 	if !hasAct {
-		act = "relu"
+		act = compute.ActReLU
 	}
-	if !arrowio.ValidActivation(act) {
-		return bad("unknown activation " + strconv.Quote(act) + " (want one of " + strings.Join(arrowio.Activations, ", ") + ")")
+	if !act.Valid() {
+		return bad("unknown activation " + strconv.Quote(name) + " (want one of " + compute.JoinNames(compute.Activations) + ")")
 	}
 	var widths []int
 	for _, w := range strings.Split(widthsPart, "-") {
@@ -51,12 +53,12 @@ func InitArchitecture(spec, task string) (arrowio.Architecture, error) {
 	}
 	switch task {
 	case "":
-		task = arrowio.TaskClassification
-	case arrowio.TaskClassification, arrowio.TaskRegression:
+		task = compute.TaskClassification
+	case compute.TaskClassification, compute.TaskRegression:
 	default:
-		return arrowio.Architecture{}, inputerr.Errorf("--task %q: want %s or %s", task, arrowio.TaskClassification, arrowio.TaskRegression)
+		return arrowio.Architecture{}, inputerr.Errorf("--task %q: want %s or %s", task, compute.TaskClassification, compute.TaskRegression)
 	}
-	if task == arrowio.TaskClassification && widths[len(widths)-1] < 2 {
+	if task == compute.TaskClassification && widths[len(widths)-1] < 2 {
 		return bad("a classifier needs at least 2 outputs")
 	}
 	arch := arrowio.Architecture{FormatVersion: arrowio.FormatVersion, Kind: arrowio.ArchMLP, Task: task, Inputs: widths[0]}
@@ -65,14 +67,14 @@ func InitArchitecture(spec, task string) (arrowio.Architecture, error) {
 		arch.Layers = append(arch.Layers, l)
 	}
 	for i := range len(widths) - 1 {
-		add(arrowio.Layer{Kind: arrowio.KindLinear, In: widths[i], Out: widths[i+1], Bias: true})
+		add(arrowio.Layer{Kind: compute.KindLinear, In: widths[i], Out: widths[i+1], Bias: true})
 		if i == len(widths)-2 {
 			break
 		}
 		if ln {
-			add(arrowio.Layer{Kind: arrowio.KindLayerNorm, In: widths[i+1], Out: widths[i+1]})
+			add(arrowio.Layer{Kind: compute.KindLayerNorm, In: widths[i+1], Out: widths[i+1]})
 		}
-		add(arrowio.Layer{Kind: arrowio.KindActivation, Activation: act})
+		add(arrowio.Layer{Kind: compute.KindActivation, Activation: act})
 	}
 	return arch, nil
 }

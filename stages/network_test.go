@@ -11,6 +11,7 @@ import (
 
 	"github.com/strata-ml/strata/arrowio"
 	"github.com/strata-ml/strata/compute"
+	"github.com/strata-ml/strata/modelmap"
 )
 
 // TestBridgeRoundTrip checks that a model convert wrote, turned into a
@@ -45,17 +46,17 @@ func TestBridgeRoundTrip(t *testing.T) {
 			for _, precision := range []string{"float32", "float64"} {
 				var back *arrowio.Model
 				if precision == "float32" {
-					net, err := NetworkFromModel[float32](m)
+					net, err := modelmap.Network[float32](m)
 					if err != nil {
 						t.Fatal(err)
 					}
-					back = ModelFromNetwork(net, m.Arch)
+					back = modelmap.Model(net, m.Arch)
 				} else {
-					net, err := NetworkFromModel[float64](m)
+					net, err := modelmap.Network[float64](m)
 					if err != nil {
 						t.Fatal(err)
 					}
-					back = ModelFromNetwork(net, m.Arch)
+					back = modelmap.Model(net, m.Arch)
 				}
 				back.Meta = m.Meta
 				var want, got bytes.Buffer
@@ -76,107 +77,6 @@ func TestBridgeRoundTrip(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-func TestBridgeLayerNorm(t *testing.T) {
-	arch, err := InitArchitecture("mlp:6-8-3:tanh+ln", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	spec, err := networkSpecOf(arch)
-	if err != nil {
-		t.Fatal(err)
-	}
-	net, err := compute.NewNetwork[float32](spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := ModelFromNetwork(net, arch)
-	var names, roles []string
-	for _, ts := range m.Tensors {
-		names, roles = append(names, ts.Name), append(roles, ts.Role)
-	}
-	wantNames := []string{"0.weight", "0.bias", "1.weight", "1.bias", "3.weight", "3.bias"}
-	wantRoles := []string{RoleWeight, RoleBias, RoleWeight, RoleBias, RoleWeight, RoleBias}
-	if !slices.Equal(names, wantNames) || !slices.Equal(roles, wantRoles) {
-		t.Fatalf("tensors %q roles %q, want %q %q", names, roles, wantNames, wantRoles)
-	}
-	if err := m.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := NetworkFromModel[float32](m); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func TestNetworkFromModelRejects(t *testing.T) {
-	base := func() *arrowio.Model { return testMLP([]int{4, 6, 3}, 9) }
-	tests := []struct {
-		name string
-		mod  func(*arrowio.Model)
-		want string
-	}{
-		{"generic", func(m *arrowio.Model) { m.Arch.Kind = arrowio.ArchGeneric }, "this checkpoint is generic"},
-		{"no task", func(m *arrowio.Model) { m.Arch.Task = "" }, "no task"},
-		{"missing tensor", func(m *arrowio.Model) { m.Tensors = m.Tensors[1:] }, `missing tensor "0.weight"`},
-		{"transposed", func(m *arrowio.Model) { m.Tensors[0].Shape = []int64{4, 6} }, `tensor "0.weight": shape [4 6]`},
-		{"extra tensor", func(m *arrowio.Model) {
-			m.Tensors = append(m.Tensors, arrowio.Tensor{Name: "x", Role: "weight", Shape: []int64{1}, Data: []float32{1}})
-		}, `tensor "x" is not a parameter`},
-		{"bias not declared", func(m *arrowio.Model) { m.Arch.Layers[0].Bias = false }, `"0.bias" is not a parameter`},
-		{"widths do not chain", func(m *arrowio.Model) { m.Arch.Layers[2].In = 5 }, "linear input width"},
-		{"bad structure json", func(m *arrowio.Model) { m.Arch.Layers[0].Structure = []byte(`{"family":"monarch","bogus":1}`) }, "structure"},
-		{"sparse index out of range", func(m *arrowio.Model) {
-			m.Arch.Layers[2].Structure = []byte(`{"family":"sum","out":3,"in":6,"trunk":{"family":"lowrank","out":3,"in":6,"rank":1},"correction":{"family":"sparse","out":3,"in":6,"nnz":1}}`)
-			m.Tensors = append(m.Tensors[:2:2],
-				arrowio.Tensor{Name: "2.trunk.U", Role: RoleTrunk, Shape: []int64{3, 1}, Data: []float32{1, 2, 3}},
-				arrowio.Tensor{Name: "2.trunk.V", Role: RoleTrunk, Shape: []int64{6, 1}, Data: []float32{1, 2, 3, 4, 5, 6}},
-				arrowio.Tensor{Name: "2.correction.values", Role: RoleCorrection, Shape: []int64{1}, Data: []float32{1}},
-				arrowio.Tensor{Name: "2.correction.rows", Role: RoleCorrection, Shape: []int64{1}, Data: []float32{7}},
-				arrowio.Tensor{Name: "2.correction.cols", Role: RoleCorrection, Shape: []int64{1}, Data: []float32{0}},
-				m.Tensors[3])
-		}, "sparse entry 0"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			m := base()
-			tt.mod(m)
-			_, err := NetworkFromModel[float32](m)
-			if !errors.Is(err, ErrInput) {
-				t.Fatalf("err = %v, want ErrInput", err)
-			}
-			if !bytes.Contains([]byte(err.Error()), []byte(tt.want)) {
-				t.Errorf("error %q does not mention %q", err, tt.want)
-			}
-		})
-	}
-}
-
-func TestStandardize(t *testing.T) {
-	ds := &arrowio.Dataset{N: 4, D: 2, X: []float64{1, 5, 3, 5, 5, 5, 7, 5}, Y: []float64{0, 1, 0, 1}}
-	s := FitStandardization(ds)
-	// Column 0: mean 4, population std sqrt(5); column 1 is constant.
-	if s.Mean[0] != 4 || math.Abs(s.Std[0]-math.Sqrt(5)) > 1e-15 || s.Mean[1] != 5 || s.Std[1] != 1 {
-		t.Fatalf("fit = %+v, want mean [4 5] std [sqrt(5) 1]", s)
-	}
-	arch := arrowio.Architecture{Inputs: 2, Standardization: s}
-	out, err := Standardize(ds, &arch)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ds.X[0] != 1 {
-		t.Fatal("Standardize modified its input")
-	}
-	want := []float64{-3 / math.Sqrt(5), 0, -1 / math.Sqrt(5), 0, 1 / math.Sqrt(5), 0, 3 / math.Sqrt(5), 0}
-	for i := range want {
-		if math.Abs(out.X[i]-want[i]) > 1e-15 {
-			t.Fatalf("X[%d] = %v, want %v", i, out.X[i], want[i])
-		}
-	}
-	arch.Inputs = 3
-	if _, err := Standardize(ds, &arch); !errors.Is(err, ErrInput) {
-		t.Errorf("width mismatch: err = %v, want ErrInput", err)
 	}
 }
 
@@ -223,9 +123,10 @@ func TestSplit(t *testing.T) {
 
 func TestInitArchitecture(t *testing.T) {
 	tests := []struct {
-		spec, task string
-		layers     []string // kind or activation per layer
-		wantErr    bool
+		spec    string
+		task    compute.Task
+		layers  []string // kind or activation per layer
+		wantErr bool
 	}{
 		{spec: "mlp:64-256-256-10:relu", layers: []string{"linear", "relu", "linear", "relu", "linear"}},
 		{spec: "mlp:4-32-3", layers: []string{"linear", "relu", "linear"}},
@@ -256,16 +157,16 @@ func TestInitArchitecture(t *testing.T) {
 			if l.Name != string(rune('0'+i)) {
 				t.Errorf("%s: layer %d named %q", tt.spec, i, l.Name)
 			}
-			k := l.Kind
-			if k == arrowio.KindActivation {
-				k = l.Activation
+			k := string(l.Kind)
+			if l.Kind == compute.KindActivation {
+				k = string(l.Activation)
 			}
 			got = append(got, k)
 		}
 		if !slices.Equal(got, tt.layers) {
 			t.Errorf("%s: layers %v, want %v", tt.spec, got, tt.layers)
 		}
-		if _, err := networkSpecOf(arch); err != nil {
+		if _, err := modelmap.NetworkSpec(arch); err != nil {
 			t.Errorf("%s: %v", tt.spec, err)
 		}
 	}

@@ -70,6 +70,3 @@ func writeJSON(path string, v any) error {
 		return enc.Encode(v)
 	})
 }
-
-// jsonMarshal is json.Marshal for values that cannot fail to encode.
-func jsonMarshal(v any) (json.RawMessage, error) { return json.Marshal(v) }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/strata-ml/strata/arrowio"
+	"github.com/strata-ml/strata/compute"
 	"github.com/strata-ml/strata/gate"
 	"github.com/strata-ml/strata/internal/datasets"
 	"github.com/strata-ml/strata/internal/inputerr"
@@ -49,7 +50,7 @@ type PilotConfig struct {
 	Model string `yaml:"model" json:"model,omitempty"`
 	// Activation is for a safetensors nn.Sequential Model without
 	// architecture metadata (default relu).
-	Activation string `yaml:"activation" json:"activation,omitempty"`
+	Activation compute.Activation `yaml:"activation" json:"activation,omitempty"`
 	// Baseline describes the dense baseline Pilot trains when Model is
 	// empty.
 	Baseline PilotBaseline `yaml:"baseline" json:"baseline"`
@@ -89,21 +90,21 @@ type PilotConfig struct {
 
 // PilotTraining are the options of a training run.
 type PilotTraining struct {
-	Epochs        int     `yaml:"epochs" json:"epochs"`
-	BatchSize     int     `yaml:"batch_size" json:"batch_size"`
-	LR            float64 `yaml:"lr" json:"lr"`
-	Warmup        float64 `yaml:"warmup" json:"warmup"`
-	Optimizer     string  `yaml:"optimizer" json:"optimizer"`
-	Momentum      float64 `yaml:"momentum" json:"momentum"`
-	WeightDecay   float64 `yaml:"weight_decay" json:"weight_decay"`
-	ResidualL2    float64 `yaml:"residual_l2" json:"residual_l2"`
-	Clip          float64 `yaml:"clip" json:"clip"`
-	Retract       bool    `yaml:"retract" json:"retract"`
-	Freeze        string  `yaml:"freeze" json:"freeze,omitempty"`
-	FactorLR      string  `yaml:"factor_lr" json:"factor_lr"`
-	Patience      int     `yaml:"patience" json:"patience"`
-	ValidFraction float64 `yaml:"valid_fraction" json:"valid_fraction"`
-	Shards        int     `yaml:"shards" json:"shards"`
+	Epochs        int          `yaml:"epochs" json:"epochs"`
+	BatchSize     int          `yaml:"batch_size" json:"batch_size"`
+	LR            float64      `yaml:"lr" json:"lr"`
+	Warmup        float64      `yaml:"warmup" json:"warmup"`
+	Optimizer     string       `yaml:"optimizer" json:"optimizer"`
+	Momentum      float64      `yaml:"momentum" json:"momentum"`
+	WeightDecay   float64      `yaml:"weight_decay" json:"weight_decay"`
+	ResidualL2    float64      `yaml:"residual_l2" json:"residual_l2"`
+	Clip          float64      `yaml:"clip" json:"clip"`
+	Retract       bool         `yaml:"retract" json:"retract"`
+	Freeze        compute.Role `yaml:"freeze" json:"freeze,omitempty"`
+	FactorLR      string       `yaml:"factor_lr" json:"factor_lr"`
+	Patience      int          `yaml:"patience" json:"patience"`
+	ValidFraction float64      `yaml:"valid_fraction" json:"valid_fraction"`
+	Shards        int          `yaml:"shards" json:"shards"`
 }
 
 // PilotBaseline describes the dense baseline Pilot trains.
@@ -113,23 +114,23 @@ type PilotBaseline struct {
 	// regression).
 	Init string `yaml:"init" json:"init,omitempty"`
 	// Task is classification (also when empty) or regression.
-	Task          string `yaml:"task" json:"task,omitempty"`
+	Task          compute.Task `yaml:"task" json:"task,omitempty"`
 	PilotTraining `yaml:",inline" json:"training"`
 }
 
 // PilotConvert are the options of convert.
 type PilotConvert struct {
-	Structure       string   `yaml:"structure" json:"structure"`
-	Blocks          int      `yaml:"blocks" json:"blocks"`
-	Rank            int      `yaml:"rank" json:"rank"`
-	KronFactors     string   `yaml:"kron_factors" json:"kron_factors,omitempty"`
-	Residual        string   `yaml:"residual" json:"residual"`
-	ResidualRank    int      `yaml:"residual_rank" json:"residual_rank"`
-	ResidualDensity float64  `yaml:"residual_density" json:"residual_density"`
-	TargetError     float64  `yaml:"target_error" json:"target_error,omitempty"`
-	ParamBudget     float64  `yaml:"param_budget" json:"param_budget,omitempty"`
-	Include         []string `yaml:"include" json:"include,omitempty"`
-	Exclude         []string `yaml:"exclude" json:"exclude,omitempty"`
+	Structure       string               `yaml:"structure" json:"structure"`
+	Blocks          int                  `yaml:"blocks" json:"blocks"`
+	Rank            int                  `yaml:"rank" json:"rank"`
+	KronFactors     string               `yaml:"kron_factors" json:"kron_factors,omitempty"`
+	Residual        compute.ResidualKind `yaml:"residual" json:"residual"`
+	ResidualRank    int                  `yaml:"residual_rank" json:"residual_rank"`
+	ResidualDensity float64              `yaml:"residual_density" json:"residual_density"`
+	TargetError     float64              `yaml:"target_error" json:"target_error,omitempty"`
+	ParamBudget     float64              `yaml:"param_budget" json:"param_budget,omitempty"`
+	Include         []string             `yaml:"include" json:"include,omitempty"`
+	Exclude         []string             `yaml:"exclude" json:"exclude,omitempty"`
 }
 
 // PilotValidate are the options of validate.
@@ -387,7 +388,7 @@ func Pilot(ctx context.Context, cfg PilotConfig) (*PilotResult, error) {
 	cv := DefaultConvertConfig()
 	cfg.Convert.apply(&cv)
 	cv.Model, cv.Out, cv.Seed, cv.Activation, cv.Logger = res.BaselineModel, dir("convert"), cfg.Seed, cfg.Activation, cfg.StageLogger
-	err = stage("convert", "converting to "+cv.Structure+" + "+cv.Residual+" residual", func() error {
+	err = stage("convert", "converting to "+cv.Structure+" + "+string(cv.Residual)+" residual", func() error {
 		res.Convert, err = Convert(ctx, cv)
 		return err
 	})
@@ -529,7 +530,7 @@ func (cfg *PilotConfig) baselineInit(ft FinetuneConfig, train string) (FinetuneC
 
 // defaultInit is the baseline architecture for data without one given:
 // mlp:D-128-128-K.
-func defaultInit(train, label, task string) (string, error) {
+func defaultInit(train, label string, task compute.Task) (string, error) {
 	ds, _, err := readData(train, label)
 	if err != nil {
 		return "", err

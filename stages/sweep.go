@@ -83,8 +83,8 @@ func (c *SweepCandidate) DefaultName() string {
 	if c.Retract != nil && *c.Retract {
 		parts = append(parts, "retract")
 	}
-	res := c.Residual
-	if c.Residual == "lowrank" {
+	res := string(c.Residual)
+	if c.Residual == compute.ResidualLowRank {
 		res += strconv.Itoa(c.ResidualRank)
 	}
 	return strings.Join(append(parts, res), "-")
@@ -130,7 +130,7 @@ func ParseCandidate(kv map[string]string, base PilotConvert) (SweepCandidate, er
 		case "kron-factors":
 			c.KronFactors = v
 		case "residual":
-			c.Residual = v
+			c.Residual = compute.ResidualKind(v)
 		case "residual-rank":
 			c.ResidualRank, err = strconv.Atoi(v)
 		case "residual-density":

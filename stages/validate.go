@@ -16,6 +16,7 @@ import (
 	"github.com/strata-ml/strata/compute"
 	"github.com/strata-ml/strata/internal/inputerr"
 	"github.com/strata-ml/strata/internal/provenance"
+	"github.com/strata-ml/strata/modelmap"
 	"github.com/strata-ml/strata/validation"
 )
 
@@ -108,7 +109,7 @@ type validateRun struct {
 	res *validation.Result
 	// has[s] says whether side s is part of the run.
 	has  [3]bool
-	task string
+	task compute.Task
 	c    int // outputs
 	// sigma is the per-feature standard deviation of the raw data.
 	sigma  []float64
@@ -151,11 +152,11 @@ func (r *validateRun) loadModels() error {
 		if err != nil {
 			return inputerr.InFile(path, err)
 		}
-		net, err := NetworkFromModel[float64](lm.model)
+		net, err := modelmap.Network[float64](lm.model)
 		if err != nil {
 			return inputerr.InFile(path, err)
 		}
-		net32, err := NetworkFromModel[float32](lm.model)
+		net32, err := modelmap.Network[float32](lm.model)
 		if err != nil {
 			return inputerr.InFile(path, err)
 		}
@@ -183,7 +184,7 @@ func (r *validateRun) loadModels() error {
 		if m == nil {
 			continue
 		}
-		x, err := Standardize(r.ds, &m.arch)
+		x, err := modelmap.Standardize(r.ds, &m.arch)
 		if err != nil {
 			return inputerr.InFile(paths[s], err)
 		}
@@ -377,7 +378,7 @@ func (r *validateRun) evaluateModels(ctx context.Context) error {
 			r.jacIdx[i] = i
 		}
 	} else {
-		r.jacIdx = slices.Clone(permutation(n, r.cfg.Seed, jacobianStream)[:k])
+		r.jacIdx = slices.Clone(compute.Permutation(n, r.cfg.Seed, jacobianStream)[:k])
 		slices.Sort(r.jacIdx)
 	}
 	var wg sync.WaitGroup
@@ -404,6 +405,3 @@ func (r *validateRun) evaluateModels(ctx context.Context) error {
 	r.timeModels()
 	return nil
 }
-
-// jacobianStream is the PCG stream of the Jacobian sample.
-const jacobianStream uint64 = 0x5EED_7AC0

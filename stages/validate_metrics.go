@@ -183,7 +183,7 @@ func medianAt(v []float64, idx []int) float64 {
 // taskValues returns the per-example correctness (nil for regression)
 // and loss (cross-entropy, or the squared error averaged over the
 // outputs) of outputs z (n x c) for targets y.
-func taskValues(task string, z, y []float64, c int) (correct, loss []float64) {
+func taskValues(task compute.Task, z, y []float64, c int) (correct, loss []float64) {
 	n := len(y)
 	loss = make([]float64, n)
 	if task == compute.TaskRegression {

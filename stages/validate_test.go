@@ -15,6 +15,7 @@ import (
 
 	"github.com/strata-ml/strata/arrowio"
 	"github.com/strata-ml/strata/compute"
+	"github.com/strata-ml/strata/modelmap"
 	"github.com/strata-ml/strata/validation"
 )
 
@@ -469,7 +470,7 @@ func TestValidateBadInput(t *testing.T) {
 	m5 := writeTestModel(t, dir, "m5.arrow", testMLP([]int{16, 32, 5}, 2))
 	m8 := writeTestModel(t, dir, "m8.arrow", testMLP([]int{8, 32, 4}, 3))
 	reg := testMLP([]int{16, 8, 1}, 4)
-	reg.Arch.Task = arrowio.TaskRegression
+	reg.Arch.Task = compute.TaskRegression
 	mreg := writeTestModel(t, dir, "reg.arrow", reg)
 	ds := &arrowio.Dataset{N: 12, D: 16, X: make([]float64, 12*16), Y: make([]float64, 12)}
 	for i := range ds.X {
@@ -538,7 +539,7 @@ func TestValidateBadInput(t *testing.T) {
 func TestValidateRegression(t *testing.T) {
 	dir := t.TempDir()
 	m := testMLP([]int{6, 12, 1}, 5)
-	m.Arch.Task = arrowio.TaskRegression
+	m.Arch.Task = compute.TaskRegression
 	base := writeTestModel(t, dir, "reg.arrow", m)
 	ccfg := DefaultConvertConfig()
 	ccfg.Model, ccfg.Out, ccfg.Structure, ccfg.Blocks = base, filepath.Join(dir, "conv"), compute.FamilyBlockDiag, 2
@@ -579,7 +580,7 @@ func TestValidateRegression(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	net, err := NetworkFromModel[float64](lm)
+	net, err := modelmap.Network[float64](lm)
 	if err != nil {
 		t.Fatal(err)
 	}

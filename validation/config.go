@@ -31,10 +31,10 @@ type Config struct {
 	Out string `json:"out"`
 	// Task is for the logits mode: classification or regression; empty
 	// infers it from the width (1 output: regression).
-	Task string `json:"task,omitempty"`
+	Task compute.Task `json:"task,omitempty"`
 	// Activation is for a safetensors nn.Sequential model without
 	// architecture metadata (default relu).
-	Activation string `json:"activation,omitempty"`
+	Activation compute.Activation `json:"activation,omitempty"`
 
 	// Bootstrap is the number of paired bootstrap resamples of every
 	// confidence interval (0: no intervals); Seed drives them and every

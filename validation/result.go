@@ -3,6 +3,7 @@ package validation
 import (
 	"encoding/json"
 
+	"github.com/strata-ml/strata/compute"
 	"github.com/strata-ml/strata/internal/provenance"
 )
 
@@ -187,7 +188,7 @@ type Result struct {
 	SchemaVersion int             `json:"schema_version"`
 	Tool          provenance.Tool `json:"tool"`
 	Mode          string          `json:"mode"`
-	Task          string          `json:"task"`
+	Task          compute.Task    `json:"task"`
 	NExamples     int             `json:"n_examples"`
 	// OutputWidth is the models' outputs per row: the number of classes,
 	// or 1 for regression (JSON key "outputs"; Outputs names the file).

@@ -12,7 +12,7 @@ import (
 	"github.com/strata-ml/strata/arrowio"
 	"github.com/strata-ml/strata/compute"
 	"github.com/strata-ml/strata/internal/datasets"
-	"github.com/strata-ml/strata/stages"
+	"github.com/strata-ml/strata/modelmap"
 )
 
 // python returns the first of $TORCH_PY, Debian's /usr/bin/python3 and
@@ -158,11 +158,11 @@ func strataForward(t *testing.T, path string, x [][]float64) [][]float64 {
 	for _, r := range x {
 		ds.X = append(ds.X, r...)
 	}
-	ds, err = stages.Standardize(ds, &m.Arch)
+	ds, err = modelmap.Standardize(ds, &m.Arch)
 	if err != nil {
 		t.Fatal(err)
 	}
-	net, err := stages.NetworkFromModel[float64](m)
+	net, err := modelmap.Network[float64](m)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/strata-ml/strata/arrowio"
+	"github.com/strata-ml/strata/compute"
 	"github.com/strata-ml/strata/internal/datasets"
 	"github.com/strata-ml/strata/plugin"
 	"github.com/strata-ml/strata/plugin/host"
@@ -466,9 +467,9 @@ func TestLargeModel(t *testing.T) {
 		w[i] = float32(rng.NormFloat64())
 	}
 	m := &arrowio.Model{
-		Arch: arrowio.Architecture{FormatVersion: arrowio.FormatVersion, Kind: arrowio.ArchMLP, Task: arrowio.TaskRegression, Inputs: n,
-			Layers: []arrowio.Layer{{Name: "fc", Kind: arrowio.KindLinear, In: n, Out: n}}},
-		Tensors: []arrowio.Tensor{{Name: "fc.weight", Role: arrowio.RoleWeight, Shape: []int64{n, n}, Data: w}},
+		Arch: arrowio.Architecture{FormatVersion: arrowio.FormatVersion, Kind: arrowio.ArchMLP, Task: compute.TaskRegression, Inputs: n,
+			Layers: []arrowio.Layer{{Name: "fc", Kind: compute.KindLinear, In: n, Out: n}}},
+		Tensors: []arrowio.Tensor{{Name: "fc.weight", Role: compute.RoleWeight, Shape: []int64{n, n}, Data: w}},
 	}
 	c, _ := open(t)
 	start := time.Now()
@@ -532,9 +533,9 @@ func TestBadInput(t *testing.T) {
 	// host is still sending it.
 	const n = 2048
 	big := &arrowio.Model{
-		Arch: arrowio.Architecture{FormatVersion: arrowio.FormatVersion, Kind: arrowio.ArchMLP, Task: arrowio.TaskRegression, Inputs: n,
-			Layers: []arrowio.Layer{{Name: "fc", Kind: arrowio.KindLinear, In: n, Out: n}}},
-		Tensors: []arrowio.Tensor{{Name: "fc.weight", Role: arrowio.RoleWeight, Shape: []int64{n, n}, Data: make([]float32, n*n)}},
+		Arch: arrowio.Architecture{FormatVersion: arrowio.FormatVersion, Kind: arrowio.ArchMLP, Task: compute.TaskRegression, Inputs: n,
+			Layers: []arrowio.Layer{{Name: "fc", Kind: compute.KindLinear, In: n, Out: n}}},
+		Tensors: []arrowio.Tensor{{Name: "fc.weight", Role: compute.RoleWeight, Shape: []int64{n, n}, Data: make([]float32, n*n)}},
 	}
 	tests := []struct {
 		name   string
