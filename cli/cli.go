@@ -234,3 +234,26 @@ func (v nameValue[S]) Type() string       { return "string" }
 func nameVar[S ~string](fs *flagSet, p *S, name, usage string) {
 	fs.Var(nameValue[S]{p}, name, usage)
 }
+
+// configChoice is what a command's config comes from: --config FILE or
+// --demo.
+type configChoice struct {
+	config string
+	demo   bool
+}
+
+// prescan reads --config and --demo from args before the command binds
+// its other flags to the config they choose, so that those flags, given,
+// override the file. Every other flag and any error is left to the
+// command's own parse.
+func prescan(args []string) configChoice {
+	var c configChoice
+	fs := pflag.NewFlagSet("prescan", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	fs.ParseErrorsAllowlist.UnknownFlags = true
+	fs.StringVar(&c.config, "config", "", "")
+	fs.BoolVar(&c.demo, "demo", false, "")
+	_ = fs.Parse(args)
+	return c
+}

@@ -22,7 +22,7 @@ Writes DIR/model.arrow, the dense materialisation in the input's format
 Families: ` + strings.Join(compute.TrunkFamilies, ", ") + `, or auto.
 
 Flags:
-` + flagUsages(c.flags(new(stages.ConvertConfig), new(logOptions)))
+` + flagUsages(c.flags(new(stages.DefaultConvertConfig()), new(logOptions)))
 }
 
 func (c *convertCommand) flags(cfg *stages.ConvertConfig, lo *logOptions) *flagSet {

@@ -23,7 +23,7 @@ architecture JSON in __metadata__ ("strata.architecture",
 --format arrow writes the model file itself.
 
 Flags:
-` + flagUsages(c.flags(new(stages.ExportConfig)))
+` + flagUsages(c.flags(new(stages.DefaultExportConfig())))
 }
 
 func (c *exportCommand) flags(cfg *stages.ExportConfig) *flagSet {
@@ -37,7 +37,7 @@ func (c *exportCommand) flags(cfg *stages.ExportConfig) *flagSet {
 }
 
 func (c *exportCommand) Run(ctx context.Context, args []string) error {
-	cfg := stages.ExportConfig{Format: stages.FormatSafetensors}
+	cfg := stages.DefaultExportConfig()
 	fs := c.flags(&cfg)
 	if err := parse(fs, args); err != nil {
 		return err

@@ -31,7 +31,7 @@ epoch) and on SIGTERM or SIGINT, which then exit 1; rerun with --resume to
 continue to the identical result. Progress goes to stderr.
 
 Flags:
-` + flagUsages(c.flags(new(stages.FinetuneConfig), new(logOptions)))
+` + flagUsages(c.flags(new(stages.DefaultFinetuneConfig()), new(logOptions)))
 }
 
 func (c *finetuneCommand) flags(cfg *stages.FinetuneConfig, lo *logOptions) *flagSet {

@@ -17,12 +17,13 @@ import (
 
 type pilotCommand struct{ env }
 
-// pilotOptions are the flags of pilot that are not in the config file.
+// pilotOptions are the flags of pilot that are not fields of the config;
+// the others (the work directory and the orchestrator files) are bound to
+// the config itself, chosen first by --config or --demo.
 type pilotOptions struct {
-	config, workdir                     string
-	demo, noFail                        bool
-	decisionFile, xcomFile, metricsFile string
-	log                                 logOptions
+	config string
+	demo   bool
+	log    logOptions
 }
 
 func (c *pilotCommand) Usage() string {
@@ -50,58 +51,59 @@ Exit codes: the report's: 0 GO, 3 NO-GO, 4 INCONCLUSIVE (0 with --no-fail),
 2 bad input, 1 runtime error.
 
 Flags:
-` + flagUsages(c.flags(new(pilotOptions)))
+` + flagUsages(c.flags(new(pilotOptions), new(stages.PilotConfig)))
 }
 
-func (c *pilotCommand) flags(o *pilotOptions) *flagSet {
+func (c *pilotCommand) flags(o *pilotOptions, cfg *stages.PilotConfig) *flagSet {
 	fs := newFlagSet("pilot", c.env, c.Usage)
 	fs.StringVar(&o.config, "config", o.config, "pilot config YAML")
-	fs.StringVar(&o.workdir, "workdir", o.workdir, "working directory for every stage's outputs (--demo: a fresh temporary directory)")
+	fs.StringVar(&cfg.Workdir, "workdir", cfg.Workdir, "working directory for every stage's outputs (--demo: a fresh temporary directory)")
 	fs.BoolVar(&o.demo, "demo", o.demo, "run the built-in demo on the embedded digits data")
-	fs.StringVar(&o.decisionFile, "decision-file", o.decisionFile, "write the decision as one word (go, no-go, inconclusive) here")
-	fs.StringVar(&o.xcomFile, "xcom-file", o.xcomFile, "write the report's JSON summary here, e.g. /airflow/xcom/return.json")
-	fs.StringVar(&o.metricsFile, "metrics-file", o.metricsFile, "write OpenMetrics text here")
-	fs.BoolVar(&o.noFail, "no-fail", o.noFail, "exit 0 for NO-GO and INCONCLUSIVE too")
+	fs.StringVar(&cfg.DecisionFile, "decision-file", cfg.DecisionFile, "write the decision as one word (go, no-go, inconclusive) here")
+	fs.StringVar(&cfg.XComFile, "xcom-file", cfg.XComFile, "write the report's JSON summary here, e.g. /airflow/xcom/return.json")
+	fs.StringVar(&cfg.MetricsFile, "metrics-file", cfg.MetricsFile, "write OpenMetrics text here")
+	fs.BoolVar(&cfg.NoFail, "no-fail", cfg.NoFail, "exit 0 for NO-GO and INCONCLUSIVE too")
 	o.log.bind(fs)
 	return fs
 }
 
 func (c *pilotCommand) Run(ctx context.Context, args []string) error {
+	// The config first (--demo's or the file), then the flags over it.
+	var cfg stages.PilotConfig
+	switch choice := prescan(args); {
+	case choice.demo && choice.config != "":
+		return usageErrorf("pilot: give --demo or --config, not both")
+	case choice.demo:
+		cfg = stages.DemoPilotConfig()
+	case choice.config != "":
+		var err error
+		if cfg, err = stages.LoadPilotConfig(choice.config); err != nil {
+			return err
+		}
+	}
 	var o pilotOptions
-	fs := c.flags(&o)
+	fs := c.flags(&o, &cfg)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 0 {
 		return usageErrorf("pilot takes no positional arguments, got %q", fs.Args())
 	}
-	var cfg stages.PilotConfig
 	switch {
-	case o.demo && o.config != "":
-		return usageErrorf("pilot: give --demo or --config, not both")
 	case o.demo:
-		cfg = stages.DemoPilotConfig()
-		o.noFail = true
-		if o.workdir == "" {
+		cfg.NoFail = true
+		if cfg.Workdir == "" {
 			dir, err := os.MkdirTemp("", "strata-demo-")
 			if err != nil {
 				return fmt.Errorf("pilot: %w", err)
 			}
-			o.workdir = dir
+			cfg.Workdir = dir
 		}
 	case o.config == "":
 		return usageErrorf("pilot: --config is required (or --demo)")
-	default:
-		var err error
-		if cfg, err = stages.LoadPilotConfig(o.config); err != nil {
-			return err
-		}
-		if o.workdir == "" {
-			return usageErrorf("pilot: --workdir is required")
-		}
+	case cfg.Workdir == "":
+		return usageErrorf("pilot: --workdir is required")
 	}
-	cfg.Workdir, cfg.NoFail = o.workdir, o.noFail
-	cfg.DecisionFile, cfg.XComFile, cfg.MetricsFile = o.decisionFile, o.xcomFile, o.metricsFile
 
 	pr := newProgress(c.stderr, "train")
 	defer pr.finish()

@@ -35,7 +35,7 @@ Exit codes: 0 GO, 3 NO-GO, 4 INCONCLUSIVE (0 for all with --no-fail),
 2 bad input, 1 runtime error.
 
 Flags:
-` + flagUsages(c.flags(new(stages.ReportConfig), new(logOptions)))
+` + flagUsages(c.flags(new(stages.DefaultReportConfig()), new(logOptions)))
 }
 
 func (c *reportCommand) flags(cfg *stages.ReportConfig, lo *logOptions) *flagSet {
@@ -57,7 +57,7 @@ func (c *reportCommand) flags(cfg *stages.ReportConfig, lo *logOptions) *flagSet
 }
 
 func (c *reportCommand) Run(ctx context.Context, args []string) error {
-	var cfg stages.ReportConfig
+	cfg := stages.DefaultReportConfig()
 	var lo logOptions
 	fs := c.flags(&cfg, &lo)
 	if err := parse(fs, args); err != nil {

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/strata-ml/strata/compute"
 	"github.com/strata-ml/strata/render/number"
 	"github.com/strata-ml/strata/stages"
 	"github.com/strata-ml/strata/validation"
@@ -18,18 +17,14 @@ import (
 
 type sweepCommand struct{ env }
 
-// sweepOptions are the flags of sweep; those also in the config file
-// override it when given.
+// sweepOptions are the flags of sweep that are not fields of the config;
+// the others are bound to the config itself, loaded from --config first,
+// so that a flag given overrides the file.
 type sweepOptions struct {
-	config, out                        string
-	data, train, valid, test, label    string
-	model, activation, init, policy    string
-	candidates                         []string
-	candidatesJSON, lrs, seeds         string
-	jobs, epochs, baselineEpochs, boot int
-	lr                                 float64
-	control                            bool
-	log                                logOptions
+	config, out                string
+	candidates                 []string
+	candidatesJSON, lrs, seeds string
+	log                        logOptions
 }
 
 func (c *sweepCommand) Usage() string {
@@ -59,10 +54,10 @@ candidates' summary. 'strata report --select-best DIR' judges the sweep.
 Exit codes: 0 done, 2 bad input (nothing run), 1 runtime error.
 
 Flags:
-` + flagUsages(c.flags(new(sweepOptions)))
+` + flagUsages(c.flags(new(sweepOptions), new(stages.DefaultSweepConfig())))
 }
 
-func (c *sweepCommand) flags(o *sweepOptions) *flagSet {
+func (c *sweepCommand) flags(o *sweepOptions, cfg *stages.SweepConfig) *flagSet {
 	fs := newFlagSet("sweep", c.env, c.Usage)
 	fs.StringVar(&o.config, "config", o.config, "sweep config YAML (a pilot config plus candidates, lrs, seeds, jobs)")
 	fs.StringVar(&o.out, "out", o.out, "output directory")
@@ -70,28 +65,36 @@ func (c *sweepCommand) flags(o *sweepOptions) *flagSet {
 	fs.StringVar(&o.candidatesJSON, "candidates", "", "candidates as a JSON list of objects, or @FILE (replaces the config's)")
 	fs.StringVar(&o.lrs, "lrs", "", "learning rates of the learning-rate sweep, e.g. 1e-4,3e-4,1e-3,3e-3,1e-2,3e-2")
 	fs.StringVar(&o.seeds, "seeds", "", "seeds to repeat everything over, e.g. 0,1,2,3,4 (default: the config's seed)")
-	fs.IntVar(&o.jobs, "jobs", 1, "stage runs at once")
-	fs.StringVar(&o.data, "data", "", "an embedded data set: digits, wine or iris")
-	fs.StringVar(&o.train, "train", "", "training data (Arrow, Parquet or CSV)")
-	fs.StringVar(&o.valid, "valid", "", "validation data of every training run (optional)")
-	fs.StringVar(&o.test, "test", "", "evaluation data of validate (default: a seeded share of --train)")
-	fs.StringVar(&o.label, "label", "", "target column (default label)")
-	fs.StringVar(&o.model, "model", "", "the dense baseline (default: train one per seed, --init)")
-	fs.StringVar(&o.activation, "activation", "", "activation of a safetensors nn.Sequential baseline without metadata")
-	fs.StringVar(&o.init, "init", "", "architecture of the baseline trained per seed, e.g. mlp:64-256-256-10:relu")
-	fs.IntVar(&o.baselineEpochs, "baseline-epochs", 0, "epochs of the baseline trained per seed")
-	fs.IntVar(&o.epochs, "epochs", 0, "fine-tuning epochs of every candidate and the control")
-	fs.Float64Var(&o.lr, "lr", 0, "fine-tuning learning rate of every candidate and the control")
-	fs.BoolVar(&o.control, "control", true, "fine-tune the dense baseline with the same budget and compare with it too")
-	fs.IntVar(&o.boot, "bootstrap", 0, "bootstrap resamples of every interval")
-	fs.StringVar(&o.policy, "policy", "", "gate policy each run is judged against (default: the embedded one)")
+	fs.IntVar(&cfg.Jobs, "jobs", cfg.Jobs, "stage runs at once")
+	fs.StringVar(&cfg.Data, "data", cfg.Data, "an embedded data set: digits, wine or iris")
+	fs.StringVar(&cfg.Train, "train", cfg.Train, "training data (Arrow, Parquet or CSV)")
+	fs.StringVar(&cfg.Valid, "valid", cfg.Valid, "validation data of every training run (optional)")
+	fs.StringVar(&cfg.Test, "test", cfg.Test, "evaluation data of validate (default: a seeded share of --train)")
+	fs.StringVar(&cfg.Label, "label", cfg.Label, "target column")
+	fs.StringVar(&cfg.Model, "model", cfg.Model, "the dense baseline (default: train one per seed, --init)")
+	nameVar(fs, &cfg.Activation, "activation", "activation of a safetensors nn.Sequential baseline without metadata")
+	fs.StringVar(&cfg.Baseline.Init, "init", cfg.Baseline.Init, "architecture of the baseline trained per seed, e.g. mlp:64-256-256-10:relu")
+	fs.IntVar(&cfg.Baseline.Epochs, "baseline-epochs", cfg.Baseline.Epochs, "epochs of the baseline trained per seed")
+	fs.IntVar(&cfg.Finetune.Epochs, "epochs", cfg.Finetune.Epochs, "fine-tuning epochs of every candidate and the control")
+	fs.Float64Var(&cfg.Finetune.LR, "lr", cfg.Finetune.LR, "fine-tuning learning rate of every candidate and the control")
+	fs.BoolVar(&cfg.Control, "control", cfg.Control, "fine-tune the dense baseline with the same budget and compare with it too")
+	fs.IntVar(&cfg.Validate.Bootstrap, "bootstrap", cfg.Validate.Bootstrap, "bootstrap resamples of every interval")
+	fs.StringVar(&cfg.Policy, "policy", cfg.Policy, "gate policy each run is judged against (default: the embedded one)")
 	o.log.bind(fs)
 	return fs
 }
 
 func (c *sweepCommand) Run(ctx context.Context, args []string) error {
+	// The config file first, then the flags over it.
+	cfg := stages.DefaultSweepConfig()
+	if path := prescan(args).config; path != "" {
+		var err error
+		if cfg, err = stages.LoadSweepConfig(path); err != nil {
+			return err
+		}
+	}
 	var o sweepOptions
-	fs := c.flags(&o)
+	fs := c.flags(&o, &cfg)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -101,33 +104,6 @@ func (c *sweepCommand) Run(ctx context.Context, args []string) error {
 	if o.out == "" {
 		return usageErrorf("sweep: --out is required")
 	}
-	cfg := stages.DefaultSweepConfig()
-	if o.config != "" {
-		var err error
-		if cfg, err = stages.LoadSweepConfig(o.config); err != nil {
-			return err
-		}
-	}
-	set := func(name string, apply func()) {
-		if fs.Changed(name) {
-			apply()
-		}
-	}
-	set("data", func() { cfg.Data = o.data })
-	set("train", func() { cfg.Train = o.train })
-	set("valid", func() { cfg.Valid = o.valid })
-	set("test", func() { cfg.Test = o.test })
-	set("label", func() { cfg.Label = o.label })
-	set("model", func() { cfg.Model = o.model })
-	set("activation", func() { cfg.Activation = compute.Activation(o.activation) })
-	set("init", func() { cfg.Baseline.Init = o.init })
-	set("baseline-epochs", func() { cfg.Baseline.Epochs = o.baselineEpochs })
-	set("epochs", func() { cfg.Finetune.Epochs = o.epochs })
-	set("lr", func() { cfg.Finetune.LR = o.lr })
-	set("control", func() { cfg.Control = o.control })
-	set("bootstrap", func() { cfg.Validate.Bootstrap = o.boot })
-	set("policy", func() { cfg.Policy = o.policy })
-	set("jobs", func() { cfg.Jobs = o.jobs })
 	if o.lrs != "" {
 		lrs, err := stages.ParseLRs(o.lrs)
 		if err != nil {

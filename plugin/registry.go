@@ -158,8 +158,8 @@ var exportStage = &stageDef{
 	name: "export",
 	doc:  "Materialise a model (every decomposed layer as W = S + R) as one dense file (strata export).",
 	config: func() any {
-		// The CLI's default format.
-		return &stages.ExportConfig{Format: stages.FormatSafetensors}
+		c := stages.DefaultExportConfig()
+		return &c
 	},
 	inputs: []inputSlot{
 		{field: "model", kind: KindModel, doc: "the model to materialise", example: "model.arrow"},

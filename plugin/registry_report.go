@@ -10,7 +10,8 @@ var reportStage = &stageDef{
 	name: "report",
 	doc:  "Judge a validation.json against a gate policy: the decision (go, no-go, inconclusive), report.json, report.md, report.html (strata report).",
 	config: func() any {
-		return &stages.ReportConfig{}
+		c := stages.DefaultReportConfig()
+		return &c
 	},
 	inputs: []inputSlot{
 		{field: "validation", kind: KindJSON, doc: "the validation.json to judge", example: "validation.json"},

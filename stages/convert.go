@@ -26,40 +26,42 @@ import (
 const StructureAuto = "auto"
 
 // ConvertConfig configures Convert. The JSON form is recorded in
-// convert.json.
+// convert.json. The fields with a yaml key are the options of a pilot or
+// sweep config's convert section (and of a sweep candidate); the pilot
+// sets the others per run (Model and Out are never empty in convert.json).
 type ConvertConfig struct {
 	// Model is the dense checkpoint: an Arrow model file or safetensors.
-	Model string `json:"model"`
+	Model string `json:"model,omitempty"`
 	// Out is the output directory.
-	Out string `json:"out"`
+	Out string `json:"out,omitempty"`
 	// Structure is a trunk family (see compute.TrunkFamilies) or "auto".
-	Structure string `json:"structure"`
+	Structure string `yaml:"structure" json:"structure"`
 	// Blocks is b for monarch and blockdiag (capped at the layer's
 	// smaller dimension).
-	Blocks int `json:"blocks"`
+	Blocks int `yaml:"blocks" json:"blocks"`
 	// Rank is the monarch submatrix rank (0: min(out, in) / b^2, the
 	// spec's 2n^2/b parameters), the kronecker term count (0: 1) or the
 	// lowrank trunk rank (0: min(out, in) / 8).
-	Rank int `json:"rank"`
+	Rank int `yaml:"rank" json:"rank"`
 	// KronFactors is the shape "m1xn1" of the Kronecker factors A_i
 	// (empty: closest to square).
-	KronFactors string `json:"kron_factors,omitempty"`
+	KronFactors string `yaml:"kron_factors" json:"kron_factors,omitempty"`
 	// Residual is lowrank, sparse or none.
-	Residual compute.ResidualKind `json:"residual"`
+	Residual compute.ResidualKind `yaml:"residual" json:"residual"`
 	// ResidualRank is the rank of a lowrank residual.
-	ResidualRank int `json:"residual_rank"`
+	ResidualRank int `yaml:"residual_rank" json:"residual_rank"`
 	// ResidualDensity is the share of entries a sparse residual keeps.
-	ResidualDensity float64 `json:"residual_density"`
+	ResidualDensity float64 `yaml:"residual_density" json:"residual_density"`
 	// TargetError and ParamBudget drive "auto": the fewest parameters
 	// with relative error <= TargetError, or the lowest error with at
 	// most ParamBudget (a fraction of the dense layer) parameters.
-	TargetError float64 `json:"target_error,omitempty"`
-	ParamBudget float64 `json:"param_budget,omitempty"`
+	TargetError float64 `yaml:"target_error" json:"target_error,omitempty"`
+	ParamBudget float64 `yaml:"param_budget" json:"param_budget,omitempty"`
 	// Include and Exclude are globs (path.Match) on tensor names that
 	// select the weights to convert; empty Include means every 2-D
 	// weight.
-	Include []string `json:"include,omitempty"`
-	Exclude []string `json:"exclude,omitempty"`
+	Include []string `yaml:"include" json:"include,omitempty"`
+	Exclude []string `yaml:"exclude" json:"exclude,omitempty"`
 	// Layers selects a shard of the selected weights by position, e.g.
 	// "0-3" or "0,2,5-7" (0-based, inclusive); empty means all.
 	Layers string `json:"layers,omitempty"`

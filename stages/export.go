@@ -26,6 +26,12 @@ type ExportConfig struct {
 	Factors bool `json:"factors,omitempty"`
 }
 
+// DefaultExportConfig returns the defaults the CLI and the plugin start
+// from: a safetensors file.
+func DefaultExportConfig() ExportConfig {
+	return ExportConfig{Format: FormatSafetensors}
+}
+
 // Export materialises a model (every decomposed layer as W = S + R) and
 // writes it as one dense file in the requested format, atomically.
 func Export(ctx context.Context, cfg ExportConfig) error {

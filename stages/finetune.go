@@ -37,70 +37,74 @@ const (
 )
 
 // FinetuneConfig configures Finetune. The JSON form is recorded in
-// finetune.json and in checkpoints, which --resume compares.
+// finetune.json and in checkpoints, which --resume compares. The fields
+// with a yaml key are the training options of a pilot or sweep config's
+// baseline and finetune sections (init and task for the baseline only);
+// the pilot sets the others per run (Train, Label and Out are never empty
+// in finetune.json).
 type FinetuneConfig struct {
 	// Model is the model to train (Arrow model file or safetensors),
 	// decomposed or dense. Exactly one of Model and Init is set.
 	Model string `json:"model,omitempty"`
 	// Init creates a fresh dense MLP instead (see InitArchitecture), e.g.
 	// "mlp:64-256-256-10:relu", initialised from Seed.
-	Init string `json:"init,omitempty"`
+	Init string `yaml:"init" json:"init,omitempty"`
 	// Task is the task of an Init model: classification (also when
 	// empty) or regression.
-	Task compute.Task `json:"task,omitempty"`
+	Task compute.Task `yaml:"task" json:"task,omitempty"`
 	// Activation is for a safetensors nn.Sequential Model without
 	// architecture metadata (default relu).
 	Activation compute.Activation `json:"activation,omitempty"`
 	// Train is the training data; Valid the validation data. Without
 	// Valid, ValidFraction in (0, 1) holds out that share of Train
 	// (seeded by Seed); with neither there is no validation.
-	Train         string  `json:"train"`
+	Train         string  `json:"train,omitempty"`
 	Valid         string  `json:"valid,omitempty"`
-	ValidFraction float64 `json:"valid_fraction,omitempty"`
+	ValidFraction float64 `yaml:"valid_fraction" json:"valid_fraction,omitempty"`
 	// Label names the target column of the data.
-	Label string `json:"label"`
+	Label string `json:"label,omitempty"`
 	// Out is the output directory; checkpoints go to Out/checkpoint.
-	Out string `json:"out"`
+	Out string `json:"out,omitempty"`
 
 	// Epochs over the training data, in shuffled mini-batches of
 	// BatchSize rows (the last batch of an epoch may be smaller).
-	Epochs    int `json:"epochs"`
-	BatchSize int `json:"batch_size"`
+	Epochs    int `yaml:"epochs" json:"epochs"`
+	BatchSize int `yaml:"batch_size" json:"batch_size"`
 	// LR is the base learning rate of the warm-up + cosine schedule
 	// (compute.LR); Warmup is its warm-up in steps when >= 1 (a whole
 	// number) or as a fraction of all steps when < 1.
-	LR     float64 `json:"lr"`
-	Warmup float64 `json:"warmup"`
+	LR     float64 `yaml:"lr" json:"lr"`
+	Warmup float64 `yaml:"warmup" json:"warmup"`
 	// Optimizer is sgd or adamw; Momentum is SGD's. WeightDecay applies
 	// to weights and factors, never to biases and norms.
-	Optimizer   string  `json:"optimizer"`
-	Momentum    float64 `json:"momentum"`
-	WeightDecay float64 `json:"weight_decay"`
+	Optimizer   string  `yaml:"optimizer" json:"optimizer"`
+	Momentum    float64 `yaml:"momentum" json:"momentum"`
+	WeightDecay float64 `yaml:"weight_decay" json:"weight_decay"`
 	// ResidualL2 is the penalty lambda * sum ||p||^2 over the correction
 	// factors; Clip the global gradient norm (0: none).
-	ResidualL2 float64 `json:"residual_l2"`
-	Clip       float64 `json:"clip"`
+	ResidualL2 float64 `yaml:"residual_l2" json:"residual_l2"`
+	Clip       float64 `yaml:"clip" json:"clip"`
 	// Retract re-projects orthogonal trunks after each step.
-	Retract bool `json:"retract"`
+	Retract bool `yaml:"retract" json:"retract"`
 	// Freeze is "", compute.RoleTrunk or compute.RoleCorrection: those parameters are
 	// not trained at all (no update, no weight decay).
-	Freeze compute.Role `json:"freeze,omitempty"`
+	Freeze compute.Role `yaml:"freeze" json:"freeze,omitempty"`
 	// FactorLR is compute's per-factor learning-rate rule: auto (muP
 	// multipliers for layers initialised from scratch, 1 for loaded
 	// ones), mup or none.
-	FactorLR string `json:"factor_lr"`
+	FactorLR string `yaml:"factor_lr" json:"factor_lr"`
 	// Patience > 0 stops when the validation loss has not improved for
 	// that many epochs, and the best-validation weights are the result;
 	// 0 trains every epoch and keeps the last weights.
-	Patience int `json:"patience"`
+	Patience int `yaml:"patience" json:"patience"`
 	// Standardize is StandardizeAuto, StandardizeFit or StandardizeNone.
-	Standardize string `json:"standardize"`
+	Standardize string `yaml:"standardize" json:"standardize"`
 	// Precision is float32 (training through the generic float32 code)
 	// or float64 (for checks).
-	Precision string `json:"precision"`
+	Precision string `yaml:"precision" json:"precision"`
 	// Shards is the number of row blocks of each batch computed in
 	// parallel; part of the numerical definition of a step.
-	Shards int `json:"shards"`
+	Shards int `yaml:"shards" json:"shards"`
 	// Seed drives the initialisation, the validation split and every
 	// epoch's shuffle.
 	Seed uint64 `json:"seed"`

@@ -51,18 +51,20 @@ type PilotConfig struct {
 	// Activation is for a safetensors nn.Sequential Model without
 	// architecture metadata (default relu).
 	Activation compute.Activation `yaml:"activation" json:"activation,omitempty"`
-	// Baseline describes the dense baseline Pilot trains when Model is
-	// empty.
-	Baseline PilotBaseline `yaml:"baseline" json:"baseline"`
+	// Baseline is the training of the dense baseline Pilot trains when
+	// Model is empty: its Init (empty: mlp:D-128-128-K for D features and
+	// K classes, 1 output for regression), Task and training options.
+	Baseline FinetuneConfig `yaml:"baseline" json:"baseline"`
 	// Convert chooses the structure of the candidate.
-	Convert PilotConvert `yaml:"convert" json:"convert"`
-	// Finetune is the candidate's training budget, and the control's.
-	Finetune PilotTraining `yaml:"finetune" json:"finetune"`
+	Convert ConvertConfig `yaml:"convert" json:"convert"`
+	// Finetune is the candidate's training budget, and the control's (no
+	// init or task: both start from a model).
+	Finetune FinetuneConfig `yaml:"finetune" json:"finetune"`
 	// Control also fine-tunes the dense baseline with the candidate's
 	// budget and validates against it (default true).
 	Control bool `yaml:"control" json:"control"`
 	// Validate configures the metrics.
-	Validate PilotValidate `yaml:"validate" json:"validate"`
+	Validate validation.Config `yaml:"validate" json:"validate"`
 	// Policy is the gate policy file; empty: the embedded default.
 	Policy string `yaml:"policy" json:"policy,omitempty"`
 	// Seed drives every stage.
@@ -88,94 +90,19 @@ type PilotConfig struct {
 	TrainProgress func(stage string, p FinetuneProgress) `yaml:"-" json:"-"`
 }
 
-// PilotTraining are the options of a training run.
-type PilotTraining struct {
-	Epochs        int          `yaml:"epochs" json:"epochs"`
-	BatchSize     int          `yaml:"batch_size" json:"batch_size"`
-	LR            float64      `yaml:"lr" json:"lr"`
-	Warmup        float64      `yaml:"warmup" json:"warmup"`
-	Optimizer     string       `yaml:"optimizer" json:"optimizer"`
-	Momentum      float64      `yaml:"momentum" json:"momentum"`
-	WeightDecay   float64      `yaml:"weight_decay" json:"weight_decay"`
-	ResidualL2    float64      `yaml:"residual_l2" json:"residual_l2"`
-	Clip          float64      `yaml:"clip" json:"clip"`
-	Retract       bool         `yaml:"retract" json:"retract"`
-	Freeze        compute.Role `yaml:"freeze" json:"freeze,omitempty"`
-	FactorLR      string       `yaml:"factor_lr" json:"factor_lr"`
-	Patience      int          `yaml:"patience" json:"patience"`
-	ValidFraction float64      `yaml:"valid_fraction" json:"valid_fraction"`
-	Shards        int          `yaml:"shards" json:"shards"`
-}
-
-// PilotBaseline describes the dense baseline Pilot trains.
-type PilotBaseline struct {
-	// Init is its architecture (see InitArchitecture); empty:
-	// mlp:D-128-128-K for D features and K classes (1 output for
-	// regression).
-	Init string `yaml:"init" json:"init,omitempty"`
-	// Task is classification (also when empty) or regression.
-	Task          compute.Task `yaml:"task" json:"task,omitempty"`
-	PilotTraining `yaml:",inline" json:"training"`
-}
-
-// PilotConvert are the options of convert.
-type PilotConvert struct {
-	Structure       string               `yaml:"structure" json:"structure"`
-	Blocks          int                  `yaml:"blocks" json:"blocks"`
-	Rank            int                  `yaml:"rank" json:"rank"`
-	KronFactors     string               `yaml:"kron_factors" json:"kron_factors,omitempty"`
-	Residual        compute.ResidualKind `yaml:"residual" json:"residual"`
-	ResidualRank    int                  `yaml:"residual_rank" json:"residual_rank"`
-	ResidualDensity float64              `yaml:"residual_density" json:"residual_density"`
-	TargetError     float64              `yaml:"target_error" json:"target_error,omitempty"`
-	ParamBudget     float64              `yaml:"param_budget" json:"param_budget,omitempty"`
-	Include         []string             `yaml:"include" json:"include,omitempty"`
-	Exclude         []string             `yaml:"exclude" json:"exclude,omitempty"`
-}
-
-// PilotValidate are the options of validate.
-type PilotValidate struct {
-	Bootstrap          int       `yaml:"bootstrap" json:"bootstrap"`
-	MaxJacobianSamples int       `yaml:"max_jacobian_samples" json:"max_jacobian_samples"`
-	Noise              []float64 `yaml:"noise" json:"noise"`
-	RobustnessEps      float64   `yaml:"robustness_eps" json:"robustness_eps"`
-	RobustnessDraws    int       `yaml:"robustness_draws" json:"robustness_draws"`
-	GradBatch          int       `yaml:"grad_batch" json:"grad_batch"`
-	LatencyBatch       int       `yaml:"latency_batch" json:"latency_batch"`
-	LatencyRuns        int       `yaml:"latency_runs" json:"latency_runs"`
-	LatencyWarmup      int       `yaml:"latency_warmup" json:"latency_warmup"`
-	SpikeWindow        int       `yaml:"spike_window" json:"spike_window"`
-	SpikeThreshold     float64   `yaml:"spike_threshold" json:"spike_threshold"`
-}
-
 // DefaultPilotConfig returns the defaults a pilot config file starts from:
 // each stage's defaults, a held-out test share of 0.25, a validation
 // share of 0.15 for every training run, and the control on.
 func DefaultPilotConfig() PilotConfig {
+	// The pilot sets each stage run's label (the config's), paths and
+	// seed; the stages' own defaults for everything else.
 	ft := DefaultFinetuneConfig()
-	cv := DefaultConvertConfig()
+	ft.Label, ft.ValidFraction = "", 0.15
 	va := validation.DefaultConfig()
-	train := PilotTraining{
-		Epochs: ft.Epochs, BatchSize: ft.BatchSize, LR: ft.LR, Warmup: ft.Warmup, Optimizer: ft.Optimizer,
-		Momentum: ft.Momentum, WeightDecay: ft.WeightDecay, ResidualL2: ft.ResidualL2, Clip: ft.Clip,
-		Retract: ft.Retract, Freeze: ft.Freeze, FactorLR: ft.FactorLR, Patience: ft.Patience,
-		ValidFraction: 0.15, Shards: ft.Shards,
-	}
+	va.Label = ""
 	return PilotConfig{
-		Version: 1, TestFraction: 0.25, Label: ft.Label,
-		Baseline: PilotBaseline{PilotTraining: train},
-		Convert: PilotConvert{
-			Structure: cv.Structure, Blocks: cv.Blocks, Rank: cv.Rank, Residual: cv.Residual,
-			ResidualRank: cv.ResidualRank, ResidualDensity: cv.ResidualDensity,
-		},
-		Finetune: train,
-		Control:  true,
-		Validate: PilotValidate{
-			Bootstrap: va.Bootstrap, MaxJacobianSamples: va.MaxJacobianSamples, Noise: va.Noise,
-			RobustnessEps: va.RobustnessEps, RobustnessDraws: va.RobustnessDraws, GradBatch: va.GradBatch,
-			LatencyBatch: va.LatencyBatch, LatencyRuns: va.LatencyRuns, LatencyWarmup: va.LatencyWarmup,
-			SpikeWindow: va.SpikeWindow, SpikeThreshold: va.SpikeThreshold,
-		},
+		Version: 1, TestFraction: 0.25, Label: DefaultFinetuneConfig().Label,
+		Baseline: ft, Convert: DefaultConvertConfig(), Finetune: ft, Control: true, Validate: va,
 	}
 }
 
@@ -255,6 +182,10 @@ func (cfg *PilotConfig) check(lines map[string]int) error {
 		return bad("test_fraction", "%v: want a share in (0, 1) of the data to hold out for validate", cfg.TestFraction)
 	case cfg.Label == "":
 		return bad("label", "must not be empty")
+	case cfg.Finetune.Init != "":
+		return bad("finetune.init", "belongs under baseline: the candidate and the control fine-tune a model")
+	case cfg.Finetune.Task != "":
+		return bad("finetune.task", "belongs under baseline: the candidate and the control fine-tune a model")
 	}
 	return nil
 }
@@ -360,8 +291,8 @@ func Pilot(ctx context.Context, cfg PilotConfig) (*PilotResult, error) {
 	res.Stages = append(res.Stages, PilotStage{Name: "data", Dir: dir("data")})
 	log.Info("pilot data", "source", res.Data.Source, "train_rows", res.Data.TrainRows, "test_rows", res.Data.TestRows, "workdir", wd)
 
-	training := func(name string, t PilotTraining) FinetuneConfig {
-		ft := cfg.trainingConfig(t, res.Data, cfg.Seed, dir(name))
+	training := func(name string, t FinetuneConfig) FinetuneConfig {
+		ft := cfg.training(t, res.Data, cfg.Seed, dir(name))
 		if cfg.TrainProgress != nil {
 			ft.Progress = func(p FinetuneProgress) { cfg.TrainProgress(name, p) }
 			ft.LogInterval = -1
@@ -371,7 +302,7 @@ func Pilot(ctx context.Context, cfg PilotConfig) (*PilotResult, error) {
 
 	res.BaselineModel = cfg.Model
 	if cfg.Model == "" {
-		ft, err := cfg.baselineInit(training("baseline", cfg.Baseline.PilotTraining), res.Data.Train)
+		ft, err := cfg.baselineInit(training("baseline", cfg.Baseline), res.Data.Train)
 		if err != nil {
 			return nil, err
 		}
@@ -385,8 +316,7 @@ func Pilot(ctx context.Context, cfg PilotConfig) (*PilotResult, error) {
 		res.BaselineModel = filepath.Join(ft.Out, res.Baseline.Outputs.Model)
 	}
 
-	cv := DefaultConvertConfig()
-	cfg.Convert.apply(&cv)
+	cv := cfg.Convert
 	cv.Model, cv.Out, cv.Seed, cv.Activation, cv.Logger = res.BaselineModel, dir("convert"), cfg.Seed, cfg.Activation, cfg.StageLogger
 	err = stage("convert", "converting to "+cv.Structure+" + "+string(cv.Residual)+" residual", func() error {
 		res.Convert, err = Convert(ctx, cv)
@@ -421,8 +351,7 @@ func Pilot(ctx context.Context, cfg PilotConfig) (*PilotResult, error) {
 		control = filepath.Join(ct.Out, res.Control.Outputs.Model)
 	}
 
-	va := validation.DefaultConfig()
-	cfg.Validate.apply(&va)
+	va := cfg.Validate
 	va.Baseline, va.Candidate, va.Control = res.BaselineModel, candidate, control
 	va.Data, va.Label, va.Out, va.Seed, va.Activation, va.Logger = res.Data.Test, cfg.Label, dir("validate"), cfg.Seed, cfg.Activation, cfg.StageLogger
 	va.TrainLog = dir("finetune")
@@ -515,11 +444,10 @@ func (cfg *PilotConfig) prepareData(dir string, d *PilotData) error {
 	return nil
 }
 
-// baselineInit makes ft train the dense baseline Baseline describes: a
-// fresh model of its Init (defaultInit of the training data when empty)
-// and Task.
+// baselineInit gives ft, the training of the dense baseline, its default
+// architecture (defaultInit of the training data) when Baseline has no
+// Init.
 func (cfg *PilotConfig) baselineInit(ft FinetuneConfig, train string) (FinetuneConfig, error) {
-	ft.Init, ft.Task = cfg.Baseline.Init, cfg.Baseline.Task
 	if ft.Init != "" {
 		return ft, nil
 	}
@@ -545,22 +473,4 @@ func defaultInit(train, label string, task compute.Task) (string, error) {
 		k = max(k, 2)
 	}
 	return fmt.Sprintf("mlp:%d-128-128-%d:relu", ds.D, k), nil
-}
-
-func (t PilotTraining) apply(c *FinetuneConfig) {
-	c.Epochs, c.BatchSize, c.LR, c.Warmup, c.Optimizer = t.Epochs, t.BatchSize, t.LR, t.Warmup, t.Optimizer
-	c.Momentum, c.WeightDecay, c.ResidualL2, c.Clip, c.Retract = t.Momentum, t.WeightDecay, t.ResidualL2, t.Clip, t.Retract
-	c.Freeze, c.FactorLR, c.Patience, c.ValidFraction, c.Shards = t.Freeze, t.FactorLR, t.Patience, t.ValidFraction, t.Shards
-}
-
-func (p PilotConvert) apply(c *ConvertConfig) {
-	c.Structure, c.Blocks, c.Rank, c.KronFactors, c.Residual = p.Structure, p.Blocks, p.Rank, p.KronFactors, p.Residual
-	c.ResidualRank, c.ResidualDensity, c.TargetError, c.ParamBudget = p.ResidualRank, p.ResidualDensity, p.TargetError, p.ParamBudget
-	c.Include, c.Exclude = p.Include, p.Exclude
-}
-
-func (p PilotValidate) apply(c *validation.Config) {
-	c.Bootstrap, c.MaxJacobianSamples, c.Noise, c.RobustnessEps = p.Bootstrap, p.MaxJacobianSamples, slices.Clone(p.Noise), p.RobustnessEps
-	c.RobustnessDraws, c.GradBatch, c.LatencyBatch, c.LatencyRuns = p.RobustnessDraws, p.GradBatch, p.LatencyBatch, p.LatencyRuns
-	c.LatencyWarmup, c.SpikeWindow, c.SpikeThreshold = p.LatencyWarmup, p.SpikeWindow, p.SpikeThreshold
 }

@@ -64,6 +64,11 @@ type ReportConfig struct {
 	Logger *slog.Logger `json:"-"`
 }
 
+// DefaultReportConfig returns the defaults the CLI and the plugin start
+// from: every field at its zero value, which means the embedded default
+// policy, the title "strata pilot report" and no orchestrator files.
+func DefaultReportConfig() ReportConfig { return ReportConfig{} }
+
 // ReportInputs are the files a report was made from, with their hashes.
 type ReportInputs struct {
 	Validations []provenance.File `json:"validations"`

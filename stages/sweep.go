@@ -60,9 +60,10 @@ type SweepCandidate struct {
 	// Name labels the candidate and its directory: letters, digits, '.',
 	// '_' and '-'. Empty: derived from the structure.
 	Name string `yaml:"name" json:"name"`
-	// PilotConvert are its convert options; a key left out keeps the
-	// sweep's convert value.
-	PilotConvert `yaml:",inline" json:"convert"`
+	// ConvertConfig holds its convert options (the keys of a pilot
+	// config's convert section); a key left out keeps the sweep's convert
+	// value.
+	ConvertConfig `yaml:",inline" json:"convert"`
 	// Retract, when set, overrides the fine-tuning's polar retraction for
 	// this candidate (and its learning-rate runs).
 	Retract *bool `yaml:"retract" json:"retract,omitempty"`
@@ -90,71 +91,42 @@ func (c *SweepCandidate) DefaultName() string {
 	return strings.Join(append(parts, res), "-")
 }
 
-// inherit sets every convert field whose YAML key is not present from
-// base.
-func (c *SweepCandidate) inherit(base PilotConvert, present func(key string) bool) {
-	dst, src := reflect.ValueOf(&c.PilotConvert).Elem(), reflect.ValueOf(base)
+// inherit sets every convert option (a field with a yaml key) whose key
+// is not present from base.
+func (c *SweepCandidate) inherit(base ConvertConfig, present func(key string) bool) {
+	dst, src := reflect.ValueOf(&c.ConvertConfig).Elem(), reflect.ValueOf(base)
 	for i := range dst.NumField() {
 		key, _, _ := strings.Cut(dst.Type().Field(i).Tag.Get("yaml"), ",")
-		if key != "" && !present(key) {
+		if key != "" && key != "-" && !present(key) {
 			dst.Field(i).Set(src.Field(i))
 		}
 	}
 }
 
 // ParseCandidate reads a candidate from key=value options, the form of
-// `strata sweep --candidate` and of an Argo item: keys name, structure,
-// blocks, rank, kron-factors, residual, residual-rank, residual-density,
-// target-error, param-budget and retract ('_' may stand for '-'). Keys
-// left out keep base's values.
-func ParseCandidate(kv map[string]string, base PilotConvert) (SweepCandidate, error) {
-	c := SweepCandidate{PilotConvert: base}
+// `strata sweep --candidate` and of an Argo item: the keys of a candidate
+// in a sweep config (name, retract and the convert options: structure,
+// blocks, rank, kron_factors, residual, residual_rank, residual_density,
+// target_error, param_budget), '-' standing for '_' as on the command
+// line, each value read as in the config file. Keys left out keep base's
+// values.
+func ParseCandidate(kv map[string]string, base ConvertConfig) (SweepCandidate, error) {
+	c := SweepCandidate{ConvertConfig: base}
 	c.Include, c.Exclude = slices.Clone(base.Include), slices.Clone(base.Exclude)
-	keys := make([]string, 0, len(kv))
-	for k := range kv {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		v := strings.TrimSpace(kv[k])
-		var err error
-		switch strings.ReplaceAll(k, "_", "-") {
-		case "name":
-			c.Name = v
-		case "structure":
-			c.Structure = v
-		case "blocks":
-			c.Blocks, err = strconv.Atoi(v)
-		case "rank":
-			c.Rank, err = strconv.Atoi(v)
-		case "kron-factors":
-			c.KronFactors = v
-		case "residual":
-			c.Residual = compute.ResidualKind(v)
-		case "residual-rank":
-			c.ResidualRank, err = strconv.Atoi(v)
-		case "residual-density":
-			c.ResidualDensity, err = strconv.ParseFloat(v, 64)
-		case "target-error":
-			c.TargetError, err = strconv.ParseFloat(v, 64)
-		case "param-budget":
-			c.ParamBudget, err = strconv.ParseFloat(v, 64)
-		case "retract":
-			var b bool
-			b, err = strconv.ParseBool(v)
-			c.Retract = &b
-		default:
-			return c, fmt.Errorf("unknown key %q (want name, structure, blocks, rank, kron-factors, residual, residual-rank, residual-density, target-error, param-budget or retract)", k)
+	fields := make(map[string]string, len(kv))
+	for k, v := range kv {
+		key := strings.ReplaceAll(strings.TrimSpace(k), "-", "_")
+		if _, dup := fields[key]; dup {
+			return c, fmt.Errorf("key %q given twice", key)
 		}
-		if err != nil {
-			return c, fmt.Errorf("%s=%q: %v", k, v, err)
-		}
+		fields[key] = v
 	}
-	return c, nil
+	err := yamlstrict.DecodeFields("candidate", fields, &c)
+	return c, err
 }
 
 // ParseCandidateSpec reads a candidate from "key=value,key=value".
-func ParseCandidateSpec(spec string, base PilotConvert) (SweepCandidate, error) {
+func ParseCandidateSpec(spec string, base ConvertConfig) (SweepCandidate, error) {
 	kv := map[string]string{}
 	for _, f := range strings.Split(spec, ",") {
 		if strings.TrimSpace(f) == "" {
@@ -239,8 +211,7 @@ func (cfg *SweepConfig) check(lines map[string]int) error {
 			return bad(key+".name", "%q names two candidates", c.Name)
 		}
 		seen[c.Name] = true
-		cv := DefaultConvertConfig()
-		c.apply(&cv)
+		cv := c.ConvertConfig
 		cv.Model, cv.Out = "-", "-"
 		if err := cv.validate(); err != nil {
 			return bad(key, "%v", strings.TrimPrefix(err.Error(), "convert: "))
@@ -306,11 +277,11 @@ type SweepRun struct {
 
 // SweepCandidateResult is one candidate over every seed.
 type SweepCandidateResult struct {
-	Name      string       `json:"name"`
-	Convert   PilotConvert `json:"convert"`
-	Retract   bool         `json:"retract"`
-	Structure string       `json:"structure"`
-	Runs      []SweepRun   `json:"runs"`
+	Name      string        `json:"name"`
+	Convert   ConvertConfig `json:"convert"`
+	Retract   bool          `json:"retract"`
+	Structure string        `json:"structure"`
+	Runs      []SweepRun    `json:"runs"`
 	// Decision is the worst over the seeds: GO only when every seed's
 	// run passed the gate, NO-GO when some failed it, else INCONCLUSIVE.
 	Decision gate.Decision `json:"decision"`
@@ -434,7 +405,7 @@ func Sweep(ctx context.Context, cfg SweepConfig) (*SweepResult, error) {
 	for _, sd := range seeds {
 		if cfg.Control {
 			tasks = append(tasks, sweepTask{fmt.Sprintf("seed %d: control", sd.Seed), func(ctx context.Context) error {
-				ft := cfg.trainingConfig(cfg.Finetune, sd.Data, sd.Seed, filepath.Join(sd.Dir, "control"))
+				ft := cfg.training(cfg.Finetune, sd.Data, sd.Seed, filepath.Join(sd.Dir, "control"))
 				ft.Model = sd.BaselineModel
 				res, err := Finetune(ctx, ft)
 				if err != nil {
@@ -533,7 +504,7 @@ func Sweep(ctx context.Context, cfg SweepConfig) (*SweepResult, error) {
 	}
 	for j := range cfg.Candidates {
 		c := &cfg.Candidates[j]
-		cr := SweepCandidateResult{Name: c.Name, Convert: c.PilotConvert, Retract: cfg.Finetune.Retract}
+		cr := SweepCandidateResult{Name: c.Name, Convert: c.ConvertConfig, Retract: cfg.Finetune.Retract}
 		if c.Retract != nil {
 			cr.Retract = *c.Retract
 		}
@@ -611,17 +582,15 @@ func boolInt(b bool) int {
 	return 0
 }
 
-// trainingConfig is a training run of the pilot (or of a sweep at one
-// seed) with the options t on the data d, writing to out.
-func (cfg *PilotConfig) trainingConfig(t PilotTraining, d PilotData, seed uint64, out string) FinetuneConfig {
-	ft := DefaultFinetuneConfig()
-	t.apply(&ft)
-	ft.Train, ft.Valid, ft.Label, ft.Seed = d.Train, d.Valid, cfg.Label, seed
-	if ft.Valid != "" {
-		ft.ValidFraction = 0
+// training is a training run of the pilot (or of a sweep at one seed)
+// with the options t on the data d, writing to out.
+func (cfg *PilotConfig) training(t FinetuneConfig, d PilotData, seed uint64, out string) FinetuneConfig {
+	t.Train, t.Valid, t.Label, t.Seed = d.Train, d.Valid, cfg.Label, seed
+	if t.Valid != "" {
+		t.ValidFraction = 0
 	}
-	ft.Out, ft.Activation, ft.Logger = out, cfg.Activation, cfg.StageLogger
-	return ft
+	t.Out, t.Activation, t.Logger = out, cfg.Activation, cfg.StageLogger
+	return t
 }
 
 // prepareSeed writes the seed's data and trains its baseline.
@@ -640,7 +609,7 @@ func (cfg *SweepConfig) prepareSeed(ctx context.Context, sd *sweepSeedRun) error
 	if cfg.Model != "" {
 		return nil
 	}
-	ft, err := cfg.baselineInit(cfg.trainingConfig(cfg.Baseline.PilotTraining, sd.Data, sd.Seed, filepath.Join(sd.Dir, "baseline")), sd.Data.Train)
+	ft, err := cfg.baselineInit(cfg.training(cfg.Baseline, sd.Data, sd.Seed, filepath.Join(sd.Dir, "baseline")), sd.Data.Train)
 	if err != nil {
 		return err
 	}
@@ -655,14 +624,13 @@ func (cfg *SweepConfig) prepareSeed(ctx context.Context, sd *sweepSeedRun) error
 // convertAndTune converts the seed's baseline to the candidate and
 // fine-tunes it.
 func (cfg *SweepConfig) convertAndTune(ctx context.Context, r *sweepCandRun) error {
-	cv := DefaultConvertConfig()
-	r.cand.apply(&cv)
+	cv := r.cand.ConvertConfig
 	cv.Model, cv.Out, cv.Seed, cv.Activation, cv.Logger = r.seed.BaselineModel, filepath.Join(r.dir, "convert"), r.seed.Seed, cfg.Activation, cfg.StageLogger
 	cres, err := Convert(ctx, cv)
 	if err != nil {
 		return err
 	}
-	ft := cfg.trainingConfig(cfg.Finetune, r.seed.Data, r.seed.Seed, filepath.Join(r.dir, "finetune"))
+	ft := cfg.training(cfg.Finetune, r.seed.Data, r.seed.Seed, filepath.Join(r.dir, "finetune"))
 	ft.Model = filepath.Join(cv.Out, cres.Outputs.Model)
 	if r.cand.Retract != nil {
 		ft.Retract = *r.cand.Retract
@@ -680,7 +648,7 @@ func (cfg *SweepConfig) convertAndTune(ctx context.Context, r *sweepCandRun) err
 func (cfg *SweepConfig) lrRun(ctx context.Context, sd *sweepSeedRun, model string, retract *bool, lr float64, dir string) (LRRun, error) {
 	t := cfg.Finetune
 	t.LR = lr
-	ft := cfg.trainingConfig(t, sd.Data, sd.Seed, filepath.Join(dir, "lr-"+strconv.FormatFloat(lr, 'g', -1, 64)))
+	ft := cfg.training(t, sd.Data, sd.Seed, filepath.Join(dir, "lr-"+strconv.FormatFloat(lr, 'g', -1, 64)))
 	ft.Model = model
 	if retract != nil {
 		ft.Retract = *retract
@@ -702,8 +670,7 @@ func (cfg *SweepConfig) scoreRun(sd *sweepSeedRun, model string, lr float64) (LR
 // validateRun writes the run's lr_sweep.json (with LRs) and validates the
 // candidate against the seed's baseline and control.
 func (cfg *SweepConfig) validateRun(ctx context.Context, r *sweepCandRun) error {
-	va := validation.DefaultConfig()
-	cfg.Validate.apply(&va)
+	va := cfg.Validate
 	sd := r.seed
 	va.Baseline, va.Candidate, va.Control = sd.BaselineModel, r.model, sd.ControlModel
 	va.Data, va.Label, va.Out, va.Seed, va.Activation, va.Logger = sd.Data.Test, cfg.Label, filepath.Join(r.dir, "validate"), sd.Seed, cfg.Activation, cfg.StageLogger

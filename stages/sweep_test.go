@@ -25,8 +25,8 @@ func irisSweep(out string, jobs int) SweepConfig {
 	cfg.Seeds = []uint64{3, 1}
 	cfg.LRs = []float64{1e-3, 3e-2}
 	cfg.Candidates = []SweepCandidate{
-		{Name: "monarch", PilotConvert: PilotConvert{Structure: "monarch", Blocks: 4, Residual: "lowrank", ResidualRank: 2}},
-		{PilotConvert: PilotConvert{Structure: "orthogonal", Residual: "none"}, Retract: new(true)},
+		{Name: "monarch", ConvertConfig: ConvertConfig{Structure: "monarch", Blocks: 4, Residual: "lowrank", ResidualRank: 2}},
+		{ConvertConfig: ConvertConfig{Structure: "orthogonal", Residual: "none"}, Retract: new(true)},
 	}
 	return cfg
 }
@@ -230,7 +230,7 @@ jobs: 2
 }
 
 func TestParseCandidateSpec(t *testing.T) {
-	base := PilotConvert{Structure: "monarch", Blocks: 4, Residual: "lowrank", ResidualRank: 8}
+	base := ConvertConfig{Structure: "monarch", Blocks: 4, Residual: "lowrank", ResidualRank: 8}
 	c, err := ParseCandidateSpec("name=k2,structure=kronecker,rank=2,residual_rank=4,retract=true", base)
 	if err != nil {
 		t.Fatal(err)

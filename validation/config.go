@@ -9,7 +9,9 @@ import (
 )
 
 // Config configures Validate. The JSON form is recorded in
-// validation.json.
+// validation.json. The fields with a yaml key are the options of a pilot
+// or sweep config's validate section; the pilot sets the others per run
+// (Data, Label and Out are never empty in validation.json).
 type Config struct {
 	// Baseline and Candidate are the models compared (Arrow model files
 	// or safetensors of the MLP family); Control optionally the dense
@@ -25,10 +27,10 @@ type Config struct {
 	ControlLogits   string `json:"control_logits,omitempty"`
 	// Data is the evaluation data, raw (each model applies its own
 	// standardisation); Label names its target column.
-	Data  string `json:"data"`
-	Label string `json:"label"`
+	Data  string `json:"data,omitempty"`
+	Label string `json:"label,omitempty"`
 	// Out is the output directory.
-	Out string `json:"out"`
+	Out string `json:"out,omitempty"`
 	// Task is for the logits mode: classification or regression; empty
 	// infers it from the width (1 output: regression).
 	Task compute.Task `json:"task,omitempty"`
@@ -39,26 +41,26 @@ type Config struct {
 	// Bootstrap is the number of paired bootstrap resamples of every
 	// confidence interval (0: no intervals); Seed drives them and every
 	// random draw of the metrics.
-	Bootstrap int    `json:"bootstrap"`
+	Bootstrap int    `yaml:"bootstrap" json:"bootstrap"`
 	Seed      uint64 `json:"seed"`
 	// MaxJacobianSamples bounds the inputs whose Jacobian is computed (a
 	// seeded sample of the data when it has more rows).
-	MaxJacobianSamples int `json:"max_jacobian_samples"`
+	MaxJacobianSamples int `yaml:"max_jacobian_samples" json:"max_jacobian_samples"`
 	// Noise lists the input noise levels of the perturbation metrics as
 	// shares of each feature's standard deviation; the middle one (the
 	// lower middle for an even count) is the headline.
-	Noise []float64 `json:"noise"`
+	Noise []float64 `yaml:"noise" json:"noise"`
 	// RobustnessEps is the relative Frobenius norm of the weight noise of
 	// layer_robustness, averaged over RobustnessDraws draws.
-	RobustnessEps   float64 `json:"robustness_eps"`
-	RobustnessDraws int     `json:"robustness_draws"`
+	RobustnessEps   float64 `yaml:"robustness_eps" json:"robustness_eps"`
+	RobustnessDraws int     `yaml:"robustness_draws" json:"robustness_draws"`
 	// GradBatch is the evaluation batch size of grad_norm_ratio.
-	GradBatch int `json:"grad_batch"`
+	GradBatch int `yaml:"grad_batch" json:"grad_batch"`
 	// LatencyBatch rows are timed LatencyRuns times per model after
 	// LatencyWarmup untimed passes, the models interleaved.
-	LatencyBatch  int `json:"latency_batch"`
-	LatencyRuns   int `json:"latency_runs"`
-	LatencyWarmup int `json:"latency_warmup"`
+	LatencyBatch  int `yaml:"latency_batch" json:"latency_batch"`
+	LatencyRuns   int `yaml:"latency_runs" json:"latency_runs"`
+	LatencyWarmup int `yaml:"latency_warmup" json:"latency_warmup"`
 	// TrainLog is the candidate's finetune output directory (or its
 	// train_log.arrow), BaselineTrainLog and ControlTrainLog the other
 	// models' (optional), for training_stability.
@@ -68,8 +70,8 @@ type Config struct {
 	// SpikeWindow and SpikeThreshold define a loss spike: a loss above
 	// the median of the SpikeWindow previous steps plus SpikeThreshold
 	// times their scaled MAD (compute.TrainingStability).
-	SpikeWindow    int     `json:"spike_window"`
-	SpikeThreshold float64 `json:"spike_threshold"`
+	SpikeWindow    int     `yaml:"spike_window" json:"spike_window"`
+	SpikeThreshold float64 `yaml:"spike_threshold" json:"spike_threshold"`
 	// LRSweep is an lr_sweep.json (written by Sweep) for lr_robustness:
 	// the candidate's and the dense baseline's fine-tuning repeated at
 	// several learning rates. Empty: lr_robustness is null.

@@ -149,7 +149,7 @@ func renderProtocol(b *bytes.Buffer, d *doc) {
 		}
 		return fmt.Sprintf("`%s`, trained per seed", ds.Res.Config.Baseline.Init)
 	})
-	row("baseline training", func(ds *dataSet) string { return training(ds.Res.Config.Baseline.PilotTraining) })
+	row("baseline training", func(ds *dataSet) string { return training(ds.Res.Config.Baseline) })
 	row("fine-tuning (candidates, control, each lr run)", func(ds *dataSet) string { return training(ds.Res.Config.Finetune) })
 	row("control", func(ds *dataSet) string { return strconv.FormatBool(ds.Res.Config.Control) })
 	row("learning rates", func(ds *dataSet) string { return joinFloats(ds.Res.Config.LRs) })
@@ -188,7 +188,7 @@ func renderProtocol(b *bytes.Buffer, d *doc) {
 }
 
 // training describes a training run's options.
-func training(t stages.PilotTraining) string {
+func training(t stages.FinetuneConfig) string {
 	s := fmt.Sprintf("%s, lr %g (warm-up %g, cosine), batch %d, %d epochs", t.Optimizer, t.LR, t.Warmup, t.BatchSize, t.Epochs)
 	if t.Patience > 0 {
 		s += fmt.Sprintf(" at most, early stopping after %d epochs without a better validation loss (best weights kept)", t.Patience)

@@ -25,7 +25,6 @@ import (
 	"github.com/strata-ml/strata/internal/datasets"
 	"github.com/strata-ml/strata/plugin/host"
 	"github.com/strata-ml/strata/stages"
-	"github.com/strata-ml/strata/validation"
 )
 
 func main() {
@@ -95,8 +94,7 @@ func runPilot(ctx context.Context, pluginPath string, cfg stages.PilotConfig, pr
 	}
 
 	// The dense baseline, trained from scratch.
-	baseline := training(cfg, cfg.Baseline.PilotTraining)
-	baseline.Init, baseline.Task = cfg.Baseline.Init, cfg.Baseline.Task
+	baseline := training(cfg, cfg.Baseline)
 	if baseline.Init == "" {
 		baseline.Init = fmt.Sprintf("mlp:%d-128-128-%d:relu", train.D, len(set.Classes))
 	}
@@ -105,11 +103,8 @@ func runPilot(ctx context.Context, pluginPath string, cfg stages.PilotConfig, pr
 	}
 
 	// The candidate: the baseline converted to S + R, then fine-tuned.
-	cv := stages.DefaultConvertConfig()
-	c := cfg.Convert
-	cv.Structure, cv.Blocks, cv.Rank, cv.KronFactors, cv.Residual = c.Structure, c.Blocks, c.Rank, c.KronFactors, c.Residual
-	cv.ResidualRank, cv.ResidualDensity, cv.TargetError, cv.ParamBudget = c.ResidualRank, c.ResidualDensity, c.TargetError, c.ParamBudget
-	cv.Include, cv.Exclude, cv.Seed, cv.Activation = c.Include, c.Exclude, cfg.Seed, cfg.Activation
+	cv := cfg.Convert
+	cv.Seed, cv.Activation = cfg.Seed, cfg.Activation
 	if _, err := run("convert", "convert", cv, host.Inputs{"model": output("baseline", "model")}); err != nil {
 		return nil, err
 	}
@@ -131,20 +126,16 @@ func runPilot(ctx context.Context, pluginPath string, cfg stages.PilotConfig, pr
 		valInputs["control_train_log"] = output("control", "log")
 	}
 
-	va := validation.DefaultConfig()
-	v := cfg.Validate
-	va.Bootstrap, va.MaxJacobianSamples, va.Noise, va.RobustnessEps = v.Bootstrap, v.MaxJacobianSamples, v.Noise, v.RobustnessEps
-	va.RobustnessDraws, va.GradBatch, va.LatencyBatch, va.LatencyRuns = v.RobustnessDraws, v.GradBatch, v.LatencyBatch, v.LatencyRuns
-	va.LatencyWarmup, va.SpikeWindow, va.SpikeThreshold = v.LatencyWarmup, v.SpikeWindow, v.SpikeThreshold
+	va := cfg.Validate
 	va.Label, va.Seed, va.Activation = cfg.Label, cfg.Seed, cfg.Activation
-	validation, err := run("validate", "validate", va, valInputs)
+	validated, err := run("validate", "validate", va, valInputs)
 	if err != nil {
 		return nil, err
 	}
 
 	rc := stages.ReportConfig{Title: "strata pilot report"}
 	// The training logs go along too, for the report's training curves.
-	inputs := host.Inputs{"validation": host.Bytes("validation.json", validation.JSON)}
+	inputs := host.Inputs{"validation": host.Bytes("validation.json", validated.JSON)}
 	// (Inputs are read once, so each is taken afresh from its result.)
 	inputs["train_log"], inputs["baseline_train_log"] = output("finetune", "log"), output("baseline", "log")
 	if cfg.Control {
@@ -171,11 +162,7 @@ func runPilot(ctx context.Context, pluginPath string, cfg stages.PilotConfig, pr
 
 // training is the finetune config of a pilot training run, as
 // stages.Pilot builds it (the data and the output come with the run).
-func training(cfg stages.PilotConfig, t stages.PilotTraining) stages.FinetuneConfig {
-	c := stages.DefaultFinetuneConfig()
-	c.Epochs, c.BatchSize, c.LR, c.Warmup, c.Optimizer = t.Epochs, t.BatchSize, t.LR, t.Warmup, t.Optimizer
-	c.Momentum, c.WeightDecay, c.ResidualL2, c.Clip, c.Retract = t.Momentum, t.WeightDecay, t.ResidualL2, t.Clip, t.Retract
-	c.Freeze, c.FactorLR, c.Patience, c.ValidFraction, c.Shards = t.Freeze, t.FactorLR, t.Patience, t.ValidFraction, t.Shards
-	c.Label, c.Seed, c.Activation = cfg.Label, cfg.Seed, cfg.Activation
-	return c
+func training(cfg stages.PilotConfig, t stages.FinetuneConfig) stages.FinetuneConfig {
+	t.Label, t.Seed, t.Activation = cfg.Label, cfg.Seed, cfg.Activation
+	return t
 }

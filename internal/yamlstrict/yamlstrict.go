@@ -313,3 +313,24 @@ func describeKind(k reflect.Kind) string {
 	}
 	return k.String()
 }
+
+// DecodeFields decodes key=value options (a command line's, an Argo
+// item's) into v as strictly as Decode decodes a file: each value is read
+// as the YAML scalar it spells (4, 0.01, true, monarch), into the field of
+// v whose yaml key it names. what names the options in errors (e.g.
+// "--candidate"). Keys are applied in sorted order.
+func DecodeFields(what string, fields map[string]string, v any) error {
+	keys := make([]string, 0, len(fields))
+	for k := range fields {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	doc := &yaml.Node{Kind: yaml.MappingNode}
+	for _, k := range keys {
+		doc.Content = append(doc.Content,
+			&yaml.Node{Kind: yaml.ScalarNode, Value: k},
+			&yaml.Node{Kind: yaml.ScalarNode, Value: strings.TrimSpace(fields[k])})
+	}
+	d := &yamlDecoder{file: what, lines: map[string]int{}}
+	return d.decode(doc, reflect.ValueOf(v).Elem(), "")
+}
