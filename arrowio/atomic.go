@@ -63,7 +63,7 @@ func WriteFileAtomic(path string, write func(w io.Writer) error) error {
 	renamed = true
 	// The rename is done: from here on the target is complete, so a failing
 	// directory sync is reported but the file stays.
-	if err := syncDir(dir); err != nil {
+	if err := SyncDir(dir); err != nil {
 		return fmt.Errorf("arrowio: write %s: fsync directory: %w", path, err)
 	}
 	return nil
@@ -94,10 +94,12 @@ type onlyWriter struct{ w io.Writer }
 
 func (o onlyWriter) Write(p []byte) (int, error) { return o.w.Write(p) }
 
-// syncDir fsyncs a directory so that a rename in it is durable. Windows
-// cannot sync a directory handle and needs no such step; file systems that
-// refuse (EINVAL on some network file systems) are not an error either.
-func syncDir(dir string) error {
+// SyncDir fsyncs a directory so that a rename in it is durable: every
+// writer of strata that renames a finished file or directory into place
+// calls it. Windows cannot sync a directory handle and needs no such step;
+// file systems that refuse (EINVAL on some network file systems) are not
+// an error either.
+func SyncDir(dir string) error {
 	if runtime.GOOS == "windows" {
 		return nil
 	}

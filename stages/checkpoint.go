@@ -161,7 +161,7 @@ func writeCheckpoint[T compute.Float](p *finetunePlan, net *compute.Network[T], 
 	if err := os.Rename(tmp, final); err != nil {
 		return err
 	}
-	if err := syncDir(dir); err != nil {
+	if err := arrowio.SyncDir(dir); err != nil {
 		return err
 	}
 	if err := arrowio.WriteFileAtomic(filepath.Join(dir, checkpointCurrent), func(w io.Writer) error {

@@ -49,17 +49,7 @@ func writeOutputs(dir string, write func(staging string) error) error {
 			return fmt.Errorf("move %s into %s: %w", n, dir, err)
 		}
 	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	_ = d.Sync() // not every file system supports syncing a directory
-	return nil
+	return arrowio.SyncDir(dir)
 }
 
 // writeJSON writes v as indented JSON, atomically.
