@@ -110,10 +110,10 @@ func WithStartTimeout(d time.Duration) Option {
 // automatic mutual TLS) and returns a Client. ctx bounds the start-up
 // only; the process lives until Close.
 //
-// The first Open installs a handler for SIGINT and SIGTERM: on either it
-// kills every plugin process still open, stops handling the signals and
-// raises the signal again, so the program's own handling (or the default,
-// exiting) follows.
+// Open installs no signal handler: the host owns its process. A host
+// that wants its plugin processes killed on SIGINT or SIGTERM calls
+// HandleSignals once, or KillAll from its own handling; a plugin whose
+// host died without either stops by itself within half a second.
 func Open(ctx context.Context, path string, opts ...Option) (*Client, error) {
 	o := options{startTimeout: time.Minute}
 	for _, opt := range opts {
@@ -141,7 +141,6 @@ func Open(ctx context.Context, path string, opts ...Option) (*Client, error) {
 			grpc.MaxCallSendMsgSize(plugin.MaxMessageSize),
 		)},
 	})
-	watchSignals()
 	track(pc, true)
 
 	type started struct {
@@ -398,7 +397,7 @@ func Model(m *arrowio.Model) Input {
 // Dataset sends ds as an Arrow IPC stream (arrowio.EncodeDatasetStream
 // with opts: features as one fixed_size_list<float32> column by default,
 // the target in "label").
-func Dataset(ds *arrowio.Dataset, opts ...arrowio.DatasetOption) Input {
+func Dataset(ds *arrowio.Dataset, opts ...arrowio.Option) Input {
 	return streamInput(func(w io.Writer) error { return arrowio.EncodeDatasetStream(w, ds, opts...) })
 }
 
@@ -467,9 +466,12 @@ func track(pc *goplugin.Client, open bool) {
 	}
 }
 
-// watchSignals kills every open plugin process on the first SIGINT or
-// SIGTERM, then hands the signal on.
-func watchSignals() {
+// HandleSignals installs a process-wide handler for SIGINT and SIGTERM
+// (once, whatever the number of calls): on either it kills every plugin
+// process still open (KillAll), stops handling the signals and raises the
+// signal again, so the program's own handling (or the default, exiting)
+// follows. It is for hosts that have no signal handling of their own.
+func HandleSignals() {
 	signalOnce.Do(func() {
 		ch := make(chan os.Signal, 1)
 		signal.Notify(ch, os.Interrupt, syscall.SIGTERM)

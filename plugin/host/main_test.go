@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -162,11 +163,13 @@ func TestNoCookie(t *testing.T) {
 	}
 }
 
-// helperEnv makes the test binary a host that opens the plugin, prints
-// the plugin's pid and waits to be signalled (TestHostSignal).
+// helperEnv makes the test binary a host that installs the SDK's signal
+// handler, opens the plugin, prints the plugin's pid and waits to be
+// signalled (TestHostSignal).
 const helperEnv = "STRATA_TEST_HOST_HELPER"
 
 func helperHost() int {
+	host.HandleSignals()
 	c, err := host.Open(context.Background(), os.Getenv(helperEnv),
 		host.WithLogger(hclog.New(&hclog.LoggerOptions{Output: io.Discard})))
 	if err != nil {
@@ -178,8 +181,8 @@ func helperHost() int {
 }
 
 // TestHostSignal: a host that gets SIGTERM kills its plugin processes
-// (the SDK's handler), and a plugin whose host was SIGKILLed (no handler
-// runs) stops by itself.
+// (the handler HandleSignals installs), and a plugin whose host was
+// SIGKILLed (no handler runs) stops by itself.
 func TestHostSignal(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
 		t.Run(sig.String(), func(t *testing.T) {
@@ -209,5 +212,30 @@ func TestHostSignal(t *testing.T) {
 			cmd.Wait()
 			waitGone(t, pid, 5*time.Second)
 		})
+	}
+}
+
+// TestOpenLeavesSignalsAlone: Open installs no signal handler (the host
+// owns its process). This process catches SIGINT itself; were a handler of
+// the SDK's installed too, it would kill the plugin.
+func TestOpenLeavesSignalsAlone(t *testing.T) {
+	c, _ := open(t)
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, os.Interrupt)
+	defer signal.Stop(ch)
+	if err := syscall.Kill(os.Getpid(), syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ch:
+	case <-time.After(5 * time.Second):
+		t.Fatal("SIGINT did not arrive")
+	}
+	time.Sleep(200 * time.Millisecond) // what a handler of the SDK's would need to kill
+	if !alive(c.Pid()) {
+		t.Fatal("the plugin died on the host's SIGINT: Open installed a handler")
+	}
+	if _, err := c.Describe(context.Background()); err != nil {
+		t.Errorf("the plugin does not answer after the host's SIGINT: %v", err)
 	}
 }
