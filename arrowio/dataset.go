@@ -17,7 +17,6 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
-	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/arrow-go/v18/parquet"
 	"github.com/apache/arrow-go/v18/parquet/file"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
@@ -54,68 +53,6 @@ const (
 	// Dataset.FeatureNames (or f0, f1, ... when it is empty).
 	LayoutColumns
 )
-
-// DatasetOption configures ReadDataset, ReadDatasetFrom and WriteDataset.
-type DatasetOption func(*datasetConfig)
-
-type datasetConfig struct {
-	label     string
-	features  []string
-	alloc     memory.Allocator
-	layout    FeatureLayout
-	float64   bool
-	batchRows int
-}
-
-func newDatasetConfig(opts []DatasetOption) *datasetConfig {
-	cfg := &datasetConfig{label: "label", alloc: memory.DefaultAllocator, layout: LayoutList, batchRows: 1 << 16}
-	for _, o := range opts {
-		if o != nil {
-			o(cfg)
-		}
-	}
-	return cfg
-}
-
-// WithLabel names the target column. The default is "label".
-func WithLabel(name string) DatasetOption {
-	return func(c *datasetConfig) { c.label = name }
-}
-
-// WithFeatureColumns names the feature columns to read: one list or tensor
-// column, or numeric columns in the order given. The default is every
-// column other than the label.
-func WithFeatureColumns(names ...string) DatasetOption {
-	return func(c *datasetConfig) { c.features = append([]string(nil), names...) }
-}
-
-// WithDatasetAllocator sets the allocator for the Arrow buffers used while
-// reading or writing; all are released before the call returns. The default
-// is memory.DefaultAllocator.
-func WithDatasetAllocator(mem memory.Allocator) DatasetOption {
-	return func(c *datasetConfig) {
-		if mem != nil {
-			c.alloc = mem
-		}
-	}
-}
-
-// WithFeatureLayout sets how WriteDataset stores features in Arrow and
-// Parquet files. The default is LayoutList.
-func WithFeatureLayout(l FeatureLayout) DatasetOption {
-	return func(c *datasetConfig) { c.layout = l }
-}
-
-// WithFloat64Features makes WriteDataset store features as float64. The
-// default is float32, the precision strata trains in.
-func WithFloat64Features() DatasetOption {
-	return func(c *datasetConfig) { c.float64 = true }
-}
-
-// withBatchRows sets the rows per record batch when writing (tests).
-func withBatchRows(n int) DatasetOption {
-	return func(c *datasetConfig) { c.batchRows = max(n, 1) }
-}
 
 type dsFormat int
 
@@ -160,7 +97,7 @@ func datasetFormat(name string) (dsFormat, error) {
 // (the message lists the columns present), a non-numeric feature column,
 // a null, a NaN or infinity (with its row), no rows, or list rows of
 // different widths.
-func ReadDataset(path string, opts ...DatasetOption) (*Dataset, error) {
+func ReadDataset(path string, opts ...Option) (*Dataset, error) {
 	f, size, data, err := openInput(path)
 	if err != nil {
 		return nil, err
@@ -174,8 +111,8 @@ func ReadDataset(path string, opts ...DatasetOption) (*Dataset, error) {
 
 // ReadDatasetFrom reads a dataset of size bytes from r, choosing the format
 // by the extension of name as ReadDataset does; name is used in errors.
-func ReadDatasetFrom(r io.ReaderAt, size int64, name string, opts ...DatasetOption) (ds *Dataset, err error) {
-	cfg := newDatasetConfig(opts)
+func ReadDatasetFrom(r io.ReaderAt, size int64, name string, opts ...Option) (ds *Dataset, err error) {
+	cfg := newConfig(opts)
 	format, err := datasetFormat(name)
 	if err != nil {
 		return nil, err
@@ -218,7 +155,7 @@ func ReadDatasetFrom(r io.ReaderAt, size int64, name string, opts ...DatasetOpti
 // dsBuilder accumulates record batches into a Dataset.
 type dsBuilder struct {
 	file     string
-	cfg      *datasetConfig
+	cfg      *config
 	ds       *Dataset
 	labelCol int
 	featCols []int
@@ -704,7 +641,7 @@ func (b *dsBuilder) readCSV(r io.Reader) error {
 		return err
 	}
 	d := b.ds.D
-	for line := 2; ; line++ {
+	for {
 		rec, err := cr.Read()
 		if err == io.EOF {
 			return nil
@@ -712,15 +649,14 @@ func (b *dsBuilder) readCSV(r io.Reader) error {
 		if err != nil {
 			return csvErr(b.file, err)
 		}
-		row := b.ds.N
-		y, err := b.csvValue(rec[b.labelCol], header[b.labelCol], row, line)
+		y, err := b.csvValue(cr, rec, b.labelCol, header[b.labelCol])
 		if err != nil {
 			return err
 		}
 		b.ds.Y = append(b.ds.Y, y)
 		for j := 0; j < d; j++ {
 			c := b.featCols[j]
-			v, err := b.csvValue(rec[c], header[c], row, line)
+			v, err := b.csvValue(cr, rec, c, header[c])
 			if err != nil {
 				return err
 			}
@@ -730,29 +666,41 @@ func (b *dsBuilder) readCSV(r io.Reader) error {
 	}
 }
 
-func (b *dsBuilder) csvValue(s, col string, row, line int) (float64, error) {
-	s = strings.TrimSpace(s)
+// csvValue reads field c of the record cr just read, named col; an error
+// carries the field's line and column (csv.Reader.FieldPos).
+func (b *dsBuilder) csvValue(cr *csv.Reader, rec []string, c int, col string) (float64, error) {
+	row := b.ds.N
+	bad := func(kind error, format string, args ...any) (float64, error) {
+		fe := fieldErr(b.file, "column", strings.TrimSpace(col), kind, format, args...)
+		fe.Line, fe.Column = cr.FieldPos(c)
+		return 0, fe
+	}
+	s := strings.TrimSpace(rec[c])
 	if s == "" {
-		return 0, fieldErr(b.file, "column", strings.TrimSpace(col), ErrFormat, "row %d (line %d) is empty (null)", row, line)
+		return bad(ErrFormat, "row %d is empty (null)", row)
 	}
 	v, err := strconv.ParseFloat(s, 64)
 	if err != nil {
 		var ne *strconv.NumError
 		if errors.As(err, &ne) && errors.Is(ne.Err, strconv.ErrRange) {
-			return 0, fieldErr(b.file, "column", strings.TrimSpace(col), ErrFormat, "row %d (line %d): %q is out of the float64 range", row, line, s)
+			return bad(ErrFormat, "row %d: %q is out of the float64 range", row, s)
 		}
-		return 0, fieldErr(b.file, "column", strings.TrimSpace(col), ErrUnsupported, "row %d (line %d): %q is not a number (non-numeric column)", row, line, s)
+		return bad(ErrUnsupported, "row %d: %q is not a number (non-numeric column)", row, s)
 	}
 	if math.IsNaN(v) || math.IsInf(v, 0) {
-		return 0, fieldErr(b.file, "column", strings.TrimSpace(col), ErrFormat, "row %d (line %d) is %v", row, line, v)
+		return bad(ErrFormat, "row %d is %v", row, v)
 	}
 	return v, nil
 }
 
+// csvErr is the error of a CSV the reader could not split into records,
+// at the line and column the reader reports.
 func csvErr(file string, err error) error {
 	var pe *csv.ParseError
 	if errors.As(err, &pe) {
-		return fileErr(file, ErrFormat, "CSV line %d, column %d: %w", pe.Line, pe.Column, pe.Err)
+		fe := fileErr(file, ErrFormat, "CSV: %w", pe.Err)
+		fe.Line, fe.Column = pe.Line, pe.Column
+		return fe
 	}
 	return fileErr(file, ErrFormat, "CSV: %w", err)
 }
@@ -793,8 +741,8 @@ func validateDataset(file string, ds *Dataset) error {
 // one column per feature and the label last, every value written in the
 // shortest form that reads back exactly. A float64 feature that does not fit
 // float32 is an error unless WithFloat64Features is given.
-func WriteDataset(path string, ds *Dataset, opts ...DatasetOption) error {
-	cfg := newDatasetConfig(opts)
+func WriteDataset(path string, ds *Dataset, opts ...Option) error {
+	cfg := newConfig(opts)
 	format, err := datasetFormat(path)
 	if err != nil {
 		return err
@@ -900,7 +848,7 @@ func integralLabels(y []float64) bool {
 // metadata: the stored Arrow schema is then the one pyarrow writes, and
 // readers (pyarrow, and arrow-go with the type registered) restore the
 // extension type.
-func datasetSchema(ds *Dataset, names []string, cfg *datasetConfig, parquetStorage bool) (*arrow.Schema, error) {
+func datasetSchema(ds *Dataset, names []string, cfg *config, parquetStorage bool) (*arrow.Schema, error) {
 	var vt arrow.DataType = arrow.PrimitiveTypes.Float32
 	if cfg.float64 {
 		vt = arrow.PrimitiveTypes.Float64
@@ -952,7 +900,7 @@ func datasetSchema(ds *Dataset, names []string, cfg *datasetConfig, parquetStora
 
 // datasetRecord builds the record batch of rows [start, end). The caller
 // releases it.
-func datasetRecord(schema *arrow.Schema, ds *Dataset, start, end int, cfg *datasetConfig) (arrow.RecordBatch, error) {
+func datasetRecord(schema *arrow.Schema, ds *Dataset, start, end int, cfg *config) (arrow.RecordBatch, error) {
 	rb := array.NewRecordBuilder(cfg.alloc, schema)
 	defer rb.Release()
 	x := ds.X[start*ds.D : end*ds.D]

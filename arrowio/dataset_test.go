@@ -3,6 +3,7 @@ package arrowio
 import (
 	"bytes"
 	"compress/gzip"
+	"errors"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -80,17 +81,17 @@ func TestDatasetRoundTrip(t *testing.T) {
 					t.Run(name, func(t *testing.T) {
 						f32 := prec == "float32"
 						want := randDataset(uint64(len(name)), 37, 5, f32, intLabels)
-						opts := []DatasetOption{WithFeatureLayout(l.layout), withBatchRows(8)}
+						opts := []Option{WithFeatureLayout(l.layout), withBatchRows(8)}
 						if !f32 {
 							opts = append(opts, WithFloat64Features())
 						}
 						path := filepath.Join(t.TempDir(), "data"+ext)
 						mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
 						defer mem.AssertSize(t, 0)
-						if err := WriteDataset(path, want, append(opts, WithDatasetAllocator(mem))...); err != nil {
+						if err := WriteDataset(path, want, append(opts, WithAllocator(mem))...); err != nil {
 							t.Fatal(err)
 						}
-						got, err := ReadDataset(path, WithDatasetAllocator(mem))
+						got, err := ReadDataset(path, WithAllocator(mem))
 						if err != nil {
 							t.Fatal(err)
 						}
@@ -344,7 +345,7 @@ func TestReadDatasetErrors(t *testing.T) {
 	tests := []struct {
 		name    string
 		path    func(t *testing.T) string
-		opts    []DatasetOption
+		opts    []Option
 		wantErr error
 		want    []string
 	}{
@@ -397,10 +398,10 @@ func TestReadDatasetErrors(t *testing.T) {
 		}, nil, ErrUnsupported, []string{`column "features"`, "must be the only feature column"}},
 		{"unknown feature column", func(t *testing.T) string {
 			return arrowFile(t, "d.arrow", false, []arrow.Field{fl("x"), fl("label")}, f64s(1), f64s(0))
-		}, []DatasetOption{WithFeatureColumns("y")}, ErrFormat, []string{`column "y": feature column missing`}},
+		}, []Option{WithFeatureColumns("y")}, ErrFormat, []string{`column "y": feature column missing`}},
 		{"label as feature", func(t *testing.T) string {
 			return arrowFile(t, "d.arrow", false, []arrow.Field{fl("x"), fl("label")}, f64s(1), f64s(0))
-		}, []DatasetOption{WithFeatureColumns("label")}, ErrFormat, []string{`column "label": is the label`}},
+		}, []Option{WithFeatureColumns("label")}, ErrFormat, []string{`column "label": is the label`}},
 		{"not an Arrow file", func(t *testing.T) string {
 			return writeTemp(t, "d.arrow", []byte("ARROW1 but not really"))
 		}, nil, ErrFormat, []string{"not a readable Arrow IPC"}},
@@ -411,15 +412,15 @@ func TestReadDatasetErrors(t *testing.T) {
 		{"CSV missing label", func(t *testing.T) string { return writeTemp(t, "d.csv", []byte("a,b\n1,2\n")) }, nil, ErrFormat,
 			[]string{`column "label": label column missing (columns: "a", "b")`}},
 		{"CSV non-numeric", func(t *testing.T) string { return writeTemp(t, "d.csv", []byte("a,label\n1,0\nsetosa,1\n")) }, nil, ErrUnsupported,
-			[]string{`column "a": row 1 (line 3): "setosa" is not a number`}},
+			[]string{`d.csv:3:1: column "a": row 1: "setosa" is not a number`}},
 		{"CSV empty field", func(t *testing.T) string { return writeTemp(t, "d.csv", []byte("a,label\n1,0\n2,\n")) }, nil, ErrFormat,
-			[]string{`column "label": row 1 (line 3) is empty (null)`}},
+			[]string{`d.csv:3:3: column "label": row 1 is empty (null)`}},
 		{"CSV NaN", func(t *testing.T) string { return writeTemp(t, "d.csv", []byte("a,label\nNaN,0\n")) }, nil, ErrFormat,
-			[]string{`column "a": row 0 (line 2) is NaN`}},
+			[]string{`d.csv:2:1: column "a": row 0 is NaN`}},
 		{"CSV out of range", func(t *testing.T) string { return writeTemp(t, "d.csv", []byte("a,label\n1e999,0\n")) }, nil, ErrFormat,
-			[]string{`column "a": row 0 (line 2): "1e999" is out of the float64 range`}},
+			[]string{`d.csv:2:1: column "a": row 0: "1e999" is out of the float64 range`}},
 		{"CSV ragged row", func(t *testing.T) string { return writeTemp(t, "d.csv", []byte("a,label\n1,0\n1,2,3\n")) }, nil, ErrFormat,
-			[]string{"CSV line 3", "wrong number of fields"}},
+			[]string{"d.csv:3:1: CSV: wrong number of fields"}},
 		{"CSV header only", func(t *testing.T) string { return writeTemp(t, "d.csv", []byte("a,label\n")) }, nil, ErrFormat,
 			[]string{"empty dataset: no rows"}},
 		{"CSV empty", func(t *testing.T) string { return writeTemp(t, "d.csv", nil) }, nil, ErrFormat,
@@ -434,7 +435,7 @@ func TestReadDatasetErrors(t *testing.T) {
 			path := tt.path(t)
 			mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
 			defer mem.AssertSize(t, 0)
-			_, err := ReadDataset(path, append(tt.opts, WithDatasetAllocator(mem))...)
+			_, err := ReadDataset(path, append(tt.opts, WithAllocator(mem))...)
 			fe := wantFormatError(t, err, tt.wantErr, tt.want...)
 			if fe.File != path {
 				t.Errorf("File = %q want %q", fe.File, path)
@@ -461,7 +462,7 @@ func TestReadDatasetCSV(t *testing.T) {
 		name string
 		file string
 		data []byte
-		opts []DatasetOption
+		opts []Option
 		want *Dataset
 	}{
 		{"plain with spaces", "d.csv", []byte("x1, x2 ,label\n1,2.5,0\n-3e-2, 4 ,1\n"), nil,
@@ -470,7 +471,7 @@ func TestReadDatasetCSV(t *testing.T) {
 			&Dataset{N: 2, D: 2, X: []float64{1, 2.5, -3e-2, 4}, Y: []float64{0, 1}, FeatureNames: []string{"x1", "x2"}}},
 		{"byte order mark and CRLF, label first", "d.CSV", []byte("\ufefflabel,a\r\n1,2\r\n"), nil,
 			&Dataset{N: 1, D: 1, X: []float64{2}, Y: []float64{1}, FeatureNames: []string{"a"}}},
-		{"custom label", "d.csv", []byte("a,target\n1,7\n"), []DatasetOption{WithLabel("target")},
+		{"custom label", "d.csv", []byte("a,target\n1,7\n"), []Option{WithLabel("target")},
 			&Dataset{N: 1, D: 1, X: []float64{1}, Y: []float64{7}, FeatureNames: []string{"a"}}},
 	}
 	for _, tt := range tests {
@@ -488,7 +489,7 @@ func TestWriteDatasetRejects(t *testing.T) {
 	tests := []struct {
 		name string
 		ds   *Dataset
-		opts []DatasetOption
+		opts []Option
 		file string
 		want string
 	}{
@@ -523,5 +524,31 @@ func TestWriteDatasetRejects(t *testing.T) {
 	got, err := ReadDataset(path)
 	if err != nil || got.X[0] != 1e39 {
 		t.Errorf("got %v, %v", got, err)
+	}
+}
+
+// TestCSVErrorPosition: a CSV error carries the line and column of the
+// field as the CSV reader counts them: a quoted field that spans lines
+// moves every later record down.
+func TestCSVErrorPosition(t *testing.T) {
+	tests := []struct {
+		name, body   string
+		line, column int
+	}{
+		{"quoted field spanning lines", "a,note,label\n1,\"two\nlines\",0\nx,ok,1\n", 4, 1},
+		{"label", "a,note,label\n1,ok,0\n2,\"a\nb\",\n", 4, 4},
+		{"bare quote", "a,label\n1,0\"\n", 2, 4},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ReadDataset(writeTemp(t, "d.csv", []byte(tt.body)), WithFeatureColumns("a"))
+			var fe *FormatError
+			if !errors.As(err, &fe) {
+				t.Fatalf("err %v, want a *FormatError", err)
+			}
+			if fe.Line != tt.line || fe.Column != tt.column {
+				t.Errorf("%v: at %d:%d, want %d:%d", err, fe.Line, fe.Column, tt.line, tt.column)
+			}
+		})
 	}
 }

@@ -34,15 +34,25 @@ type FormatError struct {
 	// Offset is the byte offset of the problem in the file when it is known
 	// and meaningful (safetensors headers and data), 0 otherwise.
 	Offset int64
-	Err    error
+	// Line and Column are the 1-based position of the problem in a text
+	// file (a CSV field, as encoding/csv counts them: a quoted field may
+	// span lines), 0 otherwise.
+	Line, Column int
+	Err          error
 }
 
-// Error formats the error as "file: kind "field": (offset N: )message",
-// leaving out the parts that are empty.
+// Error formats the error as "file:line:column: kind "field": (offset N:
+// )message", leaving out the parts that are empty.
 func (e *FormatError) Error() string {
 	var b strings.Builder
 	if e.File != "" {
 		b.WriteString(e.File)
+		if e.Line > 0 {
+			b.WriteString(":" + strconv.Itoa(e.Line))
+			if e.Column > 0 {
+				b.WriteString(":" + strconv.Itoa(e.Column))
+			}
+		}
 		b.WriteString(": ")
 	}
 	if e.Field != "" || e.Kind != "" {

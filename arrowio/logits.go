@@ -31,8 +31,8 @@ import (
 // caller can check the rows follow its data; otherwise Y is nil. Every
 // other option of ReadDataset applies (WithFeatureColumns names the output
 // columns). Problems are *FormatError naming path, as ReadDataset's.
-func ReadLogits(path string, opts ...DatasetOption) (*Dataset, error) {
-	cfg := newDatasetConfig(opts)
+func ReadLogits(path string, opts ...Option) (*Dataset, error) {
+	cfg := newConfig(opts)
 	format, err := datasetFormat(path)
 	if err != nil {
 		return nil, err
@@ -88,7 +88,7 @@ func ReadLogits(path string, opts ...DatasetOption) (*Dataset, error) {
 	if err := w.Close(); err != nil {
 		return nil, fileErr(path, ErrFormat, "re-encode: %w", err)
 	}
-	ropts := append(append([]DatasetOption(nil), opts...), WithLabel(extra))
+	ropts := append(append([]Option(nil), opts...), WithLabel(extra))
 	ds, err := ReadDatasetFrom(bytes.NewReader(stream.Bytes()), int64(stream.Len()), "logits.arrows", ropts...)
 	if err != nil {
 		var fe *FormatError

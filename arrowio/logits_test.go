@@ -113,7 +113,7 @@ func TestReadLogits(t *testing.T) {
 				writeIPCFile(t, path, rec)
 			}
 			rec.Release()
-			ds, err := ReadLogits(path, WithDatasetAllocator(mem))
+			ds, err := ReadLogits(path, WithAllocator(mem))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -145,7 +145,7 @@ func TestReadLogits(t *testing.T) {
 		rec := logitsRecord(mem, rows, cols, false, false, true)
 		writeIPCFile(t, path, rec)
 		rec.Release()
-		_, err := ReadLogits(path, WithDatasetAllocator(mem))
+		_, err := ReadLogits(path, WithAllocator(mem))
 		fe := wantFormatError(t, err, ErrFormat, "null.arrow", `"c0"`, "row 1")
 		if fe.File != path {
 			t.Errorf("error names %q, want %q", fe.File, path)

@@ -2,16 +2,25 @@ package arrowio
 
 import "github.com/apache/arrow-go/v18/arrow/memory"
 
-// Option configures ReadModel and ReadModelFrom.
+// Option configures the readers and writers of this package: ReadModel,
+// ReadModelFrom, MapModel and ReadModelStream; ReadDataset,
+// ReadDatasetFrom, WriteDataset, EncodeDatasetStream and ReadLogits. Each
+// WithXxx says which of them it applies to; the others ignore it.
 type Option func(*config)
 
 type config struct {
 	alloc memory.Allocator
 	mmap  bool
+	// Datasets.
+	label     string
+	features  []string
+	layout    FeatureLayout
+	float64   bool
+	batchRows int
 }
 
 func newConfig(opts []Option) *config {
-	cfg := &config{alloc: memory.DefaultAllocator, mmap: true}
+	cfg := &config{alloc: memory.DefaultAllocator, mmap: true, label: "label", layout: LayoutList, batchRows: 1 << 16}
 	for _, o := range opts {
 		if o != nil {
 			o(cfg)
@@ -20,10 +29,11 @@ func newConfig(opts []Option) *config {
 	return cfg
 }
 
-// WithAllocator sets the allocator for the Arrow buffers arrow-go allocates
-// while reading (decompressed bodies, dictionaries, record batch data). Every
-// such buffer is released before the read returns: the returned Model holds
-// only Go memory. The default is memory.DefaultAllocator.
+// WithAllocator sets the allocator for the Arrow buffers arrow-go
+// allocates while reading or writing (decompressed bodies, dictionaries,
+// record batch data). Every such buffer is released before the call
+// returns: a returned Model or Dataset holds only Go memory. The default
+// is memory.DefaultAllocator. All readers and writers.
 func WithAllocator(mem memory.Allocator) Option {
 	return func(c *config) {
 		if mem != nil {
@@ -32,10 +42,41 @@ func WithAllocator(mem memory.Allocator) Option {
 	}
 }
 
-// WithMmap sets whether ReadModel memory-maps the file (the default, true)
-// or reads it into memory first. Mapping avoids holding a second copy of a
-// large checkpoint; reading is safer on network file systems where another
-// process may truncate the file while it is mapped.
+// WithMmap sets whether ReadModel and MapModel memory-map the file (the
+// default, true) or read it into memory first. Mapping avoids holding a
+// second copy of a large checkpoint; reading is safer on network file
+// systems where another process may truncate the file while it is mapped.
 func WithMmap(enabled bool) Option {
 	return func(c *config) { c.mmap = enabled }
+}
+
+// WithLabel names the target column of a dataset (the labels of a logits
+// file). The default is "label".
+func WithLabel(name string) Option {
+	return func(c *config) { c.label = name }
+}
+
+// WithFeatureColumns names the feature columns ReadDataset reads: one
+// list or tensor column, or numeric columns in the order given. The
+// default is every column other than the label.
+func WithFeatureColumns(names ...string) Option {
+	return func(c *config) { c.features = append([]string(nil), names...) }
+}
+
+// WithFeatureLayout sets how WriteDataset and EncodeDatasetStream store
+// features in Arrow and Parquet files. The default is LayoutList.
+func WithFeatureLayout(l FeatureLayout) Option {
+	return func(c *config) { c.layout = l }
+}
+
+// WithFloat64Features makes WriteDataset and EncodeDatasetStream store
+// features as float64. The default is float32, the precision strata
+// trains in.
+func WithFloat64Features() Option {
+	return func(c *config) { c.float64 = true }
+}
+
+// withBatchRows sets the rows per record batch when writing (tests).
+func withBatchRows(n int) Option {
+	return func(c *config) { c.batchRows = max(n, 1) }
 }

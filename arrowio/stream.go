@@ -61,8 +61,8 @@ func ReadModelStream(r io.ReaderAt, size int64, name string, opts ...Option) (*M
 // (default one fixed_size_list<float32> column named "features"), the
 // target in the column named by WithLabel. A float64 feature that does
 // not fit float32 is an error unless WithFloat64Features is given.
-func EncodeDatasetStream(w io.Writer, ds *Dataset, opts ...DatasetOption) error {
-	cfg := newDatasetConfig(opts)
+func EncodeDatasetStream(w io.Writer, ds *Dataset, opts ...Option) error {
+	cfg := newConfig(opts)
 	if err := validateDataset("", ds); err != nil {
 		return err
 	}

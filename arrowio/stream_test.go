@@ -52,11 +52,11 @@ func TestModelStreamRoundTrip(t *testing.T) {
 func TestDatasetStream(t *testing.T) {
 	tests := []struct {
 		name string
-		opts []DatasetOption
+		opts []Option
 	}{
 		{"list", nil},
-		{"tensor", []DatasetOption{WithFeatureLayout(LayoutTensor)}},
-		{"columns", []DatasetOption{WithFeatureLayout(LayoutColumns), withBatchRows(7)}},
+		{"tensor", []Option{WithFeatureLayout(LayoutTensor)}},
+		{"columns", []Option{WithFeatureLayout(LayoutColumns), withBatchRows(7)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -434,7 +434,7 @@ func (cfg *PilotConfig) prepareData(dir string, d *PilotData) error {
 	d.Train, d.Test, d.Valid = filepath.Join(dir, "train.arrow"), filepath.Join(dir, "test.arrow"), cfg.Valid
 	d.TrainRows, d.TestRows = train.N, test.N
 	// Datasets carry the label under the configured name.
-	opts := []arrowio.DatasetOption{arrowio.WithLabel(cfg.Label)}
+	opts := []arrowio.Option{arrowio.WithLabel(cfg.Label)}
 	if err := arrowio.WriteDataset(d.Train, train, opts...); err != nil {
 		return fmt.Errorf("pilot: %w", err)
 	}
