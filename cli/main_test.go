@@ -5,33 +5,16 @@ import (
 	"errors"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"testing"
+
+	"github.com/strata-ml/strata/internal/testbin"
 )
 
-// strataBin is the binary built once by TestMain; the CLI is tested as a
-// black box through it.
+// strataBin is the binary the CLI is tested through, as a black box
+// (internal/testbin builds it once for every package's tests).
 var strataBin string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "strata-cli-test-")
-	if err != nil {
-		panic(err)
-	}
-	strataBin = filepath.Join(dir, "strata")
-	if runtime.GOOS == "windows" {
-		strataBin += ".exe"
-	}
-	build := exec.Command("go", "build", "-o", strataBin, "..")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		panic("building strata: " + err.Error())
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testbin.Main(m, &strataBin)) }
 
 // result is what one run of the binary produced.
 type result struct {

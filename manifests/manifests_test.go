@@ -21,32 +21,16 @@ import (
 	"testing"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+	"github.com/strata-ml/strata/internal/testbin"
 	"go.yaml.in/yaml/v3"
 )
 
 // repo is the repository root, relative to this package's directory.
 const repo = ".."
 
-var strataBin string // the binary built by TestMain
+var strataBin string // the binary (internal/testbin), alone in its directory
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "strata-manifests-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	strataBin = filepath.Join(dir, "bin", "strata")
-	build := exec.Command("go", "build", "-o", strataBin, repo)
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building strata:", err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testbin.Main(m, &strataBin)) }
 
 // fixture is a dense baseline and a train/test split of the digits data,
 // made once by `strata pilot --demo` (a few seconds).

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/strata-ml/strata/arrowio"
+	"github.com/strata-ml/strata/internal/testbin"
 	"github.com/strata-ml/strata/plugin"
 	"github.com/strata-ml/strata/stages"
 )
@@ -20,10 +21,8 @@ import (
 // baseline, candidate and control models byte for byte the same.
 func TestPilotMatchesCLI(t *testing.T) {
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "strata")
-	build := exec.Command("go", "build", "-o", bin, "../..")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
+	bin, err := testbin.Path()
+	if err != nil {
 		t.Fatal(err)
 	}
 	p, err := runPilot(context.Background(), bin, stages.DemoPilotConfig(), io.Discard)

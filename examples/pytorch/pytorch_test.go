@@ -12,6 +12,7 @@ import (
 	"github.com/strata-ml/strata/arrowio"
 	"github.com/strata-ml/strata/compute"
 	"github.com/strata-ml/strata/internal/datasets"
+	"github.com/strata-ml/strata/internal/testbin"
 	"github.com/strata-ml/strata/modelmap"
 )
 
@@ -60,11 +61,9 @@ func run(t *testing.T, name string, args ...string) []byte {
 func TestStrataTorchForward(t *testing.T) {
 	py := python(t)
 	dir := t.TempDir()
-	strata := filepath.Join(dir, "strata")
-	build := exec.Command("go", "build", "-o", strata, ".")
-	build.Dir = filepath.Join("..", "..")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	strata, err := testbin.Path()
+	if err != nil {
+		t.Fatal(err)
 	}
 	train := filepath.Join(dir, "wine.arrow")
 	if err := datasets.Write("wine", train); err != nil {

@@ -19,36 +19,21 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/strata-ml/strata/internal/testbin"
 	"github.com/strata-ml/strata/plugin/host"
 )
 
 // These tests run the real binary as a plugin through the SDK: no mocks.
 
-// strataBin is the strata binary TestMain builds (with -race when the
-// tests run with -race, so the plugin process is checked too).
+// strataBin is the strata binary (internal/testbin's: with -race when
+// the tests run with -race, so the plugin process is checked too).
 var strataBin string
 
 func TestMain(m *testing.M) {
 	if os.Getenv(helperEnv) != "" {
 		os.Exit(helperHost())
 	}
-	dir, err := os.MkdirTemp("", "strata-plugin-test-")
-	if err != nil {
-		panic(err)
-	}
-	strataBin = filepath.Join(dir, "strata")
-	args := []string{"build", "-o", strataBin}
-	if raceEnabled {
-		args = append(args, "-race")
-	}
-	build := exec.Command("go", append(args, "../..")...)
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		panic("building strata: " + err.Error())
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(testbin.Main(m, &strataBin))
 }
 
 // syncBuffer collects the plugin's log lines, shown when a test fails.
