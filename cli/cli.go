@@ -216,6 +216,18 @@ func (o *logOptions) logger(w io.Writer) (*slog.Logger, error) {
 	return nil, usageErrorf("--log-format %q: want text or json", o.format)
 }
 
+// stageLogger is the logger of the stages a pilot or a sweep runs: their
+// own logs (an epoch line per epoch of every training run) only at debug
+// level, warnings always.
+func (o logOptions) stageLogger(w io.Writer) (*slog.Logger, error) {
+	lvl := slog.LevelWarn.String()
+	if o.level == "debug" {
+		lvl = o.level
+	}
+	o.level = lvl
+	return o.logger(w)
+}
+
 // nameValue binds a flag to a typed name (a compute.Activation, Task,
 // Role or ResidualKind): a string flag whose value keeps its type.
 type nameValue[S ~string] struct{ p *S }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -112,15 +111,7 @@ func (c *pilotCommand) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	cfg.Logger = log
-	// The stages' own logs (an epoch line per epoch of three training
-	// runs) only at debug level; warnings always.
-	stageLevel := slog.LevelWarn
-	if o.log.level == "debug" {
-		stageLevel = slog.LevelDebug
-	}
-	stageOpts := o.log
-	stageOpts.level = stageLevel.String()
-	if cfg.StageLogger, err = stageOpts.logger(pr.logWriter()); err != nil {
+	if cfg.StageLogger, err = o.log.stageLogger(pr.logWriter()); err != nil {
 		return err
 	}
 	if pr.active() {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -130,12 +129,7 @@ func (c *sweepCommand) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	cfg.Logger = log
-	stageOpts := o.log
-	stageOpts.level = slog.LevelWarn.String()
-	if o.log.level == "debug" {
-		stageOpts.level = o.log.level
-	}
-	if cfg.StageLogger, err = stageOpts.logger(pr.logWriter()); err != nil {
+	if cfg.StageLogger, err = o.log.stageLogger(pr.logWriter()); err != nil {
 		return err
 	}
 	if pr.active() {

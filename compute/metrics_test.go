@@ -3,6 +3,7 @@ package compute
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"gonum.org/v1/gonum/mat"
@@ -272,21 +273,9 @@ func TestLayerRobustnessScaling(t *testing.T) {
 	if zero[0][0] != 0 || zero[0][1] != 0 {
 		t.Errorf("eps 0: drops %v, want 0", zero[0])
 	}
-	if !sameFloats(before, net.Params()[0].Data) || net.Operator(0).Spec().Family != FamilyDense {
+	if !slices.Equal(before, net.Params()[0].Data) || net.Operator(0).Spec().Family != FamilyDense {
 		t.Error("LayerRobustness modified the network")
 	}
-}
-
-func sameFloats(a, b []float64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // TestResidualShares compares the shares of a Sum layer with ||R u|| and
@@ -348,14 +337,14 @@ func TestGradNormBatches(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !equalInts(sizes, tt.wantSizes) {
+		if !slices.Equal(sizes, tt.wantSizes) {
 			t.Errorf("n %d batch %d: sizes %v, want %v", tt.n, tt.batch, sizes, tt.wantSizes)
 			continue
 		}
 		lo := 0
 		for b, size := range sizes {
 			want, _ := net.EffectiveGradNorms(nil, x[lo*4:(lo+size)*4], y[lo:lo+size], size, nil)
-			if !sameFloats(norms[b], want) {
+			if !slices.Equal(norms[b], want) {
 				t.Errorf("batch %d: norms %v, want %v", b, norms[b], want)
 			}
 			lo += size
@@ -372,18 +361,6 @@ func TestGradNormBatches(t *testing.T) {
 			t.Errorf("NormRatio(%v) = %v, want %v", tc.v, got, tc.want)
 		}
 	}
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func TestSpectralCondition(t *testing.T) {
@@ -447,7 +424,7 @@ func TestNetworkCost(t *testing.T) {
 	if stored, params := NetworkStoredValues(snet), snet.NumParams(); stored <= params {
 		t.Errorf("sparse: stored %d, params %d: want the frozen indices counted as stored", stored, params)
 	}
-	if got := LinearLayers(net); !equalInts(got, []int{0, 3}) {
+	if got := LinearLayers(net); !slices.Equal(got, []int{0, 3}) {
 		t.Errorf("LinearLayers %v, want [0 3]", got)
 	}
 }

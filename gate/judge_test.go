@@ -3,6 +3,7 @@ package gate
 import (
 	"errors"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 
@@ -101,7 +102,7 @@ func TestJudge(t *testing.T) {
 			for _, r := range g.Rules {
 				got = append(got, r.Outcome)
 			}
-			if !equalOutcomes(got, tt.want) || g.Decision != tt.decision {
+			if !slices.Equal(got, tt.want) || g.Decision != tt.decision {
 				t.Errorf("outcomes %v, decision %s; want %v, %s\n%s", got, g.Decision, tt.want, tt.decision, g.Rules[0].Sentence)
 			}
 			if !strings.Contains(g.Rules[0].Sentence, tt.sentence) {
@@ -112,18 +113,6 @@ func TestJudge(t *testing.T) {
 			}
 		})
 	}
-}
-
-func equalOutcomes(a, b []Outcome) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // TestJudgeNeedsDirection: a bound relative to the baseline on a metric

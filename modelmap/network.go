@@ -64,7 +64,7 @@ func Network[T compute.Float](m *arrowio.Model) (*compute.Network[T], error) {
 		if !ok {
 			return nil, inputerr.Errorf("missing tensor %q (%s of layer %q, shape %v)", p.Name, p.Role, spec.Layers[p.Layer].Name, p.Shape)
 		}
-		if !sameShape(t.Shape, p.Shape) {
+		if !slices.EqualFunc(t.Shape, p.Shape, func(a int64, b int) bool { return a == int64(b) }) {
 			return nil, inputerr.Errorf("tensor %q: shape %v, the architecture needs %v", p.Name, t.Shape, p.Shape)
 		}
 		if len(t.Data) != len(p.Data) {
@@ -88,18 +88,6 @@ func Network[T compute.Float](m *arrowio.Model) (*compute.Network[T], error) {
 		}
 	}
 	return net, nil
-}
-
-func sameShape(a []int64, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != int64(b[i]) {
-			return false
-		}
-	}
-	return true
 }
 
 // Model returns the model file of net: arch (the architecture
