@@ -8,7 +8,8 @@ BIN       := bin/strata
 FUZZTIME  ?= 15s
 BENCHTIME ?= 1s
 
-# BLAS/LAPACK backend (issue #9): OpenBLAS + LAPACKE through cgo
+# BLAS/LAPACK backend: OpenBLAS + LAPACKE through cgo, the faster one
+# and the one the performance targets are measured on
 # (-tags openblas) when both are installed (Debian: libopenblas-dev
 # liblapacke-dev), else pure Go gonum. `go build` alone is always gonum.
 # OPENBLAS=0 forces gonum.
@@ -50,7 +51,8 @@ endif
 demo:
 	$(GO) run . pilot --demo $(DEMOFLAGS)
 
-# evidence: docs/EVIDENCE.md (issue #10). The sweeps of examples/evidence/
+# evidence: docs/EVIDENCE.md, what strata's own sweeps say about the
+# claims behind S + R. The sweeps of examples/evidence/
 # (digits, wine, iris: 10 candidates, 6 learning rates, 5 seeds each) with
 # the binary `make build` makes, into EVIDENCE_DIR, then the document
 # rendered from their outputs. About 8 minutes on 2 cores. The CI variant
@@ -62,10 +64,10 @@ evidence: build
 	$(BIN) sweep --config examples/evidence/iris.yaml --out $(EVIDENCE_DIR)/iris
 	$(GO) run ./examples/evidence -out docs/EVIDENCE.md $(EVIDENCE_DIR)/digits $(EVIDENCE_DIR)/wine $(EVIDENCE_DIR)/iris
 
-# bench: the benchmark table of issue #2 (apply, apply + gradients and
-# projection of every family vs dense), printed as ratios.
+# bench: the benchmark table of the structure families (apply, apply +
+# gradients and projection of every family vs dense), printed as ratios.
 #
-# Then the table of issue #9 (.ci/benchperf.go): finetune samples/s vs
+# Then the performance table (.ci/benchperf.go, README.md): finetune samples/s vs
 # PyTorch (examples/pytorch/bench_mlp.py, run when Debian's python3-torch
 # is installed), monarch vs dense, convert and polar times, loading a
 # 1 GiB model file (arrowio, warm page cache, GB/s and peak RSS), with the

@@ -1,7 +1,7 @@
 //go:build ignore
 
-// benchperf prints the table of issue #9 from the outputs `make bench`
-// collects: strata's finetune samples/s against PyTorch's (same machine,
+// benchperf prints the performance table (README.md, Performance) from
+// the outputs `make bench` collects: strata's finetune samples/s against PyTorch's (same machine,
 // threads, batch and hyper-parameters, measured in the same run), monarch
 // vs dense apply + gradients, convert and polar times, loading a 1 GiB
 // model file (arrowio's BenchmarkLoadModel), each with its target, and the
@@ -65,7 +65,7 @@ func main() {
 		f.Close()
 	}
 	host, _ := os.Hostname()
-	fmt.Printf("\nissue #9 table: backend %s, GOMAXPROCS/threads 2, host %s\n\n", backend, host)
+	fmt.Printf("\nperformance table: backend %s, GOMAXPROCS/threads 2, host %s\n\n", backend, host)
 	fmt.Println("| benchmark | strata | reference | ratio | target | met |")
 	fmt.Println("|---|---:|---:|---:|---:|---|")
 	row := func(name, s, ref string, ratio float64, ok bool, target float64, higher bool) {

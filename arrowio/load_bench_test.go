@@ -18,7 +18,8 @@ import (
 	"github.com/strata-ml/strata/compute"
 )
 
-// The load benchmark of issue #9: open a 1 GiB model file, validate it and
+// The load benchmark of the performance table (README.md): open a 1 GiB
+// model file, validate it and
 // make one full pass over every value (a checksum, so that every page of
 // the file is really touched), then report GB/s of file and the peak RSS of
 // a child process doing exactly that once, as a ratio to the file size.
@@ -160,7 +161,8 @@ func childPeakRSS(path, mode string) (sum uint64, rss int64, err error) {
 // BenchmarkLoadModel reports, for each reader, GB/s of file for open +
 // validate + one checksum pass (warm page cache), and peak-RSS/file: the
 // peak RSS of a fresh process doing one such load over the file size
-// (issue #9 target: >= 2 GB/s and <= 1.2). Skipped with -short: it writes
+// (the target: >= 2 GB/s and <= 1.2, so that a checkpoint loads at disk
+// speed without a second copy in memory). Skipped with -short: it writes
 // a 1 GiB file.
 func BenchmarkLoadModel(b *testing.B) {
 	if testing.Short() {

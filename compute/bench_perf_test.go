@@ -6,7 +6,8 @@ import (
 	"testing"
 )
 
-// The benchmarks of issue #9 beyond BenchmarkTrainStep and
+// The benchmarks of the performance table (README.md) beyond
+// BenchmarkTrainStep and
 // BenchmarkApplyGrad; `make bench` runs them and .ci/benchperf.go prints
 // the table.
 

@@ -6,7 +6,8 @@ import (
 	"testing"
 )
 
-// benchSizes are the layer widths of the benchmark table (issue #2).
+// benchSizes are the layer widths of the structure families' benchmark
+// table (`make bench`).
 var benchSizes = []int{1024, 4096}
 
 // benchBatch is the batch size of the apply benchmarks.

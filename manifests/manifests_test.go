@@ -1,6 +1,6 @@
 package manifests_test
 
-// The proof that the manifests and the CLI agree (issue #8): every Argo
+// The proof that the manifests and the CLI agree: every Argo
 // template is validated against the Argo schema, strictly, and then run
 // step by step with the real binary, as Argo would run it: parameters
 // substituted, artifacts mapped to a temporary directory, `when`

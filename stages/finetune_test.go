@@ -70,7 +70,8 @@ func modelAccuracy(t *testing.T, path string, ds *arrowio.Dataset) float64 {
 	return acc
 }
 
-// TestDigitsDenseThenConverted is the acceptance test of issue #4: a dense
+// TestDigitsDenseThenConverted is the acceptance test of training and
+// fine-tuning (PRODUCT.md section 3): a dense
 // 64-256-256-10 MLP trained from scratch reaches >= 95% on a held-out
 // quarter of digits, and after convert (monarch + low-rank residual, the
 // defaults) finetune brings the decomposed model back to within one point

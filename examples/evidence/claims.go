@@ -71,7 +71,7 @@ type claim struct {
 	criteria []criterion
 }
 
-// claims are the claims behind the method (issue #10): S + R keeps
+// claims are the claims behind the method (PRODUCT.md): S + R keeps
 // accuracy while improving gradient conditioning, perturbation
 // sensitivity, per-layer robustness and the ease of learning-rate tuning.
 var claims = []claim{

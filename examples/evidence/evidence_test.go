@@ -14,7 +14,7 @@ import (
 	"github.com/strata-ml/strata/validation"
 )
 
-// TestEvidenceIris is the CI variant of `make evidence` (issue #10): the
+// TestEvidenceIris is the CI variant of `make evidence`: the
 // iris sweep of iris.yaml at its first seed alone, run in-process, then
 // rendered. It checks the document's structure, not its numbers: the
 // sections, one row per candidate with its name in both tables, every

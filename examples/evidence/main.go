@@ -1,5 +1,5 @@
 // Command evidence renders docs/EVIDENCE.md from the outputs of the
-// evidence sweeps (`make evidence`, issue #10): one `strata sweep` per data
+// evidence sweeps (`make evidence`): one `strata sweep` per data
 // set, with the configs of this directory.
 //
 //	bin/strata sweep --config examples/evidence/digits.yaml --out bin/evidence/digits

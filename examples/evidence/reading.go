@@ -70,7 +70,7 @@ func renderReading(b *bytes.Buffer, d *doc) {
 	p := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
 	n := d.Sets[0].Res.Candidates[0].Metrics[0].Runs
 	p("## A plain reading\n\n")
-	p("The verdicts below are computed from the tables by these criteria, set out in issue #10 and fixed before ")
+	p("The verdicts below are computed from the tables by these criteria, set out with the evidence sweeps and fixed before ")
 	p("the five-seed sweeps were looked at. For a ")
 	p("candidate on a data set against a reference, with n seeds (here %d) and a quorum q = ceil(3n/5) (here %d), ", n, quorum(n))
 	p("D the mean difference candidate - reference, and B / W the seeds significantly better / worse for the ")

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch reference for strata's finetune benchmark (issue #9).
+"""PyTorch reference for strata's finetune benchmark (`make bench`).
 
 Trains the same MLPs as compute's BenchmarkTrainStep, with the same
 hyper-parameters: inputs 64 -> h -> ReLU -> h -> ReLU -> 10, softmax
