@@ -197,8 +197,7 @@ func judgeRule(i int, r Rule, v *validation.Result) (RuleResult, error) {
 	if m == nil {
 		return missing(fmt.Sprintf("validation.json has no metric %q", r.Metric)), nil
 	}
-	hasControl := v.Inputs.Control != nil || v.Inputs.ControlLogits != nil
-	if rr.Versus == VersusControl && !hasControl {
+	if rr.Versus == VersusControl && !v.HasControl() {
 		return missing("validation.json has no control model to judge against (validate --control)"), nil
 	}
 	ref, delta, ci := m.Baseline, m.Delta, m.CI95

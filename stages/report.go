@@ -180,7 +180,7 @@ func Report(ctx context.Context, cfg ReportConfig) (*ReportResult, error) {
 	feat := res.Featured()
 	res.Rules, res.Counts = feat.Rules, feat.Counts
 	res.Metrics = render.MetricRows(feat.Result)
-	res.HasControl = feat.Result.Inputs.Control != nil || feat.Result.Inputs.ControlLogits != nil
+	res.HasControl = feat.Result.HasControl()
 	res.Warnings = append(res.Warnings, feat.Result.Warnings...)
 	if len(res.Candidates) > 1 {
 		base := res.Candidates[0].Result.Inputs.Baseline

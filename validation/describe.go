@@ -7,6 +7,12 @@ import (
 	"strings"
 )
 
+// HasControl reports whether the validation compared the candidate with
+// an equal-budget control too (a control model or the control's logits).
+func (v *Result) HasControl() bool {
+	return v.Inputs.Control != nil || v.Inputs.ControlLogits != nil
+}
+
 // Describe summarises the candidate's layers: a short summary ("monarch +
 // lowrank residual on 3 of 3 layers, 55% of the baseline's parameters")
 // and each layer's structure ("0: monarch b=4 r=4 + lowrank r=4; ...").
