@@ -125,3 +125,12 @@ proto:
 	  --go_out=. --go_opt=paths=source_relative \
 	  --go-grpc_out=. --go-grpc_opt=paths=source_relative \
 	  plugin/proto/strata.proto
+
+# onnx-proto: regenerate arrowio/onnx/onnxpb/onnx.pb.go (committed) from the
+# onnx.proto of Debian's python3-onnx with Debian's protoc and the
+# protoc-gen-go of go.mod's google.golang.org/protobuf. The test it runs
+# (without -update, part of `make test`) fails when the committed file is
+# not exactly what they generate.
+.PHONY: onnx-proto
+onnx-proto:
+	$(GO) test -count=1 -run '^TestGenerated$$' ./arrowio/onnx/onnxpb -update
