@@ -149,7 +149,7 @@ func (ix *graphIndex) linear(i, k int) (Linear, string) {
 	for _, v := range via {
 		l.Via = append(l.Via, nodeLabel(v, ix.g.Node[v]))
 	}
-	if why := ix.private(src, i, via); why != "" {
+	if why := ix.private(src, via); why != "" {
 		return l, why
 	}
 	if !IsFloat(t.GetDataType()) {
@@ -195,7 +195,7 @@ func (ix *graphIndex) linear(i, k int) (Linear, string) {
 		l.Out = int(t.Dims[0])
 		l.In = int(product(t.Dims[1:]))
 	}
-	if l.Out == 0 || l.In == 0 {
+	if l.Out <= 0 || l.In <= 0 {
 		return l, fmt.Sprintf("the weight %q has shape %s: it is empty", src, shape(t.Dims))
 	}
 	return l, ix.values(&l, t, transposed)
@@ -239,9 +239,9 @@ func (ix *graphIndex) trace(v string, transposes bool) (string, []int, string) {
 	return "", nil, "the weight's producers form a cycle"
 }
 
-// private says why the initializer src, read by node i through the nodes
-// via, is not the node's alone, or returns "".
-func (ix *graphIndex) private(src string, i int, via []int) string {
+// private says why the initializer src, read by a node through the nodes
+// via, is not that node's alone, or returns "".
+func (ix *graphIndex) private(src string, via []int) string {
 	if ix.inputs[src] {
 		return fmt.Sprintf("the initializer %q is also a graph input: its value can be replaced at run time", src)
 	}

@@ -30,8 +30,9 @@ var ErrReplace = errors.New("onnx: invalid replacement")
 //
 // Afterwards every node that only fed the old node and that nothing reads any
 // more (the Identity and Transpose of Linear.Via) is removed, then every
-// initializer that only the removed nodes read, and the value_info of values
-// that no longer exist. Nothing else changes: other nodes, initializers and
+// initializer that the old or the removed nodes read and nothing reads now
+// (unless it is a graph input or output), and the value_info of values that
+// no longer exist. Nothing else changes: other nodes, initializers and
 // tensors keep their bytes and their order. The result is validated; on any
 // error the model is left as it was, and the error wraps ErrReplace (and the
 // validation's *arrowio.FormatError, if that is what failed). The model takes

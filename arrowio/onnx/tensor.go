@@ -182,33 +182,37 @@ func Floats(t *onnxpb.TensorProto) ([]float64, error) {
 	n, _ := numElements(t.Dims)
 	out := make([]float64, n)
 	raw := t.RawData
-	for i := range out {
-		switch {
-		case dt == Float && raw != nil:
+	switch {
+	case dt == Float && raw != nil:
+		for i := range out {
 			out[i] = float64(math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:])))
-		case dt == Float:
-			out[i] = float64(t.FloatData[i])
-		case dt == Double && raw != nil:
+		}
+	case dt == Float:
+		for i, v := range t.FloatData {
+			out[i] = float64(v)
+		}
+	case dt == Double && raw != nil:
+		for i := range out {
 			out[i] = math.Float64frombits(binary.LittleEndian.Uint64(raw[8*i:]))
-		case dt == Double:
-			out[i] = t.DoubleData[i]
-		default: // FLOAT16, BFLOAT16
+		}
+	case dt == Double:
+		copy(out, t.DoubleData)
+	default: // FLOAT16, BFLOAT16: 16-bit patterns
+		convert := arrowio.F16ToFloat32
+		if dt == BFloat16 {
+			convert = arrowio.BF16ToFloat32
+		}
+		for i := range out {
 			var bits uint16
 			if raw != nil {
 				bits = binary.LittleEndian.Uint16(raw[2*i:])
-			} else {
-				v := t.Int32Data[i]
-				if v < 0 || v > math.MaxUint16 {
-					return nil, fmt.Errorf("onnx: tensor %q: %w", t.GetName(), &reason{kind: arrowio.ErrFormat,
-						msg: fmt.Sprintf("int32_data[%d] = %d is not a 16-bit pattern", i, v)})
-				}
+			} else if v := t.Int32Data[i]; v >= 0 && v <= math.MaxUint16 {
 				bits = uint16(v)
-			}
-			if dt == Float16 {
-				out[i] = float64(arrowio.F16ToFloat32(bits))
 			} else {
-				out[i] = float64(arrowio.BF16ToFloat32(bits))
+				return nil, fmt.Errorf("onnx: tensor %q: %w", t.GetName(), &reason{kind: arrowio.ErrFormat,
+					msg: fmt.Sprintf("int32_data[%d] = %d is not a 16-bit pattern", i, v)})
 			}
+			out[i] = float64(convert(bits))
 		}
 	}
 	return out, nil
