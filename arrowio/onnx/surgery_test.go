@@ -448,3 +448,26 @@ func TestTensorConstructors(t *testing.T) {
 	}()
 	Float32Tensor("w", []int64{3}, vals)
 }
+
+// TestReplaceNodePrunes checks that a node left unread by a replacement goes,
+// with its value_info, and that value_info of surviving values stays.
+func TestReplaceNodePrunes(t *testing.T) {
+	m := chain(t)
+	a := proto.Clone(m.Proto.Graph.ValueInfo[0]).(*onnxpb.ValueInfoProto)
+	a.Name = proto.String("a")
+	m.Proto.Graph.ValueInfo = append(m.Proto.Graph.ValueInfo, a)
+	// b = relu(x): A, which computed a for B alone, is now dead.
+	if err := m.ReplaceNode("B", []*onnxpb.NodeProto{NewNode("Relu", "B", []string{"x"}, []string{"b"})}, nil); err != nil {
+		t.Fatal(err)
+	}
+	var order, info []string
+	for _, n := range m.Proto.Graph.Node {
+		order = append(order, n.GetName())
+	}
+	for _, vi := range m.Proto.Graph.ValueInfo {
+		info = append(info, vi.GetName())
+	}
+	if !slices.Equal(order, []string{"B", "C", "D"}) || !slices.Equal(info, []string{"b"}) {
+		t.Errorf("nodes %v, value_info %v; want [B C D], [b]", order, info)
+	}
+}
