@@ -19,28 +19,57 @@ export CGO_ENABLED := 1
 export CGO_LDFLAGS += -lopenblas -llapacke
 endif
 
-.PHONY: all build test test-race bench fuzz vet clean demo evidence
+# ONNX Runtime backend (package onnxrt, -tags onnxruntime) when `make deps`
+# has installed its library under DEPS_PREFIX; the binary is linked with
+# that path as its default library (see onnxrt's doc for the discovery
+# order). ONNXRUNTIME=0 forces the stub. Under CI, `make test` fails when
+# either backend is missing instead of testing without it.
+DEPS_PREFIX     ?= /usr/local/lib/strata
+ONNXRUNTIME_LIB ?= $(DEPS_PREFIX)/lib/libonnxruntime.so.1
+ONNXRUNTIME     ?= $(shell test -e $(ONNXRUNTIME_LIB) && echo 1 || echo 0)
+ifeq ($(ONNXRUNTIME),1)
+TAGS      += onnxruntime
+ORTFLAGS  := -X $(PKG)/onnxrt.defaultLibrary=$(ONNXRUNTIME_LIB)
+LDFLAGS   += $(ORTFLAGS)
+export CGO_ENABLED := 1
+endif
+export STRATA_DEPS_PREFIX := $(DEPS_PREFIX)
+
+.PHONY: all build test test-race bench fuzz vet clean demo evidence deps backends
 
 all: build
+
+# deps: the Debian packages and npm-shipped files of every optional backend
+# and test reference (.ci/deps.sh says which); idempotent.
+deps:
+	.ci/deps.sh $(DEPS_PREFIX)
+
+backends:
+	@echo "backends: openblas=$(OPENBLAS) onnxruntime=$(ONNXRUNTIME) (tags '$(TAGS)')"
+	@if [ -n "$$CI" ] && [ "$(OPENBLAS)$(ONNXRUNTIME)" != 11 ]; then \
+	  echo "CI: a backend is missing: run 'make deps' first"; exit 1; fi
 
 build:
 	$(GO) build -trimpath -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o $(BIN) .
 
 vet:
 	$(GO) vet ./...
+	$(if $(strip $(TAGS)),$(GO) vet -tags '$(TAGS)' ./...)
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
 # test: vet + gofmt, every package, and the numerics, the plugin's and the
 # sweep's concurrency again under the race detector.
-test: vet
+test: vet backends
 	$(GO) test -count=1 ./...
 	$(GO) test -count=1 -race ./compute/...
 	$(GO) test -count=1 -race -run 'Concurrent' ./plugin/...
 	$(GO) test -count=1 -race -run '^TestSweep$$' ./stages/
+ifneq ($(strip $(TAGS)),)
+	@echo "== the whole suite again with -tags '$(TAGS)'"
+	$(GO) test -count=1 -tags '$(TAGS)' -ldflags '$(ORTFLAGS)' ./...
+endif
 ifeq ($(OPENBLAS),1)
-	@echo "== the whole suite again on the openblas backend"
-	$(GO) test -count=1 -tags openblas ./...
 	$(GO) test -count=1 -race -tags openblas ./compute/...
 endif
 
