@@ -38,6 +38,23 @@ func (b *builder) op(op string, inputs []string, attrs ...*onnxpb.AttributeProto
 	return out
 }
 
+// split splits x along axis into parts pieces of size each and returns
+// them.
+func (b *builder) split(x string, axis int64, parts int, size int64) []string {
+	if parts == 1 {
+		return []string{x}
+	}
+	sizes := make([]int64, parts)
+	outs := make([]string, parts)
+	for i := range outs {
+		sizes[i] = size
+		outs[i] = b.m.NewName(b.prefix + "/Split_out")
+	}
+	b.nodes = append(b.nodes, onnx.NewNode("Split", b.m.NewName(b.prefix+"/Split"),
+		[]string{x, b.int64s(sizes...)}, outs, onnx.IntAttr("axis", axis)))
+	return outs
+}
+
 // need raises the opset the subgraph needs to at least v.
 func (b *builder) need(v int64) { b.opset = max(b.opset, v) }
 

@@ -163,36 +163,55 @@ func (lw *lowering) cropped(y string, out, width int) string {
 // with b blocks, chunks of mi = in'/b inputs and row sets of mo = out'/b
 // outputs (in', out' padded to multiples of b),
 //
-//	Z = X' R           [b, n, b r]   X' = x as [b, n, mi] (a Transpose)
-//	U = Z permuted     [b, n, b r]   U[j][:, k r + t] = Z[k][:, j r + t]
-//	Yg = U L^T         [b, n, mo]
-//	y[:, i b + j] = Yg[j][:, i]      (a Transpose)
+//	Z_k = X_k R_k              [n, b r]   X_k the k-th chunk of x's columns
+//	U = [Z_0 ... Z_{b-1}] permuted        U_j[:, k r + t] = Z_k[:, j r + t]
+//	Yg_j = U_j L_j^T           [n, mo]
+//	y[:, i b + j] = Yg_j[:, i]
 //
-// two batched MatMuls and three Transposes, the operator's own two stages.
+// the operator's own two stages, each as b MatMuls by 2-D blocks of the
+// parameters (sliced from them in the graph and folded to constants when
+// the runtime loads the model, which then packs them once: a batched
+// MatMul by the 3-D parameter is repacked on every run), with a Transpose
+// for each permutation.
 func (lw *lowering) monarch(x string, p part) string {
 	out, in := p.op.Shape()
 	l, r := p.param("L"), p.param("R")
 	b, mo, mi, br := int64(l.Shape[0]), int64(l.Shape[1]), int64(r.Shape[1]), int64(l.Shape[2])
-	x = lw.padded(x, in, int(b*mi))
-	xs := lw.transpose(lw.reshape(x, -1, b, mi), 1, 0, 2)
-	z := lw.matmul(xs, lw.weight(p.name, r))
-	u := lw.reshape(lw.transpose(lw.reshape(z, b, -1, b, br/b), 2, 1, 0, 3), b, -1, br)
-	yg := lw.matmul(u, lw.transpose(lw.weight(p.name, l), 0, 2, 1))
-	y := lw.reshape(lw.transpose(yg, 1, 2, 0), -1, b*mo)
+	lv, rv := lw.weight(p.name, l), lw.weight(p.name, r)
+	xs := lw.split(lw.padded(x, in, int(b*mi)), 1, int(b), mi)
+	z := make([]string, b)
+	for k := range b {
+		z[k] = lw.matmul(xs[k], lw.block(rv, k, mi, br))
+	}
+	u := lw.reshape(lw.transpose(lw.reshape(lw.concat(1, z...), -1, b, b, br/b), 0, 2, 1, 3), -1, b*br)
+	us := lw.split(u, 1, int(b), br)
+	yg := make([]string, b)
+	for j := range b {
+		yg[j] = lw.matmul(us[j], lw.transpose(lw.block(lv, j, mo, br), 1, 0))
+	}
+	y := lw.reshape(lw.transpose(lw.reshape(lw.concat(1, yg...), -1, b, mo), 0, 2, 1), -1, b*mo)
 	return lw.cropped(y, out, int(b*mo))
 }
 
-// blockDiag lowers compute.BlockDiag: x as [b, n, mi] (a Transpose) times
-// D^T [b, mi, mo] in one batched MatMul, transposed back to [n, b mo].
+// blockDiag lowers compute.BlockDiag: y's j-th chunk of columns is x's
+// j-th chunk times D_j^T, b MatMuls by 2-D blocks (folded to constants at
+// load, as in monarch) and a Concat.
 func (lw *lowering) blockDiag(x string, p part) string {
 	out, in := p.op.Shape()
 	d := p.param("D")
 	b, mo, mi := int64(d.Shape[0]), int64(d.Shape[1]), int64(d.Shape[2])
-	x = lw.padded(x, in, int(b*mi))
-	xs := lw.transpose(lw.reshape(x, -1, b, mi), 1, 0, 2)
-	yb := lw.matmul(xs, lw.transpose(lw.weight(p.name, d), 0, 2, 1))
-	y := lw.reshape(lw.transpose(yb, 1, 0, 2), -1, b*mo)
-	return lw.cropped(y, out, int(b*mo))
+	dv := lw.weight(p.name, d)
+	xs := lw.split(lw.padded(x, in, int(b*mi)), 1, int(b), mi)
+	y := make([]string, b)
+	for j := range b {
+		y[j] = lw.matmul(xs[j], lw.transpose(lw.block(dv, j, mo, mi), 1, 0))
+	}
+	return lw.cropped(lw.concat(1, y...), out, int(b*mo))
+}
+
+// block is the k-th [rows, cols] matrix of the 3-D value w.
+func (lw *lowering) block(w string, k, rows, cols int64) string {
+	return lw.reshape(lw.slice(w, 0, k, k+1), rows, cols)
 }
 
 // kronecker lowers compute.Kronecker as its Apply does: with each input
