@@ -273,5 +273,5 @@ func int64s(t *onnxpb.TensorProto) ([]int64, error) {
 // formatErr builds the *arrowio.FormatError about field (of kind) of file.
 func formatErr(file, kind, field string, sentinel error, format string, args ...any) error {
 	return &arrowio.FormatError{File: file, Kind: kind, Field: field,
-		Err: fmt.Errorf("%w: %s", sentinel, fmt.Sprintf(format, args...))}
+		Err: fmt.Errorf("%s (%w)", fmt.Sprintf(format, args...), sentinel)}
 }
