@@ -75,21 +75,21 @@ func (lw *lowering) convAttrs() []*onnxpb.AttributeProto {
 // conv adds a Conv of x by w with the replaced node's attributes (strides,
 // pads, dilations, auto_pad; group is 1) and an optional bias.
 func (lw *lowering) conv(x, w, bias string) string {
-	in := []string{x, w}
-	if bias != "" {
-		in = append(in, bias)
-	}
-	return lw.op("Conv", in, lw.convAttrs()...)
+	return lw.op("Conv", optional(x, w, bias), lw.convAttrs()...)
 }
 
 // pointwiseConv adds a 1x1 Conv of x by w ([out, in, 1, ...]) and an
 // optional bias.
 func (lw *lowering) pointwiseConv(x, w, bias string) string {
-	in := []string{x, w}
-	if bias != "" {
-		in = append(in, bias)
+	return lw.op("Conv", optional(x, w, bias))
+}
+
+// optional is the inputs a, b and, unless it is "", c.
+func optional(a, b, c string) []string {
+	if c == "" {
+		return []string{a, b}
 	}
-	return lw.op("Conv", in)
+	return []string{a, b, c}
 }
 
 // convWeight reshapes a matrix value [out, C*k1*k2...] into a Conv weight
@@ -116,12 +116,11 @@ func (lw *lowering) channelsIn() int {
 }
 
 // lowRank adds y = x V U^T for values u ([out, k]) and v ([in, k]),
-// with bias added by the last node when given (channels view only).
+// with bias added by the last node when given (not in the last view).
 func (lw *lowering) lowRank(x, u, v string, out, k int, bias string) string {
 	switch lw.v {
 	case flat:
-		t := lw.matmul(x, v)
-		return lw.op("Gemm", []string{t, u}, onnx.IntAttr("transB", 1))
+		return lw.op("Gemm", optional(lw.matmul(x, v), u, bias), onnx.IntAttr("transB", 1))
 	case last:
 		return lw.matmul(lw.matmul(x, v), lw.transpose(u, 1, 0))
 	}
@@ -136,7 +135,7 @@ func (lw *lowering) orthogonal(x string, p part, bias string) string {
 	qs := lw.op("Mul", []string{lw.weight(p.name, p.param("Q")), lw.weight(p.name, p.param("scale"))})
 	switch lw.v {
 	case flat:
-		return lw.op("Gemm", []string{x, qs}, onnx.IntAttr("transB", 1))
+		return lw.op("Gemm", optional(x, qs, bias), onnx.IntAttr("transB", 1))
 	case last:
 		return lw.matmul(x, lw.transpose(qs, 1, 0))
 	}

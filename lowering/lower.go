@@ -253,12 +253,8 @@ func lowerLayer(m *onnx.Model, l onnx.Linear, layer Layer, cfg config) (LayerRec
 	if lw.v == flat && native != flat {
 		x, restore = lw.flatten(x, native, l)
 	}
-	convBias := ""
-	if lw.v == channels {
-		convBias, bias = bias, ""
-	}
-	y := lw.sum(x, trunk, corr, convBias)
-	if bias != "" {
+	y, added := lw.sum(x, trunk, corr, bias)
+	if bias != "" && !added {
 		y = lw.add(y, bias)
 	}
 	if restore != nil {
@@ -269,7 +265,7 @@ func lowerLayer(m *onnx.Model, l onnx.Linear, layer Layer, cfg config) (LayerRec
 		return LayerRecord{}, 0, err
 	}
 	rec := LayerRecord{Name: layer.Name, Node: l.Node, Op: l.Op, Spec: layer.Op.Spec(), Weight: l.Weight,
-		WeightShape: weightShape, Layout: l.Layout.String(), Alpha: l.Alpha, Kernel: l.Kernel, Bias: bias + convBias}
+		WeightShape: weightShape, Layout: l.Layout.String(), Alpha: l.Alpha, Kernel: l.Kernel, Bias: bias}
 	for _, p := range layer.Op.Params() {
 		rec.Params = append(rec.Params, ParamRecord{Name: p.Name, Initializer: lw.params[p.Name]})
 	}
@@ -300,30 +296,35 @@ func checkFamilies(trunk part, corr *part) ([]string, error) {
 	return families, nil
 }
 
-// sum lowers y = trunk(x) + correction(x) in the lowering's view, with the
-// Conv bias (channels view) added by the trunk's last Conv.
-func (lw *lowering) sum(x string, trunk part, corr *part, bias string) string {
-	if trunk.op.Spec().Family == compute.FamilyLowRank && corr != nil && corr.op.Spec().Family == compute.FamilyLowRank {
+// sum lowers y = trunk(x) + correction(x) in the lowering's view. The
+// trunk's last node adds the bias when it is a Gemm or Conv (lowrank and
+// orthogonal trunks, outside the last view); sum reports whether it did.
+func (lw *lowering) sum(x string, trunk part, corr *part, bias string) (string, bool) {
+	tf := trunk.op.Spec().Family
+	if lw.v == last || (tf != compute.FamilyLowRank && tf != compute.FamilyOrthogonal) {
+		bias = ""
+	}
+	if tf == compute.FamilyLowRank && corr != nil && corr.op.Spec().Family == compute.FamilyLowRank {
 		// U1 V1^T + U2 V2^T = [U1 U2] [V1 V2]^T: one pair of twice the rank
 		// (the Concats of initializers fold into constants at load).
 		out, _ := trunk.op.Shape()
 		u := lw.concat(1, lw.weight(trunk.name, trunk.param("U")), lw.weight(corr.name, corr.param("U")))
 		v := lw.concat(1, lw.weight(trunk.name, trunk.param("V")), lw.weight(corr.name, corr.param("V")))
-		return lw.lowRank(x, u, v, out, trunk.op.Spec().Rank+corr.op.Spec().Rank, bias)
+		return lw.lowRank(x, u, v, out, trunk.op.Spec().Rank+corr.op.Spec().Rank, bias), bias != ""
 	}
 	y := lw.part(x, trunk, bias)
-	if corr == nil {
-		return y
-	}
-	if corr.op.Spec().Family == compute.FamilySparse {
-		return lw.sparse(x, y, *corr)
-	}
-	if lw.v == flat && corr.op.Spec().Family == compute.FamilyLowRank {
+	switch {
+	case corr == nil:
+	case corr.op.Spec().Family == compute.FamilySparse:
+		y = lw.sparse(x, y, *corr)
+	case lw.v == flat && corr.op.Spec().Family == compute.FamilyLowRank:
 		// Gemm adds the trunk's output as its C: one op fewer.
 		t := lw.matmul(x, lw.weight(corr.name, corr.param("V")))
-		return lw.op("Gemm", []string{t, lw.weight(corr.name, corr.param("U")), y}, onnx.IntAttr("transB", 1))
+		y = lw.op("Gemm", []string{t, lw.weight(corr.name, corr.param("U")), y}, onnx.IntAttr("transB", 1))
+	default:
+		y = lw.add(y, lw.part(x, *corr, ""))
 	}
-	return lw.add(y, lw.part(x, *corr, ""))
+	return y, bias != ""
 }
 
 // part lowers one part in the lowering's view.
