@@ -18,7 +18,7 @@ import (
 )
 
 // lowered returns a Gemm model lowered at trunk family + residual.
-func lowered(t *testing.T, family, residual string) (*testModel, compute.Operator[float32], *onnx.Model) {
+func lowered(t testing.TB, family, residual string) (*testModel, compute.Operator[float32], *onnx.Model) {
 	t.Helper()
 	rng := rand.New(rand.NewPCG(3, 3))
 	tm := newModel(t, "gemm-transB1", 16, 16, convGeometry{}, rng)
@@ -203,4 +203,26 @@ func TestOperatorsErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzOperators feeds Operators structure records derived from a valid
+// one: whatever the record says, it returns operators or an error, never
+// panics, and never allocates beyond what the model holds.
+func FuzzOperators(f *testing.F) {
+	_, _, s := lowered(f, compute.FamilyMonarch, "sparse")
+	valid := metadata(s.Proto, MetadataKey).GetValue()
+	f.Add(valid)
+	f.Add(strings.Replace(valid, `"rank":2`, `"rank":16777216`, 1))
+	f.Add(strings.Replace(valid, `"family":"sum"`, `"family":"circulant"`, 1))
+	f.Add(`{"format_version":1,"layers":[{"name":"x","spec":{"family":"toeplitz","out":16777216,"in":16777216},"params":[]}]}`)
+	f.Fuzz(func(t *testing.T, record string) {
+		m := &onnx.Model{Proto: proto.Clone(s.Proto).(*onnxpb.ModelProto), File: "fuzz.onnx"}
+		metadata(m.Proto, MetadataKey).Value = proto.String(record)
+		layers, err := Operators(m)
+		for _, l := range layers {
+			if err != nil || compute.StoredValues(l.Op) > 1000 {
+				t.Fatalf("Operators returned %v with a %s of %d values from a model holding fewer", err, l.Op.Spec(), compute.StoredValues(l.Op))
+			}
+		}
+	})
 }
