@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -94,24 +95,41 @@ func buildMLP4096(tb testing.TB) {
 
 // BenchmarkMLP4096 runs a 3-layer 4096-wide MLP in ONNX Runtime (one
 // thread), dense against structured at monarch b=4 (r=256, convert's
-// default) + a rank-16 lowrank residual, at batch 1 and 64. Each reports
-// params, the model's float values.
+// default) + a rank-16 lowrank residual, at batch 1 and 64. The two models
+// run alternately, one Run each per iteration, so that both see the same
+// machine; ns/op is the pair's time, and the metrics are each model's
+// ms/run, the speedup (dense / structured) and the parameter ratio
+// (structured / dense float values).
 func BenchmarkMLP4096(b *testing.B) {
 	buildMLP4096(b)
+	dense, structured := mlp4096.dense, mlp4096.structured
 	for _, batch := range []int{1, 64} {
-		for _, c := range []struct {
-			name string
-			m    *onnx.Model
-		}{{"dense", mlp4096.dense}, {"structured", mlp4096.structured}} {
-			b.Run(fmt.Sprintf("batch=%d/%s", batch, c.name), func(b *testing.B) {
-				benchRun(b, c.m, []int64{int64(batch), 4096})
-			})
-		}
+		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
+			shape := []int64{int64(batch), 4096}
+			runDense, closeDense := runner(b, dense, shape)
+			defer closeDense()
+			runStructured, closeStructured := runner(b, structured, shape)
+			defer closeStructured()
+			var td, ts time.Duration
+			b.ResetTimer()
+			for range b.N {
+				t0 := time.Now()
+				runDense()
+				t1 := time.Now()
+				runStructured()
+				td, ts = td+t1.Sub(t0), ts+time.Since(t1)
+			}
+			b.ReportMetric(float64(td)/1e6/float64(b.N), "dense-ms")
+			b.ReportMetric(float64(ts)/1e6/float64(b.N), "structured-ms")
+			b.ReportMetric(float64(td)/float64(ts), "speedup")
+			b.ReportMetric(float64(floatCount(structured))/float64(floatCount(dense)), "param-ratio")
+		})
 	}
 }
 
-// benchRun times Run of m on a random input of the given shape.
-func benchRun(b *testing.B, m *onnx.Model, shape []int64) {
+// runner opens m (one thread) and returns a function that runs it on a
+// random input of the given shape, after one warm-up run.
+func runner(b *testing.B, m *onnx.Model, shape []int64) (run func(), close func()) {
 	bytes, err := m.Encode()
 	if err != nil {
 		b.Fatal(err)
@@ -120,7 +138,6 @@ func benchRun(b *testing.B, m *onnx.Model, shape []int64) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer s.Close()
 	n := 1
 	for _, d := range shape {
 		n *= int(d)
@@ -131,47 +148,22 @@ func benchRun(b *testing.B, m *onnx.Model, shape []int64) {
 		x[i] = float32(rng.NormFloat64())
 	}
 	in := []onnxrt.Tensor{onnxrt.NewFloat32(shape, x)}
-	if _, err := s.Run(in); err != nil { // warm up
-		b.Fatal(err)
-	}
-	b.ResetTimer()
-	for range b.N {
+	run = func() {
 		if _, err := s.Run(in); err != nil {
 			b.Fatal(err)
 		}
 	}
-	b.ReportMetric(float64(floatCount(m)), "params")
+	run()
+	return run, func() { s.Close() }
 }
 
-// BenchmarkConvolutionForms runs one n x n layer in ONNX Runtime (one
-// thread) as the dense Gemm and as circulant and Toeplitz layers in each
-// ConvolutionForm, at batch 1 and 64: the measurement behind DFT being the
-// default.
-func BenchmarkConvolutionForms(b *testing.B) {
-	rng := rand.New(rand.NewPCG(7, 7))
-	for _, n := range []int{256, 1024, 4096} {
-		dense := mlp(b, n, 1, rng)
-		models := []struct {
-			name string
-			m    *onnx.Model
-		}{{"dense", dense}}
-		for _, family := range []string{compute.FamilyCirculant, compute.FamilyToeplitz} {
-			for _, form := range []ConvolutionForm{DFT, DirectConv} {
-				s := structure(b, dense, func(out, in int) compute.Spec {
-					return compute.Spec{Family: family, Out: out, In: in}
-				}, rng, WithConvolutionForm(form))
-				models = append(models, struct {
-					name string
-					m    *onnx.Model
-				}{family + "-" + form.String(), s})
-			}
-		}
-		for _, batch := range []int{1, 64} {
-			for _, c := range models {
-				b.Run(fmt.Sprintf("n=%d/batch=%d/%s", n, batch, c.name), func(b *testing.B) {
-					benchRun(b, c.m, []int64{int64(batch), int64(n)})
-				})
-			}
-		}
+// benchRun times Run of m on a random input of the given shape.
+func benchRun(b *testing.B, m *onnx.Model, shape []int64) {
+	run, close := runner(b, m, shape)
+	defer close()
+	b.ResetTimer()
+	for range b.N {
+		run()
 	}
+	b.ReportMetric(float64(floatCount(m)), "params")
 }
