@@ -4,6 +4,7 @@ import (
 	"math"
 
 	"github.com/strata-ml/strata/arrowio/onnx"
+	"github.com/strata-ml/strata/arrowio/onnx/onnxpb"
 	"github.com/strata-ml/strata/compute"
 )
 
@@ -88,13 +89,22 @@ func (lw *lowering) toeplitz(x, t string, in, out int) string {
 // axis, four elementwise ops.
 func (lw *lowering) spectral(x, kernel string, m, in, out int) string {
 	lw.need(17)
-	axis := onnx.IntAttr("axis", 1)
-	xf := lw.op("DFT", []string{lw.reshape(x, -1, int64(in), 1), lw.scalar64(int64(m))}, axis)
-	kf := lw.reshape(lw.op("DFT", []string{lw.reshape(kernel, 1, int64(m), 1)}, axis), int64(m), 2)
+	dft := func(x, length string, attrs ...*onnxpb.AttributeProto) string {
+		if lw.m.Opset("") >= 20 { // DFT-20 takes the axis as an input
+			return lw.op("DFT", []string{x, length, lw.scalar64(1)}, attrs...)
+		}
+		in := []string{x}
+		if length != "" {
+			in = append(in, length)
+		}
+		return lw.op("DFT", in, append(attrs, onnx.IntAttr("axis", 1))...)
+	}
+	xf := dft(lw.reshape(x, -1, int64(in), 1), lw.scalar64(int64(m)))
+	kf := lw.reshape(dft(lw.reshape(kernel, 1, int64(m), 1), ""), int64(m), 2)
 	kr, ki := lw.slice(kf, 1, 0, 1), lw.slice(kf, 1, 1, 2)
 	rot := lw.concat(1, lw.op("Neg", []string{ki}), kr)
 	yf := lw.add(lw.op("Mul", []string{lw.slice(xf, 2, 0, 1), kf}), lw.op("Mul", []string{lw.slice(xf, 2, 1, 2), rot}))
-	y := lw.op("DFT", []string{yf}, axis, onnx.IntAttr("inverse", 1))
+	y := dft(yf, "", onnx.IntAttr("inverse", 1))
 	real := lw.op("Slice", []string{y, lw.int64s(0, 0), lw.int64s(int64(out), 1), lw.int64s(1, 2)})
 	return lw.reshape(real, -1, int64(out))
 }

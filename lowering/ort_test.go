@@ -143,3 +143,24 @@ func mustMaterialize(t *testing.T, m *onnx.Model, layers []Layer) *onnx.Model {
 	}
 	return d
 }
+
+// TestDFTOpset20 lowers circulant and Toeplitz layers into a model that
+// imports opset 21, where DFT takes its axis as an input, and checks the
+// result in ONNX Runtime (onnx.checker of python3-onnx 1.12 knows opsets up
+// to 17 only).
+func TestDFTOpset20(t *testing.T) {
+	rng := rand.New(rand.NewPCG(20, 20))
+	for _, family := range []string{compute.FamilyCirculant, compute.FamilyToeplitz} {
+		for _, s := range shapes {
+			t.Run(family+"/"+s.name, func(t *testing.T) {
+				tm := newModel(t, "gemm-transB0", s.out, s.in, convGeometry{}, rng)
+				tm.m.SetOpset("", 21)
+				op := randomOp(t, sumSpec(trunkSpec(family, s), "lowrank"), rng)
+				lm := checkLowered(t, tm, op, rng)
+				if lm.Opset("") != 21 {
+					t.Errorf("opset %d, want 21 kept", lm.Opset(""))
+				}
+			})
+		}
+	}
+}
