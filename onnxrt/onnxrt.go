@@ -207,7 +207,9 @@ type Session struct {
 
 // Open loads a model from its serialized ONNX bytes. The bytes are not
 // retained after Open returns. Errors wrap ErrUnavailable (no runtime) or
-// ErrInvalidModel (the runtime refused the bytes) and name the model.
+// are *Error wrapping ErrInvalidModel (the runtime refused the bytes). A
+// model with external data needs OpenFile: given bytes, ONNX Runtime
+// looks for the data files in the working directory.
 func Open(model []byte, opts Options) (*Session, error) {
 	opts = opts.withDefaults()
 	if err := Available(); err != nil {
@@ -216,28 +218,44 @@ func Open(model []byte, opts Options) (*Session, error) {
 	if len(model) == 0 {
 		return nil, &Error{opts.Name, "open", fmt.Errorf("%w: no bytes", ErrInvalidModel)}
 	}
-	rt, inputs, outputs, err := openRuntime(model, opts)
+	return open(source{model: model}, opts)
+}
+
+// OpenFile loads the model file at path, named by path unless opts.Name
+// is set. Unlike Open, it also loads tensors stored as external data in
+// files beside the model (ONNX Runtime refuses locations outside the
+// model's directory). Errors are as Open's, or wrap fs.ErrNotExist and
+// the like when the file cannot be read.
+func OpenFile(path string, opts Options) (*Session, error) {
+	if opts.Name == "" {
+		opts.Name = path
+	}
+	opts = opts.withDefaults()
+	if err := Available(); err != nil {
+		return nil, err
+	}
+	// A file that cannot be read is not an invalid model: say so first.
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, &Error{opts.Name, "open", err}
+	}
+	f.Close()
+	return open(source{path: path}, opts)
+}
+
+// source is a model's serialized bytes or its file.
+type source struct {
+	model []byte
+	path  string
+}
+
+func open(src source, opts Options) (*Session, error) {
+	rt, inputs, outputs, err := openRuntime(src, opts)
 	if err != nil {
 		return nil, &Error{opts.Name, "open", err}
 	}
 	return &Session{name: opts.Name, threads: opts.IntraOpThreads,
 		inputs: inputs, outputs: outputs, rt: rt}, nil
-}
-
-// OpenFile reads the model file at path and opens it; the model is named
-// by path unless opts.Name is set.
-func OpenFile(path string, opts Options) (*Session, error) {
-	if opts.Name == "" {
-		opts.Name = path
-	}
-	if err := Available(); err != nil {
-		return nil, err
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, &Error{opts.Name, "open", err}
-	}
-	return Open(b, opts)
 }
 
 // Name is the model's name as Options gave it.

@@ -47,19 +47,29 @@ func loadRuntime() (library, version string, err error) {
 
 // openRuntime creates the session and reads its inputs and outputs. Errors
 // of the runtime about the model wrap ErrInvalidModel.
-func openRuntime(model []byte, opts Options) (*runtimeSession, []Info, []Info, error) {
-	// The binding reads names, types and shapes only from a session of its
-	// own: the model is loaded twice.
-	ins, outs, err := ort.GetInputOutputInfoWithONNXData(model)
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("%w: %v", ErrInvalidModel, err)
-	}
+func openRuntime(src source, opts Options) (*runtimeSession, []Info, []Info, error) {
 	so, err := sessionOptions(opts)
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	defer so.Destroy()
-	s, err := ort.NewDynamicAdvancedSessionWithONNXData(model, names(ins), names(outs), so)
+	// The binding reads names, types and shapes only from a session of its
+	// own: the model is loaded twice.
+	var ins, outs []ort.InputOutputInfo
+	if src.path != "" {
+		ins, outs, err = ort.GetInputOutputInfoWithOptions(src.path, so)
+	} else {
+		ins, outs, err = ort.GetInputOutputInfoWithONNXData(src.model)
+	}
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("%w: %v", ErrInvalidModel, err)
+	}
+	var s *ort.DynamicAdvancedSession
+	if src.path != "" {
+		s, err = ort.NewDynamicAdvancedSession(src.path, names(ins), names(outs), so)
+	} else {
+		s, err = ort.NewDynamicAdvancedSessionWithONNXData(src.model, names(ins), names(outs), so)
+	}
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("%w: %v", ErrInvalidModel, err)
 	}

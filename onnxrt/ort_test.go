@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -160,6 +161,36 @@ func TestPretrained(t *testing.T) {
 			}
 			t.Logf("output within %.2g of the torch interpreter's (relative)", d)
 		})
+	}
+}
+
+// TestExternalData checks that OpenFile loads a model whose initializers
+// are in an external data file beside it (giving the MLP's logits), and
+// that Open, which has only the bytes, refuses it as an invalid model.
+func TestExternalData(t *testing.T) {
+	mustAvailable(t)
+	set := testmodels.Build(t)
+	s, err := OpenFile(set.MLPExternal, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	out, err := s.Run([]Tensor{input(set.MLP)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := relDiff(out[0].Float32, set.MLP.Logits.Float32); d > 1e-5 {
+		t.Errorf("logits differ from PyTorch's by %.3g relative", d)
+	}
+	b, err := os.ReadFile(set.MLPExternal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(b, Options{Name: "ext"}); !errors.Is(err, ErrInvalidModel) {
+		t.Errorf("Open of a model with external data: %v, want ErrInvalidModel", err)
+	}
+	if _, err := OpenFile(filepath.Join(t.TempDir(), "none.onnx"), Options{}); !errors.Is(err, fs.ErrNotExist) || errors.Is(err, ErrInvalidModel) {
+		t.Errorf("OpenFile of a missing file: %v, want fs.ErrNotExist", err)
 	}
 }
 

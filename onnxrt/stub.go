@@ -16,7 +16,7 @@ func loadRuntime() (library, version string, err error) {
 		"to get it, run `make deps && make build`", ErrUnavailable)
 }
 
-func openRuntime([]byte, Options) (*runtimeSession, []Info, []Info, error) {
+func openRuntime(source, Options) (*runtimeSession, []Info, []Info, error) {
 	_, _, err := loadRuntime()
 	return nil, nil, nil, err
 }

@@ -15,6 +15,8 @@ Writes into DIR:
   <model>.onnx               torch.onnx.export, opset 17, dynamic batch axis
                              0 on input "x" and output "logits", checked with
                              onnx.checker
+  mlp_external.onnx          mlp.onnx with every initializer in the external
+                             data file mlp_external.onnx.data beside it
   <model>.safetensors        the state_dict, written by hand (8-byte
                              little-endian header length, JSON header, data)
   <model>.input.bin          the model's evaluation input (eval_x reshaped,
@@ -202,6 +204,14 @@ def export(model, example, path):
     onnx.checker.check_model(onnx.load(path), full_check=True)
 
 
+def write_external(src, dst):
+    """Writes src again as dst with its initializers as external data."""
+    model = onnx.load(src)
+    onnx.save_model(model, dst, save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=os.path.basename(dst) + ".data", size_threshold=0)
+    onnx.checker.check_model(dst, full_check=True)
+
+
 def build_model(name, out, train_x, train_y, eval_x, eval_y):
     cls, to_input, dtype = MODELS[name]
     torch.manual_seed(SEED)
@@ -374,6 +384,8 @@ def main():
         "models": {name: build_model(name, args.out, scaled[tr], ys[tr], eval_x, eval_y)
                    for name in MODELS},
     }
+    write_external(os.path.join(args.out, "mlp.onnx"), os.path.join(args.out, "mlp_external.onnx"))
+    ref["external"] = {"onnx": "mlp_external.onnx", "data": "mlp_external.onnx.data", "of": "mlp"}
     if args.pretrained:
         ref["pretrained"] = pretrained_references(args.pretrained, args.out)
     with open(os.path.join(args.out, "reference.json"), "w") as f:

@@ -117,6 +117,9 @@ type Set struct {
 	EvalY Array
 
 	MLP, CNN, Transformer, Checkpoint *Model
+	// MLPExternal is the MLP's ONNX file with every initializer stored as
+	// external data, in the file MLPExternal + ".data" beside it.
+	MLPExternal string
 
 	pretrained    []*Pretrained
 	pretrainedDir string
@@ -341,7 +344,10 @@ type reference struct {
 	EvalCSV  string `json:"eval_csv"`
 	EvalX    file   `json:"eval_x"`
 	EvalY    file   `json:"eval_y"`
-	Models   map[string]struct {
+	External struct {
+		ONNX string `json:"onnx"`
+	} `json:"external"`
+	Models map[string]struct {
 		ONNX        string  `json:"onnx"`
 		Safetensors string  `json:"safetensors"`
 		Input       file    `json:"input"`
@@ -374,7 +380,8 @@ func load(dir string) (*Set, error) {
 		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, "reference.json"), err)
 	}
 	s := &Set{Dir: dir, Torch: ref.Torch, Opset: ref.Opset, Classes: ref.Classes,
-		TrainCSV: filepath.Join(dir, ref.TrainCSV), EvalCSV: filepath.Join(dir, ref.EvalCSV)}
+		TrainCSV: filepath.Join(dir, ref.TrainCSV), EvalCSV: filepath.Join(dir, ref.EvalCSV),
+		MLPExternal: filepath.Join(dir, ref.External.ONNX)}
 	if s.EvalX, err = readArray(dir, ref.EvalX); err != nil {
 		return nil, err
 	}
