@@ -1,16 +1,22 @@
 package compute
 
 import (
+	"math"
 	"slices"
+
+	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/blas64"
 
 	"gonum.org/v1/gonum/mat"
 )
 
 // fitKroneckerCalibrated minimises F over sums of r Kronecker products,
 // A[a m2 + b, c n2 + d] = sum_i A_i[a, c] B_i[b, d], by alternating least
-// squares on the factors, from init when it is a Kronecker of the same
-// shape and rank, else from the weight-only (Van Loan-Pitsianis)
-// projection of t.
+// squares on the factors. The problem has local minima, so it runs from
+// up to three starts and keeps the lowest F: the weight-only (Van
+// Loan-Pitsianis) projection of t, init when it is a Kronecker of the same
+// shape and rank, and the Kronecker-whitened projection
+// (kroneckerWhitenedStart).
 //
 // A is linear in the A_i with the B_i fixed, and the rows a m2 + b of
 // different a involve different rows of the A_i, so the A-step splits
@@ -30,47 +36,135 @@ import (
 // than cfg.Tol relative, or after cfg.Sweeps sweeps. Building G costs
 // O(r^2 in^2), each right-hand side O(r out in), on top of one T M.
 //
-// Padding: padded rows carry weight 0 (the corner alone is fitted, unlike
-// the weight-only projection, which fits zeros there), and padded columns
-// weight mu = max(lambda, 1e-8 tr(C)/in), a tie-break towards zero for
-// weights no input reaches.
+// Padding: the corner alone is fitted, unlike the weight-only projection,
+// which fits zeros to the padding. Padded rows carry weight 0, and padded
+// columns the weight 1e-10 tr(C)/in: the factors reach the visible corner
+// through entries in padded columns too, and any real weight there pulls
+// the fit off the corner's optimum (by 20% of F on a 7 x 9 case with the
+// weight lambda), while this one only keeps the normal equations definite.
 func fitKroneckerCalibrated(t *mat.Dense, s Spec, cal *Calibration, init Operator[float64], cfg CalibratedConfig, seed uint64) (Operator[float64], error) {
 	m1, n1, m2, n2, err := kroneckerShape(s)
 	if err != nil {
 		return nil, err
 	}
-	start, ok := unpad(init).(*Kronecker[float64])
-	if !ok || start.m1 != m1 || start.n1 != n1 || start.m2 != m2 || start.n2 != n2 || start.r != s.Rank {
-		op, err := Project(t, s, seed)
+	weightOnly, err := Project(t, s, seed)
+	if err != nil {
+		return nil, err
+	}
+	starts := []*Kronecker[float64]{unpad(weightOnly).(*Kronecker[float64])}
+	if k, ok := unpad(init).(*Kronecker[float64]); ok && k.m1 == m1 && k.n1 == n1 && k.m2 == m2 && k.n2 == n2 && k.r == s.Rank {
+		starts = append(starts, k)
+	}
+	if k, ok := kroneckerWhitenedStart(t, s, cal, seed); ok {
+		starts = append(starts, k)
+	}
+	var best *Kronecker[float64]
+	bestF := math.Inf(1)
+	for _, start := range starts {
+		k := Clone[float64](start).(*Kronecker[float64])
+		f, err := newKronFit(k, t, cal, s.Out).run(cfg)
 		if err != nil {
 			return nil, err
 		}
-		start = unpad(op).(*Kronecker[float64])
+		if f < bestF {
+			best, bestF = k, f
+		}
 	}
-	k := Clone[float64](start).(*Kronecker[float64])
-	f := newKronFit(k, t, cal, s.Out)
+	return maybePad[float64](best, s.Out, s.In), nil
+}
+
+// kroneckerWhitenedStart is the start that is exact when M is itself a
+// Kronecker product: with M ~ M1 (x) M2 (the nearest Kronecker product,
+// Van Loan-Pitsianis on M, whose factors of a positive definite M are
+// symmetric) and M1 = L1 L1^T, M2 = L2 L2^T, (A (x) B)(L1 (x) L2) =
+// A L1 (x) B L2, so the weight-only projection of T (L1 (x) L2) unwhitened
+// by L1^(-1) and L2^(-1) minimises F for that M. ok is false when a factor
+// is not positive definite.
+func kroneckerWhitenedStart(t *mat.Dense, s Spec, cal *Calibration, seed uint64) (*Kronecker[float64], bool) {
+	m1, n1, m2, n2, _ := kroneckerShape(s)
+	pi := n1 * n2
+	mp := mat.DenseCopyOf(cal.paddedM(pi, kronPadWeight))
+	u, sv, v, err := TruncatedSVD(kroneckerRearrange(mp.RawMatrix().Data, n1, n1, n2, n2), 1, seed)
+	if err != nil {
+		return nil, false
+	}
+	lower := func(vec *mat.Dense, n int) *mat.TriDense {
+		f := mat.NewSymDense(n, nil)
+		sign := 1.0
+		if vec.At(0, 0) < 0 {
+			sign = -1 // the factors' signs are arbitrary; make them positive
+		}
+		for i := range n {
+			for j := i; j < n; j++ {
+				f.SetSym(i, j, sign*math.Sqrt(sv[0])*(vec.At(i*n+j, 0)+vec.At(j*n+i, 0))/2)
+			}
+		}
+		var ch mat.Cholesky
+		if !ch.Factorize(f) {
+			return nil
+		}
+		l := new(mat.TriDense)
+		ch.LTo(l)
+		return l
+	}
+	l1, l2 := lower(u, n1), lower(v, n2)
+	if l1 == nil || l2 == nil {
+		return nil, false
+	}
+	lk := NewKronecker(n1, n1, n2, n2, 1, rowMajor(l1), rowMajor(l2))
+	ld := make([]float64, pi*pi)
+	lk.DenseTo(ld)
+	var tl mat.Dense
+	tl.Mul(padDense(t, m1*m2, pi), mat.NewDense(pi, pi, ld))
+	ws := s
+	ws.Out, ws.In = m1*m2, pi
+	op, err := Project(&tl, ws, seed)
+	if err != nil {
+		return nil, false
+	}
+	k := op.(*Kronecker[float64])
+	for i := range k.r {
+		unwhiten(k.a[i*m1*n1:(i+1)*m1*n1], m1, n1, l1)
+		unwhiten(k.b[i*m2*n2:(i+1)*m2*n2], m2, n2, l2)
+	}
+	return k, allFinite(k.a) && allFinite(k.b)
+}
+
+// unwhiten sets x (rows x cols, row-major) to x L^(-1).
+func unwhiten(x []float64, rows, cols int, l *mat.TriDense) {
+	blas64.Trsm(blas.Right, blas.NoTrans, 1, l.RawTriangular(), general(rows, cols, x))
+}
+
+// run iterates the alternating steps from the fit's factors and returns
+// the final F.
+func (f *kronFit) run(cfg CalibratedConfig) (float64, error) {
+	k := f.k
 	prev := f.objective()
 	for range cfg.Sweeps {
 		a, b := slices.Clone(k.a), slices.Clone(k.b)
 		if err := f.stepA(); err != nil {
-			return nil, err
+			return 0, err
 		}
 		next, err := f.stepB()
 		if err != nil {
-			return nil, err
+			return 0, err
 		}
 		if next > prev {
 			copy(k.a, a) // rounding at convergence: keep the better point
 			copy(k.b, b)
 			break
 		}
-		if converged(prev, next, cfg.Tol) {
+		done := converged(prev, next, cfg.Tol)
+		prev = next
+		if done {
 			break
 		}
-		prev = next
 	}
-	return maybePad[float64](k, s.Out, s.In), nil
+	return prev, nil
 }
+
+// kronPadWeight is the weight of padded columns relative to tr(C)/in.
+const kronPadWeight = 1e-10
 
 // kronFit holds one data-aware Kronecker fit on the padded shape.
 type kronFit struct {
@@ -83,7 +177,7 @@ type kronFit struct {
 
 func newKronFit(k *Kronecker[float64], t *mat.Dense, cal *Calibration, out int) *kronFit {
 	po, pi := k.Shape()
-	mp := mat.DenseCopyOf(cal.paddedM(pi))
+	mp := mat.DenseCopyOf(cal.paddedM(pi, kronPadWeight))
 	tp := padDense(t, po, pi)
 	var tm mat.Dense
 	tm.Mul(tp, mp)

@@ -27,11 +27,11 @@ import (
 // 0 ... b-1; the row set stops when a sweep lowers its F by less than
 // cfg.Tol relative, or after cfg.Sweeps sweeps.
 //
-// Padding: columns beyond in get weight mu = max(lambda, 1e-8 tr(C)/in)
-// on the diagonal of M and zero target; a block's whitened truncation
-// then leaves them zero (the padded columns of B0 L are zero), as it
-// leaves padded rows, whose target is zero, so the padded fit is the
-// fit of the visible corner. The start is init when it is a Monarch of
+// Padding: columns beyond in get the weight tr(C)/in on the diagonal of
+// M and zero target; a block's whitened truncation then leaves them zero
+// (the padded columns of B0 L are zero) whatever that weight, as it leaves
+// padded rows, whose target is zero, so the padded fit is the fit of the
+// visible corner. The start is init when it is a Monarch of
 // the same shape, else the weight-only projection of t.
 func fitMonarchCalibrated(t *mat.Dense, s Spec, cal *Calibration, init Operator[float64], cfg CalibratedConfig, seed uint64) (Operator[float64], error) {
 	po, pi, err := monarchPadded(s)
@@ -47,7 +47,7 @@ func fitMonarchCalibrated(t *mat.Dense, s Spec, cal *Calibration, init Operator[
 		start = unpad(op).(*Monarch[float64])
 	}
 	m := Clone[float64](start).(*Monarch[float64])
-	mp := cal.paddedM(pi)
+	mp := cal.paddedM(pi, 1)
 	f := monarchFit{m: m, t: padDense(t, po, pi), mp: mp, mpRows: mat.DenseCopyOf(mp), cfg: cfg, seed: seed}
 	if err := f.chunkFactors(); err != nil {
 		return nil, err
@@ -175,18 +175,19 @@ func (f *monarchFit) updateBlock(j, k int, e, em *mat.Dense) error {
 	return nil
 }
 
-// paddedM returns M extended to width pi >= in by mu I on the padded
-// diagonal, mu = max(lambda, 1e-8 tr(C)/in): a positive weight that keeps
-// the padded blocks definite without pulling on the visible fit.
-func (c *Calibration) paddedM(pi int) *mat.SymDense {
+// paddedM returns M extended to width pi >= in by mu times the mean
+// eigenvalue tr(C)/in on the padded diagonal: the weight of inputs that
+// are always zero, a positive tie-break that keeps the padded problem
+// definite.
+func (c *Calibration) paddedM(pi int, mu float64) *mat.SymDense {
 	if pi == c.in {
 		return c.m
 	}
 	mp := mat.NewSymDense(pi, nil)
 	mp.SliceSym(0, c.in).(*mat.SymDense).CopySym(c.m)
-	mu := max(c.lambda, 1e-8*mat.Trace(c.gram)/float64(c.in))
+	w := mu * mat.Trace(c.gram) / float64(c.in)
 	for i := c.in; i < pi; i++ {
-		mp.SetSym(i, i, mu)
+		mp.SetSym(i, i, w)
 	}
 	return mp
 }

@@ -17,18 +17,25 @@ import (
 // ||T M||_* / tr(M). That is the exact minimiser.
 //
 // Wide (out < in, Q Q^T = I): tr(Q M Q^T) depends on Q and there is no
-// closed form. With mu >= the largest eigenvalue of M, Q -> tr(Q (M - mu
-// I) Q^T) is concave, so its linearisation at the current Q_t majorises it
-// (Kiers 1990), and minimising the majoriser is again a Procrustes
-// problem:
+// closed form (the unbalanced Procrustes problem). With mu >= the largest
+// eigenvalue of M, Q -> tr(Q (M - mu I) Q^T) is concave, so its
+// linearisation at the current Q_t majorises it (Kiers 1990), and
+// minimising the majoriser is again a Procrustes problem:
 //
-//	Q_{t+1} = polar(T M + s Q_t (mu I - M)),   s_{t+1} = tr(Q M T^T) / tr(Q M Q^T).
+//	Q_{t+1} = polar(T M + s Q_t (mu I - M)) = polar(Q_t - (Q_t M - T M / s) / mu),
+//	s_{t+1} = tr(Q M T^T) / tr(Q M Q^T),
 //
-// Each half-step does not raise F. It starts from the better of the
-// weight-only projection, init, and polar(T M) with its best s, and stops
-// when an iteration lowers F by less than cfg.Tol relative, or after
-// cfg.Sweeps iterations. The result is a stationary point, not
-// certifiably the global minimiser.
+// a projected gradient step of length 1/mu that never raises F. A
+// strongly anisotropic M makes 1/mu short and this slow, so each step
+// first tries the Barzilai-Borwein length eta (from the last two iterates
+// and gradients), polar(Q_t - eta (Q_t M - T M / s)), kept when F falls,
+// else eta shrinks fourfold down to 1/mu, where the majorisation
+// guarantees descent; so F never rises. It starts from
+// the best of the weight-only projection, init, and polar(T M) with its
+// best s, and stops when an accepted step lowers F by less than cfg.Tol
+// relative, when even the step 1/mu does not lower F, or after cfg.Sweeps
+// steps. The problem has local minima; the result is a stationary point,
+// not certifiably the global minimiser.
 func fitOrthogonalCalibrated(t *mat.Dense, s Spec, cal *Calibration, init Operator[float64], cfg CalibratedConfig, seed uint64) (Operator[float64], error) {
 	var tm mat.Dense
 	tm.Mul(t, cal.m)
@@ -94,32 +101,67 @@ func (p procrustes) state(q *mat.Dense) procrustesState {
 	return procrustesState{q: q, s: s, f: s*s*quad - 2*s*lin}
 }
 
-// iterate runs the majorisation from st with mu >= lambda_max(M).
+// iterate runs the adaptive majorisation from st with mu >=
+// lambda_max(M).
 func (p procrustes) iterate(st procrustesState, mu float64, cfg CalibratedConfig) (procrustesState, error) {
 	total := frobeniusDot(p.t, p.tm) // tr(T M T^T), for relative steps
-	var z, qm mat.Dense
+	eta := 1 / mu
+	var prevQ, prevG *mat.Dense
 	for range cfg.Sweeps {
-		// Z = T M + s (mu Q - Q M)
-		qm.Mul(st.q, p.m)
-		z.Scale(mu, st.q)
-		z.Sub(&z, &qm)
-		z.Scale(st.s, &z)
-		z.Add(&z, p.tm)
-		q, err := PolarFactor(&z)
-		if err != nil {
-			return st, err
+		if !(st.s > 0) {
+			break
 		}
-		next := p.state(q)
+		g := p.gradient(st)
+		if prevQ != nil {
+			eta = bbStep(st.q, prevQ, g, prevG, eta, mu)
+		}
+		var next procrustesState
+		var z mat.Dense
+		for {
+			z.Scale(-eta, g)
+			z.Add(&z, st.q)
+			q, err := PolarFactor(&z)
+			if err != nil {
+				return st, err
+			}
+			next = p.state(q)
+			if next.f < st.f || eta <= 1/mu {
+				break
+			}
+			eta = max(eta/4, 1/mu)
+		}
 		if next.f >= st.f {
 			break
 		}
 		done := converged(total+st.f, total+next.f, cfg.Tol)
-		st = next
+		prevQ, prevG, st = st.q, g, next
 		if done {
 			break
 		}
 	}
 	return st, nil
+}
+
+// gradient returns G = Q M - T M / s, the gradient of F in Q over 2 s^2.
+func (p procrustes) gradient(st procrustesState) *mat.Dense {
+	var g, z mat.Dense
+	g.Mul(st.q, p.m)
+	z.Scale(1/st.s, p.tm)
+	g.Sub(&g, &z)
+	return &g
+}
+
+// bbStep returns the Barzilai-Borwein step <dQ, dQ> / <dQ, dG> between two
+// iterates, within [1/mu, 1e8/mu]; eta when the curvature is not positive.
+func bbStep(q, prevQ, g, prevG *mat.Dense, eta, mu float64) float64 {
+	var dq, dg mat.Dense
+	dq.Sub(q, prevQ)
+	dg.Sub(g, prevG)
+	curv := frobeniusDot(&dq, &dg)
+	if !(curv > 0) {
+		return eta
+	}
+	return min(max(frobeniusDot(&dq, &dq)/curv, 1/mu), 1e8/mu)
 }
 
 // frobeniusDot returns <a, b>_F = tr(a^T b).
