@@ -20,8 +20,12 @@ import (
 var ErrCalibration = Error{"compute: unusable calibration activations"}
 
 // DefaultRidge is the relative ridge alpha a Calibration uses when asked
-// for a negative one (see Calibration).
-const DefaultRidge = 1e-3
+// for a negative one (see Calibration). On held-out rows of anisotropic
+// activations (64 inputs, 100:1 feature scales; lowrank, blockdiag,
+// monarch, toeplitz) alpha = 1e-2 was within 0.3% of the best alpha in
+// [1e-8, 1] with 128 or 512 calibration rows, and 4 to 14% better than
+// alpha <= 1e-4 with 32 rows, where the rows leave directions unseen.
+const DefaultRidge = 1e-2
 
 // Gram accumulates the second moment of activation rows batch by batch,
 // so that a layer's inputs need not be held in memory: after rows x_1 ...
