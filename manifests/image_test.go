@@ -109,34 +109,29 @@ func TestK8sPilotJob(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	type container struct {
-		Name         string   `yaml:"name"`
-		Command      []string `yaml:"command"`
-		Args         []string `yaml:"args"`
-		VolumeMounts []struct {
-			Name      string `yaml:"name"`
-			MountPath string `yaml:"mountPath"`
-		} `yaml:"volumeMounts"`
-	}
 	type doc struct {
 		Kind string            `yaml:"kind"`
 		Data map[string]string `yaml:"data"`
 		Spec struct {
-			BackoffLimit     int `yaml:"backoffLimit"`
-			PodFailurePolicy struct {
+			BackoffLimit          int   `yaml:"backoffLimit"`
+			ActiveDeadlineSeconds int64 `yaml:"activeDeadlineSeconds"`
+			PodFailurePolicy      struct {
 				Rules []struct {
 					Action      string `yaml:"action"`
-					OnExitCodes struct {
+					OnExitCodes *struct {
 						ContainerName string `yaml:"containerName"`
 						Operator      string `yaml:"operator"`
 						Values        []int  `yaml:"values"`
 					} `yaml:"onExitCodes"`
+					OnPodConditions []struct {
+						Type string `yaml:"type"`
+					} `yaml:"onPodConditions"`
 				} `yaml:"rules"`
 			} `yaml:"podFailurePolicy"`
 			Template struct {
 				Spec struct {
-					RestartPolicy string      `yaml:"restartPolicy"`
-					Containers    []container `yaml:"containers"`
+					RestartPolicy string `yaml:"restartPolicy"`
+					podSpec       `yaml:",inline"`
 				} `yaml:"spec"`
 			} `yaml:"template"`
 		} `yaml:"spec"`
@@ -160,19 +155,36 @@ func TestK8sPilotJob(t *testing.T) {
 		t.Fatal("k8s/pilot-job.yaml: want a ConfigMap with pilot.yaml and a Job")
 	}
 
-	// Only exit code 1 is retried: 2, 3 and 4 fail the Job at once.
+	// 2, 3 and 4 fail the Job at once; a disruption (eviction,
+	// preemption) is retried without counting; the rest (1, 137) is
+	// retried up to backoffLimit.
 	rules := job.Spec.PodFailurePolicy.Rules
-	if job.Spec.BackoffLimit < 1 || len(rules) != 1 || rules[0].Action != "FailJob" ||
-		rules[0].OnExitCodes.Operator != "In" || !slices.Equal(rules[0].OnExitCodes.Values, []int{2, 3, 4}) {
-		t.Errorf("podFailurePolicy %+v, backoffLimit %d: want FailJob on exit codes 2, 3, 4 and retries of the rest",
+	if job.Spec.BackoffLimit < 1 || len(rules) != 2 ||
+		rules[0].Action != "Ignore" || len(rules[0].OnPodConditions) != 1 || rules[0].OnPodConditions[0].Type != "DisruptionTarget" ||
+		rules[1].Action != "FailJob" || rules[1].OnExitCodes == nil ||
+		rules[1].OnExitCodes.Operator != "In" || !slices.Equal(rules[1].OnExitCodes.Values, []int{2, 3, 4}) {
+		t.Errorf("podFailurePolicy %+v, backoffLimit %d: want Ignore on DisruptionTarget, FailJob on exit codes 2, 3, 4, retries of the rest",
 			rules, job.Spec.BackoffLimit)
 	}
 	if got := job.Spec.Template.Spec.RestartPolicy; got != "Never" {
 		t.Errorf("restartPolicy %q, want Never (podFailurePolicy needs it)", got)
 	}
-	cs := job.Spec.Template.Spec.Containers
-	if len(cs) != 1 || len(cs[0].Command) != 0 || rules[0].OnExitCodes.ContainerName != cs[0].Name {
+	if job.Spec.ActiveDeadlineSeconds <= 0 {
+		t.Error("no activeDeadlineSeconds")
+	}
+	pod := job.Spec.Template.Spec.podSpec
+	for _, v := range restrictedViolations(pod) {
+		t.Errorf("k8s/pilot-job.yaml: %s", v)
+	}
+	cs := pod.Containers
+	if len(cs) != 1 || len(cs[0].Command) != 0 || rules[1].OnExitCodes == nil || rules[1].OnExitCodes.ContainerName != cs[0].Name {
 		t.Fatalf("want one container, run by the image's entrypoint, named in podFailurePolicy")
+	}
+	for _, v := range hardeningViolations(cs[0], true) {
+		t.Errorf("k8s/pilot-job.yaml: %s", v)
+	}
+	if !imageTagRE.MatchString(cs[0].Image) {
+		t.Errorf("image %q: want a version tag, never latest", cs[0].Image)
 	}
 
 	root := t.TempDir()
