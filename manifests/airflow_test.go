@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/strata-ml/strata/mlflow/mlflowtest"
 )
 
 // dagTask is what the DAG passes an operator, as dagcheck.py prints it.
@@ -143,6 +145,21 @@ func TestAirflowDAG(t *testing.T) {
 			})
 		}
 	}
+	// With a tracking server: the mlflow task hands the run over.
+	t.Run("airflow3/mlflow", func(t *testing.T) {
+		s := mlflowtest.NewServer()
+		defer s.Close()
+		run := runAirflowDAG(t, fx, "3", map[string]string{"mlflow_tracking_uri": s.URL}, nil)
+		b, err := os.ReadFile(filepath.Join(run, "report", "report.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rep map[string]any
+		if err := json.Unmarshal(b, &rep); err != nil {
+			t.Fatal(err)
+		}
+		checkMLflow(t, s, "go", "manual__2026-01-01T00:00:00+00:00", rep, func(name string) string { return filepath.Join(run, name) })
+	})
 }
 
 // runAirflowDAG runs the DAG's tasks with params overridden and extra

@@ -14,6 +14,8 @@ import (
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/builtin"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/strata-ml/strata/mlflow/mlflowtest"
 )
 
 var update = flag.Bool("update", false, "rewrite the generated manifests (the GCS and Azure Argo variants)")
@@ -304,5 +306,71 @@ func TestArgoConfigMapsSchema(t *testing.T) {
 	exec.(map[string]any)["name"] = "executor"
 	if err := argoSchemaDef(t, "io.k8s.api.core.v1.Container").Validate(exec); err != nil {
 		t.Errorf("workflow-controller-configmap.yaml executor: %v", err)
+	}
+}
+
+// TestArgoPilotMLflow runs the pilot with a tracking server (the
+// stand-in of mlflow/mlflowtest): the mlflow step hands the run over with
+// the documented requests only; on GO the finetuned model is uploaded and
+// registered, on NO-GO the decision is logged and nothing registered.
+func TestArgoPilotMLflow(t *testing.T) {
+	for _, tt := range []struct{ policy, decision string }{{"default", "go"}, {"strict", "no-go"}} {
+		t.Run(tt.decision, func(t *testing.T) {
+			s := mlflowtest.NewServer()
+			defer s.Close()
+			r := pilotRun(t, "argo/pilot-workflowtemplate.yaml", map[string]string{
+				"policy": "/etc/strata/policy/" + tt.policy + ".yaml", "mlflow-tracking-uri": s.URL,
+			})
+			r.run("pilot", nil, nil)
+			checkMLflow(t, s, tt.decision, "strata-pilot-test", r.reportJSON(t), func(name string) string {
+				m, _ := filepath.Glob(filepath.Join(r.root, "pods", "*-"+name, "work", "out", name))
+				if len(m) == 0 {
+					t.Fatalf("no %s pod output", name)
+				}
+				return m[0]
+			})
+		})
+	}
+}
+
+// checkMLflow checks what the stand-in received from one pilot's hand-off.
+// pod returns the directory of the first pod of a template.
+func checkMLflow(t *testing.T, s *mlflowtest.Server, decision, runName string, rep map[string]any, files func(string) string) {
+	t.Helper()
+	if len(s.Errors) != 0 {
+		t.Fatalf("protocol errors: %q", s.Errors)
+	}
+	if len(s.Runs) != 1 {
+		t.Fatalf("%d runs, want 1 (requests %q)", len(s.Runs), s.Requests)
+	}
+	for id, run := range s.Runs {
+		if run.Name != runName || run.Status != "FINISHED" || run.Tags["strata.decision"] != decision {
+			t.Errorf("run %s %+v: want %s FINISHED with decision %s", id, run, runName, decision)
+		}
+		if run.Params["structure"] != "monarch" || run.Params["seed"] != "7" {
+			t.Errorf("params %v", run.Params)
+		}
+		acc := rep["metrics"].([]any)[0].(map[string]any)
+		if acc["metric"] != "accuracy" || run.Metrics["accuracy.delta"] != acc["delta"] || run.Metrics["accuracy.delta_vs_control"] != acc["delta_vs_control"] {
+			t.Errorf("metrics %v, want report.json's accuracy %v", run.Metrics, acc)
+		}
+		html, err := os.ReadFile(filepath.Join(files("report"), "report.html"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, ok := s.Artifact(id, "report/report.html"); !ok || !bytes.Equal(got, html) {
+			t.Errorf("report/report.html: uploaded %v, equal %v", ok, bytes.Equal(got, html))
+		}
+		model, err := os.ReadFile(filepath.Join(files("finetune"), "model.arrow"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, uploaded := s.Artifact(id, "model/model.arrow")
+		if go_ := decision == "go"; uploaded != go_ || len(s.ModelVersions) != map[bool]int{true: 1, false: 0}[go_] {
+			t.Fatalf("model uploaded %v, versions %+v: want both on GO only", uploaded, s.ModelVersions)
+		}
+		if uploaded && (!bytes.Equal(got, model) || s.ModelVersions[0].Source != "mlflow-artifacts:/"+run.ExperimentID+"/"+id+"/artifacts/model") {
+			t.Errorf("registered %+v from a model of %d bytes, want the finetuned model.arrow", s.ModelVersions[0], len(got))
+		}
 	}
 }

@@ -162,6 +162,7 @@ STAGE_ARGS = {
         "--param=epochs={{ params.epochs }}",
         "--param=lr={{ params.lr }}",
         "--param=seed={{ params.seed }}",
+        "--param=policy={{ params.policy }}",
     ],
 }
 
