@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -91,12 +92,56 @@ func TestDockerfileBuildsWithMake(t *testing.T) {
 		t.Errorf("Dockerfile has %d stages, want 2 (build, runtime)", froms)
 	}
 
-	mk, err := os.ReadFile(filepath.Join(repo, "Makefile"))
-	if err != nil {
-		t.Fatal(err)
+	// The base images are build arguments, pinned by digest.
+	pinned := regexp.MustCompile(`^ARG (GO_IMAGE|BASE_IMAGE)=[a-z0-9./-]+:[a-z0-9.-]+@sha256:[0-9a-f]{64}$`)
+	var pins int
+	for _, in := range ins {
+		if pinned.MatchString(in) {
+			pins++
+		}
 	}
-	if !strings.Contains(string(mk), "\nimage:") || !strings.Contains(string(mk), "build -f manifests/Dockerfile") {
-		t.Error("Makefile: no image target building manifests/Dockerfile")
+	if pins != 2 || !slices.Contains(ins, "FROM ${GO_IMAGE} AS build") || !slices.Contains(ins, "FROM ${BASE_IMAGE}") {
+		t.Errorf("Dockerfile: %d of GO_IMAGE and BASE_IMAGE pinned by digest and used in FROM, want both", pins)
+	}
+}
+
+// TestImageTargets: `make image` builds manifests/Dockerfile tagged with
+// the version (never latest), `make demo` runs the binary `make build`
+// makes (the same tags and version stamp), and the build context is cut
+// by a root .dockerignore, the one file both BuildKit and the legacy
+// builder read.
+func TestImageTargets(t *testing.T) {
+	makeN := func(target string) string {
+		cmd := exec.Command("make", "-n", "-C", repo, target, "VERSION=v9.9.9", "COMMIT=0000000")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("make -n %s: %v\n%s", target, err, out)
+		}
+		return string(out)
+	}
+	img := makeN("image")
+	if !strings.Contains(img, "build -f manifests/Dockerfile") || !strings.Contains(img, "-t ghcr.io/strata-ml/strata:v9.9.9 ") ||
+		!strings.Contains(img, "--build-arg VERSION=v9.9.9") || strings.Contains(img, ":latest") {
+		t.Errorf("make -n image:\n%s\nwant a build of manifests/Dockerfile tagged :v9.9.9 with the version stamped, never latest", img)
+	}
+	build, demo := makeN("build"), makeN("demo")
+	goBuild := strings.SplitN(build, "\n", 2)[0]
+	if !strings.HasPrefix(demo, goBuild+"\n") || !strings.Contains(demo, "bin/strata pilot --demo") {
+		t.Errorf("make -n demo:\n%s\nwant the build of make build (%s), then bin/strata pilot --demo", demo, goBuild)
+	}
+
+	ignore, err := os.ReadFile(filepath.Join(repo, ".dockerignore"))
+	if err != nil {
+		t.Fatalf("no .dockerignore at the root of the build context: %v", err)
+	}
+	lines := strings.Fields(string(ignore))
+	for _, want := range []string{".git", "bin"} {
+		if !slices.Contains(lines, want) {
+			t.Errorf(".dockerignore does not exclude %s", want)
+		}
+	}
+	if _, err := os.Stat("Dockerfile.dockerignore"); err == nil {
+		t.Error("manifests/Dockerfile.dockerignore exists: BuildKit would read it instead of the root .dockerignore")
 	}
 }
 
