@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"strings"
+	"syscall"
 
 	"github.com/spf13/pflag"
 
@@ -62,6 +64,7 @@ var commands = []struct{ name, summary string }{
 	{"merge", "join the shards of a sharded convert"},
 	{"inspect", "describe a model file (Arrow or safetensors)"},
 	{"export", "materialise a model to one dense file"},
+	{"mlflow", "hand a pilot's report and, on GO, its model to an MLflow tracking server"},
 	{"plugin", "serve the stages to a Go host over hashicorp/go-plugin"},
 	{"version", "print the version, commit and Go version"},
 	{"help", "show help for strata or a subcommand"},
@@ -89,6 +92,8 @@ func lookup(name string, e env) command {
 		return &inspectCommand{env: e}
 	case "export":
 		return &exportCommand{env: e}
+	case "mlflow":
+		return &mlflowCommand{env: e}
 	case "plugin":
 		return &pluginCommand{env: e}
 	case "version":
@@ -142,6 +147,11 @@ func exitCode(err error, stderr io.Writer) int {
 	case errors.As(err, &ee):
 		code = ee.Code
 	case errors.Is(err, stages.ErrInput):
+		code = ExitUsage
+	case errors.Is(err, fs.ErrPermission), errors.Is(err, syscall.EROFS):
+		// An input that cannot be read or an output that cannot be
+		// written for want of permission (the pod's user, a read-only
+		// mount) is configuration: a retry meets the same wall.
 		code = ExitUsage
 	}
 	if ee == nil || ee.Err != nil {

@@ -58,31 +58,36 @@ func Decompose(w *mat.Dense, trunk Spec, residual Residual, seed uint64) (*Sum[f
 	diff := mat.NewDense(out, in, nil)
 	s.DenseTo(diff.RawMatrix().Data)
 	diff.Sub(w, diff)
-	kind := cmp.Or(residual.Kind, ResidualLowRank)
-	if !kind.Valid() {
-		return nil, fmt.Errorf("%w: unknown residual kind %q (want %s)", ErrSpec, residual.Kind, JoinNames(ResidualKinds))
+	rs, err := residual.spec()
+	if err != nil {
+		return nil, err
 	}
-	var rs Spec
-	switch kind {
-	case ResidualLowRank:
-		rs = Spec{Family: FamilyLowRank, Rank: residual.Rank}
-		if residual.Rank == 0 {
-			rs = Spec{Family: FamilyZero}
-		}
-	case ResidualSparse:
-		rs = Spec{Family: FamilySparse, NNZ: residual.NNZ}
-		if residual.NNZ == 0 {
-			rs = Spec{Family: FamilyZero}
-		}
-	case ResidualNone:
-		rs = Spec{Family: FamilyZero}
-	}
-	r, err := Project(diff, rs, seed^0x9e3779b97f4a7c15)
+	r, err := Project(diff, rs, residualSeed(seed))
 	if err != nil {
 		return nil, fmt.Errorf("residual %s: %w", residual.Kind, err)
 	}
 	return NewSum(s, r), nil
 }
+
+// spec returns the operator Spec of the correction: lowrank, sparse, or
+// zero for "none" and for a rank or count of 0.
+func (residual Residual) spec() (Spec, error) {
+	kind := cmp.Or(residual.Kind, ResidualLowRank)
+	if !kind.Valid() {
+		return Spec{}, fmt.Errorf("%w: unknown residual kind %q (want %s)", ErrSpec, residual.Kind, JoinNames(ResidualKinds))
+	}
+	switch {
+	case kind == ResidualLowRank && residual.Rank > 0:
+		return Spec{Family: FamilyLowRank, Rank: residual.Rank}, nil
+	case kind == ResidualSparse && residual.NNZ > 0:
+		return Spec{Family: FamilySparse, NNZ: residual.NNZ}, nil
+	}
+	return Spec{Family: FamilyZero}, nil
+}
+
+// residualSeed derives the seed of a correction's projection from the
+// layer's seed, so trunk and correction draw different random sketches.
+func residualSeed(seed uint64) uint64 { return seed ^ 0x9e3779b97f4a7c15 }
 
 func denseData(w *mat.Dense) []float64 {
 	raw := w.RawMatrix()

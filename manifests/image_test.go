@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -91,12 +92,56 @@ func TestDockerfileBuildsWithMake(t *testing.T) {
 		t.Errorf("Dockerfile has %d stages, want 2 (build, runtime)", froms)
 	}
 
-	mk, err := os.ReadFile(filepath.Join(repo, "Makefile"))
-	if err != nil {
-		t.Fatal(err)
+	// The base images are build arguments, pinned by digest.
+	pinned := regexp.MustCompile(`^ARG (GO_IMAGE|BASE_IMAGE)=[a-z0-9./-]+:[a-z0-9.-]+@sha256:[0-9a-f]{64}$`)
+	var pins int
+	for _, in := range ins {
+		if pinned.MatchString(in) {
+			pins++
+		}
 	}
-	if !strings.Contains(string(mk), "\nimage:") || !strings.Contains(string(mk), "build -f manifests/Dockerfile") {
-		t.Error("Makefile: no image target building manifests/Dockerfile")
+	if pins != 2 || !slices.Contains(ins, "FROM ${GO_IMAGE} AS build") || !slices.Contains(ins, "FROM ${BASE_IMAGE}") {
+		t.Errorf("Dockerfile: %d of GO_IMAGE and BASE_IMAGE pinned by digest and used in FROM, want both", pins)
+	}
+}
+
+// TestImageTargets: `make image` builds manifests/Dockerfile tagged with
+// the version (never latest), `make demo` runs the binary `make build`
+// makes (the same tags and version stamp), and the build context is cut
+// by a root .dockerignore, the one file both BuildKit and the legacy
+// builder read.
+func TestImageTargets(t *testing.T) {
+	makeN := func(target string) string {
+		cmd := exec.Command("make", "-n", "-C", repo, target, "VERSION=v9.9.9", "COMMIT=0000000")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("make -n %s: %v\n%s", target, err, out)
+		}
+		return string(out)
+	}
+	img := makeN("image")
+	if !strings.Contains(img, "build -f manifests/Dockerfile") || !strings.Contains(img, "-t ghcr.io/strata-ml/strata:v9.9.9 ") ||
+		!strings.Contains(img, "--build-arg VERSION=v9.9.9") || strings.Contains(img, ":latest") {
+		t.Errorf("make -n image:\n%s\nwant a build of manifests/Dockerfile tagged :v9.9.9 with the version stamped, never latest", img)
+	}
+	build, demo := makeN("build"), makeN("demo")
+	goBuild := strings.SplitN(build, "\n", 2)[0]
+	if !strings.HasPrefix(demo, goBuild+"\n") || !strings.Contains(demo, "bin/strata pilot --demo") {
+		t.Errorf("make -n demo:\n%s\nwant the build of make build (%s), then bin/strata pilot --demo", demo, goBuild)
+	}
+
+	ignore, err := os.ReadFile(filepath.Join(repo, ".dockerignore"))
+	if err != nil {
+		t.Fatalf("no .dockerignore at the root of the build context: %v", err)
+	}
+	lines := strings.Fields(string(ignore))
+	for _, want := range []string{".git", "bin"} {
+		if !slices.Contains(lines, want) {
+			t.Errorf(".dockerignore does not exclude %s", want)
+		}
+	}
+	if _, err := os.Stat("Dockerfile.dockerignore"); err == nil {
+		t.Error("manifests/Dockerfile.dockerignore exists: BuildKit would read it instead of the root .dockerignore")
 	}
 }
 
@@ -109,34 +154,29 @@ func TestK8sPilotJob(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	type container struct {
-		Name         string   `yaml:"name"`
-		Command      []string `yaml:"command"`
-		Args         []string `yaml:"args"`
-		VolumeMounts []struct {
-			Name      string `yaml:"name"`
-			MountPath string `yaml:"mountPath"`
-		} `yaml:"volumeMounts"`
-	}
 	type doc struct {
 		Kind string            `yaml:"kind"`
 		Data map[string]string `yaml:"data"`
 		Spec struct {
-			BackoffLimit     int `yaml:"backoffLimit"`
-			PodFailurePolicy struct {
+			BackoffLimit          int   `yaml:"backoffLimit"`
+			ActiveDeadlineSeconds int64 `yaml:"activeDeadlineSeconds"`
+			PodFailurePolicy      struct {
 				Rules []struct {
 					Action      string `yaml:"action"`
-					OnExitCodes struct {
+					OnExitCodes *struct {
 						ContainerName string `yaml:"containerName"`
 						Operator      string `yaml:"operator"`
 						Values        []int  `yaml:"values"`
 					} `yaml:"onExitCodes"`
+					OnPodConditions []struct {
+						Type string `yaml:"type"`
+					} `yaml:"onPodConditions"`
 				} `yaml:"rules"`
 			} `yaml:"podFailurePolicy"`
 			Template struct {
 				Spec struct {
-					RestartPolicy string      `yaml:"restartPolicy"`
-					Containers    []container `yaml:"containers"`
+					RestartPolicy string `yaml:"restartPolicy"`
+					podSpec       `yaml:",inline"`
 				} `yaml:"spec"`
 			} `yaml:"template"`
 		} `yaml:"spec"`
@@ -160,19 +200,36 @@ func TestK8sPilotJob(t *testing.T) {
 		t.Fatal("k8s/pilot-job.yaml: want a ConfigMap with pilot.yaml and a Job")
 	}
 
-	// Only exit code 1 is retried: 2, 3 and 4 fail the Job at once.
+	// 2, 3 and 4 fail the Job at once; a disruption (eviction,
+	// preemption) is retried without counting; the rest (1, 137) is
+	// retried up to backoffLimit.
 	rules := job.Spec.PodFailurePolicy.Rules
-	if job.Spec.BackoffLimit < 1 || len(rules) != 1 || rules[0].Action != "FailJob" ||
-		rules[0].OnExitCodes.Operator != "In" || !slices.Equal(rules[0].OnExitCodes.Values, []int{2, 3, 4}) {
-		t.Errorf("podFailurePolicy %+v, backoffLimit %d: want FailJob on exit codes 2, 3, 4 and retries of the rest",
+	if job.Spec.BackoffLimit < 1 || len(rules) != 2 ||
+		rules[0].Action != "Ignore" || len(rules[0].OnPodConditions) != 1 || rules[0].OnPodConditions[0].Type != "DisruptionTarget" ||
+		rules[1].Action != "FailJob" || rules[1].OnExitCodes == nil ||
+		rules[1].OnExitCodes.Operator != "In" || !slices.Equal(rules[1].OnExitCodes.Values, []int{2, 3, 4}) {
+		t.Errorf("podFailurePolicy %+v, backoffLimit %d: want Ignore on DisruptionTarget, FailJob on exit codes 2, 3, 4, retries of the rest",
 			rules, job.Spec.BackoffLimit)
 	}
 	if got := job.Spec.Template.Spec.RestartPolicy; got != "Never" {
 		t.Errorf("restartPolicy %q, want Never (podFailurePolicy needs it)", got)
 	}
-	cs := job.Spec.Template.Spec.Containers
-	if len(cs) != 1 || len(cs[0].Command) != 0 || rules[0].OnExitCodes.ContainerName != cs[0].Name {
+	if job.Spec.ActiveDeadlineSeconds <= 0 {
+		t.Error("no activeDeadlineSeconds")
+	}
+	pod := job.Spec.Template.Spec.podSpec
+	for _, v := range restrictedViolations(pod) {
+		t.Errorf("k8s/pilot-job.yaml: %s", v)
+	}
+	cs := pod.Containers
+	if len(cs) != 1 || len(cs[0].Command) != 0 || rules[1].OnExitCodes == nil || rules[1].OnExitCodes.ContainerName != cs[0].Name {
 		t.Fatalf("want one container, run by the image's entrypoint, named in podFailurePolicy")
+	}
+	for _, v := range hardeningViolations(cs[0], true) {
+		t.Errorf("k8s/pilot-job.yaml: %s", v)
+	}
+	if !imageTagRE.MatchString(cs[0].Image) {
+		t.Errorf("image %q: want a version tag, never latest", cs[0].Image)
 	}
 
 	root := t.TempDir()

@@ -10,15 +10,19 @@ package manifests_test
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/strata-ml/strata/internal/testbin"
@@ -72,25 +76,11 @@ func demoFixture(t *testing.T) fixture {
 	return theFixture
 }
 
-// runStrata runs the built binary and returns its exit code and stderr.
+// runStrata runs a command (the built binary, found first on PATH) and
+// returns its exit code and its stderr and stdout.
 func runStrata(t *testing.T, dir string, env []string, name string, args ...string) (int, string) {
 	t.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(strataBin)+string(os.PathListSeparator)+os.Getenv("PATH"))
-	cmd.Env = append(cmd.Env, env...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	cmd.Stdout = &stderr
-	err := cmd.Run()
-	if err == nil {
-		return 0, stderr.String()
-	}
-	if ee, ok := err.(*exec.ExitError); ok {
-		return ee.ExitCode(), stderr.String()
-	}
-	t.Fatalf("%s %q: %v", name, args, err)
-	return -1, ""
+	return runKilled(t, dir, env, "", name, args...)
 }
 
 // --- The Argo subset the manifests use -------------------------------------
@@ -101,8 +91,11 @@ type workflowTemplate struct {
 		Name string `yaml:"name"`
 	} `yaml:"metadata"`
 	Spec struct {
-		Entrypoint string `yaml:"entrypoint"`
-		Arguments  struct {
+		Entrypoint            string           `yaml:"entrypoint"`
+		ActiveDeadlineSeconds int64            `yaml:"activeDeadlineSeconds"`
+		SecurityContext       *securityContext `yaml:"securityContext"`
+		Volumes               []map[string]any `yaml:"volumes"`
+		Arguments             struct {
 			Parameters []parameter `yaml:"parameters"`
 		} `yaml:"arguments"`
 		Templates []*template `yaml:"templates"`
@@ -120,6 +113,8 @@ type parameter struct {
 	} `yaml:"valueFrom"`
 }
 
+// artifact is an Argo artifact; a key-only artifact names its key in
+// whichever store the template variant is for.
 type artifact struct {
 	Name string `yaml:"name"`
 	Path string `yaml:"path"`
@@ -127,7 +122,26 @@ type artifact struct {
 	S3   *struct {
 		Key string `yaml:"key"`
 	} `yaml:"s3"`
+	GCS *struct {
+		Key string `yaml:"key"`
+	} `yaml:"gcs"`
+	Azure *struct {
+		Blob string `yaml:"blob"`
+	} `yaml:"azure"`
 	Optional bool `yaml:"optional"`
+}
+
+// key returns the artifact's key in the artifact repository, if it has one.
+func (a artifact) key() (string, bool) {
+	switch {
+	case a.S3 != nil:
+		return a.S3.Key, true
+	case a.GCS != nil:
+		return a.GCS.Key, true
+	case a.Azure != nil:
+		return a.Azure.Blob, true
+	}
+	return "", false
 }
 
 type inouts struct {
@@ -143,22 +157,22 @@ type step struct {
 	Arguments inouts `yaml:"arguments"`
 }
 
+type retryStrategy struct {
+	Limit       string `yaml:"limit"`
+	RetryPolicy string `yaml:"retryPolicy"`
+	Expression  string `yaml:"expression"`
+}
+
 type template struct {
-	Name          string   `yaml:"name"`
-	Inputs        inouts   `yaml:"inputs"`
-	Outputs       inouts   `yaml:"outputs"`
-	Steps         [][]step `yaml:"steps"`
-	RetryStrategy *struct {
-		Limit       string `yaml:"limit"`
-		RetryPolicy string `yaml:"retryPolicy"`
-		Expression  string `yaml:"expression"`
-	} `yaml:"retryStrategy"`
-	Container *struct {
-		Image   string   `yaml:"image"`
-		Command []string `yaml:"command"`
-		Args    []string `yaml:"args"`
-	} `yaml:"container"`
-	Metrics *struct {
+	Name                  string           `yaml:"name"`
+	Inputs                inouts           `yaml:"inputs"`
+	Outputs               inouts           `yaml:"outputs"`
+	Steps                 [][]step         `yaml:"steps"`
+	ActiveDeadlineSeconds string           `yaml:"activeDeadlineSeconds"` // IntOrString, a string in the schema
+	RetryStrategy         *retryStrategy   `yaml:"retryStrategy"`
+	Container             *container       `yaml:"container"`
+	Volumes               []map[string]any `yaml:"volumes"`
+	Metrics               *struct {
 		Prometheus []struct {
 			Name   string `yaml:"name"`
 			Labels []struct {
@@ -190,8 +204,11 @@ func loadTemplate(t *testing.T, path string) *workflowTemplate {
 // argoRun runs one workflow of a WorkflowTemplate locally. Every pod gets
 // its own directory; a container path under /work/ maps into it, the
 // image's /etc/strata/policy/ maps to manifests/policy/, and the artifact
-// repository is a directory (an s3 key is a path under it, so a key
-// prefix reads as a directory, as Argo reads it).
+// repository is a directory (a key is a path under it, so a key prefix
+// reads as a directory, as Argo reads it). A failed pod saves the output
+// artifacts it has, as Argo's wait container does, and is retried when
+// its template's retryStrategy.expression says so, evaluated as Argo
+// evaluates it (retryExpression).
 type argoRun struct {
 	t         *testing.T
 	root      string
@@ -199,9 +216,15 @@ type argoRun struct {
 	templates map[string]*template
 	global    map[string]string
 	pods      int
-	ran       []string          // the container templates run, in order, as step/template
-	skipped   []string          // the steps `when` skipped
-	metrics   map[string]string // name{labels} -> value, of every metric emitted
+	ran       []string                     // the container templates run to success, in order, as template or template(role)
+	retried   []string                     // the failed attempts that were retried, as template(role): exit code
+	skipped   []string                     // the steps `when` skipped
+	metrics   map[string]string            // name{labels} -> value, of every metric emitted
+	env       map[string]map[string]string // the env of the last pod of each template
+	logs      map[string]string            // pod directory -> its stderr
+	// kill names pods to SIGKILL on their first attempt, as template(role),
+	// with the file (a container path) whose appearance triggers the kill.
+	kill map[string]string
 }
 
 func newArgoRun(t *testing.T, wt *workflowTemplate, args map[string]string) *argoRun {
@@ -212,8 +235,14 @@ func newArgoRun(t *testing.T, wt *workflowTemplate, args map[string]string) *arg
 		root:      root,
 		bucket:    filepath.Join(root, "bucket"),
 		templates: map[string]*template{},
-		global:    map[string]string{"workflow.name": wt.Metadata.Name + "-test"},
-		metrics:   map[string]string{},
+		global: map[string]string{
+			"workflow.name": wt.Metadata.Name + "-test",
+			"workflow.uid":  "0c7e1f4a-5d0b-4b8e-9f0e-2a7d3c9b1e55",
+		},
+		metrics: map[string]string{},
+		env:     map[string]map[string]string{},
+		logs:    map[string]string{},
+		kill:    map[string]string{},
 	}
 	for _, tpl := range wt.Spec.Templates {
 		r.templates[tpl.Name] = tpl
@@ -242,6 +271,9 @@ func newArgoRun(t *testing.T, wt *workflowTemplate, args map[string]string) *arg
 func (r *argoRun) put(key, src string) {
 	r.t.Helper()
 	dst := filepath.Join(r.bucket, filepath.FromSlash(key))
+	if err := os.RemoveAll(dst); err != nil {
+		r.t.Fatal(err)
+	}
 	if err := copyTree(src, dst); err != nil {
 		r.t.Fatal(err)
 	}
@@ -313,11 +345,17 @@ func (r *argoRun) run(name string, params, arts map[string]string) (map[string]s
 	return nil, nil
 }
 
+// steps runs the step groups in order; the steps of a group run one after
+// the other here (Argo runs them in parallel: none reads another's output).
 func (r *argoRun) steps(tpl *template, scope map[string]string, _ map[string]string) (map[string]string, map[string]string) {
 	r.t.Helper()
 	local := clone(scope)
 	arts := map[string]string{}
 	for _, group := range tpl.Steps {
+		inGroup := map[string]bool{}
+		for _, st := range group {
+			inGroup[st.Name] = true
+		}
 		for _, st := range group {
 			items := []any{nil}
 			if st.WithParam != "" {
@@ -353,10 +391,17 @@ func (r *argoRun) steps(tpl *template, scope map[string]string, _ map[string]str
 				}
 				in := map[string]string{}
 				for _, a := range st.Arguments.Artifacts {
-					key := strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(a.From, "{{"), "}}"))
-					src, ok := arts[key]
+					if key, ok := a.key(); ok {
+						in[a.Name] = filepath.Join(r.bucket, filepath.FromSlash(r.sub(key, s)))
+						continue
+					}
+					ref := strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(a.From, "{{"), "}}"))
+					src, ok := arts[ref]
 					if !ok {
 						r.t.Fatalf("step %s: artifact %s: from %q names no output of an earlier step", st.Name, a.Name, a.From)
+					}
+					if from := strings.Split(ref, "."); len(from) > 1 && inGroup[from[1]] {
+						r.t.Fatalf("step %s: artifact %s comes from %s, a step of the same parallel group", st.Name, a.Name, from[1])
 					}
 					in[a.Name] = src
 				}
@@ -383,7 +428,45 @@ func (r *argoRun) steps(tpl *template, scope map[string]string, _ map[string]str
 	return out, nil
 }
 
+// container runs a container template's pod, and its retries.
 func (r *argoRun) container(tpl *template, scope map[string]string, arts map[string]string) (map[string]string, map[string]string) {
+	r.t.Helper()
+	name := tpl.Name
+	if role, ok := scope["inputs.parameters.role"]; ok {
+		name += "(" + role + ")"
+	}
+	limit := 0
+	if rs := tpl.RetryStrategy; rs != nil {
+		limit, _ = strconv.Atoi(rs.Limit)
+	}
+	for attempt := 0; ; attempt++ {
+		kill := ""
+		if attempt == 0 {
+			kill = r.kill[name]
+		}
+		pod, mapPath, code, stderr := r.pod(tpl, scope, arts, kill)
+		r.logs[pod] = stderr
+		if code == 0 {
+			r.ran = append(r.ran, name)
+			return r.outputs(tpl, scope, mapPath, true)
+		}
+		// Argo's wait container saves the outputs of a failed pod too.
+		r.outputs(tpl, scope, mapPath, false)
+		retry := tpl.RetryStrategy != nil && attempt < limit &&
+			retryExpression(r.t, tpl.RetryStrategy.Expression, strconv.Itoa(code), "Failed", "")
+		if !retry {
+			r.t.Fatalf("template %s (pod %s): exit %d, not retried:\n%s", name, pod, code, stderr)
+		}
+		r.retried = append(r.retried, fmt.Sprintf("%s: %d", name, code))
+	}
+}
+
+// pod runs one attempt of a container template: its input artifacts
+// copied in, its command with the real binary, its env (resourceFieldRef
+// resolved from the container's limits). A file named by kill makes the
+// process SIGKILLed as soon as it exists; like Argo's emissary, a process
+// killed by a signal exits 128 + the signal.
+func (r *argoRun) pod(tpl *template, scope, arts map[string]string, kill string) (string, func(string) string, int, string) {
 	r.t.Helper()
 	r.pods++
 	pod := filepath.Join(r.root, "pods", fmt.Sprintf("%03d-%s", r.pods, tpl.Name))
@@ -397,8 +480,8 @@ func (r *argoRun) container(tpl *template, scope map[string]string, arts map[str
 	).Replace
 	for _, a := range tpl.Inputs.Artifacts {
 		src, ok := arts[a.Name]
-		if !ok && a.S3 != nil {
-			src, ok = filepath.Join(r.bucket, filepath.FromSlash(r.sub(a.S3.Key, scope))), true
+		if key, has := a.key(); !ok && has {
+			src, ok = filepath.Join(r.bucket, filepath.FromSlash(r.sub(key, scope))), true
 		}
 		if !ok {
 			r.t.Fatalf("template %s: input artifact %s has no source", tpl.Name, a.Name)
@@ -409,16 +492,14 @@ func (r *argoRun) container(tpl *template, scope map[string]string, arts map[str
 			}
 			r.t.Fatalf("template %s: input artifact %s: %v", tpl.Name, a.Name, err)
 		}
-		dst := mapPath(r.sub(a.Path, scope))
-		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-			r.t.Fatal(err)
-		}
-		if err := os.Symlink(src, dst); err != nil {
+		if err := copyTree(src, mapPath(r.sub(a.Path, scope))); err != nil {
 			r.t.Fatal(err)
 		}
 	}
-	if err := os.MkdirAll(filepath.Join(pod, "work", "out"), 0o755); err != nil {
-		r.t.Fatal(err)
+	for _, dir := range []string{"work/out", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(pod, dir), 0o755); err != nil {
+			r.t.Fatal(err)
+		}
 	}
 	c := tpl.Container
 	if len(c.Command) == 0 {
@@ -431,13 +512,74 @@ func (r *argoRun) container(tpl *template, scope map[string]string, arts map[str
 	if argv[0] == "strata" {
 		argv[0] = strataBin
 	}
-	code, stderr := runStrata(r.t, pod, nil, argv[0], argv[1:]...)
-	if code != 0 {
-		r.t.Fatalf("template %s: %q exited %d:\n%s", tpl.Name, argv, code, stderr)
+	env := map[string]string{}
+	for _, e := range c.Env {
+		switch {
+		case e.Value != nil:
+			env[e.Name] = r.sub(*e.Value, scope)
+		case e.ValueFrom != nil && e.ValueFrom.ResourceFieldRef != nil:
+			env[e.Name] = resourceFieldValue(r.t, c, e.ValueFrom.ResourceFieldRef.Resource)
+		}
 	}
-	r.ran = append(r.ran, tpl.Name)
+	if env["TMPDIR"] == "/tmp" {
+		env["TMPDIR"] = filepath.Join(pod, "tmp")
+	}
+	r.env[tpl.Name] = env
+	var kv []string
+	for k, v := range env {
+		kv = append(kv, k+"="+v)
+	}
+	if kill != "" {
+		kill = mapPath(kill)
+	}
+	code, stderr := runKilled(r.t, pod, kv, kill, argv[0], argv[1:]...)
+	return pod, mapPath, code, stderr
+}
 
+// resourceFieldValue is the value Kubernetes gives a resourceFieldRef of
+// limits.cpu with divisor 1: the limit in cores, rounded up.
+func resourceFieldValue(t *testing.T, c *container, resource string) string {
+	t.Helper()
+	if resource != "limits.cpu" || c.Resources == nil || c.Resources.Limits["cpu"] == "" {
+		t.Fatalf("container %s: resourceFieldRef %s: want limits.cpu, with a CPU limit", c.Name, resource)
+	}
+	cpu := c.Resources.Limits["cpu"]
+	if m, ok := strings.CutSuffix(cpu, "m"); ok {
+		n, err := strconv.Atoi(m)
+		if err != nil {
+			t.Fatalf("container %s: limits.cpu %q", c.Name, cpu)
+		}
+		return strconv.Itoa((n + 999) / 1000)
+	}
+	if _, err := strconv.Atoi(cpu); err != nil {
+		t.Fatalf("container %s: limits.cpu %q", c.Name, cpu)
+	}
+	return cpu
+}
+
+// outputs collects a finished pod's output parameters and artifacts and
+// saves keyed artifacts to the repository. After a failure (ok false)
+// only the artifacts that exist are saved, as Argo's wait container does.
+func (r *argoRun) outputs(tpl *template, scope map[string]string, mapPath func(string) string, ok bool) (map[string]string, map[string]string) {
+	r.t.Helper()
 	outParams := map[string]string{}
+	outArts := map[string]string{}
+	for _, a := range tpl.Outputs.Artifacts {
+		src := mapPath(r.sub(a.Path, scope))
+		if _, err := os.Stat(src); err != nil {
+			if !a.Optional && ok {
+				r.t.Fatalf("template %s: output artifact %s: %v", tpl.Name, a.Name, err)
+			}
+			continue
+		}
+		outArts[a.Name] = src
+		if key, has := a.key(); has {
+			r.put(r.sub(key, scope), src)
+		}
+	}
+	if !ok {
+		return nil, nil
+	}
 	for _, p := range tpl.Outputs.Parameters {
 		if p.ValueFrom == nil || p.ValueFrom.Path == "" {
 			r.t.Fatalf("template %s: output parameter %s: want valueFrom.path", tpl.Name, p.Name)
@@ -450,17 +592,6 @@ func (r *argoRun) container(tpl *template, scope map[string]string, arts map[str
 			outParams[p.Name] = *p.ValueFrom.Default
 		default:
 			r.t.Fatalf("template %s: output parameter %s: %v", tpl.Name, p.Name, err)
-		}
-	}
-	outArts := map[string]string{}
-	for _, a := range tpl.Outputs.Artifacts {
-		src := mapPath(a.Path)
-		if _, err := os.Stat(src); err != nil {
-			r.t.Fatalf("template %s: output artifact %s: %v", tpl.Name, a.Name, err)
-		}
-		outArts[a.Name] = src
-		if a.S3 != nil {
-			r.put(r.sub(a.S3.Key, scope), src)
 		}
 	}
 	if tpl.Metrics != nil {
@@ -481,6 +612,51 @@ func (r *argoRun) container(tpl *template, scope map[string]string, arts map[str
 		}
 	}
 	return outParams, outArts
+}
+
+// runKilled runs a command like runStrata; when kill is not empty the
+// process is SIGKILLed as soon as the file kill exists. A process killed
+// by a signal exits 128 + the signal number, as a container's does.
+func runKilled(t *testing.T, dir string, env []string, kill, name string, args ...string) (int, string) {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(strataBin)+string(os.PathListSeparator)+os.Getenv("PATH"))
+	cmd.Env = append(cmd.Env, env...)
+	var stderr bytes.Buffer
+	cmd.Stderr, cmd.Stdout = &stderr, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	done := make(chan struct{})
+	if kill != "" {
+		go func() {
+			for {
+				select {
+				case <-done:
+					return
+				case <-time.After(time.Millisecond):
+				}
+				if _, err := os.Stat(kill); err == nil {
+					_ = cmd.Process.Signal(syscall.SIGKILL)
+					return
+				}
+			}
+		}()
+	}
+	err := cmd.Wait()
+	close(done)
+	if err == nil {
+		return 0, stderr.String()
+	}
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		t.Fatalf("%s %q: %v", name, args, err)
+	}
+	if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal()), stderr.String()
+	}
+	return ee.ExitCode(), stderr.String()
 }
 
 // whenRE is the form of `when` the manifests use: two quoted strings
@@ -555,79 +731,118 @@ func copyTree(src, dst string) error {
 
 // --- The tests -----------------------------------------------------------------
 
+// argoFiles are the WorkflowTemplates: the S3 templates and their GCS and
+// Azure variants (argoVariants).
 var argoFiles = []string{
 	"argo/pilot-workflowtemplate.yaml",
 	"argo/sweep-workflowtemplate.yaml",
+	"argo/gcs/pilot-workflowtemplate.yaml",
+	"argo/gcs/sweep-workflowtemplate.yaml",
+	"argo/azure/pilot-workflowtemplate.yaml",
+	"argo/azure/sweep-workflowtemplate.yaml",
 }
 
-// TestArgoRetryOnlyRuntimeErrors: every container template retries exit
-// code 1 (runtime error) and nothing else: 2 (bad input), 3 (NO-GO) and 4
-// (INCONCLUSIVE) are never retried.
-func TestArgoRetryOnlyRuntimeErrors(t *testing.T) {
-	for _, f := range argoFiles {
-		wt := loadTemplate(t, f)
-		for _, tpl := range wt.Spec.Templates {
-			if tpl.Container == nil {
-				continue
-			}
-			rs := tpl.RetryStrategy
-			if rs == nil {
-				t.Errorf("%s: template %s: no retryStrategy", f, tpl.Name)
-				continue
-			}
-			if got, want := rs.Expression, "asInt(lastRetry.exitCode) == 1"; got != want {
-				t.Errorf("%s: template %s: retryStrategy.expression = %q, want %q", f, tpl.Name, got, want)
-			}
-			if n, err := strconv.Atoi(rs.Limit); err != nil || n < 1 {
-				t.Errorf("%s: template %s: retryStrategy.limit = %q, want >= 1", f, tpl.Name, rs.Limit)
-			}
-		}
-	}
-}
-
-func TestArgoPilot(t *testing.T) {
+// pilotRun is a run of the pilot template on the demo fixture.
+func pilotRun(t *testing.T, file string, args map[string]string) *argoRun {
+	t.Helper()
 	fx := demoFixture(t)
+	wt := loadTemplate(t, file)
+	all := map[string]string{
+		"model":      "models/baseline.arrow",
+		"train-data": "data/train.arrow",
+		"test-data":  "data/test.arrow",
+	}
+	for k, v := range args {
+		all[k] = v
+	}
+	r := newArgoRun(t, wt, all)
+	r.put("models/baseline.arrow", fx.baseline)
+	r.put("data/train.arrow", fx.train)
+	r.put("data/test.arrow", fx.test)
+	return r
+}
+
+// reportJSON reads report.json of the run's report pod.
+func (r *argoRun) reportJSON(t *testing.T) map[string]any {
+	t.Helper()
+	matches, err := filepath.Glob(filepath.Join(r.root, "pods", "*-report", "work", "out", "report", "report.json"))
+	if err != nil || len(matches) != 1 {
+		t.Fatalf("report.json of the report pod: %v %v", matches, err)
+	}
+	b, err := os.ReadFile(matches[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep map[string]any
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+// TestArgoPilot runs the pilot template step by step with the real
+// binary, in each store's variant: the control is fine-tuned beside the
+// candidate and validate compares with it (report.json has_control, and
+// the policy's rule versus the control is judged, not skipped); the
+// decision gates promote; the MLflow step is skipped without a server.
+func TestArgoPilot(t *testing.T) {
 	tests := []struct {
 		name         string
+		file         string
 		policy       string
 		wantDecision string
 		wantPromote  bool
 	}{
-		{"default policy: GO, promoted", "/etc/strata/policy/default.yaml", "go", true},
+		{"default policy: GO, promoted", "argo/pilot-workflowtemplate.yaml", "/etc/strata/policy/default.yaml", "go", true},
 		// strict.yaml asks for at most 50% of the baseline's parameters;
 		// the candidate keeps about 55%: an exact NO-GO.
-		{"strict policy: NO-GO, not promoted", "/etc/strata/policy/strict.yaml", "no-go", false},
+		{"strict policy: NO-GO, not promoted", "argo/pilot-workflowtemplate.yaml", "/etc/strata/policy/strict.yaml", "no-go", false},
+		{"GCS variant: GO", "argo/gcs/pilot-workflowtemplate.yaml", "/etc/strata/policy/default.yaml", "go", true},
+		{"Azure variant: GO", "argo/azure/pilot-workflowtemplate.yaml", "/etc/strata/policy/default.yaml", "go", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			wt := loadTemplate(t, "argo/pilot-workflowtemplate.yaml")
-			r := newArgoRun(t, wt, map[string]string{
-				"model":      "models/baseline.arrow",
-				"train-data": "data/train.arrow",
-				"test-data":  "data/test.arrow",
-				"policy":     tt.policy,
-			})
-			r.put("models/baseline.arrow", fx.baseline)
-			r.put("data/train.arrow", fx.train)
-			r.put("data/test.arrow", fx.test)
-
-			out, _ := r.run(wt.Spec.Entrypoint, nil, nil)
+			r := pilotRun(t, tt.file, map[string]string{"policy": tt.policy})
+			out, _ := r.run("pilot", nil, nil)
 			if got := out["decision"]; got != tt.wantDecision {
 				t.Fatalf("decision = %q, want %q (ran %v)", got, tt.wantDecision, r.ran)
 			}
-			wantRan := []string{"convert", "finetune", "validate", "report"}
+			wantRan := []string{"convert", "finetune(candidate)", "finetune(control)", "validate", "report"}
+			wantSkipped := []string{"mlflow"}
 			if tt.wantPromote {
 				wantRan = append(wantRan, "promote")
+			} else {
+				wantSkipped = []string{"promote", "mlflow"}
 			}
 			if got := strings.Join(r.ran, " "); got != strings.Join(wantRan, " ") {
 				t.Errorf("ran %q, want %q", got, strings.Join(wantRan, " "))
+			}
+			if !slices.Equal(r.skipped, wantSkipped) {
+				t.Errorf("skipped %q, want %q", r.skipped, wantSkipped)
+			}
+			if len(r.retried) != 0 {
+				t.Errorf("retried %q, want none", r.retried)
 			}
 			promoted := filepath.Join(r.bucket, "models", "promoted", "model.safetensors")
 			if _, err := os.Stat(promoted); (err == nil) != tt.wantPromote {
 				t.Errorf("promoted model exists: %v, want %v", err == nil, tt.wantPromote)
 			}
-			if !tt.wantPromote && strings.Join(r.skipped, " ") != "promote" {
-				t.Errorf("skipped %q, want promote", r.skipped)
+			rep := r.reportJSON(t)
+			if rep["has_control"] != true {
+				t.Errorf("report.json has_control = %v, want true: validate did not get the control", rep["has_control"])
+			}
+			judged := 0
+			for _, rule := range rep["rules"].([]any) {
+				rule := rule.(map[string]any)
+				if rule["versus"] == "control" {
+					judged++
+					if rule["outcome"] != "pass" && rule["outcome"] != "fail" && rule["outcome"] != "inconclusive" {
+						t.Errorf("rule %v: outcome %v, want it judged", rule["rule"], rule["outcome"])
+					}
+				}
+			}
+			if judged == 0 {
+				t.Error("no rule versus the control in report.json")
 			}
 			key := "strata_pilot_decision{decision=" + tt.wantDecision + ",structure=monarch}"
 			if r.metrics[key] != "1" {
@@ -636,7 +851,62 @@ func TestArgoPilot(t *testing.T) {
 			if len(r.metrics) != 4 {
 				t.Errorf("metrics %v: want 4", r.metrics)
 			}
+			// OpenBLAS and Go follow the CPU limit (2 cores), not the node's.
+			if env := r.env["finetune"]; env["OPENBLAS_NUM_THREADS"] != "2" || env["GOMAXPROCS"] != "2" {
+				t.Errorf("finetune env %v: want OPENBLAS_NUM_THREADS=2 GOMAXPROCS=2 from limits.cpu", env)
+			}
 		})
+	}
+}
+
+// TestArgoPilotResumesAfterKill: the candidate's fine-tuning is SIGKILLed
+// (exit 137, as an OOM kill) right after its first checkpoint; the
+// checkpoint, saved as the failed pod's output artifact, is the retry's
+// input, the retry resumes from it (--resume), and the result is the
+// bytes an uninterrupted fine-tuning writes.
+func TestArgoPilotResumesAfterKill(t *testing.T) {
+	r := pilotRun(t, "argo/pilot-workflowtemplate.yaml", nil)
+	r.kill["finetune(candidate)"] = "/work/out/finetune/checkpoint/CURRENT"
+	out, _ := r.run("pilot", nil, nil)
+	if out["decision"] != "go" {
+		t.Errorf("decision %q, want go", out["decision"])
+	}
+	if want := []string{"finetune(candidate): 137"}; !slices.Equal(r.retried, want) {
+		t.Fatalf("retried %q, want %q", r.retried, want)
+	}
+	ckpt := filepath.Join(r.bucket, "strata", r.global["workflow.uid"], "candidate", "checkpoint", "CURRENT")
+	if _, err := os.Stat(ckpt); err != nil {
+		t.Fatalf("the killed pod's checkpoint was not saved: %v", err)
+	}
+	pods, err := filepath.Glob(filepath.Join(r.root, "pods", "*-finetune"))
+	if err != nil || len(pods) != 3 {
+		t.Fatalf("finetune pods %v, want the killed one, its retry and the control", pods)
+	}
+	resumed := filepath.Join(pods[1], "work", "out", "finetune", "model.arrow")
+	if _, err := os.Stat(filepath.Join(pods[0], "work", "out", "finetune", "model.arrow")); err == nil {
+		t.Fatal("the killed pod finished its fine-tuning: the kill came too late to test a resume")
+	}
+
+	// The same fine-tuning, uninterrupted, in a run of its own.
+	ref := pilotRun(t, "argo/pilot-workflowtemplate.yaml", nil)
+	ref.run("convert", map[string]string{"model": "models/baseline.arrow", "structure": "monarch", "blocks": "4",
+		"rank": "0", "residual": "lowrank", "residual-rank": "8"}, nil)
+	converted := filepath.Join(ref.root, "pods", "001-convert", "work", "out", "convert", "model.arrow")
+	_, oa := ref.run("finetune", map[string]string{"role": "candidate", "model-file": "model.arrow"},
+		map[string]string{"model": converted})
+	want, err := os.ReadFile(filepath.Join(oa["finetuned"], "model.arrow"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(resumed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(r.logs[pods[1]], "resuming from checkpoint") {
+		t.Errorf("the retry did not resume:\n%s", r.logs[pods[1]])
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("resumed model.arrow (%d bytes) differs from the uninterrupted one (%d bytes)", len(got), len(want))
 	}
 }
 
@@ -739,6 +1009,12 @@ func TestArgoShardedConvert(t *testing.T) {
 // `argo lint --strict` and the API server's strict decoding enforce).
 func argoSchema(t *testing.T) *jsonschema.Schema {
 	t.Helper()
+	return argoSchemaDef(t, "io.argoproj.workflow.v1alpha1.WorkflowTemplate")
+}
+
+// argoSchemaDef compiles one definition of the Argo schema, made strict.
+func argoSchemaDef(t *testing.T, def string) *jsonschema.Schema {
+	t.Helper()
 	f, err := os.Open("argo/schema/argo-workflows-v4.1.2.schema.json")
 	if err != nil {
 		t.Fatal(err)
@@ -754,7 +1030,7 @@ func argoSchema(t *testing.T) *jsonschema.Schema {
 	if err := c.AddResource(url, doc); err != nil {
 		t.Fatal(err)
 	}
-	sch, err := c.Compile(url + "#/definitions/io.argoproj.workflow.v1alpha1.WorkflowTemplate")
+	sch, err := c.Compile(url + "#/definitions/" + def)
 	if err != nil {
 		t.Fatal(err)
 	}
