@@ -158,7 +158,11 @@ def write_safetensors(path, state, metadata):
 
 def read_digits(path):
     with gzip.open(path, "rt") as f:
-        rows = [[int(v) for v in line.split(",")] for line in f if line.strip()]
+        lines = [line for line in f if line.strip()]
+    # The embedded copy has a header row (px_0_0, ..., label); skip it.
+    if lines and not lines[0].split(",")[0].strip().isdigit():
+        lines = lines[1:]
+    rows = [[int(v) for v in line.split(",")] for line in lines]
     data = np.array(rows, dtype=np.int64)
     if data.ndim != 2 or data.shape[1] != 65:
         sys.exit(f"{path}: want 65 integers a row, got shape {data.shape}")
