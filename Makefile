@@ -13,11 +13,20 @@ BENCHTIME ?= 1s
 # liblapacke-dev), else pure Go gonum. `go build` alone is always gonum.
 # OPENBLAS=0 forces gonum.
 OPENBLAS  ?= $(shell { pkg-config --exists openblas lapacke 2>/dev/null || { test -e /usr/lib/x86_64-linux-gnu/libopenblas.so && test -e /usr/include/lapacke.h; }; } && echo 1 || echo 0)
+# FFTW (Debian: libfftw3-dev) for the circulant and toeplitz families
+# (-tags fftw), else gonum's FFT. FFTW=0 forces gonum's.
+FFTW      ?= $(shell { pkg-config --exists fftw3 fftw3f 2>/dev/null || { test -e /usr/include/fftw3.h && test -e /usr/lib/x86_64-linux-gnu/libfftw3f.so; }; } && echo 1 || echo 0)
+NATIVE    :=
 ifeq ($(OPENBLAS),1)
-TAGS      ?= openblas
+NATIVE    += openblas
 export CGO_ENABLED := 1
 export CGO_LDFLAGS += -lopenblas -llapacke
 endif
+ifeq ($(FFTW),1)
+NATIVE    += fftw
+export CGO_ENABLED := 1
+endif
+TAGS      ?= $(strip $(NATIVE))
 
 .PHONY: all build test test-race bench fuzz vet clean demo evidence
 
@@ -38,10 +47,10 @@ test: vet
 	$(GO) test -count=1 -race ./compute/...
 	$(GO) test -count=1 -race -run 'Concurrent' ./plugin/...
 	$(GO) test -count=1 -race -run '^TestSweep$$' ./stages/
-ifeq ($(OPENBLAS),1)
-	@echo "== the whole suite again on the openblas backend"
-	$(GO) test -count=1 -tags openblas ./...
-	$(GO) test -count=1 -race -tags openblas ./compute/...
+ifneq ($(TAGS),)
+	@echo "== the whole suite again on the native backends ($(TAGS))"
+	$(GO) test -count=1 -tags '$(TAGS)' ./...
+	$(GO) test -count=1 -race -tags '$(TAGS)' ./compute/...
 endif
 
 # demo: the whole pilot on the digits data embedded in the binary, in a
