@@ -192,6 +192,7 @@ func NewTrainer[T Float](net *Network[T], cfg TrainerConfig) (*Trainer[T], error
 	}
 	for s := range c.shards {
 		c.ws[s] = NewWorkspace[T]()
+		c.ws[s].serial = c.shards > 1
 		c.grads[s] = net.NewGrads()
 	}
 	c.layerOf = make([]int, len(params))
@@ -280,10 +281,8 @@ func (t *Trainer[T]) Step(x, target []T, n int, lr float64) (StepStats, error) {
 	if c.shards > 1 {
 		// Each shard's GEMMs run on its own goroutine: a multi-threaded
 		// BLAS (OpenBLAS) would put two threads on each core.
-		if th := BLASThreads(); th > 1 {
-			SetBLASThreads(1)
-			defer SetBLASThreads(th)
-		}
+		enterSerialBLAS()
+		defer exitSerialBLAS()
 	}
 	c.run(phaseGrad)
 	c.x, c.target = nil, nil
