@@ -401,22 +401,62 @@ func (c *trainerCore[T]) gradShard(s int) {
 
 // reduceChunk sums the shards' gradients of chunk k into shard 0's, in
 // shard order, adds the residual penalty's gradient, and records the
-// chunk's squared gradient norm and penalty.
+// chunk's squared gradient norm and penalty. Without a penalty the last
+// addition and the sum of squares are one pass.
 func (c *trainerCore[T]) reduceChunk(k int) {
 	ch := c.chunks[k]
 	g := c.grads[0][ch.p][ch.lo:ch.hi]
-	for s := 1; s < c.shards; s++ {
-		for j, v := range c.grads[s][ch.p][ch.lo:ch.hi] {
-			g[j] += v
-		}
+	shardGrad := func(s int) []T { return c.grads[s][ch.p][ch.lo:ch.hi] }
+	for s := 1; s < c.shards-1; s++ {
+		addInto(g, shardGrad(s))
 	}
 	c.pens[k] = 0
-	if lambda := c.cfg.ResidualL2; lambda > 0 && c.isCorr[ch.p] {
-		p := c.net.params[ch.p].Data[ch.lo:ch.hi]
-		c.pens[k] = dot(p, p)
-		for j, v := range p {
-			g[j] += T(2 * lambda * float64(v))
+	lambda := c.cfg.ResidualL2
+	if lambda == 0 || !c.isCorr[ch.p] {
+		var last []T
+		if c.shards > 1 {
+			last = shardGrad(c.shards - 1)
 		}
+		c.sums[k] = addSumSquares(g, last)
+		return
 	}
-	c.sums[k] = dot(g, g)
+	if c.shards > 1 {
+		addInto(g, shardGrad(c.shards-1))
+	}
+	p := c.net.params[ch.p].Data[ch.lo:ch.hi]
+	c.pens[k] = sumSquares(p)
+	for j, v := range p {
+		g[j] += T(2 * lambda * float64(v))
+	}
+	c.sums[k] = sumSquares(g)
+}
+
+// addInto adds src into dst entry by entry.
+func addInto[T Float](dst, src []T) {
+	src = src[:len(dst)]
+	for j, v := range src {
+		dst[j] += v
+	}
+}
+
+// sumSquares returns the sum of x[j]^2 accumulated in float64: for
+// float32 by sumSquares32's definition (eight partial sums), for float64
+// in order.
+func sumSquares[T Float](x []T) float64 {
+	if x32, ok := any(x).([]float32); ok {
+		return sumSquares32(x32)
+	}
+	return dot(x, x)
+}
+
+// addSumSquares adds src (nil: nothing) into dst and returns
+// sumSquares(dst).
+func addSumSquares[T Float](dst, src []T) float64 {
+	if d32, ok := any(dst).([]float32); ok {
+		return addSumSquares32(d32, any(src).([]float32))
+	}
+	if src != nil {
+		addInto(dst, src)
+	}
+	return dot(dst, dst)
 }
