@@ -138,7 +138,13 @@ func projectMonarch(w *mat.Dense, s Spec, seed uint64) (Operator[float64], error
 	errs := make([]error, b*b)
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), b*b) {
+	workers := min(runtime.GOMAXPROCS(0), b*b)
+	if workers > 1 {
+		// One goroutine per core already: each SVD's BLAS on one thread.
+		enterSerialBLAS()
+		defer exitSerialBLAS()
+	}
+	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
