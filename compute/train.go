@@ -75,9 +75,11 @@ type StepStats struct {
 // gradient of its fixed contiguous block of rows into its own buffers;
 // the buffers are then summed in shard order, the residual penalty added,
 // the gradient clipped and the optimiser applied, those elementwise phases
-// again split over the same goroutines in fixed chunks. The result is a
-// deterministic function of the parameters, the batch and Shards,
-// independent of scheduling and GOMAXPROCS.
+// split in fixed chunks over max(Shards, GOMAXPROCS at NewTrainer)
+// goroutines (so a single shard still updates on every core). Every
+// chunk's result is independent of the goroutine that computes it, so the
+// result is a deterministic function of the parameters, the batch and
+// Shards, independent of scheduling and GOMAXPROCS.
 //
 // Once warm (after the first steps have grown the workspaces) Step
 // allocates nothing itself. Two things may: gonum's GEMM (the default
@@ -117,6 +119,9 @@ type trainerCore[T Float] struct {
 	cfg    TrainerConfig
 	opt    *Optimizer[T]
 	shards int
+	// workers >= shards run the elementwise phases; worker s < shards
+	// also computes shard s's gradient.
+	workers int
 	ws     []*Workspace[T]
 	grads  [][][]T // [shard][param], nil for frozen parameters
 	losses []float64
@@ -178,17 +183,19 @@ func NewTrainer[T Float](net *Network[T], cfg TrainerConfig) (*Trainer[T], error
 	if err != nil {
 		return nil, err
 	}
+	workers := max(cfg.Shards, min(runtime.GOMAXPROCS(0), 256))
 	c := &trainerCore[T]{
-		net:    net,
-		cfg:    cfg,
-		opt:    opt,
-		shards: cfg.Shards,
-		ws:     make([]*Workspace[T], cfg.Shards),
-		grads:  make([][][]T, cfg.Shards),
-		losses: make([]float64, cfg.Shards),
-		panics: make([]any, cfg.Shards),
-		start:  make([]chan struct{}, cfg.Shards),
-		isCorr: make([]bool, len(params)),
+		net:     net,
+		cfg:     cfg,
+		opt:     opt,
+		shards:  cfg.Shards,
+		workers: workers,
+		ws:      make([]*Workspace[T], cfg.Shards),
+		grads:   make([][][]T, cfg.Shards),
+		losses:  make([]float64, cfg.Shards),
+		panics:  make([]any, workers),
+		start:   make([]chan struct{}, workers),
+		isCorr:  make([]bool, len(params)),
 	}
 	for s := range c.shards {
 		c.ws[s] = NewWorkspace[T]()
@@ -218,7 +225,7 @@ func NewTrainer[T Float](net *Network[T], cfg TrainerConfig) (*Trainer[T], error
 	}
 	c.sums = make([]float64, len(c.chunks))
 	c.pens = make([]float64, len(c.chunks))
-	for s := 1; s < c.shards; s++ {
+	for s := 1; s < c.workers; s++ {
 		c.start[s] = make(chan struct{}, 1)
 		go c.worker(s)
 	}
@@ -330,12 +337,12 @@ func (t *Trainer[T]) Step(x, target []T, n int, lr float64) (StepStats, error) {
 
 func isFinite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
 
-// run executes phase on every shard, shard 0 on the calling goroutine, and
-// re-raises there the first panic of a shard.
+// run executes phase on every worker, worker 0 on the calling goroutine,
+// and re-raises there the first panic of a worker.
 func (c *trainerCore[T]) run(phase trainerPhase) {
 	c.phase = phase
-	c.done.Add(c.shards - 1)
-	for s := 1; s < c.shards; s++ {
+	c.done.Add(c.workers - 1)
+	for s := 1; s < c.workers; s++ {
 		c.start[s] <- struct{}{}
 	}
 	c.work(0)
@@ -355,7 +362,7 @@ func (c *trainerCore[T]) worker(s int) {
 	}
 }
 
-// work runs the current phase's share of shard s.
+// work runs the current phase's share of worker s.
 func (c *trainerCore[T]) work(s int) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -364,15 +371,17 @@ func (c *trainerCore[T]) work(s int) {
 	}()
 	switch c.phase {
 	case phaseGrad:
-		c.gradShard(s)
+		if s < c.shards {
+			c.gradShard(s)
+		}
 	case phaseReduce:
-		for k := s; k < len(c.chunks); k += c.shards {
+		for k := s; k < len(c.chunks); k += c.workers {
 			c.reduceChunk(k)
 		}
 	case phaseUpdate:
 		params := c.net.params
 		g0 := c.grads[0]
-		for k := s; k < len(c.chunks); k += c.shards {
+		for k := s; k < len(c.chunks); k += c.workers {
 			ch := c.chunks[k]
 			c.opt.update(ch.p, params[ch.p].Data, g0[ch.p], ch.lo, ch.hi, c.lr, c.gscale)
 		}
