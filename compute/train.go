@@ -122,9 +122,9 @@ type trainerCore[T Float] struct {
 	// workers >= shards run the elementwise phases; worker s < shards
 	// also computes shard s's gradient.
 	workers int
-	ws     []*Workspace[T]
-	grads  [][][]T // [shard][param], nil for frozen parameters
-	losses []float64
+	ws      []*Workspace[T]
+	grads   [][][]T // [shard][param], nil for frozen parameters
+	losses  []float64
 
 	chunks    []paramChunk
 	sums      []float64 // per chunk: sum of squared gradients
