@@ -88,7 +88,7 @@ evidence: build
 #     (examples/pytorch/bench_mlp.py, Debian's python3-torch), which runs
 #     before and after strata's steps (the mean counts) and reports its
 #     OpenBLAS core, threads and its rate against its own GEMM bound: the
-#     table withholds the ratio when PyTorch ran below a third of it;
+#     table withholds the ratio when PyTorch ran below a quarter of it;
 #   - monarch, circulant and toeplitz apply + gradients vs dense at n 4096
 #     (BENCHCOUNT runs each, the fastest counts);
 #   - strata convert of a 4096 x 4096 layer end to end (bin/strata, time
