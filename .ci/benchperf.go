@@ -40,6 +40,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -109,7 +110,9 @@ func (r *results) read(path string) error {
 			v := m(torchLine)
 			r.torch[v[1]] = append(r.torch[v[1]], torchRun{num(v[2]), num(v[3]), num(v[4]), num(v[5])})
 		case m(loadLine) != nil:
-			r.loads = append(r.loads, m(loadLine)[1])
+			if l := m(loadLine)[1]; !slices.Contains(r.loads, l) {
+				r.loads = append(r.loads, l)
+			}
 		case m(inputBytes) != nil:
 			r.convertInput = num(m(inputBytes)[1])
 		case m(wallClock) != nil:
