@@ -301,12 +301,14 @@ func (m *Monarch[T]) Apply(y, x []T, n int, ws *Workspace[T]) {
 	}
 	mark := ws.mark()
 	defer ws.release(mark)
+	// Every buffer is written whole (GEMMs with beta 0, permutations)
+	// before it is read.
 	w := m.b * m.b * m.r
-	z := ws.take(n * w)
-	u := ws.take(n * w)
+	z := ws.takeDirty(n * w)
+	u := ws.takeDirty(n * w)
 	m.run(stage1, z, x, nil, n, ws)
 	m.permute(permSwap, u, z, n, ws)
-	yg := ws.take(n * m.out)
+	yg := ws.takeDirty(n * m.out)
 	m.run(stage2, yg, u, nil, n, ws)
 	m.permute(permScatter, y, yg, n, ws)
 }
@@ -320,11 +322,11 @@ func (m *Monarch[T]) ApplyT(x, y []T, n int, ws *Workspace[T]) {
 	mark := ws.mark()
 	defer ws.release(mark)
 	w := m.b * m.b * m.r
-	yg := ws.take(n * m.out)
+	yg := ws.takeDirty(n * m.out)
 	m.permute(permGather, yg, y, n, ws)
-	u := ws.take(n * w)
+	u := ws.takeDirty(n * w)
 	m.run(stage2T, u, yg, nil, n, ws)
-	z := ws.take(n * w)
+	z := ws.takeDirty(n * w)
 	m.permute(permSwap, z, u, n, ws)
 	m.run(stage1T, x, z, nil, n, ws)
 }
@@ -343,10 +345,10 @@ func (m *Monarch[T]) Backward(dx, x, dy []T, n int, grads [][]T, ws *Workspace[T
 	mark := ws.mark()
 	defer ws.release(mark)
 	w := m.b * m.b * m.r
-	dyg := ws.take(n * m.out)
+	dyg := ws.takeDirty(n * m.out)
 	m.permute(permGather, dyg, dy, n, ws)
-	z := ws.take(n * w)
-	u := ws.take(n * w)
+	z := ws.takeDirty(n * w)
+	u := ws.takeDirty(n * w)
 	if wantL {
 		checkLen(grads[0], len(m.left))
 		m.run(stage1, z, x, nil, n, ws)
@@ -377,12 +379,7 @@ func monarchSwap[T Float](dst, src []T, n, b, r int) {
 	for row := range n {
 		d, s := dst[row*w:(row+1)*w], src[row*w:(row+1)*w]
 		if r == 1 {
-			for a := range b {
-				da := d[a*b : (a+1)*b]
-				for c := range da {
-					da[c] = s[c*b+a]
-				}
-			}
+			transposeTo(d, s, b, b)
 			continue
 		}
 		for a := range b {
@@ -395,30 +392,32 @@ func monarchSwap[T Float](dst, src []T, n, b, r int) {
 
 // monarchScatter scatters each of n rows of yg (b groups of m values) into y
 // so that y[i*b+j] = yg[j*m+i]: group j lands on the strided columns j,
-// j+b, ...
+// j+b, ... Per row that is the transpose of a b x m matrix.
 func monarchScatter[T Float](y, yg []T, n, b, m int) {
 	w := b * m
 	for row := range n {
-		d, s := y[row*w:(row+1)*w], yg[row*w:(row+1)*w]
-		for j := range b {
-			sj := s[j*m : (j+1)*m]
-			for i, v := range sj {
-				d[i*b+j] = v
-			}
-		}
+		transposeTo(y[row*w:(row+1)*w], yg[row*w:(row+1)*w], b, m)
 	}
 }
 
-// monarchGather is the inverse of monarchScatter: yg[j*m+i] = y[i*b+j].
+// monarchGather is the inverse of monarchScatter: yg[j*m+i] = y[i*b+j],
+// the transpose of an m x b matrix per row.
 func monarchGather[T Float](yg, y []T, n, b, m int) {
 	w := b * m
 	for row := range n {
-		d, s := yg[row*w:(row+1)*w], y[row*w:(row+1)*w]
-		for j := range b {
-			dj := d[j*m : (j+1)*m]
-			for i := range dj {
-				dj[i] = s[i*b+j]
-			}
+		transposeTo(yg[row*w:(row+1)*w], y[row*w:(row+1)*w], m, b)
+	}
+}
+
+// transposeTo sets dst (cols x rows, row-major) to the transpose of src
+// (rows x cols): dst is written in order, src read by columns (for a
+// Monarch row both fit in the L1 cache).
+func transposeTo[T Float](dst, src []T, rows, cols int) {
+	src = src[:rows*cols]
+	for j := range cols {
+		d := dst[j*rows : (j+1)*rows]
+		for i := range d {
+			d[i] = src[i*cols+j]
 		}
 	}
 }

@@ -38,6 +38,17 @@ func (w *Workspace[T]) take(n int) []T {
 	return s
 }
 
+// takeDirty is take without the clearing, for a buffer the caller
+// overwrites entirely before reading it.
+func (w *Workspace[T]) takeDirty(n int) []T {
+	if w == nil || w.off+n > len(w.buf) {
+		return w.take(n)
+	}
+	s := w.buf[w.off : w.off+n : w.off+n]
+	w.off += n
+	return s
+}
+
 // mark returns the current position, to be passed to release.
 func (w *Workspace[T]) mark() int {
 	if w == nil {
