@@ -128,16 +128,28 @@ func estimateCondition(w, f *mat.Dense, seed uint64) float64 {
 
 	// Square factor T with the singular values of f: R of a QR for a tall
 	// matrix, L U of the LU of a square one (P f = L U, and the
-	// permutation keeps the singular values).
+	// permutation keeps the singular values), or the LU of f^T.
 	rows, n := f.Dims()
 	g := f.RawMatrix()
-	t := triangularMap{upper: blas64.Triangular{Uplo: blas.Upper, Diag: blas.NonUnit, N: n, Stride: g.Stride, Data: g.Data}}
-	if rows == n {
-		if ok := lapack64.Getrf(g, make([]int, n)); !ok {
+	tri := func(uplo blas.Uplo, diag blas.Diag) *blas64.Triangular {
+		return &blas64.Triangular{Uplo: uplo, Diag: diag, N: n, Stride: g.Stride, Data: g.Data}
+	}
+	var t triangularMap
+	switch {
+	case rows == n:
+		transposed, ok := getrfTransposed(n, g.Data, g.Stride)
+		if !ok {
 			return math.Inf(1)
 		}
-		t.lower = &blas64.Triangular{Uplo: blas.Lower, Diag: blas.Unit, N: n, Stride: g.Stride, Data: g.Data}
-	} else {
+		if transposed {
+			// P f^T = L U with L and U column-major in f's buffer: read
+			// row-major it holds U^T below (with the diagonal) and L^T
+			// above (unit diagonal), and f = U^T L^T P.
+			t = triangularMap{first: tri(blas.Lower, blas.NonUnit), second: tri(blas.Upper, blas.Unit)}
+		} else {
+			t = triangularMap{first: tri(blas.Lower, blas.Unit), second: tri(blas.Upper, blas.NonUnit)}
+		}
+	default:
 		tau := make([]float64, n)
 		work := []float64{0}
 		lapack64.Geqrf(g, tau, work, -1)
@@ -148,6 +160,7 @@ func estimateCondition(w, f *mat.Dense, seed uint64) float64 {
 				return math.Inf(1)
 			}
 		}
+		t = triangularMap{second: tri(blas.Upper, blas.NonUnit)}
 	}
 	inv := krylovNorm(t, rng) // ||T^-1||_2 = 1 / sigma_min
 	if math.IsInf(inv, 0) || math.IsNaN(inv) {
@@ -172,30 +185,39 @@ func (d denseMap) Dims() (int, int)       { return d.a.Dims() }
 func (d denseMap) mul(dst, x *mat.Dense)  { dst.Mul(d.a, x) }
 func (d denseMap) mulT(dst, y *mat.Dense) { dst.Mul(d.a.T(), y) }
 
-// triangularMap is the inverse of T = L U (lower nil: T = U), applied by
-// triangular solves with a block of right-hand sides.
-type triangularMap struct {
-	upper blas64.Triangular
-	lower *blas64.Triangular // unit diagonal
+// getrfTransposed factors the n x n row-major matrix a in place for the
+// condition estimate: the LU of a itself (transposed false, gonum's
+// row-major Dgetrf), or under the openblas tag the LU of a^T, which
+// LAPACK's column-major routine computes without a copy. ok is false when
+// a is exactly singular.
+var getrfTransposed = func(n int, a []float64, lda int) (transposed, ok bool) {
+	return false, lapack64.Getrf(blas64.General{Rows: n, Cols: n, Stride: lda, Data: a}, make([]int, n))
 }
 
-func (t triangularMap) Dims() (int, int) { return t.upper.N, t.upper.N }
+// triangularMap is the inverse of T = first second, a product of
+// triangular factors (first nil: T = second), applied by triangular solves
+// with a block of right-hand sides.
+type triangularMap struct {
+	first, second *blas64.Triangular
+}
 
-// mul sets dst = T^-1 x = U^-1 L^-1 x.
+func (t triangularMap) Dims() (int, int) { return t.second.N, t.second.N }
+
+// mul sets dst = T^-1 x = second^-1 first^-1 x.
 func (t triangularMap) mul(dst, x *mat.Dense) {
 	dst.Copy(x)
-	if t.lower != nil {
-		blas64.Trsm(blas.Left, blas.NoTrans, 1, *t.lower, dst.RawMatrix())
+	if t.first != nil {
+		blas64.Trsm(blas.Left, blas.NoTrans, 1, *t.first, dst.RawMatrix())
 	}
-	blas64.Trsm(blas.Left, blas.NoTrans, 1, t.upper, dst.RawMatrix())
+	blas64.Trsm(blas.Left, blas.NoTrans, 1, *t.second, dst.RawMatrix())
 }
 
-// mulT sets dst = T^-T y = L^-T U^-T y.
+// mulT sets dst = T^-T y = first^-T second^-T y.
 func (t triangularMap) mulT(dst, y *mat.Dense) {
 	dst.Copy(y)
-	blas64.Trsm(blas.Left, blas.Trans, 1, t.upper, dst.RawMatrix())
-	if t.lower != nil {
-		blas64.Trsm(blas.Left, blas.Trans, 1, *t.lower, dst.RawMatrix())
+	blas64.Trsm(blas.Left, blas.Trans, 1, *t.second, dst.RawMatrix())
+	if t.first != nil {
+		blas64.Trsm(blas.Left, blas.Trans, 1, *t.first, dst.RawMatrix())
 	}
 }
 
