@@ -100,7 +100,7 @@ func TruncatedSVD(a *mat.Dense, k int, seed uint64) (u *mat.Dense, s []float64, 
 	if exactTruncation(m, n, k) {
 		return exactTruncatedSVD(a, k)
 	}
-	return randomizedSVD(denseMap{a}, k, seed)
+	return randomizedSVD(a, k, seed)
 }
 
 // exactTruncation reports whether TruncatedSVD factorises an m x n
@@ -120,9 +120,14 @@ func exactTruncatedSVD(a mat.Matrix, k int) (*mat.Dense, []float64, *mat.Dense, 
 	return u, s, v, nil
 }
 
-// randomizedSVD is TruncatedSVD's randomized path on any linearMap: it
-// reads A only through products with blocks of k + max(10, k/5) vectors.
-func randomizedSVD(a linearMap, k int, seed uint64) (*mat.Dense, []float64, *mat.Dense, error) {
+// randomizedSVD is TruncatedSVD's randomized path.
+func randomizedSVD(a *mat.Dense, k int, seed uint64) (*mat.Dense, []float64, *mat.Dense, error) {
+	return randomizedSVDOf(denseMap{a}, k, seed)
+}
+
+// randomizedSVDOf is randomizedSVD on any linearMap: it reads A only
+// through products with blocks of k + max(10, k/5) vectors.
+func randomizedSVDOf(a linearMap, k int, seed uint64) (*mat.Dense, []float64, *mat.Dense, error) {
 	m, n := a.Dims()
 	l := min(k+max(10, k/5), min(m, n))
 	const powerIterations = 3

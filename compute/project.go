@@ -80,7 +80,7 @@ func Decompose(w *mat.Dense, trunk Spec, residual Residual, seed uint64) (*Sum[f
 		if _, err := New[float64](rs); err != nil {
 			return nil, fmt.Errorf("residual %s: %w", residual.Kind, err)
 		}
-		u, sv, v, err := randomizedSVD(residualMap{w, s}, rs.Rank, rseed)
+		u, sv, v, err := randomizedSVDOf(residualMap{w, s}, rs.Rank, rseed)
 		if err != nil {
 			return nil, fmt.Errorf("residual %s: %w", residual.Kind, err)
 		}
