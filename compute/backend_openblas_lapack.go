@@ -23,6 +23,22 @@ import (
 // back: O(mn) next to the O(mn^2) factorisation.
 type openblasLapack struct{ gonum.Implementation }
 
+// getrfTransposedLAPACK is getrfTransposed through LAPACKE's column-major
+// interface: the row-major n x n buffer is A^T in column-major order, so
+// LAPACK factors it where it lies, without LAPACKE's transposed copy (a
+// second matrix of A's size).
+func getrfTransposedLAPACK(n int, a []float64, lda int) (transposed, ok bool) {
+	if n == 0 {
+		return true, true
+	}
+	piv := make([]C.lapack_int, n)
+	info := C.LAPACKE_dgetrf(C.LAPACK_COL_MAJOR, C.lapack_int(n), C.lapack_int(n), dptr(a), C.lapack_int(lda), &piv[0])
+	if info < 0 {
+		panic(ErrShape)
+	}
+	return true, info == 0
+}
+
 // Dgetrf computes P A = L U with partial pivoting; ipiv is 0-based.
 func (openblasLapack) Dgetrf(m, n int, a []float64, lda int, ipiv []int) (ok bool) {
 	k := min(m, n)

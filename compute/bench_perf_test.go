@@ -13,13 +13,13 @@ import (
 
 var printBackend sync.Once
 
-// BenchmarkBackend prints the backend the other benchmarks of the run
+// BenchmarkBackend prints the backends the other benchmarks of the run
 // used, for the table's header:
 //
-//	backend: openblas core=Cooperlake threads=2
+//	backend: openblas core=Cooperlake threads=2 fft=fftw simd=avx512
 func BenchmarkBackend(b *testing.B) {
 	printBackend.Do(func() {
-		fmt.Printf("backend: %s core=%s threads=%d\n", Backend(), BLASCore(), BLASThreads())
+		fmt.Printf("backend: %s core=%s threads=%d fft=%s simd=%s\n", Backend(), BLASCore(), BLASThreads(), FFTBackend(), SIMDKernels())
 	})
 	for b.Loop() {
 	}

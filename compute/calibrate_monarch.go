@@ -52,7 +52,7 @@ func fitMonarchCalibrated(t *mat.Dense, s Spec, cal *Calibration, init Operator[
 	if err := f.chunkFactors(); err != nil {
 		return nil, err
 	}
-	if err := parallelFor(m.b, f.rowSet); err != nil {
+	if err := parallelEach(m.b, f.rowSet); err != nil {
 		return nil, err
 	}
 	return maybePad[float64](m, s.Out, s.In), nil
@@ -192,10 +192,10 @@ func (c *Calibration) paddedM(pi int, mu float64) *mat.SymDense {
 	return mp
 }
 
-// parallelFor runs fn(0) ... fn(n-1) on up to GOMAXPROCS goroutines and
+// parallelEach runs fn(0) ... fn(n-1) on up to GOMAXPROCS goroutines and
 // returns the error of the lowest failing index. fn must write only to
 // state owned by its index, so the result does not depend on the schedule.
-func parallelFor(n int, fn func(i int) error) error {
+func parallelEach(n int, fn func(i int) error) error {
 	errs := make([]error, n)
 	var next atomic.Int64
 	var wg sync.WaitGroup

@@ -15,9 +15,9 @@ import (
 // square circulant with its input zero-padded to N and only the first out
 // outputs kept. Its one parameter is "c", shape [N].
 //
-// Products are circular convolutions computed with real FFTs in float64:
-// y = the first out entries of IFFT(FFT(c) .* FFT(x padded to N)), and the
-// transpose (C^T[i][j] = c[(j - i) mod N]) uses the conjugate spectrum. When
+// Products are circular convolutions computed with real FFTs in T's
+// precision (see fft.go): y = the first out entries of IFFT(FFT(c) .*
+// FFT(x padded to N)), and the transpose (C^T[i][j] = c[(j - i) mod N]) uses the conjugate spectrum. When
 // N has a prime factor above 5 the product is instead taken through a
 // circulant embedding of size M = the next 2^a 3^b 5^c >= out + in - 1 (the
 // corner is Toeplitz), so every transform is fast. Apply, ApplyT and
@@ -26,7 +26,7 @@ import (
 type Circulant[T Float] struct {
 	out, in, n int
 	c          []T
-	emb        convEmbed
+	emb        convEmbed[T]
 }
 
 var _ Operator[float64] = (*Circulant[float64])(nil)
@@ -70,7 +70,7 @@ func NewCirculant[T Float](out, in int, c []T) *Circulant[T] {
 	if !isFFTSize(n) {
 		size = nextFFTSize(out + in - 1)
 	}
-	return &Circulant[T]{out: out, in: in, n: n, c: c, emb: newConvEmbed(out, in, size)}
+	return &Circulant[T]{out: out, in: in, n: n, c: c, emb: newConvEmbed[T](out, in, size)}
 }
 
 // projectCirculant sets each c[k] to the mean of the entries of w on the
@@ -115,13 +115,13 @@ func (c *Circulant[T]) FLOPs() int { return c.emb.flops() }
 // and transforms it. With no embedding it is c itself; through the
 // embedding, diagonal d in [-(in-1), out-1] of the corner holds
 // c[d mod N] at position d mod M.
-func (c *Circulant[T]) loadKernel(w *fftWork) {
+func (c *Circulant[T]) loadKernel(w *fftWork[T]) {
 	k := w.kernelBuf()
 	if c.emb.size == c.n {
 		loadRow(k, c.c)
 	} else {
 		for d := -(c.in - 1); d < c.out; d++ {
-			k[mod(d, c.emb.size)] = float64(c.c[mod(d, c.n)])
+			k[mod(d, c.emb.size)] = c.c[mod(d, c.n)]
 		}
 	}
 	w.transformKernel()
@@ -186,14 +186,14 @@ func (c *Circulant[T]) Backward(dx, x, dy []T, n int, grads [][]T, _ *Workspace[
 	g := grads[0]
 	if c.emb.size == c.n {
 		for k, v := range w.re {
-			g[k] += T(v)
+			g[k] += v
 		}
 		return
 	}
 	// Fold the embedding's gradient back: c[k] feeds every diagonal
 	// d = k mod N of the corner.
 	for d := -(c.in - 1); d < c.out; d++ {
-		g[mod(d, c.n)] += T(w.re[mod(d, c.emb.size)])
+		g[mod(d, c.n)] += w.re[mod(d, c.emb.size)]
 	}
 }
 
@@ -218,9 +218,7 @@ func (c *Circulant[T]) SingularValues(dst []float64) []float64 {
 		dst = make([]float64, c.n)
 	}
 	dst = dst[:c.n]
-	seq := make([]float64, c.n)
-	loadRow(seq, c.c)
-	coef := fourier.NewFFT(c.n).Coefficients(nil, seq)
+	coef := fourier.NewFFT(c.n).Coefficients(nil, float64s(c.c))
 	// Coefficient k > N/2 is the conjugate of coefficient N - k.
 	for k := range dst {
 		dst[k] = cmplx.Abs(coef[min(k, c.n-k)])

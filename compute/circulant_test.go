@@ -390,7 +390,7 @@ func TestFFTFamiliesChunkedMatchesRowByRow(t *testing.T) {
 			}
 			p := op.Params()[0].Data
 			copy(p, randSlice(rng, len(p)))
-			var emb convEmbed
+			var emb convEmbed[float64]
 			switch o := op.(type) {
 			case *Circulant[float64]:
 				emb = o.emb

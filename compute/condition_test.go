@@ -2,6 +2,7 @@ package compute
 
 import (
 	"math"
+	"slices"
 	"testing"
 
 	"gonum.org/v1/gonum/mat"
@@ -40,6 +41,13 @@ func TestConditionEstimate(t *testing.T) {
 			if want := 800.0; math.Abs(got-want)/want > 1e-8 {
 				t.Errorf("estimated condition %.12g, want %v", got, want)
 			}
+			op := NewDenseOp(tt.m, tt.n, slices.Clone(w.RawMatrix().Data))
+			if got, exact := ConditionOf[float64](op, nil, 1); exact || math.Abs(got-800)/800 > 1e-8 {
+				t.Errorf("ConditionOf: %.12g (exact %v), want an estimate of 800", got, exact)
+			}
+			if !slices.Equal(op.w, w.RawMatrix().Data) {
+				t.Error("ConditionOf changed the operator")
+			}
 			exactConditionLimit = 1 << 30
 			ex, exact := Condition(w, 1)
 			exactConditionLimit = 50
@@ -51,5 +59,23 @@ func TestConditionEstimate(t *testing.T) {
 	singular := mat.NewDense(60, 60, nil)
 	if c, _ := Condition(singular, 1); !math.IsInf(c, 1) {
 		t.Errorf("zero matrix: condition %v, want +Inf", c)
+	}
+}
+
+func TestRelativeErrorOf(t *testing.T) {
+	rng := newRand(11)
+	w := randDense(rng, 40, 24)
+	op, err := Project(w, Spec{Family: FamilyMonarch, Blocks: 4, Rank: 2}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := RelativeError(w, Dense(op))
+	for _, scratch := range [][]float64{nil, make([]float64, 40*24+3)} {
+		if got := RelativeErrorOf(w, op, scratch); math.Abs(got-want) > 1e-14*want {
+			t.Errorf("RelativeErrorOf = %.17g, RelativeError %.17g", got, want)
+		}
+	}
+	if got := RelativeErrorOf(mat.NewDense(40, 24, nil), op, nil); math.Abs(got-FrobeniusNorm(Dense(op))) > 1e-12 {
+		t.Errorf("zero W: %v, want ||op||_F %v", got, FrobeniusNorm(Dense(op)))
 	}
 }

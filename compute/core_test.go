@@ -157,6 +157,52 @@ func TestDecompose(t *testing.T) {
 	}
 }
 
+// TestDecomposeImplicitResidual checks that a large low-rank residual,
+// fitted through products with W and the trunk operator (residualMap),
+// is the one the same randomized SVD finds on the dense W - S, and that
+// the products are right: (W - S) X and (W - S)^T Y against the dense
+// difference.
+func TestDecomposeImplicitResidual(t *testing.T) {
+	rng := newRand(10)
+	w := randDense(rng, 200, 176)
+	trunk := Spec{Family: FamilyMonarch, Blocks: 4, Rank: 5}
+	res := Residual{Kind: "lowrank", Rank: 8}
+	sum, err := Decompose(w, trunk, res, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Project(w, trunk, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	diff := mat.NewDense(200, 176, nil)
+	diff.Sub(w, Dense(s))
+	x, y := randDense(rng, 176, 7), randDense(rng, 200, 7)
+	m := residualMap{w, s}
+	var got, want mat.Dense
+	got.ReuseAs(200, 7)
+	m.mul(&got, x)
+	want.Mul(diff, x)
+	if d := relDiff(got.RawMatrix().Data, want.RawMatrix().Data); d > 1e-13 {
+		t.Errorf("(W - S) X through the operator: rel diff %g", d)
+	}
+	got.Reset()
+	got.ReuseAs(176, 7)
+	m.mulT(&got, y)
+	want.Reset()
+	want.Mul(diff.T(), y)
+	if d := relDiff(got.RawMatrix().Data, want.RawMatrix().Data); d > 1e-13 {
+		t.Errorf("(W - S)^T Y through the operator: rel diff %g", d)
+	}
+	explicit, err := Project(diff, Spec{Family: FamilyLowRank, Rank: 8}, 3^0x9e3779b97f4a7c15)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := relDiff(Dense(sum.Correction()).RawMatrix().Data, Dense(explicit).RawMatrix().Data); d > 1e-9 {
+		t.Errorf("implicit residual vs the dense W - S's: rel diff %g", d)
+	}
+}
+
 func TestProjectRejects(t *testing.T) {
 	nan := mat.NewDense(2, 2, []float64{1, math.NaN(), 0, 1})
 	tests := []struct {

@@ -3,104 +3,165 @@ package compute
 import (
 	"math"
 	"sync"
-
-	"gonum.org/v1/gonum/dsp/fourier"
+	"unsafe"
 )
 
 // This file holds the FFT machinery shared by the circulant and toeplitz
 // families. Both are the top-left out x in corner of a size x size
 // circulant matrix K[i][j] = k[(i - j) mod size], whose products with a
 // zero-padded row are circular convolutions computed with real FFTs of
-// length size (gonum's dsp/fourier, in float64 whatever T is).
+// length size, in T's precision: FFTW's double and single precision
+// transforms under the fftw build tag, gonum's dsp/fourier (float64
+// always) otherwise (realFFT, fft_gonum.go, fft_fftw.go).
 //
 // Nothing derived from the parameters is cached: every call transforms the
 // kernel afresh (one FFT, O(size log size), negligible next to a batch), so
 // writes to Params are always seen and operators stay safe for concurrent
-// use. The FFT plans and the float64/complex scratch live in a sync.Pool per
-// size, shared by every operator of that size. Large batches are split over
-// a few goroutines (see chunks), deterministically.
+// use. The FFT plans and the scratch live in a sync.Pool per size and
+// type, shared by every operator of that size. Large batches are split
+// over a few goroutines (see chunks), deterministically.
+
+// realFFT transforms real sequences of one length n, unnormalised in both
+// directions. A spectrum is the first n/2 + 1 DFT coefficients stored as
+// interleaved (real, imaginary) pairs, 2 (n/2 + 1) values. forward sets
+// dst (a spectrum) to the DFT of src (n values); inverse sets dst (n
+// values) to n times the inverse DFT of the Hermitian spectrum src, and
+// may overwrite src. Its slices must come from alignedFloats (FFTW's plans
+// are made for that alignment). A realFFT is used by one goroutine at a
+// time.
+type realFFT[T Float] interface {
+	forward(dst, src []T)
+	inverse(dst, src []T)
+}
+
+// fftAlign is the byte alignment of the FFT buffers: a cache line, which
+// covers every SIMD width FFTW plans for.
+const fftAlign = 64
+
+// alignedFloats returns n zeros starting on an fftAlign boundary (Go's
+// heap does not move objects, so the alignment lasts).
+func alignedFloats[T Float](n int) []T {
+	size := int(unsafe.Sizeof(T(0)))
+	pad := fftAlign / size
+	s := make([]T, n+pad)
+	off := int(uintptr(unsafe.Pointer(&s[0]))%fftAlign) / size
+	if off != 0 {
+		off = pad - off
+	}
+	return s[off : off+n : off+n]
+}
 
 // fftWork is the scratch of one convolution call.
-type fftWork struct {
-	fft *fourier.FFT
+type fftWork[T Float] struct {
+	fft realFFT[T]
 	// re holds one real sequence of length size: the kernel before
 	// transformKernel, a padded row during a call, the kernel gradient
 	// after convBackward.
-	re []float64
+	re []T
 	// spec is the kernel's spectrum divided by size (so the unnormalised
 	// inverse transform needs no further scaling); a and b hold row
-	// spectra; acc accumulates the kernel gradient's spectrum. Each has
-	// size/2 + 1 entries.
-	spec, a, b, acc []complex128
+	// spectra; acc accumulates the kernel gradient's spectrum. Each is a
+	// spectrum of size/2 + 1 interleaved complex values.
+	spec, a, b, acc []T
 }
 
 // fftPlan pools the fftWork of one size.
-type fftPlan struct {
+type fftPlan[T Float] struct {
 	size int
 	pool sync.Pool
 }
 
+// fftPlans holds the *fftPlan[T] of each size and type.
 var fftPlans struct {
 	sync.Mutex
-	bySize map[int]*fftPlan
+	bySize map[planKey]any
+}
+
+type planKey struct {
+	size   int
+	single bool // float32
 }
 
 // planFor returns the shared plan of the given size.
-func planFor(size int) *fftPlan {
+func planFor[T Float](size int) *fftPlan[T] {
 	fftPlans.Lock()
 	defer fftPlans.Unlock()
-	if p, ok := fftPlans.bySize[size]; ok {
-		return p
+	key := planKey{size, unsafe.Sizeof(T(0)) == 4}
+	if p, ok := fftPlans.bySize[key]; ok {
+		return p.(*fftPlan[T])
 	}
 	if fftPlans.bySize == nil {
-		fftPlans.bySize = map[int]*fftPlan{}
+		fftPlans.bySize = map[planKey]any{}
 	}
-	p := &fftPlan{size: size}
+	p := &fftPlan[T]{size: size}
 	p.pool.New = func() any {
-		h := size/2 + 1
-		return &fftWork{
-			fft:  fourier.NewFFT(size),
-			re:   make([]float64, size),
-			spec: make([]complex128, h),
-			a:    make([]complex128, h),
-			b:    make([]complex128, h),
-			acc:  make([]complex128, h),
+		h := 2 * (size/2 + 1)
+		return &fftWork[T]{
+			fft:  newRealFFT[T](size),
+			re:   alignedFloats[T](size),
+			spec: alignedFloats[T](h),
+			a:    alignedFloats[T](h),
+			b:    alignedFloats[T](h),
+			acc:  alignedFloats[T](h),
 		}
 	}
-	fftPlans.bySize[size] = p
+	fftPlans.bySize[key] = p
 	return p
 }
 
-func (p *fftPlan) get() *fftWork  { return p.pool.Get().(*fftWork) }
-func (p *fftPlan) put(w *fftWork) { p.pool.Put(w) }
+func (p *fftPlan[T]) get() *fftWork[T]  { return p.pool.Get().(*fftWork[T]) }
+func (p *fftPlan[T]) put(w *fftWork[T]) { p.pool.Put(w) }
 
 // kernelBuf returns w.re cleared, for the caller to write the kernel k.
-func (w *fftWork) kernelBuf() []float64 {
+func (w *fftWork[T]) kernelBuf() []T {
 	clear(w.re)
 	return w.re
 }
 
 // transformKernel sets w.spec to FFT(w.re) / size.
-func (w *fftWork) transformKernel() {
-	w.fft.Coefficients(w.spec, w.re)
-	s := complex(1/float64(len(w.re)), 0)
+func (w *fftWork[T]) transformKernel() {
+	w.fft.forward(w.spec, w.re)
+	s := T(1 / float64(len(w.re)))
 	for i := range w.spec {
 		w.spec[i] *= s
 	}
 }
 
-// convEmbed describes the top-left out x in corner of a size x size
-// circulant matrix, size >= max(out, in).
-type convEmbed struct {
-	out, in, size int
-	plan          *fftPlan
+// mulSpectrum sets a = a * s (conj false) or a * conj(s) (conj true),
+// entry by entry, for spectra a and s.
+func mulSpectrum[T Float](a, s []T, conj bool) {
+	s = s[:len(a)]
+	for i := 0; i+1 < len(a); i += 2 {
+		ar, ai, sr, si := a[i], a[i+1], s[i], s[i+1]
+		if conj {
+			si = -si
+		}
+		a[i], a[i+1] = ar*sr-ai*si, ar*si+ai*sr
+	}
 }
 
-func newConvEmbed(out, in, size int) convEmbed {
+// addMulConj adds b * conj(a) into acc, entry by entry, for spectra.
+func addMulConj[T Float](acc, b, a []T) {
+	b, a = b[:len(acc)], a[:len(acc)]
+	for i := 0; i+1 < len(acc); i += 2 {
+		br, bi, ar, ai := b[i], b[i+1], a[i], a[i+1]
+		acc[i] += br*ar + bi*ai
+		acc[i+1] += bi*ar - br*ai
+	}
+}
+
+// convEmbed describes the top-left out x in corner of a size x size
+// circulant matrix, size >= max(out, in), for operators of type T.
+type convEmbed[T Float] struct {
+	out, in, size int
+	plan          *fftPlan[T]
+}
+
+func newConvEmbed[T Float](out, in, size int) convEmbed[T] {
 	if size < max(out, in) {
 		panic(ErrShape)
 	}
-	return convEmbed{out: out, in: in, size: size, plan: planFor(size)}
+	return convEmbed[T]{out: out, in: in, size: size, plan: planFor[T](size)}
 }
 
 // flops is the cost per row of a product with the corner: the forward
@@ -109,7 +170,7 @@ func newConvEmbed(out, in, size int) convEmbed {
 // the transform of the kernel, charged in full to every row as it is for a
 // single-row call (for a batch of n rows it is shared, so this
 // overestimates by at most a third).
-func (e convEmbed) flops() int {
+func (e convEmbed[T]) flops() int {
 	return int(math.Round(3*fftFLOPs(e.size))) + 6*(e.size/2+1)
 }
 
@@ -132,15 +193,15 @@ const (
 	chunkWork = 1 << 15
 )
 
-func (e *convEmbed) chunks(rows int) int {
+func (e *convEmbed[T]) chunks(rows int) int {
 	return max(1, min(rows, maxChunks, rows*e.size/chunkWork))
 }
 
 // inChunks runs body over k chunks of rows rows, the first on w and the
 // others on pooled fftWork with w's kernel spectrum copied in. With grad it
 // adds the other chunks' w.acc into w's, in chunk order.
-func (e *convEmbed) inChunks(w *fftWork, rows, k int, grad bool, body func(w *fftWork, lo, hi int)) {
-	parts := make([]*fftWork, k)
+func (e *convEmbed[T]) inChunks(w *fftWork[T], rows, k int, grad bool, body func(w *fftWork[T], lo, hi int)) {
+	parts := make([]*fftWork[T], k)
 	parts[0] = w
 	var wg sync.WaitGroup
 	for c := 1; c < k; c++ {
@@ -167,9 +228,9 @@ func (e *convEmbed) inChunks(w *fftWork, rows, k int, grad bool, body func(w *ff
 // (transpose true: src rows of length out, dst rows of length in), with the
 // kernel spectrum already in w.spec. The transpose of a circulant is the
 // circulant of k[-m mod size], whose spectrum is the conjugate.
-func convApply[T Float](e *convEmbed, w *fftWork, transpose bool, dst, src []T, rows int) {
+func convApply[T Float](e *convEmbed[T], w *fftWork[T], transpose bool, dst, src []T, rows int) {
 	if k := e.chunks(rows); k > 1 {
-		e.inChunks(w, rows, k, false, func(w *fftWork, lo, hi int) {
+		e.inChunks(w, rows, k, false, func(w *fftWork[T], lo, hi int) {
 			applyRows(e, w, transpose, dst, src, lo, hi)
 		})
 		return
@@ -177,7 +238,7 @@ func convApply[T Float](e *convEmbed, w *fftWork, transpose bool, dst, src []T, 
 	applyRows(e, w, transpose, dst, src, 0, rows)
 }
 
-func applyRows[T Float](e *convEmbed, w *fftWork, transpose bool, dst, src []T, lo, hi int) {
+func applyRows[T Float](e *convEmbed[T], w *fftWork[T], transpose bool, dst, src []T, lo, hi int) {
 	srcLen, dstLen := e.in, e.out
 	if transpose {
 		srcLen, dstLen = e.out, e.in
@@ -185,17 +246,9 @@ func applyRows[T Float](e *convEmbed, w *fftWork, transpose bool, dst, src []T, 
 	re := w.re
 	for r := lo; r < hi; r++ {
 		loadRow(re, src[r*srcLen:(r+1)*srcLen])
-		w.fft.Coefficients(w.a, re)
-		if transpose {
-			for i, s := range w.spec {
-				w.a[i] *= complex(real(s), -imag(s))
-			}
-		} else {
-			for i, s := range w.spec {
-				w.a[i] *= s
-			}
-		}
-		w.fft.Sequence(re, w.a)
+		w.fft.forward(w.a, re)
+		mulSpectrum(w.a, w.spec, transpose)
+		w.fft.inverse(re, w.a)
 		storeRow(dst[r*dstLen:(r+1)*dstLen], re)
 	}
 }
@@ -206,9 +259,9 @@ func applyRows[T Float](e *convEmbed, w *fftWork, transpose bool, dst, src []T, 
 // gradient dk[m] = sum over rows of sum_i dy_i xpad_{(i - m) mod size} (a
 // circular cross-correlation, accumulated in the frequency domain as
 // DY conj(X) and inverted once).
-func convBackward[T Float](e *convEmbed, w *fftWork, dx, x, dy []T, rows int, grad bool) {
+func convBackward[T Float](e *convEmbed[T], w *fftWork[T], dx, x, dy []T, rows int, grad bool) {
 	if k := e.chunks(rows); k > 1 {
-		e.inChunks(w, rows, k, grad, func(w *fftWork, lo, hi int) {
+		e.inChunks(w, rows, k, grad, func(w *fftWork[T], lo, hi int) {
 			backwardRows(e, w, dx, x, dy, lo, hi, grad)
 		})
 	} else {
@@ -216,8 +269,8 @@ func convBackward[T Float](e *convEmbed, w *fftWork, dx, x, dy []T, rows int, gr
 	}
 	if grad {
 		re := w.re
-		w.fft.Sequence(re, w.acc)
-		s := 1 / float64(e.size)
+		w.fft.inverse(re, w.acc)
+		s := T(1 / float64(e.size))
 		for i := range re {
 			re[i] *= s
 		}
@@ -226,45 +279,35 @@ func convBackward[T Float](e *convEmbed, w *fftWork, dx, x, dy []T, rows int, gr
 
 // backwardRows does rows lo..hi-1 of convBackward, setting w.acc to their
 // gradient spectrum when grad is true.
-func backwardRows[T Float](e *convEmbed, w *fftWork, dx, x, dy []T, lo, hi int, grad bool) {
+func backwardRows[T Float](e *convEmbed[T], w *fftWork[T], dx, x, dy []T, lo, hi int, grad bool) {
 	re := w.re
 	if grad {
 		clear(w.acc)
 	}
 	for r := lo; r < hi; r++ {
 		loadRow(re, dy[r*e.out:(r+1)*e.out])
-		w.fft.Coefficients(w.b, re)
+		w.fft.forward(w.b, re)
 		if grad {
 			loadRow(re, x[r*e.in:(r+1)*e.in])
-			w.fft.Coefficients(w.a, re)
-			for i, a := range w.a {
-				w.acc[i] += w.b[i] * complex(real(a), -imag(a))
-			}
+			w.fft.forward(w.a, re)
+			addMulConj(w.acc, w.b, w.a)
 		}
 		if dx != nil {
-			for i, s := range w.spec {
-				w.b[i] *= complex(real(s), -imag(s))
-			}
-			w.fft.Sequence(re, w.b)
+			mulSpectrum(w.b, w.spec, true)
+			w.fft.inverse(re, w.b)
 			storeRow(dx[r*e.in:(r+1)*e.in], re)
 		}
 	}
 }
 
 // loadRow sets re to src followed by zeros.
-func loadRow[T Float](re []float64, src []T) {
-	for i, v := range src {
-		re[i] = float64(v)
-	}
+func loadRow[T Float](re, src []T) {
+	copy(re, src)
 	clear(re[len(src):])
 }
 
 // storeRow sets dst to the leading entries of re.
-func storeRow[T Float](dst []T, re []float64) {
-	for i := range dst {
-		dst[i] = T(re[i])
-	}
-}
+func storeRow[T Float](dst, re []T) { copy(dst, re) }
 
 // isFFTSize reports whether n has no prime factor above 5, the sizes
 // gonum's FFT handles with its fast radix-2, 3, 4 and 5 passes (any other

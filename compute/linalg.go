@@ -97,11 +97,15 @@ func TruncatedSVD(a *mat.Dense, k int, seed uint64) (u *mat.Dense, s []float64, 
 	if !allFinite(a.RawMatrix().Data) {
 		return nil, nil, nil, ErrNotFinite
 	}
-	if min(m, n) <= exactSVDLimit || 2*k >= min(m, n) {
+	if exactTruncation(m, n, k) {
 		return exactTruncatedSVD(a, k)
 	}
 	return randomizedSVD(a, k, seed)
 }
+
+// exactTruncation reports whether TruncatedSVD factorises an m x n
+// matrix exactly for rank k.
+func exactTruncation(m, n, k int) bool { return min(m, n) <= exactSVDLimit || 2*k >= min(m, n) }
 
 func exactTruncatedSVD(a mat.Matrix, k int) (*mat.Dense, []float64, *mat.Dense, error) {
 	uf, s, vf, ok := thinSVD(a, true)
@@ -116,7 +120,14 @@ func exactTruncatedSVD(a mat.Matrix, k int) (*mat.Dense, []float64, *mat.Dense, 
 	return u, s, v, nil
 }
 
+// randomizedSVD is TruncatedSVD's randomized path.
 func randomizedSVD(a *mat.Dense, k int, seed uint64) (*mat.Dense, []float64, *mat.Dense, error) {
+	return randomizedSVDOf(denseMap{a}, k, seed)
+}
+
+// randomizedSVDOf is randomizedSVD on any linearMap: it reads A only
+// through products with blocks of k + max(10, k/5) vectors.
+func randomizedSVDOf(a linearMap, k int, seed uint64) (*mat.Dense, []float64, *mat.Dense, error) {
 	m, n := a.Dims()
 	l := min(k+max(10, k/5), min(m, n))
 	const powerIterations = 3
@@ -126,21 +137,21 @@ func randomizedSVD(a *mat.Dense, k int, seed uint64) (*mat.Dense, []float64, *ma
 		raw[i] = rng.NormFloat64()
 	}
 	y := mat.NewDense(m, l, nil)
-	y.Mul(a, omega)
+	a.mul(y, omega)
 	z := mat.NewDense(n, l, nil)
 	// The power iterations only need well-conditioned bases (one
 	// CholeskyQR pass); the final basis must be orthonormal.
 	for range powerIterations {
 		condition(y)
-		z.Mul(a.T(), y)
+		a.mulT(z, y)
 		condition(z)
-		y.Mul(a, z)
+		a.mul(y, z)
 	}
 	orthonormalize(y)
-	// B = Q^T A is l x n; its SVD gives the approximate triplets.
-	b := mat.NewDense(l, n, nil)
-	b.Mul(y.T(), a)
-	ub, s, v, err := exactTruncatedSVD(b.T(), k) // factor B^T (n x l) so the thin SVD is n x l
+	// B = Q^T A is l x n; factor B^T = A^T Q (n x l), so the thin SVD is
+	// n x l, and its SVD gives the approximate triplets.
+	a.mulT(z, y)
+	ub, s, v, err := exactTruncatedSVD(z, k)
 	if err != nil {
 		return nil, nil, nil, err
 	}

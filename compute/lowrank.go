@@ -50,17 +50,25 @@ func projectLowRank(w *mat.Dense, s Spec, seed uint64) (Operator[float64], error
 	if err != nil {
 		return nil, err
 	}
-	lr := NewLowRank[float64](s.Out, s.In, s.Rank, nil, nil)
+	return lowRankOf(u, sv, v, s.Rank), nil
+}
+
+// lowRankOf returns U sqrt(S) (V sqrt(S))^T of the leading rank triplets
+// u (out x rank), sv, v (in x rank).
+func lowRankOf(u *mat.Dense, sv []float64, v *mat.Dense, rank int) *LowRank[float64] {
+	out, _ := u.Dims()
+	in, _ := v.Dims()
+	lr := NewLowRank[float64](out, in, rank, nil, nil)
 	for j, sigma := range sv {
 		r := math.Sqrt(sigma)
-		for i := range s.Out {
-			lr.u[i*s.Rank+j] = u.At(i, j) * r
+		for i := range out {
+			lr.u[i*rank+j] = u.At(i, j) * r
 		}
-		for i := range s.In {
-			lr.v[i*s.Rank+j] = v.At(i, j) * r
+		for i := range in {
+			lr.v[i*rank+j] = v.At(i, j) * r
 		}
 	}
-	return lr, nil
+	return lr
 }
 
 func (l *LowRank[T]) Shape() (int, int) { return l.out, l.in }

@@ -138,7 +138,13 @@ func projectMonarch(w *mat.Dense, s Spec, seed uint64) (Operator[float64], error
 	errs := make([]error, b*b)
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), b*b) {
+	workers := min(runtime.GOMAXPROCS(0), b*b)
+	if workers > 1 {
+		// One goroutine per core already: each SVD's BLAS on one thread.
+		enterSerialBLAS()
+		defer exitSerialBLAS()
+	}
+	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -208,36 +214,82 @@ func (m *Monarch[T]) Blocks() int { return m.b }
 // Rank returns the rank r of each submatrix.
 func (m *Monarch[T]) Rank() int { return m.r }
 
-// stage1 sets z (n x b*b*r, block k at columns k*b*r) to Z_k = X_k R_k for
-// every chunk k.
-func (m *Monarch[T]) stage1(z, x []T, n int) {
-	mi, br := m.in/m.b, m.b*m.r
-	for k := range m.b {
-		gemm(false, false, n, br, mi, 1, x[k*mi:], m.in, m.right[k*mi*br:], br, 0, z[k*br:], m.b*br)
+// Each stage of a product is b independent GEMMs, one per block; a large
+// one runs on parallel goroutines by blocks (with single-threaded BLAS: b
+// small GEMMs each split over BLAS threads spend their time
+// synchronising). The permutations between stages run in parallel by rows.
+type monarchStage uint8
+
+const (
+	stage1  monarchStage = iota // Z_k = X_k R_k, into dst (n x b*b*r, block k at columns k*b*r)
+	stage2                      // Y_j = U_j L_j^T, into dst (n x out, row set j at columns j*out/b)
+	stage2T                     // U_j = Yg_j L_j, into dst (n x b*b*r)
+	stage1T                     // X_k = Z_k R_k^T, into dst (n x in)
+	gradL                       // dL_j += dYg_j^T U_j, src dYg, src2 U
+	gradR                       // dR_k += X_k^T dZ_k, src X, src2 dZ
+)
+
+// run computes stage st of n rows from src (and src2 for the gradients)
+// into dst.
+func (m *Monarch[T]) run(st monarchStage, dst, src, src2 []T, n int, ws *Workspace[T]) {
+	width := m.in
+	if st == stage2 || st == stage2T || st == gradL {
+		width = m.out
+	}
+	if k := ws.workers(m.b, 2*float64(n)*float64(width)*float64(m.b*m.r)); k > 1 {
+		parallelFor(k, m.b, true, func(lo, hi int) { m.blocks(st, dst, src, src2, n, lo, hi) })
+		return
+	}
+	m.blocks(st, dst, src, src2, n, 0, m.b)
+}
+
+// blocks computes blocks lo..hi-1 of stage st.
+func (m *Monarch[T]) blocks(st monarchStage, dst, src, src2 []T, n, lo, hi int) {
+	mo, mi, br, w := m.out/m.b, m.in/m.b, m.b*m.r, m.b*m.b*m.r
+	for i := lo; i < hi; i++ {
+		switch st {
+		case stage1:
+			gemm(false, false, n, br, mi, 1, src[i*mi:], m.in, m.right[i*mi*br:], br, 0, dst[i*br:], w)
+		case stage2:
+			gemm(false, true, n, mo, br, 1, src[i*br:], w, m.left[i*mo*br:], br, 0, dst[i*mo:], m.out)
+		case stage2T:
+			gemm(false, false, n, br, mo, 1, src[i*mo:], m.out, m.left[i*mo*br:], br, 0, dst[i*br:], w)
+		case stage1T:
+			gemm(false, true, n, mi, br, 1, src[i*br:], w, m.right[i*mi*br:], br, 0, dst[i*mi:], m.in)
+		case gradL:
+			gemm(true, false, mo, br, n, 1, src[i*mo:], m.out, src2[i*br:], w, 1, dst[i*mo*br:], br)
+		case gradR:
+			gemm(true, false, mi, br, n, 1, src[i*mi:], m.in, src2[i*br:], w, 1, dst[i*mi*br:], br)
+		}
 	}
 }
 
-// stage2 sets yg (n x out, row set j at columns j*out/b) to Y_j = U_j L_j^T.
-func (m *Monarch[T]) stage2(yg, u []T, n int) {
-	mo, br := m.out/m.b, m.b*m.r
-	for j := range m.b {
-		gemm(false, true, n, mo, br, 1, u[j*br:], m.b*br, m.left[j*mo*br:], br, 0, yg[j*mo:], m.out)
+// The permutations of a product, by rows.
+type monarchPerm uint8
+
+const (
+	permSwap    monarchPerm = iota // monarchSwap
+	permScatter                    // monarchScatter
+	permGather                     // monarchGather
+)
+
+func (m *Monarch[T]) permute(p monarchPerm, dst, src []T, n int, ws *Workspace[T]) {
+	if k := ws.workers(n, float64(n*max(m.out, m.b*m.b*m.r))); k > 1 {
+		parallelFor(k, n, false, func(lo, hi int) { m.permuteRows(p, dst, src, lo, hi) })
+		return
 	}
+	m.permuteRows(p, dst, src, 0, n)
 }
 
-// stage2T sets u (n x b*b*r) to U_j = Yg_j L_j for every row set j.
-func (m *Monarch[T]) stage2T(u, yg []T, n int) {
-	mo, br := m.out/m.b, m.b*m.r
-	for j := range m.b {
-		gemm(false, false, n, br, mo, 1, yg[j*mo:], m.out, m.left[j*mo*br:], br, 0, u[j*br:], m.b*br)
-	}
-}
-
-// stage1T sets x (n x in) to X_k = Z_k R_k^T for every chunk k.
-func (m *Monarch[T]) stage1T(x, z []T, n int) {
-	mi, br := m.in/m.b, m.b*m.r
-	for k := range m.b {
-		gemm(false, true, n, mi, br, 1, z[k*br:], m.b*br, m.right[k*mi*br:], br, 0, x[k*mi:], m.in)
+func (m *Monarch[T]) permuteRows(p monarchPerm, dst, src []T, lo, hi int) {
+	switch p {
+	case permSwap:
+		w := m.b * m.b * m.r
+		monarchSwap(dst[lo*w:hi*w], src[lo*w:hi*w], hi-lo, m.b, m.r)
+	case permScatter:
+		monarchScatter(dst[lo*m.out:hi*m.out], src[lo*m.out:hi*m.out], hi-lo, m.b, m.out/m.b)
+	case permGather:
+		monarchGather(dst[lo*m.out:hi*m.out], src[lo*m.out:hi*m.out], hi-lo, m.b, m.out/m.b)
 	}
 }
 
@@ -249,14 +301,16 @@ func (m *Monarch[T]) Apply(y, x []T, n int, ws *Workspace[T]) {
 	}
 	mark := ws.mark()
 	defer ws.release(mark)
+	// Every buffer is written whole (GEMMs with beta 0, permutations)
+	// before it is read.
 	w := m.b * m.b * m.r
-	z := ws.take(n * w)
-	u := ws.take(n * w)
-	m.stage1(z, x, n)
-	monarchSwap(u, z, n, m.b, m.r)
-	yg := ws.take(n * m.out)
-	m.stage2(yg, u, n)
-	monarchScatter(y, yg, n, m.b, m.out/m.b)
+	z := ws.takeDirty(n * w)
+	u := ws.takeDirty(n * w)
+	m.run(stage1, z, x, nil, n, ws)
+	m.permute(permSwap, u, z, n, ws)
+	yg := ws.takeDirty(n * m.out)
+	m.run(stage2, yg, u, nil, n, ws)
+	m.permute(permScatter, y, yg, n, ws)
 }
 
 func (m *Monarch[T]) ApplyT(x, y []T, n int, ws *Workspace[T]) {
@@ -268,13 +322,13 @@ func (m *Monarch[T]) ApplyT(x, y []T, n int, ws *Workspace[T]) {
 	mark := ws.mark()
 	defer ws.release(mark)
 	w := m.b * m.b * m.r
-	yg := ws.take(n * m.out)
-	monarchGather(yg, y, n, m.b, m.out/m.b)
-	u := ws.take(n * w)
-	m.stage2T(u, yg, n)
-	z := ws.take(n * w)
-	monarchSwap(z, u, n, m.b, m.r)
-	m.stage1T(x, z, n)
+	yg := ws.takeDirty(n * m.out)
+	m.permute(permGather, yg, y, n, ws)
+	u := ws.takeDirty(n * w)
+	m.run(stage2T, u, yg, nil, n, ws)
+	z := ws.takeDirty(n * w)
+	m.permute(permSwap, z, u, n, ws)
+	m.run(stage1T, x, z, nil, n, ws)
 }
 
 // Backward: with Yg the gathered dY, dL_j += dYg_j^T U_j, dU_j = dYg_j L_j,
@@ -290,36 +344,29 @@ func (m *Monarch[T]) Backward(dx, x, dy []T, n int, grads [][]T, ws *Workspace[T
 	}
 	mark := ws.mark()
 	defer ws.release(mark)
-	b, r := m.b, m.r
-	mo, mi, br, w := m.out/b, m.in/b, b*r, b*b*r
-	dyg := ws.take(n * m.out)
-	monarchGather(dyg, dy, n, b, mo)
-	z := ws.take(n * w)
-	u := ws.take(n * w)
+	w := m.b * m.b * m.r
+	dyg := ws.takeDirty(n * m.out)
+	m.permute(permGather, dyg, dy, n, ws)
+	z := ws.takeDirty(n * w)
+	u := ws.takeDirty(n * w)
 	if wantL {
-		gl := grads[0]
-		checkLen(gl, len(m.left))
-		m.stage1(z, x, n)
-		monarchSwap(u, z, n, b, r)
-		for j := range b {
-			gemm(true, false, mo, br, n, 1, dyg[j*mo:], m.out, u[j*br:], w, 1, gl[j*mo*br:], br)
-		}
+		checkLen(grads[0], len(m.left))
+		m.run(stage1, z, x, nil, n, ws)
+		m.permute(permSwap, u, z, n, ws)
+		m.run(gradL, grads[0], dyg, u, n, ws)
 	}
 	if !wantR && dx == nil {
 		return
 	}
-	m.stage2T(u, dyg, n) // dU
-	monarchSwap(z, u, n, b, r)
+	m.run(stage2T, u, dyg, nil, n, ws) // dU
+	m.permute(permSwap, z, u, n, ws)
 	if wantR {
-		gr := grads[1]
-		checkLen(gr, len(m.right))
-		for k := range b {
-			gemm(true, false, mi, br, n, 1, x[k*mi:], m.in, z[k*br:], w, 1, gr[k*mi*br:], br)
-		}
+		checkLen(grads[1], len(m.right))
+		m.run(gradR, grads[1], x, z, n, ws)
 	}
 	if dx != nil {
 		checkLen(dx, n*m.in)
-		m.stage1T(dx, z, n)
+		m.run(stage1T, dx, z, nil, n, ws)
 	}
 }
 
@@ -332,12 +379,7 @@ func monarchSwap[T Float](dst, src []T, n, b, r int) {
 	for row := range n {
 		d, s := dst[row*w:(row+1)*w], src[row*w:(row+1)*w]
 		if r == 1 {
-			for a := range b {
-				da := d[a*b : (a+1)*b]
-				for c := range da {
-					da[c] = s[c*b+a]
-				}
-			}
+			transposeTo(d, s, b, b)
 			continue
 		}
 		for a := range b {
@@ -350,30 +392,32 @@ func monarchSwap[T Float](dst, src []T, n, b, r int) {
 
 // monarchScatter scatters each of n rows of yg (b groups of m values) into y
 // so that y[i*b+j] = yg[j*m+i]: group j lands on the strided columns j,
-// j+b, ...
+// j+b, ... Per row that is the transpose of a b x m matrix.
 func monarchScatter[T Float](y, yg []T, n, b, m int) {
 	w := b * m
 	for row := range n {
-		d, s := y[row*w:(row+1)*w], yg[row*w:(row+1)*w]
-		for j := range b {
-			sj := s[j*m : (j+1)*m]
-			for i, v := range sj {
-				d[i*b+j] = v
-			}
-		}
+		transposeTo(y[row*w:(row+1)*w], yg[row*w:(row+1)*w], b, m)
 	}
 }
 
-// monarchGather is the inverse of monarchScatter: yg[j*m+i] = y[i*b+j].
+// monarchGather is the inverse of monarchScatter: yg[j*m+i] = y[i*b+j],
+// the transpose of an m x b matrix per row.
 func monarchGather[T Float](yg, y []T, n, b, m int) {
 	w := b * m
 	for row := range n {
-		d, s := yg[row*w:(row+1)*w], y[row*w:(row+1)*w]
-		for j := range b {
-			dj := d[j*m : (j+1)*m]
-			for i := range dj {
-				dj[i] = s[i*b+j]
-			}
+		transposeTo(yg[row*w:(row+1)*w], y[row*w:(row+1)*w], m, b)
+	}
+}
+
+// transposeTo sets dst (cols x rows, row-major) to the transpose of src
+// (rows x cols): dst is written in order, src read by columns (for a
+// Monarch row both fit in the L1 cache).
+func transposeTo[T Float](dst, src []T, rows, cols int) {
+	src = src[:rows*cols]
+	for j := range cols {
+		d := dst[j*rows : (j+1)*rows]
+		for i := range d {
+			d[i] = src[i*cols+j]
 		}
 	}
 }

@@ -292,3 +292,15 @@ func TestMonarchNoAllocations(t *testing.T) {
 		}
 	}
 }
+
+func TestTransposeTo(t *testing.T) {
+	rng := newRand(12)
+	for _, sz := range [][2]int{{1, 1}, {3, 5}, {8, 8}, {9, 17}, {64, 64}, {16, 3}} {
+		a := randSlice(rng, sz[0]*sz[1])
+		got := make([]float64, len(a))
+		transposeTo(got, a, sz[0], sz[1])
+		if d := relDiff(got, transpose(a, sz[0], sz[1])); d != 0 {
+			t.Errorf("%dx%d: transposeTo differs from the element-wise transpose (rel diff %g)", sz[0], sz[1], d)
+		}
+	}
+}

@@ -252,32 +252,6 @@ func (o *Optimizer[T]) adamCoef32(lr, wd, gscale float64) adamCoef32 {
 	}
 }
 
-// adamW32 applies one AdamW step to every entry j, in float32 arithmetic,
-// in one pass over the four slices (of equal length):
-//
-//	x = g gscale
-//	m = b1 m + c1 x
-//	v = b2 v + c2 x x
-//	p = p shrink - step (m / (sqrt(v) isq2 + eps))
-//
-// the update of torch.optim.AdamW (decoupled decay applied to the old p)
-// with the bias correction of v folded into isq2. Every product is
-// rounded to float32 before it is added (the explicit conversions forbid
-// fused multiply-adds, which the Go spec otherwise allows), so the result
-// is the same on every CPU and GOAMD64 level.
-func adamW32(p, g, m, v []float32, k adamCoef32) {
-	n := len(p)
-	g, m, v = g[:n], m[:n], v[:n]
-	for j := range p {
-		x := g[j] * k.gscale
-		mj := float32(k.b1*m[j]) + float32(k.c1*x)
-		vj := float32(k.b2*v[j]) + float32(float32(k.c2*x)*x)
-		m[j], v[j] = mj, vj
-		den := float32(float32(math.Sqrt(float64(vj)))*k.isq2) + k.eps
-		p[j] = float32(p[j]*k.shrink) - float32(k.step*(mj/den))
-	}
-}
-
 // sgd32 applies one SGD step to every entry j in float32 arithmetic:
 // d = g gscale + wd p, then with momentum (m non-nil) d += mu m and m = d,
 // then p -= lr d. As adamW32, it never fuses a multiply-add.

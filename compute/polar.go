@@ -239,14 +239,6 @@ func newtonStep(next, cur, inv []float64, n int, zeta float64) float64 {
 	return diff
 }
 
-func sumSquares(a []float64) float64 {
-	var s float64
-	for _, v := range a {
-		s += v * v
-	}
-	return s
-}
-
 // svdPolar returns U V^T from the thin SVD of w (m x n).
 func svdPolar(w *mat.Dense) (*mat.Dense, error) {
 	u, _, v, ok := thinSVD(w, true)

@@ -49,20 +49,36 @@ type Residual struct {
 // residual correction to w - S: the truncated SVD of w - S (Eckart-Young)
 // for "lowrank", its largest-magnitude entries for "sparse", nothing for
 // "none". The result is a Sum.
+//
+// A large low-rank residual is fitted by the randomized SVD of w - S
+// taken through products (W X - S X, the second through the trunk
+// operator), so no dense copy of w - S is made; the other cases form it.
 func Decompose(w *mat.Dense, trunk Spec, residual Residual, seed uint64) (*Sum[float64], error) {
 	s, err := Project(w, trunk, seed)
 	if err != nil {
 		return nil, fmt.Errorf("trunk %s: %w", trunk.Family, err)
 	}
 	out, in := w.Dims()
-	diff := mat.NewDense(out, in, nil)
-	s.DenseTo(diff.RawMatrix().Data)
-	diff.Sub(w, diff)
 	rs, err := residual.spec()
 	if err != nil {
 		return nil, err
 	}
-	r, err := Project(diff, rs, residualSeed(seed))
+	rseed := residualSeed(seed)
+	if rs.Family == FamilyLowRank && !exactTruncation(out, in, rs.Rank) {
+		rs.Out, rs.In = out, in
+		if _, err := New[float64](rs); err != nil {
+			return nil, fmt.Errorf("residual %s: %w", residual.Kind, err)
+		}
+		u, sv, v, err := randomizedSVDOf(residualMap{w, s}, rs.Rank, rseed)
+		if err != nil {
+			return nil, fmt.Errorf("residual %s: %w", residual.Kind, err)
+		}
+		return NewSum(s, Operator[float64](lowRankOf(u, sv, v, rs.Rank))), nil
+	}
+	diff := mat.NewDense(out, in, nil)
+	s.DenseTo(diff.RawMatrix().Data)
+	diff.Sub(w, diff)
+	r, err := Project(diff, rs, rseed)
 	if err != nil {
 		return nil, fmt.Errorf("residual %s: %w", residual.Kind, err)
 	}
@@ -88,6 +104,37 @@ func (residual Residual) spec() (Spec, error) {
 // residualSeed derives the seed of a correction's projection from the
 // layer's seed, so trunk and correction draw different random sketches.
 func residualSeed(seed uint64) uint64 { return seed ^ 0x9e3779b97f4a7c15 }
+
+// residualMap is W - S as a linearMap, S an operator of W's shape: the
+// products with S go through the operator (Apply on the transposed block
+// of vectors), so W - S is never formed.
+type residualMap struct {
+	w *mat.Dense
+	s Operator[float64]
+}
+
+func (r residualMap) Dims() (int, int) { return r.w.Dims() }
+
+// mul sets dst = W X - S X: the rows of X^T through Apply are the rows of
+// (S X)^T.
+func (r residualMap) mul(dst, x *mat.Dense) {
+	dst.Mul(r.w, x)
+	out, _ := r.s.Shape()
+	_, l := x.Dims()
+	sx := make([]float64, l*out)
+	r.s.Apply(sx, rowMajor(x.T()), l, nil)
+	dst.Sub(dst, mat.NewDense(l, out, sx).T())
+}
+
+// mulT sets dst = W^T Y - S^T Y, by ApplyT on the rows of Y^T.
+func (r residualMap) mulT(dst, y *mat.Dense) {
+	dst.Mul(r.w.T(), y)
+	_, in := r.s.Shape()
+	_, l := y.Dims()
+	sy := make([]float64, l*in)
+	r.s.ApplyT(sy, rowMajor(y.T()), l, nil)
+	dst.Sub(dst, mat.NewDense(l, in, sy).T())
+}
 
 func denseData(w *mat.Dense) []float64 {
 	raw := w.RawMatrix()

@@ -14,12 +14,12 @@ import (
 // 2^a 3^b 5^c >= out + in - 1: T is the top-left corner of the M x M
 // circulant with c[d mod M] = t[d + in - 1] (zero elsewhere), so y is the
 // first out entries of the circular convolution of c with x padded to M,
-// computed with real FFTs in float64. Apply, ApplyT and Backward cost
+// computed with real FFTs in T's precision. Apply, ApplyT and Backward cost
 // O(n M log M) for n rows. Singular values come from the dense matrix.
 type Toeplitz[T Float] struct {
 	out, in int
 	t       []T
-	emb     convEmbed
+	emb     convEmbed[T]
 }
 
 var _ Operator[float64] = (*Toeplitz[float64])(nil)
@@ -47,7 +47,7 @@ func NewToeplitz[T Float](out, in int, t []T) *Toeplitz[T] {
 	if len(t) != out+in-1 {
 		panic(ErrShape)
 	}
-	return &Toeplitz[T]{out: out, in: in, t: t, emb: newConvEmbed(out, in, nextFFTSize(out+in-1))}
+	return &Toeplitz[T]{out: out, in: in, t: t, emb: newConvEmbed[T](out, in, nextFFTSize(out+in-1))}
 }
 
 // projectToeplitz sets each t[d + in - 1] to the mean of diagonal d of w,
@@ -92,7 +92,7 @@ func (tp *Toeplitz[T]) FLOPs() int { return tp.emb.flops() }
 
 // loadKernel writes the embedding kernel c[d mod M] = t[d + in - 1] into w
 // and transforms it.
-func (tp *Toeplitz[T]) loadKernel(w *fftWork) {
+func (tp *Toeplitz[T]) loadKernel(w *fftWork[T]) {
 	k := w.kernelBuf()
 	m := tp.emb.size
 	// d in [0, out-1] at positions 0..out-1; d in [-(in-1), -1] at
@@ -152,7 +152,7 @@ func (tp *Toeplitz[T]) Backward(dx, x, dy []T, n int, grads [][]T, _ *Workspace[
 	}
 	g, m := grads[0], tp.emb.size
 	for p := range g {
-		g[p] += T(w.re[mod(p-(tp.in-1), m)])
+		g[p] += w.re[mod(p-(tp.in-1), m)]
 	}
 }
 

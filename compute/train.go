@@ -75,9 +75,11 @@ type StepStats struct {
 // gradient of its fixed contiguous block of rows into its own buffers;
 // the buffers are then summed in shard order, the residual penalty added,
 // the gradient clipped and the optimiser applied, those elementwise phases
-// again split over the same goroutines in fixed chunks. The result is a
-// deterministic function of the parameters, the batch and Shards,
-// independent of scheduling and GOMAXPROCS.
+// split in fixed chunks over max(Shards, GOMAXPROCS at NewTrainer)
+// goroutines (so a single shard still updates on every core). Every
+// chunk's result is independent of the goroutine that computes it, so the
+// result is a deterministic function of the parameters, the batch and
+// Shards, independent of scheduling and GOMAXPROCS.
 //
 // Once warm (after the first steps have grown the workspaces) Step
 // allocates nothing itself. Two things may: gonum's GEMM (the default
@@ -117,9 +119,12 @@ type trainerCore[T Float] struct {
 	cfg    TrainerConfig
 	opt    *Optimizer[T]
 	shards int
-	ws     []*Workspace[T]
-	grads  [][][]T // [shard][param], nil for frozen parameters
-	losses []float64
+	// workers >= shards run the elementwise phases; worker s < shards
+	// also computes shard s's gradient.
+	workers int
+	ws      []*Workspace[T]
+	grads   [][][]T // [shard][param], nil for frozen parameters
+	losses  []float64
 
 	chunks    []paramChunk
 	sums      []float64 // per chunk: sum of squared gradients
@@ -178,20 +183,23 @@ func NewTrainer[T Float](net *Network[T], cfg TrainerConfig) (*Trainer[T], error
 	if err != nil {
 		return nil, err
 	}
+	workers := max(cfg.Shards, min(runtime.GOMAXPROCS(0), 256))
 	c := &trainerCore[T]{
-		net:    net,
-		cfg:    cfg,
-		opt:    opt,
-		shards: cfg.Shards,
-		ws:     make([]*Workspace[T], cfg.Shards),
-		grads:  make([][][]T, cfg.Shards),
-		losses: make([]float64, cfg.Shards),
-		panics: make([]any, cfg.Shards),
-		start:  make([]chan struct{}, cfg.Shards),
-		isCorr: make([]bool, len(params)),
+		net:     net,
+		cfg:     cfg,
+		opt:     opt,
+		shards:  cfg.Shards,
+		workers: workers,
+		ws:      make([]*Workspace[T], cfg.Shards),
+		grads:   make([][][]T, cfg.Shards),
+		losses:  make([]float64, cfg.Shards),
+		panics:  make([]any, workers),
+		start:   make([]chan struct{}, workers),
+		isCorr:  make([]bool, len(params)),
 	}
 	for s := range c.shards {
 		c.ws[s] = NewWorkspace[T]()
+		c.ws[s].serial = c.shards > 1
 		c.grads[s] = net.NewGrads()
 	}
 	c.layerOf = make([]int, len(params))
@@ -217,7 +225,7 @@ func NewTrainer[T Float](net *Network[T], cfg TrainerConfig) (*Trainer[T], error
 	}
 	c.sums = make([]float64, len(c.chunks))
 	c.pens = make([]float64, len(c.chunks))
-	for s := 1; s < c.shards; s++ {
+	for s := 1; s < c.workers; s++ {
 		c.start[s] = make(chan struct{}, 1)
 		go c.worker(s)
 	}
@@ -280,10 +288,8 @@ func (t *Trainer[T]) Step(x, target []T, n int, lr float64) (StepStats, error) {
 	if c.shards > 1 {
 		// Each shard's GEMMs run on its own goroutine: a multi-threaded
 		// BLAS (OpenBLAS) would put two threads on each core.
-		if th := BLASThreads(); th > 1 {
-			SetBLASThreads(1)
-			defer SetBLASThreads(th)
-		}
+		enterSerialBLAS()
+		defer exitSerialBLAS()
 	}
 	c.run(phaseGrad)
 	c.x, c.target = nil, nil
@@ -331,12 +337,12 @@ func (t *Trainer[T]) Step(x, target []T, n int, lr float64) (StepStats, error) {
 
 func isFinite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
 
-// run executes phase on every shard, shard 0 on the calling goroutine, and
-// re-raises there the first panic of a shard.
+// run executes phase on every worker, worker 0 on the calling goroutine,
+// and re-raises there the first panic of a worker.
 func (c *trainerCore[T]) run(phase trainerPhase) {
 	c.phase = phase
-	c.done.Add(c.shards - 1)
-	for s := 1; s < c.shards; s++ {
+	c.done.Add(c.workers - 1)
+	for s := 1; s < c.workers; s++ {
 		c.start[s] <- struct{}{}
 	}
 	c.work(0)
@@ -356,7 +362,7 @@ func (c *trainerCore[T]) worker(s int) {
 	}
 }
 
-// work runs the current phase's share of shard s.
+// work runs the current phase's share of worker s.
 func (c *trainerCore[T]) work(s int) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -365,15 +371,17 @@ func (c *trainerCore[T]) work(s int) {
 	}()
 	switch c.phase {
 	case phaseGrad:
-		c.gradShard(s)
+		if s < c.shards {
+			c.gradShard(s)
+		}
 	case phaseReduce:
-		for k := s; k < len(c.chunks); k += c.shards {
+		for k := s; k < len(c.chunks); k += c.workers {
 			c.reduceChunk(k)
 		}
 	case phaseUpdate:
 		params := c.net.params
 		g0 := c.grads[0]
-		for k := s; k < len(c.chunks); k += c.shards {
+		for k := s; k < len(c.chunks); k += c.workers {
 			ch := c.chunks[k]
 			c.opt.update(ch.p, params[ch.p].Data, g0[ch.p], ch.lo, ch.hi, c.lr, c.gscale)
 		}
@@ -402,22 +410,62 @@ func (c *trainerCore[T]) gradShard(s int) {
 
 // reduceChunk sums the shards' gradients of chunk k into shard 0's, in
 // shard order, adds the residual penalty's gradient, and records the
-// chunk's squared gradient norm and penalty.
+// chunk's squared gradient norm and penalty. Without a penalty the last
+// addition and the sum of squares are one pass.
 func (c *trainerCore[T]) reduceChunk(k int) {
 	ch := c.chunks[k]
 	g := c.grads[0][ch.p][ch.lo:ch.hi]
-	for s := 1; s < c.shards; s++ {
-		for j, v := range c.grads[s][ch.p][ch.lo:ch.hi] {
-			g[j] += v
-		}
+	shardGrad := func(s int) []T { return c.grads[s][ch.p][ch.lo:ch.hi] }
+	for s := 1; s < c.shards-1; s++ {
+		addInto(g, shardGrad(s))
 	}
 	c.pens[k] = 0
-	if lambda := c.cfg.ResidualL2; lambda > 0 && c.isCorr[ch.p] {
-		p := c.net.params[ch.p].Data[ch.lo:ch.hi]
-		c.pens[k] = dot(p, p)
-		for j, v := range p {
-			g[j] += T(2 * lambda * float64(v))
+	lambda := c.cfg.ResidualL2
+	if lambda == 0 || !c.isCorr[ch.p] {
+		var last []T
+		if c.shards > 1 {
+			last = shardGrad(c.shards - 1)
 		}
+		c.sums[k] = addSumSquares(g, last)
+		return
 	}
-	c.sums[k] = dot(g, g)
+	if c.shards > 1 {
+		addInto(g, shardGrad(c.shards-1))
+	}
+	p := c.net.params[ch.p].Data[ch.lo:ch.hi]
+	c.pens[k] = sumSquares(p)
+	for j, v := range p {
+		g[j] += T(2 * lambda * float64(v))
+	}
+	c.sums[k] = sumSquares(g)
+}
+
+// addInto adds src into dst entry by entry.
+func addInto[T Float](dst, src []T) {
+	src = src[:len(dst)]
+	for j, v := range src {
+		dst[j] += v
+	}
+}
+
+// sumSquares returns the sum of x[j]^2 accumulated in float64: for
+// float32 by sumSquares32's definition (eight partial sums), for float64
+// in order.
+func sumSquares[T Float](x []T) float64 {
+	if x32, ok := any(x).([]float32); ok {
+		return sumSquares32(x32)
+	}
+	return dot(x, x)
+}
+
+// addSumSquares adds src (nil: nothing) into dst and returns
+// sumSquares(dst).
+func addSumSquares[T Float](dst, src []T) float64 {
+	if d32, ok := any(dst).([]float32); ok {
+		return addSumSquares32(d32, any(src).([]float32))
+	}
+	if src != nil {
+		addInto(dst, src)
+	}
+	return dot(dst, dst)
 }

@@ -192,6 +192,15 @@ func TestTrainDeterminism(t *testing.T) {
 	if d := bitDiffs(one, one2); d != 0 {
 		t.Errorf("same seed, 1 shard: %d parameters differ", d)
 	}
+	// The elementwise phases run on max(Shards, GOMAXPROCS) workers.
+	for _, procs := range []int{1, 4} {
+		prev := runtime.GOMAXPROCS(procs)
+		other := run(1, 1)
+		runtime.GOMAXPROCS(prev)
+		if d := bitDiffs(one, other); d != 0 {
+			t.Errorf("1 shard, GOMAXPROCS %d vs %d: %d of %d parameters differ", procs, prev, d, len(one))
+		}
+	}
 	// One shard vs two: the same sums in a different order, so equal to
 	// float32 rounding, amplified a little by 20 steps.
 	var num, den float64

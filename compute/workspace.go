@@ -5,9 +5,15 @@ package compute
 // any number of calls without allocating once it has grown to the largest
 // request. A Workspace is not safe for concurrent use: give each goroutine
 // its own. A nil *Workspace is valid and allocates on every request.
+//
+// Operators whose products split into independent parts (Monarch's
+// blocks) run the parts of a large call on parallel goroutines, unless the
+// workspace is serial: the Trainer's shards, one goroutine per core
+// already, use serial workspaces.
 type Workspace[T Float] struct {
-	buf []T
-	off int
+	buf    []T
+	off    int
+	serial bool
 }
 
 // NewWorkspace returns an empty Workspace.
@@ -29,6 +35,17 @@ func (w *Workspace[T]) take(n int) []T {
 	s := w.buf[w.off : w.off+n : w.off+n]
 	w.off += n
 	clear(s)
+	return s
+}
+
+// takeDirty is take without the clearing, for a buffer the caller
+// overwrites entirely before reading it.
+func (w *Workspace[T]) takeDirty(n int) []T {
+	if w == nil || w.off+n > len(w.buf) {
+		return w.take(n)
+	}
+	s := w.buf[w.off : w.off+n : w.off+n]
+	w.off += n
 	return s
 }
 
