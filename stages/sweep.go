@@ -564,7 +564,7 @@ func Sweep(ctx context.Context, cfg SweepConfig) (*SweepResult, error) {
 		res.Candidates = append(res.Candidates, cr)
 	}
 	res.Seconds = time.Since(start).Seconds()
-	md := render.SweepMarkdown(res.summary())
+	md := append(render.SweepMarkdown(res.summary()), res.failedMarkdown()...)
 	err = writeFileAtomic(filepath.Join(out, "sweep.md"), md)
 	if err == nil {
 		err = writeJSON(filepath.Join(out, "sweep.json"), res)
@@ -584,6 +584,9 @@ func (r *SweepResult) summary() *render.Sweep {
 		Baseline: cmp.Or(cfg.Model, "dense "+cfg.Baseline.Init+" trained per seed"),
 	}
 	for _, c := range r.Candidates {
+		if len(c.Metrics) == 0 {
+			continue // failed at every seed: failedMarkdown says why
+		}
 		sc := render.SweepCandidate{Name: c.Name, Structure: c.Structure, Decision: c.Decision, Metrics: c.Metrics}
 		for _, run := range c.Runs {
 			sc.Decisions = append(sc.Decisions, run.Decision)
@@ -591,6 +594,23 @@ func (r *SweepResult) summary() *render.Sweep {
 		s.Candidates = append(s.Candidates, sc)
 	}
 	return s
+}
+
+// failedMarkdown is the section of sweep.md that lists the runs that
+// failed before validation (SweepRun.Failed), or nothing when none did.
+func (r *SweepResult) failedMarkdown() []byte {
+	var b strings.Builder
+	for _, c := range r.Candidates {
+		for _, run := range c.Runs {
+			if run.Failed != "" {
+				fmt.Fprintf(&b, "- %s, seed %d: %s\n", c.Name, run.Seed, run.Failed)
+			}
+		}
+	}
+	if b.Len() == 0 {
+		return nil
+	}
+	return []byte("\n## Failed candidates\n\nNO-GO without validation:\n\n" + b.String())
 }
 
 // relTo returns p relative to base when it lies under base, else p.
