@@ -55,23 +55,12 @@ func TestConvertTestModelsInONNXRuntime(t *testing.T) {
 		t.Fatal(err)
 	}
 	set := testmodels.Build(t)
-	type model struct {
-		name, path string
-		x          testmodels.Array
-	}
-	var models []model
-	for _, m := range set.Models() {
-		models = append(models, model{m.Name, m.ONNX, m.Input})
-	}
-	for _, p := range set.Pretrained(t) {
-		models = append(models, model{p.Name, p.Path, p.Input})
-	}
 	dir := t.TempDir()
 	var structured []string
-	for _, m := range models {
-		t.Run(m.name, func(t *testing.T) {
-			out := filepath.Join(dir, m.name)
-			if r := run(t, "convert", "--model", m.path, "--out", out, "--conv-structure", "lowrank"); r.code != 0 {
+	for _, m := range set.ONNXModels(t) {
+		t.Run(m.Name, func(t *testing.T) {
+			out := filepath.Join(dir, m.Name)
+			if r := run(t, "convert", "--model", m.Path, "--out", out, "--conv-structure", "lowrank"); r.code != 0 {
 				t.Fatalf("convert: exit %d\n%s", r.code, r.stderr)
 			}
 			res := readConvertJSON(t, out)
@@ -82,14 +71,14 @@ func TestConvertTestModelsInONNXRuntime(t *testing.T) {
 			// beside the model's outputs.
 			var values []string
 			for _, l := range res.Layers {
-				values = append(values, nodeOutput(t, m.path, l.Node))
+				values = append(values, nodeOutput(t, m.Path, l.Node))
 			}
-			x := ortInput(m.x)
+			x := ortInput(m.Input)
 			got := ortRun(t, withOutputs(t, filepath.Join(out, "model.onnx"), values), x)
 			want := ortRun(t, withOutputs(t, filepath.Join(out, "model.materialized.onnx"), values), x)
 			for i := range want {
 				what := "output " + fmt.Sprint(i)
-				tol := finalTolerance[m.name]
+				tol := finalTolerance[m.Name]
 				if k := i - (len(want) - len(values)); k >= 0 {
 					what, tol = fmt.Sprintf("layer %s (node %s)", res.Layers[k].Name, res.Layers[k].Node), ortTolerance
 				}

@@ -53,22 +53,10 @@ func convertAll(t *testing.T, m *onnx.Model) []Layer {
 // S + R is larger than them too, such as the CNN's 16x9 first
 // convolution: the others make up for them).
 func TestTestModels(t *testing.T) {
-	set := testmodels.Build(t)
-	type input struct {
-		name, path string
-		x          testmodels.Array
-	}
-	var inputs []input
-	for _, m := range set.Models() {
-		inputs = append(inputs, input{m.Name, m.ONNX, m.Input})
-	}
-	for _, p := range set.Pretrained(t) {
-		inputs = append(inputs, input{p.Name, p.Path, p.Input})
-	}
 	checked := map[string]*onnx.Model{}
-	for _, in := range inputs {
-		t.Run(in.name, func(t *testing.T) {
-			m, err := onnx.Read(in.path)
+	for _, in := range testmodels.Build(t).ONNXModels(t) {
+		t.Run(in.Name, func(t *testing.T) {
+			m, err := onnx.Read(in.Path)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -82,9 +70,9 @@ func TestTestModels(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			x := onnxrt.NewFloat32(in.x.Shape, in.x.Float32)
-			if in.x.DType == "int64" {
-				x = onnxrt.NewInt64(in.x.Shape, in.x.Int64)
+			x := onnxrt.NewFloat32(in.Input.Shape, in.Input.Float32)
+			if in.Input.DType == "int64" {
+				x = onnxrt.NewInt64(in.Input.Shape, in.Input.Int64)
 			}
 			got, want := run(t, s, x), run(t, d, x)
 			for i := range want {
@@ -109,8 +97,8 @@ func TestTestModels(t *testing.T) {
 				t.Errorf("the structured model holds %d float values, the input %d (operators %d against weights %d)",
 					after, before, params, weights)
 			}
-			checked[in.name] = s
-			checked[in.name+".dense"] = d
+			checked[in.Name] = s
+			checked[in.Name+".dense"] = d
 		})
 	}
 	checkModels(t, checked)
