@@ -13,7 +13,7 @@ var (
 	// data, a NaN, a missing column.
 	ErrFormat = errors.New("arrowio: invalid format")
 	// ErrUnsupported is wrapped by errors about valid input that arrowio does
-	// not handle: an unknown or non-float safetensors dtype, a newer model
+	// not handle: an unknown safetensors dtype, a newer model
 	// format version, a feature column of a non-numeric type.
 	ErrUnsupported = errors.New("arrowio: unsupported")
 )

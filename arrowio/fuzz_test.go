@@ -55,7 +55,8 @@ func FuzzParseSafetensors(f *testing.F) {
 			t.Fatalf("re-parse: %d tensors, want %d", len(again.Tensors), len(sf.Tensors))
 		}
 		for i := range sf.Tensors {
-			if again.Tensors[i].Name != sf.Tensors[i].Name || !sameBits(again.Tensors[i].Data, sf.Tensors[i].Data) {
+			a, b := &again.Tensors[i], &sf.Tensors[i]
+			if a.Name != b.Name || !sameBits(a.Data, b.Data) || a.DType != b.DType || !bytes.Equal(a.Raw, b.Raw) {
 				t.Fatalf("re-parse: tensor %d differs", i)
 			}
 		}
@@ -163,6 +164,8 @@ func safetensorsSeeds() [][]byte {
 			append(append(le16(0x3C00, 0xC000), le16(0x3F80)...), le64f(0.5)...)),
 		stFile(`{}`, nil),
 		stFile(`{"__metadata__":{"k":"v","k":"w"}}`, nil),
+		stFile(`{"n":{"dtype":"I64","shape":[],"data_offsets":[0,8]},"m":{"dtype":"BOOL","shape":[2],"data_offsets":[8,10]},"q":{"dtype":"F4","shape":[2],"data_offsets":[10,11]}}`,
+			[]byte{7, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0x21}),
 	)
 	return seeds
 }
@@ -172,7 +175,10 @@ func modelSeeds() [][]byte {
 	m := mlp(1)
 	m.Arch.Layers[0].Structure = []byte(`{"family":"lowrank","rank":2}`)
 	_ = EncodeModel(&buf, m)
-	return damaged(buf.Bytes())
+	seeds := damaged(buf.Bytes())
+	buf.Reset()
+	_ = EncodeModel(&buf, rawModel2())
+	return append(seeds, damaged(buf.Bytes())...)
 }
 
 type datasetSeed struct {

@@ -2,7 +2,9 @@ package arrowio
 
 import (
 	"bytes"
+	"cmp"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"math"
 	"os"
@@ -80,49 +82,19 @@ func TestInteropNodeArrow(t *testing.T) {
 		if err := WriteModel(path, m); err != nil {
 			t.Fatal(err)
 		}
-		var got struct {
-			Metadata map[string]string
-			Fields   []struct{ Name, Type string }
-			Tensors  []struct {
-				Name, Role string
-				Shape      []int64
-				Data       []string // hex of the float32 bits
-			}
-		}
-		if err := json.Unmarshal(runNode(t, node, "read_model.mjs", path), &got); err != nil {
+		checkNodeReads(t, node, path, m, "1", nil)
+	})
+
+	t.Run("arrow-js reads a version 2 model file", func(t *testing.T) {
+		m := rawModel2()
+		path, err := filepath.Abs(filepath.Join(t.TempDir(), "model.arrow"))
+		if err != nil {
 			t.Fatal(err)
 		}
-		if got.Metadata[MetaFormatVersion] != "1" || got.Metadata["note"] != "interop" {
-			t.Errorf("metadata %v", got.Metadata)
+		if err := WriteModel(path, m); err != nil {
+			t.Fatal(err)
 		}
-		wantArch, _ := json.Marshal(m.Arch)
-		if got.Metadata[MetaArchitecture] != string(wantArch) {
-			t.Errorf("architecture\ngot  %s\nwant %s", got.Metadata[MetaArchitecture], wantArch)
-		}
-		wantFields := []struct{ Name, Type string }{{"name", "Utf8"}, {"role", "Utf8"}, {"shape", "List<Int64>"}, {"data", "LargeList<Float32>"}}
-		if !slices.Equal(got.Fields, wantFields) {
-			t.Errorf("fields %v want %v", got.Fields, wantFields)
-		}
-		if len(got.Tensors) != len(m.Tensors) {
-			t.Fatalf("arrow-js read %d tensors, want %d", len(got.Tensors), len(m.Tensors))
-		}
-		for i, w := range m.Tensors {
-			g := got.Tensors[i]
-			if g.Name != w.Name || g.Role != string(w.Role) || !slices.Equal(g.Shape, w.Shape) && len(g.Shape)+len(w.Shape) > 0 {
-				t.Errorf("tensor %d: got %s/%s%v want %s/%s%v", i, g.Name, g.Role, g.Shape, w.Name, w.Role, w.Shape)
-			}
-			if len(g.Data) != len(w.Data) {
-				t.Errorf("tensor %q: %d values want %d", w.Name, len(g.Data), len(w.Data))
-				continue
-			}
-			for j, hex := range g.Data {
-				bits, err := strconv.ParseUint(hex, 16, 32)
-				if err != nil || uint32(bits) != math.Float32bits(w.Data[j]) {
-					t.Errorf("tensor %q value %d: arrow-js read %s, want %08x", w.Name, j, hex, math.Float32bits(w.Data[j]))
-					break
-				}
-			}
-		}
+		checkNodeReads(t, node, path, m, "2", []struct{ Name, Type string }{{"dtype", "Utf8"}, {"raw", "LargeBinary"}})
 	})
 
 	t.Run("strata reads an arrow-js dataset", func(t *testing.T) {
@@ -155,4 +127,60 @@ func TestInteropNodeArrow(t *testing.T) {
 			})
 		}
 	})
+}
+
+// checkNodeReads runs read_model.mjs on the model file path, written from
+// m, and checks that arrow-js reads its metadata (format version version),
+// its columns (the four of every version, then extra) and every tensor bit
+// for bit.
+func checkNodeReads(t *testing.T, node, path string, m *Model, version string, extra []struct{ Name, Type string }) {
+	t.Helper()
+	var got struct {
+		Metadata map[string]string
+		Fields   []struct{ Name, Type string }
+		Tensors  []struct {
+			Name, Role string
+			Shape      []int64
+			Data       []string // hex of the float32 bits
+			DType      string
+			Raw        string // hex
+		}
+	}
+	if err := json.Unmarshal(runNode(t, node, "read_model.mjs", path), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Metadata[MetaFormatVersion] != version || got.Metadata["note"] != m.Meta["note"] {
+		t.Errorf("metadata %v", got.Metadata)
+	}
+	wantArch, _ := EncodeArchitecture(&m.Arch)
+	if got.Metadata[MetaArchitecture] != string(wantArch) {
+		t.Errorf("architecture\ngot  %s\nwant %s", got.Metadata[MetaArchitecture], wantArch)
+	}
+	wantFields := append([]struct{ Name, Type string }{{"name", "Utf8"}, {"role", "Utf8"}, {"shape", "List<Int64>"}, {"data", "LargeList<Float32>"}}, extra...)
+	if !slices.Equal(got.Fields, wantFields) {
+		t.Errorf("fields %v want %v", got.Fields, wantFields)
+	}
+	if len(got.Tensors) != len(m.Tensors) {
+		t.Fatalf("arrow-js read %d tensors, want %d", len(got.Tensors), len(m.Tensors))
+	}
+	for i, w := range m.Tensors {
+		g := got.Tensors[i]
+		if g.Name != w.Name || g.Role != string(w.Role) || !slices.Equal(g.Shape, w.Shape) && len(g.Shape)+len(w.Shape) > 0 {
+			t.Errorf("tensor %d: got %s/%s%v want %s/%s%v", i, g.Name, g.Role, g.Shape, w.Name, w.Role, w.Shape)
+		}
+		if extra != nil && (g.DType != cmp.Or(w.DType, DTypeF32) || g.Raw != hex.EncodeToString(w.Raw)) {
+			t.Errorf("tensor %q: arrow-js read dtype %s raw %s, want %s %x", w.Name, g.DType, g.Raw, cmp.Or(w.DType, DTypeF32), w.Raw)
+		}
+		if len(g.Data) != len(w.Data) {
+			t.Errorf("tensor %q: %d values want %d", w.Name, len(g.Data), len(w.Data))
+			continue
+		}
+		for j, h := range g.Data {
+			bits, err := strconv.ParseUint(h, 16, 32)
+			if err != nil || uint32(bits) != math.Float32bits(w.Data[j]) {
+				t.Errorf("tensor %q value %d: arrow-js read %s, want %08x", w.Name, j, h, math.Float32bits(w.Data[j]))
+				break
+			}
+		}
+	}
 }

@@ -2,6 +2,7 @@ package arrowio
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -18,9 +19,16 @@ import (
 	"github.com/strata-ml/strata/compute"
 )
 
-// FormatVersion is the model file format version this package reads and
-// writes, stored as the schema metadata value MetaFormatVersion.
-const FormatVersion = 1
+// FormatVersion is the newest model file format version this package
+// reads and writes, stored as the schema metadata value MetaFormatVersion
+// and as the architecture's format_version. Version 1 holds float32
+// tensors and plain layers; version 2 adds raw tensors (Tensor.DType and
+// Raw, in the columns dtype and raw) and the layer fields weight, layout
+// and kernel. A model is written in the oldest version that holds it
+// (Model.Version), so a model of float32 tensors and plain layers is
+// written as version 1, byte for byte as before version 2 existed; both
+// versions are read.
+const FormatVersion = 2
 
 // Schema metadata keys of a model file.
 const (
@@ -34,23 +42,49 @@ const (
 	ArchGeneric = "generic"
 )
 
-// Column names of a model file.
+// Column names of a model file: the four of every version, then the two
+// that version 2 adds.
 const (
 	colName  = "name"
 	colRole  = "role"
 	colShape = "shape"
 	colData  = "data"
+	colDType = "dtype"
+	colRaw   = "raw"
 )
 
-// Tensor is one named array of a model: a weight, a bias or a factor of a
-// decomposed layer. Data holds the values in row-major order; its length is
-// the product of Shape (1 for a scalar with an empty Shape).
+// DTypeF32 is the dtype column's value for a float32 tensor, whose values
+// are in the data column.
+const DTypeF32 = "F32"
+
+// Layouts of a stored weight (Layer.Layout).
+const (
+	LayoutOutIn = "out-in" // [out, in], as nn.Linear stores it (also "")
+	LayoutInOut = "in-out" // [in, out], as a Conv1D or an ONNX MatMul stores it
+)
+
+// Tensor is one named array of a model: a weight, a bias, a factor of a
+// decomposed layer, or any other tensor of a checkpoint.
+//
+// A float32 tensor holds its values in Data, row-major; the length is the
+// product of Shape (1 for a scalar with an empty Shape), and DType is "".
+// A tensor of any other element type (an int64 buffer, a bool mask, ...) is
+// raw: DType names its element type as safetensors does ("I64", "BOOL",
+// "U8", "F16", ...; never DTypeF32), Raw holds its bytes, little-endian and
+// row-major, and Data is nil. strata never converts a raw tensor: it is
+// carried from input to output byte for byte.
 type Tensor struct {
 	Name  string
 	Role  compute.Role
 	Shape []int64
 	Data  []float32
+	DType string
+	Raw   []byte
 }
+
+// IsRaw reports whether t is a raw tensor (DType set), whose bytes strata
+// carries without reading them.
+func (t *Tensor) IsRaw() bool { return t.DType != "" }
 
 // Numel returns the product of t's shape, or -1 if a dimension is negative
 // or the product overflows int.
@@ -130,6 +164,71 @@ type Layer struct {
 	// Structure is a decomposed layer's family and hyper-parameters, as a
 	// JSON object. arrowio stores it without looking inside.
 	Structure json.RawMessage `json:"structure,omitempty"`
+	// Weight, Layout and Kernel say how a linear layer of a generic
+	// checkpoint stores its dense weight (format version 2; empty for the
+	// usual "<Name>.weight" stored [out, in]). Weight names the tensor when
+	// it is not "<Name>.weight" (a checkpoint's own name, such as
+	// "linear_77.w_0"). Layout is LayoutOutIn ("" too) or LayoutInOut, for a
+	// weight stored [in, out] (W is the stored matrix transposed). Kernel
+	// is a convolution's kernel [k1, k2, ...]: the weight is stored [Out,
+	// In/prod(Kernel), k1, k2, ...] and W (Out x In) is the stored values as
+	// they are, each row one output channel's kernel in (channel, k1, k2,
+	// ...) order. A materialised weight is written back under Weight, in
+	// this layout and shape.
+	Weight string  `json:"weight,omitempty"`
+	Layout string  `json:"layout,omitempty"`
+	Kernel []int64 `json:"kernel,omitempty"`
+}
+
+// WeightName returns the name of l's dense weight tensor: Weight, or
+// "<Name>.weight".
+func (l *Layer) WeightName() string {
+	if l.Weight != "" {
+		return l.Weight
+	}
+	return l.Name + ".weight"
+}
+
+// WeightShape returns the shape l's dense weight is stored in: [Out, In],
+// [In, Out] for LayoutInOut, or [Out, In/prod(Kernel), Kernel...].
+func (l *Layer) WeightShape() []int64 {
+	switch {
+	case l.Layout == LayoutInOut:
+		return []int64{int64(l.In), int64(l.Out)}
+	case len(l.Kernel) > 0:
+		k := int64(1)
+		for _, d := range l.Kernel {
+			k *= d
+		}
+		return append([]int64{int64(l.Out), int64(l.In) / k}, l.Kernel...)
+	}
+	return []int64{int64(l.Out), int64(l.In)}
+}
+
+// usesVersion2 reports whether l needs format version 2.
+func (l *Layer) usesVersion2() bool {
+	return l.Weight != "" || l.Layout != "" || len(l.Kernel) > 0
+}
+
+// Version returns the oldest format version that holds m: 2 when a tensor
+// is raw or a layer sets Weight, Layout or Kernel, else 1.
+func (m *Model) Version() int {
+	for i := range m.Tensors {
+		if m.Tensors[i].IsRaw() {
+			return 2
+		}
+	}
+	return m.Arch.version()
+}
+
+// version is the oldest format version whose architecture JSON holds a.
+func (a *Architecture) version() int {
+	for i := range a.Layers {
+		if a.Layers[i].usesVersion2() {
+			return 2
+		}
+	}
+	return 1
 }
 
 // Validate checks m against every rule ReadModel enforces: a valid
@@ -170,12 +269,47 @@ func validateTensors(file string, ts []Tensor) error {
 		if t.Role == "" {
 			return fieldErr(file, "tensor", t.Name, ErrFormat, "empty role")
 		}
-		if err := checkShape(file, t.Name, t.Shape, len(t.Data)); err != nil {
+		if err := checkValues(file, t); err != nil {
 			return err
 		}
-		if j := firstNonFinite32(t.Data); j >= 0 {
-			return fieldErr(file, "tensor", t.Name, ErrFormat, "value at index %d is %v", j, t.Data[j])
-		}
+	}
+	return nil
+}
+
+// checkValues checks a tensor's values against its shape: a raw tensor's
+// bytes (checkRaw), or a float32 tensor's count and finiteness.
+func checkValues(file string, t *Tensor) error {
+	if t.IsRaw() {
+		return checkRaw(file, t)
+	}
+	if len(t.Raw) > 0 {
+		return fieldErr(file, "tensor", t.Name, ErrFormat, "%d raw bytes but no dtype", len(t.Raw))
+	}
+	if err := checkShape(file, t.Name, t.Shape, len(t.Data)); err != nil {
+		return err
+	}
+	if j := firstNonFinite32(t.Data); j >= 0 {
+		return fieldErr(file, "tensor", t.Name, ErrFormat, "value at index %d is %v", j, t.Data[j])
+	}
+	return nil
+}
+
+// checkRaw checks a raw tensor: a known dtype other than F32, no float32
+// values, and as many bytes as its shape needs.
+func checkRaw(file string, t *Tensor) error {
+	bits, ok := safeDTypeBits[t.DType]
+	if !ok || t.DType == DTypeF32 {
+		return fieldErr(file, "tensor", t.Name, ErrFormat, "dtype %q: want a safetensors dtype other than F32 (float32 values belong in data)", t.DType)
+	}
+	if len(t.Data) > 0 {
+		return fieldErr(file, "tensor", t.Name, ErrFormat, "a raw %s tensor with %d float32 values", t.DType, len(t.Data))
+	}
+	n, ok := numel(t.Shape)
+	if !ok || (n > 0 && bits > math.MaxInt64/8/uint64(n)) {
+		return fieldErr(file, "tensor", t.Name, ErrFormat, "shape %v has a negative dimension or overflows", t.Shape)
+	}
+	if want := uint64(n) * bits; want%8 != 0 || want/8 != uint64(len(t.Raw)) {
+		return fieldErr(file, "tensor", t.Name, ErrFormat, "%s with shape %v needs %d bits, has %d bytes", t.DType, t.Shape, want, len(t.Raw))
 	}
 	return nil
 }
@@ -239,12 +373,12 @@ func firstNonFinite32(v []float32) int {
 
 func validateArch(file string, a *Architecture) error {
 	const key = MetaArchitecture
-	if a.FormatVersion != FormatVersion {
+	if a.FormatVersion < 1 || a.FormatVersion > FormatVersion {
 		kind := ErrFormat
 		if a.FormatVersion > FormatVersion {
 			kind = ErrUnsupported
 		}
-		return fieldErr(file, "metadata", key, kind, "format_version is %d, this build reads %d", a.FormatVersion, FormatVersion)
+		return fieldErr(file, "metadata", key, kind, "format_version is %d, this build reads 1 to %d", a.FormatVersion, FormatVersion)
 	}
 	switch a.Kind {
 	case "", ArchMLP, ArchGeneric:
@@ -287,6 +421,9 @@ func validateArch(file string, a *Architecture) error {
 		default:
 			return fieldErr(file, "layer", l.Name, ErrFormat, "unknown kind %q (want %s, %s or %s)", l.Kind, compute.KindLinear, compute.KindActivation, compute.KindLayerNorm)
 		}
+		if err := checkStorage(file, &l); err != nil {
+			return err
+		}
 		if len(l.Structure) > 0 {
 			s := bytes.TrimSpace(l.Structure)
 			if len(s) == 0 || s[0] != '{' || !json.Valid(s) {
@@ -316,6 +453,44 @@ func validateArch(file string, a *Architecture) error {
 	return nil
 }
 
+// checkStorage checks a layer's Weight, Layout and Kernel.
+func checkStorage(file string, l *Layer) error {
+	if !l.usesVersion2() {
+		return nil
+	}
+	bad := func(format string, args ...any) error {
+		return fieldErr(file, "layer", l.Name, ErrFormat, format, args...)
+	}
+	if l.Kind != compute.KindLinear {
+		return bad("weight, layout and kernel describe a linear layer's weight, not a %s layer", l.Kind)
+	}
+	switch l.Layout {
+	case "", LayoutOutIn, LayoutInOut:
+	default:
+		return bad("layout %q: want %q or %q", l.Layout, LayoutOutIn, LayoutInOut)
+	}
+	if len(l.Kernel) == 0 {
+		return nil
+	}
+	if l.Layout == LayoutInOut {
+		return bad("a convolution weight (kernel %v) is stored [out, in, k...], not %s", l.Kernel, LayoutInOut)
+	}
+	k := int64(1)
+	for _, d := range l.Kernel {
+		if d < 1 || d > int64(l.In) {
+			return bad("kernel %v: every size must be in [1, in = %d]", l.Kernel, l.In)
+		}
+		k *= d
+		if k > int64(l.In) {
+			return bad("kernel %v holds more values than in = %d", l.Kernel, l.In)
+		}
+	}
+	if int64(l.In)%k != 0 {
+		return bad("in = %d is not channels x kernel %v", l.In, l.Kernel)
+	}
+	return nil
+}
+
 // DecodeArchitecture parses and validates architecture JSON strictly: unknown
 // fields, trailing data and invalid values are errors (*FormatError with File
 // set to file).
@@ -335,26 +510,37 @@ func DecodeArchitecture(data []byte, file string) (*Architecture, error) {
 	return &a, nil
 }
 
-// EncodeArchitecture returns the JSON stored under MetaArchitecture.
+// EncodeArchitecture returns the JSON stored under MetaArchitecture, with
+// format_version the oldest version that holds a (1 unless a layer sets
+// Weight, Layout or Kernel); a is not changed.
 func EncodeArchitecture(a *Architecture) ([]byte, error) {
+	return encodeArchitecture(a, a.version())
+}
+
+// encodeArchitecture encodes a with the given format_version.
+func encodeArchitecture(a *Architecture, version int) ([]byte, error) {
 	if err := validateArch("", a); err != nil {
 		return nil, err
 	}
-	b, err := json.Marshal(a)
+	c := *a
+	c.FormatVersion = version
+	b, err := json.Marshal(&c)
 	if err != nil {
 		return nil, fmt.Errorf("arrowio: encode architecture: %w", err)
 	}
 	return b, nil
 }
 
-// modelSchema returns the schema of a model file with its metadata.
+// modelSchema returns the schema of a model file with its metadata, in
+// the oldest format version that holds m.
 func modelSchema(m *Model) (*arrow.Schema, error) {
-	archJSON, err := EncodeArchitecture(&m.Arch)
+	version := m.Version()
+	archJSON, err := encodeArchitecture(&m.Arch, version)
 	if err != nil {
 		return nil, err
 	}
 	keys := []string{MetaFormatVersion, MetaArchitecture}
-	vals := []string{strconv.Itoa(FormatVersion), string(archJSON)}
+	vals := []string{strconv.Itoa(version), string(archJSON)}
 	extra := make([]string, 0, len(m.Meta))
 	for k := range m.Meta {
 		extra = append(extra, k)
@@ -365,12 +551,34 @@ func modelSchema(m *Model) (*arrow.Schema, error) {
 		vals = append(vals, m.Meta[k])
 	}
 	md := arrow.NewMetadata(keys, vals)
-	return arrow.NewSchema([]arrow.Field{
-		{Name: colName, Type: arrow.BinaryTypes.String},
-		{Name: colRole, Type: arrow.BinaryTypes.String},
-		{Name: colShape, Type: arrow.ListOf(arrow.PrimitiveTypes.Int64)},
-		{Name: colData, Type: arrow.LargeListOf(arrow.PrimitiveTypes.Float32)},
-	}, &md), nil
+	cols := modelColumnTypes(version)
+	fields := make([]arrow.Field, len(cols))
+	for i, c := range cols {
+		fields[i] = arrow.Field{Name: c.name, Type: c.typ}
+	}
+	return arrow.NewSchema(fields, &md), nil
+}
+
+// columnType is one column of a model file.
+type columnType struct {
+	name string
+	typ  arrow.DataType
+}
+
+// modelColumnTypes lists the columns of a model file of the given format
+// version, in order: name, role, shape and data, then for version 2 dtype
+// and raw.
+func modelColumnTypes(version int) []columnType {
+	cols := []columnType{
+		{colName, arrow.BinaryTypes.String},
+		{colRole, arrow.BinaryTypes.String},
+		{colShape, arrow.ListOf(arrow.PrimitiveTypes.Int64)},
+		{colData, arrow.LargeListOf(arrow.PrimitiveTypes.Float32)},
+	}
+	if version >= 2 {
+		cols = append(cols, columnType{colDType, arrow.BinaryTypes.String}, columnType{colRaw, arrow.BinaryTypes.LargeBinary})
+	}
+	return cols
 }
 
 // maxBatchValues bounds the float32 values per record batch of a model file
@@ -420,10 +628,12 @@ func encodeModel(w io.Writer, m *Model, mem memory.Allocator) error {
 // maxBatchValues values (a larger tensor gets a batch of its own), the
 // batching both the file and the stream form use.
 func writeModelBatches(schema *arrow.Schema, ts []Tensor, mem memory.Allocator, write func(arrow.RecordBatch) error) error {
+	// A raw tensor counts as its bytes in float32 values.
+	size := func(t *Tensor) int { return len(t.Data) + len(t.Raw)/4 }
 	for start := 0; start < len(ts); {
 		end, n := start, 0
-		for end < len(ts) && (end == start || n+len(ts[end].Data) <= maxBatchValues) {
-			n += len(ts[end].Data)
+		for end < len(ts) && (end == start || n+size(&ts[end]) <= maxBatchValues) {
+			n += size(&ts[end])
 			end++
 		}
 		rec := modelRecord(schema, ts[start:end], mem)
@@ -452,6 +662,12 @@ func modelRecord(schema *arrow.Schema, ts []Tensor, mem memory.Allocator) arrow.
 		total += len(ts[i].Data)
 	}
 	vals.Reserve(total)
+	var dtypes *array.StringBuilder
+	var raws *array.BinaryBuilder
+	if len(b.Fields()) > 4 { // format version 2
+		dtypes = b.Field(4).(*array.StringBuilder)
+		raws = b.Field(5).(*array.BinaryBuilder)
+	}
 	for i := range ts {
 		t := &ts[i]
 		names.Append(t.Name)
@@ -460,6 +676,10 @@ func modelRecord(schema *arrow.Schema, ts []Tensor, mem memory.Allocator) arrow.
 		dims.AppendValues(t.Shape, nil)
 		data.Append(true)
 		vals.AppendValues(t.Data, nil)
+		if dtypes != nil {
+			dtypes.Append(cmp.Or(t.DType, DTypeF32))
+			raws.Append(t.Raw) // a nil Raw appends an empty value, never a null
+		}
 	}
 	return b.NewRecordBatch()
 }
@@ -548,12 +768,13 @@ func decodeModel(name string, ra io.ReaderAt, size int64, cfg *config, alias []b
 	if vi < 0 {
 		return nil, fieldErr(name, "metadata", MetaFormatVersion, ErrFormat, "missing (not a strata model file)")
 	}
-	if v := md.Values()[vi]; v != strconv.Itoa(FormatVersion) {
+	version, err := strconv.Atoi(md.Values()[vi])
+	if err != nil || version < 1 || version > FormatVersion || strconv.Itoa(version) != md.Values()[vi] {
 		kind := ErrFormat
-		if n, err := strconv.Atoi(v); err == nil && n > FormatVersion {
+		if err == nil && version > FormatVersion {
 			kind = ErrUnsupported
 		}
-		return nil, fieldErr(name, "metadata", MetaFormatVersion, kind, "is %q, this build reads %q", v, strconv.Itoa(FormatVersion))
+		return nil, fieldErr(name, "metadata", MetaFormatVersion, kind, "is %q, this build reads \"1\" to \"%d\"", md.Values()[vi], FormatVersion)
 	}
 	ai := md.FindKey(MetaArchitecture)
 	if ai < 0 {
@@ -562,6 +783,12 @@ func decodeModel(name string, ra io.ReaderAt, size int64, cfg *config, alias []b
 	arch, err := DecodeArchitecture([]byte(md.Values()[ai]), name)
 	if err != nil {
 		return nil, err
+	}
+	if arch.FormatVersion != version {
+		return nil, fieldErr(name, "metadata", MetaArchitecture, ErrFormat, "format_version is %d, the file's %s is %d", arch.FormatVersion, MetaFormatVersion, version)
+	}
+	if version < 2 && arch.version() > 1 {
+		return nil, fieldErr(name, "metadata", MetaArchitecture, ErrFormat, "a layer sets weight, layout or kernel, which format version %d does not have", version)
 	}
 	m.Arch = *arch
 	for i, k := range md.Keys() {
@@ -580,7 +807,7 @@ func decodeModel(name string, ra io.ReaderAt, size int64, cfg *config, alias []b
 		m.Meta[strings.Clone(k)] = strings.Clone(md.Values()[i])
 	}
 
-	idx, err := modelColumns(name, schema)
+	idx, err := modelColumns(name, schema, version)
 	if err != nil {
 		return nil, err
 	}
@@ -601,19 +828,12 @@ func decodeModel(name string, ra io.ReaderAt, size int64, cfg *config, alias []b
 	return m, nil
 }
 
-// modelColumns finds the four columns of a model file and checks their types.
-func modelColumns(file string, schema *arrow.Schema) ([4]int, error) {
-	var idx [4]int
-	want := []struct {
-		name string
-		typ  arrow.DataType
-	}{
-		{colName, arrow.BinaryTypes.String},
-		{colRole, arrow.BinaryTypes.String},
-		{colShape, arrow.ListOf(arrow.PrimitiveTypes.Int64)},
-		{colData, arrow.LargeListOf(arrow.PrimitiveTypes.Float32)},
-	}
-	for i, w := range want {
+// modelColumns finds the columns of a model file of the given format
+// version and checks their types: the indices of name, role, shape, data,
+// and for version 2 dtype and raw (-1 for version 1).
+func modelColumns(file string, schema *arrow.Schema, version int) ([6]int, error) {
+	idx := [6]int{-1, -1, -1, -1, -1, -1}
+	for i, w := range modelColumnTypes(version) {
 		found := schema.FieldIndices(w.name)
 		switch len(found) {
 		case 0:
@@ -656,12 +876,16 @@ func columnNames(schema *arrow.Schema) string {
 	return strings.Join(names, ", ")
 }
 
-// appendTensors appends the rows of one record batch to ts. Names, roles
-// and shapes are always copied; values are copied unless alias is non-nil
-// (see decodeModel).
-func appendTensors(file string, ts []Tensor, rec arrow.RecordBatch, idx [4]int, alias []byte) ([]Tensor, error) {
-	cols := [4]arrow.Array{}
+// appendTensors appends the rows of one record batch to ts. Names, roles,
+// shapes and raw bytes are always copied; float32 values are copied unless
+// alias is non-nil (see decodeModel). idx holds the columns' indices, -1
+// for the dtype and raw columns of a version 1 file.
+func appendTensors(file string, ts []Tensor, rec arrow.RecordBatch, idx [6]int, alias []byte) ([]Tensor, error) {
+	var cols [6]arrow.Array
 	for i, c := range idx {
+		if c < 0 {
+			continue
+		}
 		cols[i] = rec.Column(c)
 		colName := rec.ColumnName(c)
 		if err := array.ValidateFull(cols[i]); err != nil {
@@ -676,6 +900,11 @@ func appendTensors(file string, ts []Tensor, rec arrow.RecordBatch, idx [4]int, 
 	shapes, ok3 := cols[2].(*array.List)
 	data, ok4 := cols[3].(*array.LargeList)
 	if !ok1 || !ok2 || !ok3 || !ok4 {
+		return ts, fileErr(file, ErrFormat, "model columns have unexpected array types")
+	}
+	dtypes, _ := cols[4].(*array.String)
+	raws, _ := cols[5].(*array.LargeBinary)
+	if idx[4] >= 0 && (dtypes == nil || raws == nil) {
 		return ts, fileErr(file, ErrFormat, "model columns have unexpected array types")
 	}
 	dims, ok1 := shapes.ListValues().(*array.Int64)
@@ -711,6 +940,24 @@ func appendTensors(file string, ts []Tensor, rec arrow.RecordBatch, idx [4]int, 
 			Name:  name,
 			Role:  compute.Role(strings.Clone(roles.Value(i))),
 			Shape: clone(dimv[s0:s1]),
+		}
+		if dtypes != nil && dtypes.Value(i) != DTypeF32 {
+			t.DType = strings.Clone(dtypes.Value(i))
+			t.Raw = clone(raws.Value(i))
+			if t.Raw == nil {
+				t.Raw = []byte{}
+			}
+			if d1 > d0 {
+				return ts, fieldErr(file, "tensor", name, ErrFormat, "a raw %s tensor with %d float32 values", t.DType, d1-d0)
+			}
+			if err := checkRaw(file, &t); err != nil {
+				return ts, err
+			}
+			ts = append(ts, t)
+			continue
+		}
+		if raws != nil && len(raws.Value(i)) > 0 {
+			return ts, fieldErr(file, "tensor", name, ErrFormat, "a float32 tensor with %d raw bytes", len(raws.Value(i)))
 		}
 		if alias != nil {
 			t.Data = aliasValues(valv[d0:d1], alias)

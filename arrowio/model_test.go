@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -41,6 +43,83 @@ func equalModels(t *testing.T, got, want *Model) {
 		if !sameBits(g.Data, w.Data) {
 			t.Errorf("tensor %q: values differ bitwise", w.Name)
 		}
+		if g.DType != w.DType || !bytes.Equal(g.Raw, w.Raw) {
+			t.Errorf("tensor %q: raw %s %x, want %s %x", w.Name, g.DType, g.Raw, w.DType, w.Raw)
+		}
+	}
+}
+
+// rawModel2 is a generic checkpoint that needs format version 2: raw
+// tensors of several dtypes (an empty one too) and layers whose weights
+// have their own names, an [in, out] layout and a convolution kernel.
+func rawModel2() *Model {
+	rng := rand.New(rand.NewPCG(9, 9))
+	return &Model{
+		Arch: Architecture{FormatVersion: 2, Kind: ArchGeneric, Layers: []Layer{
+			{Name: "linear_77.w_0", Kind: compute.KindLinear, In: 4, Out: 3, Weight: "linear_77.w_0",
+				Structure: json.RawMessage(`{"family":"lowrank","rank":1}`)},
+			{Name: "h.0.attn.c_attn", Kind: compute.KindLinear, In: 4, Out: 6, Layout: LayoutInOut},
+			{Name: "conv1", Kind: compute.KindLinear, In: 18, Out: 4, Bias: true, Kernel: []int64{3, 3}},
+		}},
+		Tensors: []Tensor{
+			randTensor(rng, "linear_77.w_0.trunk.U", compute.RoleTrunk, 3, 1),
+			randTensor(rng, "linear_77.w_0.trunk.V", compute.RoleTrunk, 4, 1),
+			randTensor(rng, "h.0.attn.c_attn.weight", compute.RoleWeight, 4, 6),
+			randTensor(rng, "conv1.weight", compute.RoleWeight, 4, 2, 3, 3),
+			{Name: "bn.num_batches_tracked", Role: "num_batches_tracked", DType: "I64", Raw: []byte{7, 0, 0, 0, 0, 0, 0, 0}},
+			{Name: "position_ids", Role: "position_ids", Shape: []int64{1, 3}, DType: "I64",
+				Raw: []byte{0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0}},
+			{Name: "mask", Role: "mask", Shape: []int64{2, 2}, DType: "BOOL", Raw: []byte{1, 0, 0, 1}},
+			{Name: "empty_ids", Role: "ids", Shape: []int64{0}, DType: "I32", Raw: []byte{}},
+			{Name: "half", Role: "tensor", Shape: []int64{2}, DType: "F16", Raw: []byte{0x00, 0x3c, 0x00, 0xc0}},
+		},
+	}
+}
+
+// TestModelVersion checks that a model is written in the oldest format
+// version that holds it: float32 tensors and plain layers in version 1
+// (four columns, as before version 2), raw tensors or layers with their
+// own weight storage in version 2.
+func TestModelVersion(t *testing.T) {
+	onlyLayout := mlp(4)
+	onlyLayout.Arch.Kind = ArchGeneric
+	onlyLayout.Arch.FormatVersion = 2
+	onlyLayout.Arch.Layers[0].Layout = LayoutInOut
+	tests := []struct {
+		name    string
+		m       *Model
+		version string
+		columns int
+	}{
+		{"float32 tensors", mlp(3), "1", 4},
+		{"raw tensors", rawModel2(), "2", 6},
+		{"a layer layout alone", onlyLayout, "2", 6},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			if err := EncodeModel(&buf, tt.m); err != nil {
+				t.Fatal(err)
+			}
+			r, err := ipc.NewFileReader(bytes.NewReader(buf.Bytes()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			md := r.Schema().Metadata()
+			if got := md.Values()[md.FindKey(MetaFormatVersion)]; got != tt.version {
+				t.Errorf("%s %q, want %q", MetaFormatVersion, got, tt.version)
+			}
+			var arch struct {
+				FormatVersion int `json:"format_version"`
+			}
+			if err := json.Unmarshal([]byte(md.Values()[md.FindKey(MetaArchitecture)]), &arch); err != nil || strconv.Itoa(arch.FormatVersion) != tt.version {
+				t.Errorf("architecture format_version %d (%v), want %s", arch.FormatVersion, err, tt.version)
+			}
+			if n := r.Schema().NumFields(); n != tt.columns {
+				t.Errorf("%d columns, want %d", n, tt.columns)
+			}
+		})
 	}
 }
 
@@ -93,6 +172,8 @@ func TestModelRoundTrip(t *testing.T) {
 			},
 		}, 0},
 		{"no tensors", &Model{Arch: Architecture{FormatVersion: 1}}, 0},
+		{"raw tensors and weight storage (version 2)", rawModel2(), 0},
+		{"version 2 in small batches", rawModel2(), 10},
 		{"generic checkpoint", &Model{
 			Arch: Architecture{FormatVersion: 1, Kind: ArchGeneric, Layers: []Layer{
 				{Name: "model.layers.0.q_proj", Kind: compute.KindLinear, In: 4, Out: 4, Structure: json.RawMessage(`{"family":"lowrank","rank":1}`)},
@@ -315,8 +396,12 @@ func TestReadModelInvalid(t *testing.T) {
 		{"empty file", nil, []byte{}, ErrFormat, []string{"not a readable Arrow IPC file"}},
 		{"missing format version", &rawModel{meta: [][2]string{{MetaArchitecture, validArchJSON}}, build: ok2}, nil, ErrFormat,
 			[]string{`metadata "strata.format_version": missing`}},
-		{"newer format version", &rawModel{meta: [][2]string{{MetaFormatVersion, "2"}, {MetaArchitecture, validArchJSON}}, build: ok2}, nil, ErrUnsupported,
-			[]string{`"strata.format_version"`, `is "2"`}},
+		{"newer format version", &rawModel{meta: [][2]string{{MetaFormatVersion, "3"}, {MetaArchitecture, validArchJSON}}, build: ok2}, nil, ErrUnsupported,
+			[]string{`"strata.format_version"`, `is "3"`}},
+		{"version 2 without its columns", &rawModel{meta: [][2]string{{MetaFormatVersion, "2"}, {MetaArchitecture, strings.Replace(validArchJSON, `"format_version":1`, `"format_version":2`, 1)}}, build: ok2}, nil, ErrFormat,
+			[]string{`column "dtype": missing`}},
+		{"architecture version differs from the file's", &rawModel{meta: [][2]string{{MetaFormatVersion, "2"}, {MetaArchitecture, validArchJSON}}, build: ok2}, nil, ErrFormat,
+			[]string{`format_version is 1, the file's strata.format_version is 2`}},
 		{"garbage format version", &rawModel{meta: [][2]string{{MetaFormatVersion, "one"}, {MetaArchitecture, validArchJSON}}, build: ok2}, nil, ErrFormat,
 			[]string{`is "one"`}},
 		{"missing architecture", &rawModel{meta: [][2]string{{MetaFormatVersion, "1"}}, build: ok2}, nil, ErrFormat,
@@ -329,8 +414,14 @@ func TestReadModelInvalid(t *testing.T) {
 			[]string{"data after the object"}},
 		{"architecture not JSON", &rawModel{meta: defaultMeta(`{"format_version":1,`), build: ok2}, nil, ErrFormat,
 			[]string{"invalid architecture JSON"}},
-		{"architecture version 2", &rawModel{meta: defaultMeta(`{"format_version":2,"task":"regression","inputs":2,"layers":[]}`), build: ok2}, nil, ErrUnsupported,
-			[]string{"format_version is 2"}},
+		{"architecture version 3", &rawModel{meta: defaultMeta(`{"format_version":3,"task":"regression","inputs":2,"layers":[]}`), build: ok2}, nil, ErrUnsupported,
+			[]string{"format_version is 3"}},
+		{"version 2 layer field in version 1", &rawModel{meta: defaultMeta(`{"format_version":1,"task":"regression","inputs":2,"layers":[{"name":"0","kind":"linear","in":2,"out":1,"layout":"in-out"}]}`), build: ok2}, nil, ErrFormat,
+			[]string{"format version 1 does not have"}},
+		{"architecture bad layout", &rawModel{meta: defaultMeta(`{"format_version":1,"task":"regression","inputs":2,"layers":[{"name":"0","kind":"linear","in":2,"out":1,"layout":"rows"}]}`), build: ok2}, nil, ErrFormat,
+			[]string{`layer "0"`, `layout "rows"`}},
+		{"architecture kernel not dividing in", &rawModel{meta: defaultMeta(`{"format_version":1,"task":"regression","inputs":2,"layers":[{"name":"0","kind":"linear","in":10,"out":1,"kernel":[3,3]}]}`), build: ok2}, nil, ErrFormat,
+			[]string{`layer "0"`, `kernel [3 3]`}},
 		{"architecture bad task", &rawModel{meta: defaultMeta(`{"format_version":1,"task":"ranking","inputs":2,"layers":[]}`), build: ok2}, nil, ErrFormat,
 			[]string{`task "ranking"`}},
 		{"architecture bad kind", &rawModel{meta: defaultMeta(`{"format_version":1,"kind":"cnn","task":"regression","inputs":2,"layers":[]}`), build: ok2}, nil, ErrFormat,
@@ -428,6 +519,23 @@ func TestWriteModelRejectsInvalid(t *testing.T) {
 		{"regression with classes", func(m *Model) { m.Arch.Task = compute.TaskRegression }, "no classes"},
 		{"linear without sizes", func(m *Model) { m.Arch.Layers[2].In = 0 }, `layer "2": linear layer needs positive in and out`},
 		{"unknown kind", func(m *Model) { m.Arch.Layers[1].Kind = "dropout" }, `unknown kind "dropout"`},
+		{"raw of unknown dtype", func(m *Model) {
+			m.Tensors[1] = Tensor{Name: "0.bias", Role: "bias", Shape: []int64{1}, DType: "I128", Raw: make([]byte, 16)}
+		}, `tensor "0.bias": dtype "I128"`},
+		{"raw F32", func(m *Model) {
+			m.Tensors[1] = Tensor{Name: "0.bias", Role: "bias", Shape: []int64{1}, DType: "F32", Raw: make([]byte, 4)}
+		}, `dtype "F32": want a safetensors dtype other than F32`},
+		{"raw bytes short", func(m *Model) {
+			m.Tensors[1] = Tensor{Name: "0.bias", Role: "bias", Shape: []int64{2}, DType: "I64", Raw: make([]byte, 8)}
+		}, `tensor "0.bias": I64 with shape [2] needs 128 bits, has 8 bytes`},
+		{"raw with float values", func(m *Model) {
+			m.Tensors[1].DType, m.Tensors[1].Raw = "I32", make([]byte, 4*len(m.Tensors[1].Data))
+		}, `a raw I32 tensor with 8 float32 values`},
+		{"raw bytes without dtype", func(m *Model) { m.Tensors[1].Raw = []byte{1} }, `tensor "0.bias": 1 raw bytes but no dtype`},
+		{"kernel on an activation", func(m *Model) { m.Arch.Layers[1].Kernel = []int64{3} }, `layer "1": weight, layout and kernel describe a linear layer's weight`},
+		{"kernel with in-out", func(m *Model) {
+			m.Arch.Layers[0].Kernel, m.Arch.Layers[0].Layout = []int64{2}, LayoutInOut
+		}, `is stored [out, in, k...], not in-out`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -2,6 +2,7 @@ package arrowio
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -23,9 +24,8 @@ import (
 const SafetensorsMaxHeader = 100_000_000
 
 // safetensors dtypes and their sizes in bits, as the reference
-// implementation defines them. Only F32, F64, F16 and BF16 can be converted;
-// the others are known so that a file using them is validated fully and then
-// reported as unsupported, not as corrupt.
+// implementation defines them. F32, F64, F16 and BF16 tensors are converted
+// to float32; every other dtype is kept raw (Tensor.DType and Raw).
 var safeDTypeBits = map[string]uint64{
 	"BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8,
 	"I16": 16, "U16": 16, "F16": 16, "BF16": 16,
@@ -36,10 +36,12 @@ var safeDTypeBits = map[string]uint64{
 
 // SafeFile is the content of a safetensors file.
 type SafeFile struct {
-	// Tensors holds every tensor converted to float32, in file order (by
-	// data offset). Role is derived from the name: "trunk" or "correction"
-	// if a non-final dot-separated component says so, else the last
-	// component ("0.weight" has role "weight").
+	// Tensors holds every tensor in file order (by data offset): F32, F64,
+	// F16 and BF16 tensors converted to float32 (Data), any other dtype
+	// (integers, bool, 8-bit and smaller floats) raw, its bytes as they are
+	// in the file (DType, Raw). Role is derived from the name: "trunk" or
+	// "correction" if a non-final dot-separated component says so, else the
+	// last component ("0.weight" has role "weight").
 	Tensors []Tensor
 	// DTypes maps each tensor name to its dtype in the file ("F16", ...).
 	DTypes map[string]string
@@ -91,10 +93,10 @@ func ReadSafetensors(path string) (*SafeFile, error) {
 //     (computed without overflow);
 //   - 8 + N + the last end == len(data) exactly.
 //
-// Then F32, F64, F16 and BF16 tensors are converted; any other dtype is an
-// error wrapping ErrUnsupported naming the tensor and dtype. An F64 value
-// outside the float32 range, a NaN or an infinity is an error naming the
-// tensor and index. All errors are *FormatError. data is not retained.
+// Then F32, F64, F16 and BF16 tensors are converted; the bytes of any
+// other dtype are copied as they are (a raw tensor, see Tensor). An F64
+// value outside the float32 range, a NaN or an infinity is an error naming
+// the tensor and index. All errors are *FormatError. data is not retained.
 func ParseSafetensors(data []byte, name string) (sf *SafeFile, err error) {
 	// The parser is written not to panic; this is a second line of defence,
 	// and turns a fault on a memory-mapped file into an error.
@@ -164,11 +166,16 @@ func ParseSafetensors(data []byte, name string) (sf *SafeFile, err error) {
 	sf.Tensors = make([]Tensor, 0, len(entries))
 	for _, e := range entries {
 		sf.DTypes[e.name] = e.dtype
-		vals, err := convertSafe(name, e, body[e.begin:e.end], 8+int64(n)+int64(e.begin))
-		if err != nil {
-			return nil, err
+		t := Tensor{Name: e.name, Role: roleFromName(e.name), Shape: e.shape}
+		if floatDType(e.dtype) {
+			t.Data, err = convertSafe(name, e, body[e.begin:e.end], 8+int64(n)+int64(e.begin))
+			if err != nil {
+				return nil, err
+			}
+		} else {
+			t.DType, t.Raw = e.dtype, append([]byte{}, body[e.begin:e.end]...)
 		}
-		sf.Tensors = append(sf.Tensors, Tensor{Name: e.name, Role: roleFromName(e.name), Shape: e.shape, Data: vals})
+		sf.Tensors = append(sf.Tensors, t)
 	}
 	return sf, nil
 }
@@ -445,6 +452,16 @@ func withTensor(err error, name string) error {
 	return err
 }
 
+// floatDType reports whether the values of a safetensors dtype are read
+// as float32: F32, F64, F16 and BF16.
+func floatDType(dtype string) bool {
+	switch dtype {
+	case DTypeF32, "F64", "F16", "BF16":
+		return true
+	}
+	return false
+}
+
 // convertSafe converts one tensor's bytes to float32.
 func convertSafe(file string, e safeEntry, raw []byte, at int64) ([]float32, error) {
 	fail := func(kind error, format string, args ...any) ([]float32, error) {
@@ -532,7 +549,7 @@ func roleFromName(name string) compute.Role {
 	return compute.Role(name)
 }
 
-// WriteSafetensors writes tensors as F32 to a safetensors file at path,
+// WriteSafetensors writes tensors to a safetensors file at path,
 // atomically (see WriteFileAtomic); see EncodeSafetensors.
 func WriteSafetensors(path string, tensors []Tensor, metadata map[string]string) error {
 	if err := checkSafeTensors(path, tensors, metadata); err != nil {
@@ -541,13 +558,14 @@ func WriteSafetensors(path string, tensors []Tensor, metadata map[string]string)
 	return WriteFileAtomic(path, func(w io.Writer) error { return encodeSafetensors(w, tensors, metadata) })
 }
 
-// EncodeSafetensors writes tensors as F32 in the safetensors format to w:
-// the header lists "__metadata__" first (omitted if metadata is empty) and
-// then the tensors in the given order, which is also the order of their
-// data; it is padded with spaces to a multiple of 8 bytes, as the reference
-// writer does. Names must be non-empty, unique and not "__metadata__";
-// shapes must match the data and values must be finite, or a *FormatError
-// is returned before anything is written.
+// EncodeSafetensors writes tensors in the safetensors format to w: float32
+// tensors as F32, raw tensors in their own dtype with their bytes as they
+// are. The header lists "__metadata__" first (omitted if metadata is
+// empty) and then the tensors in the given order, which is also the order
+// of their data; it is padded with spaces to a multiple of 8 bytes, as the
+// reference writer does. Names must be non-empty, unique and not
+// "__metadata__"; shapes must match the data and values must be finite, or
+// a *FormatError is returned before anything is written.
 func EncodeSafetensors(w io.Writer, tensors []Tensor, metadata map[string]string) error {
 	if err := checkSafeTensors("", tensors, metadata); err != nil {
 		return err
@@ -569,11 +587,8 @@ func checkSafeTensors(file string, tensors []Tensor, metadata map[string]string)
 			return fieldErr(file, "tensor", t.Name, ErrFormat, "duplicate tensor name")
 		}
 		seen[t.Name] = struct{}{}
-		if err := checkShape(file, t.Name, t.Shape, len(t.Data)); err != nil {
+		if err := checkValues(file, t); err != nil {
 			return err
-		}
-		if j := firstNonFinite32(t.Data); j >= 0 {
-			return fieldErr(file, "tensor", t.Name, ErrFormat, "value at index %d is %v", j, t.Data[j])
 		}
 	}
 	for k, v := range metadata {
@@ -622,14 +637,14 @@ func encodeSafetensors(w io.Writer, tensors []Tensor, metadata map[string]string
 		}
 		first = false
 		jsonString(&h, t.Name)
-		h.WriteString(`:{"dtype":"F32","shape":[`)
+		h.WriteString(`:{"dtype":"` + cmp.Or(t.DType, DTypeF32) + `","shape":[`)
 		for k, d := range t.Shape {
 			if k > 0 {
 				h.WriteByte(',')
 			}
 			h.WriteString(strconv.FormatInt(d, 10))
 		}
-		end := off + 4*uint64(len(t.Data))
+		end := off + 4*uint64(len(t.Data)) + uint64(len(t.Raw))
 		fmt.Fprintf(&h, `],"data_offsets":[%d,%d]}`, off, end)
 		off = end
 	}
@@ -650,6 +665,16 @@ func encodeSafetensors(w io.Writer, tensors []Tensor, metadata map[string]string
 	}
 	buf := make([]byte, 0, 1<<16)
 	for i := range tensors {
+		if raw := tensors[i].Raw; len(raw) > 0 {
+			if _, err := w.Write(buf); err != nil {
+				return err
+			}
+			buf = buf[:0]
+			if _, err := w.Write(raw); err != nil {
+				return err
+			}
+			continue
+		}
 		for _, v := range tensors[i].Data {
 			buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(v))
 			if len(buf) == cap(buf) {

@@ -72,7 +72,7 @@ func ModelFromSequential(sf *SafeFile, activation compute.Activation, file strin
 	}
 	sort.Slice(layers, func(i, j int) bool { return layers[i].index < layers[j].index })
 
-	m := &Model{Arch: Architecture{FormatVersion: FormatVersion, Task: compute.TaskClassification}}
+	m := &Model{Arch: Architecture{FormatVersion: 1, Task: compute.TaskClassification}}
 	var prev *linear
 	for k, l := range layers {
 		name := strconv.Itoa(l.index)

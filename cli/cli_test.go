@@ -36,7 +36,8 @@ func TestUsageAndExitCodes(t *testing.T) {
 		{"inspect missing file", []string{"inspect", "absent.arrow"}, 2, "", "absent.arrow"},
 		{"inspect NaN", []string{"inspect", fixtureNaN}, 2, "", `tensor "0.weight"`},
 		{"convert needs model", []string{"convert", "--out", "x"}, 2, "", "--model is required"},
-		{"export bad format", []string{"export", "--model", fixtureArrow, "--format", "onnx", "--out", "x"}, 2, "", "want safetensors or arrow"},
+		{"export bad format", []string{"export", "--model", fixtureArrow, "--format", "tflite", "--out", "x"}, 2, "", "want safetensors, arrow or onnx"},
+		{"export arrow to onnx", []string{"export", "--model", fixtureArrow, "--format", "onnx", "--out", "x"}, 2, "", "--format onnx materialises a structured ONNX model"},
 		{"merge no shards", []string{"merge", "--out", "x"}, 2, "", "at least one shard"},
 	}
 	for _, tt := range tests {
@@ -86,7 +87,7 @@ func TestConvertInspectExport(t *testing.T) {
 	if len(rep.Layers) != 2 || rep.Layers[0].Family != "monarch" || len(rep.Input.SHA256) != 64 {
 		t.Errorf("convert.json: %+v", rep)
 	}
-	for _, f := range []string{"model.arrow", "model.dense.safetensors"} {
+	for _, f := range []string{"model.arrow", "model.materialized.safetensors"} {
 		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
 			t.Error(err)
 		}
@@ -123,7 +124,7 @@ func TestConvertInspectExport(t *testing.T) {
 		t.Fatalf("export: exit %d: %s", r.code, r.stderr)
 	}
 	a, _ := os.ReadFile(exported)
-	c, _ := os.ReadFile(filepath.Join(out, "model.dense.safetensors"))
+	c, _ := os.ReadFile(filepath.Join(out, "model.materialized.safetensors"))
 	if string(a) != string(c) {
 		t.Error("export differs from convert's dense copy")
 	}
@@ -145,7 +146,7 @@ func TestConvertBadInputWritesNothing(t *testing.T) {
 		t.Errorf("output directory exists after bad input: %v", err)
 	}
 	r = run(t, "convert", "--model", fixtureArrow, "--out", out, "--include", "nothing.*")
-	if r.code != 2 || !strings.Contains(r.stderr, "no 2-D weight matches") {
+	if r.code != 2 || !strings.Contains(r.stderr, "no weight matches") {
 		t.Errorf("glob matching nothing: exit %d, %s", r.code, r.stderr)
 	}
 }

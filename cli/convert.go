@@ -14,10 +14,32 @@ type convertCommand struct{ env }
 func (c *convertCommand) Usage() string {
 	return `Usage: strata convert --model FILE --out DIR [flags]
 
-Decomposes every selected 2-D weight W of a dense checkpoint (Arrow model
-file or safetensors) into a structured trunk S plus a residual correction R.
-Writes DIR/model.arrow, the dense materialisation in the input's format
-(DIR/model.dense.arrow or DIR/model.dense.safetensors) and DIR/convert.json.
+Decomposes every selected weight W of a dense model into a structured
+trunk S plus a residual correction R. The model is an Arrow model file, a
+safetensors checkpoint or an ONNX model (.onnx, opset 13 or later).
+
+Writes into DIR:
+  ONNX input:         model.onnx (the structured model: each converted
+                      node replaced by its S + R subgraph), model.input.onnx
+                      (the input, byte for byte), model.arrow (the factors)
+                      and model.materialized.onnx (S + R made dense)
+  Arrow, safetensors: model.arrow (the decomposed model) and
+                      model.materialized.arrow or .safetensors (S + R made
+                      dense, in the input's format)
+  and convert.json: per layer the family, parameters and errors, and every
+  selected weight kept dense with the reason.
+
+Weights: 2-D weights ([out, in]; [in, out] with --weight-layout in-out or
+as detected), convolution weights [out, in, k...] read as out x (in k...),
+and in an ONNX graph the weights of Gemm, MatMul (B an initializer,
+[in, out]) and Conv nodes. --include/--exclude are globs (path.Match: *
+does not cross a "/") on the weight tensor's name, the initializer's in an
+ONNX model. A convolution with a kernel of more than one element is
+factored by the low-rank family only: --conv-structure lowrank or auto
+(the default when --structure is lowrank or auto; with any other
+--structure it is kept dense). A layer whose S + R would not have fewer
+parameters than its dense weight is kept dense, with a warning, unless
+--allow-larger.
 
 Families: ` + strings.Join(compute.TrunkFamilies, ", ") + `, or auto.
 
@@ -27,7 +49,7 @@ Flags:
 
 func (c *convertCommand) flags(cfg *stages.ConvertConfig, lo *logOptions) *flagSet {
 	fs := newFlagSet("convert", c.env, c.Usage)
-	fs.StringVar(&cfg.Model, "model", cfg.Model, "dense checkpoint to convert (.arrow or .safetensors)")
+	fs.StringVar(&cfg.Model, "model", cfg.Model, "dense model to convert (.arrow, .safetensors or .onnx)")
 	fs.StringVar(&cfg.Out, "out", cfg.Out, "output directory")
 	fs.StringVar(&cfg.Structure, "structure", cfg.Structure, "trunk family, or auto")
 	fs.IntVar(&cfg.Blocks, "blocks", cfg.Blocks, "blocks b for monarch and blockdiag")
@@ -38,9 +60,12 @@ func (c *convertCommand) flags(cfg *stages.ConvertConfig, lo *logOptions) *flagS
 	fs.Float64Var(&cfg.ResidualDensity, "residual-density", cfg.ResidualDensity, "share of entries a sparse residual keeps")
 	fs.Float64Var(&cfg.TargetError, "target-error", cfg.TargetError, "auto: fewest parameters with relative error at most this")
 	fs.Float64Var(&cfg.ParamBudget, "param-budget", cfg.ParamBudget, "auto: lowest error within this fraction of each dense layer's parameters")
-	fs.StringSliceVar(&cfg.Include, "include", cfg.Include, "globs on tensor names to convert (default: every 2-D weight)")
-	fs.StringSliceVar(&cfg.Exclude, "exclude", cfg.Exclude, "globs on tensor names to leave dense")
+	fs.StringVar(&cfg.ConvStructure, "conv-structure", cfg.ConvStructure, "structure of k x k convolutions: lowrank or auto (default: --structure when lowrank or auto, else kept dense)")
+	fs.StringSliceVar(&cfg.Include, "include", cfg.Include, "globs on weight tensor names (ONNX: initializer names) to convert (default: every weight); a named weight that cannot be converted is an error")
+	fs.StringSliceVar(&cfg.Exclude, "exclude", cfg.Exclude, "globs on weight tensor names to leave dense")
 	fs.StringVar(&cfg.Layers, "layers", cfg.Layers, "convert only this shard of the selected weights, e.g. 0-3 or 0,2,5-7")
+	fs.StringVar(&cfg.WeightLayout, "weight-layout", cfg.WeightLayout, "2-D weights of a generic checkpoint: out-in, in-out (Conv1D) or auto (in-out when the bias matches the second dimension)")
+	fs.BoolVar(&cfg.AllowLarger, "allow-larger", cfg.AllowLarger, "convert layers whose S + R is not smaller than the dense weight (default: keep them dense)")
 	nameVar(fs, &cfg.Activation, "activation", "activation between layers of an nn.Sequential safetensors checkpoint (default relu)")
 	fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "random seed (randomized SVDs)")
 	lo.bind(fs)
@@ -66,7 +91,7 @@ func (c *convertCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	log.Info("convert done", "out", cfg.Out, "layers", res.Totals.Layers,
+	log.Info("convert done", "out", cfg.Out, "model", res.Outputs.Model, "layers", res.Totals.Layers, "kept_dense", len(res.Skipped),
 		"params", res.Totals.Params, "params_dense", res.Totals.ParamsDense, "ratio", fmt.Sprintf("%.3f", res.Totals.Ratio))
 	return nil
 }

@@ -15,8 +15,8 @@ func (c *finetuneCommand) Usage() string {
 Trains a model (decomposed or dense) on DATA, trunk S and correction R
 jointly, against the model's own loss. With --init instead of --model it
 creates and trains a fresh dense MLP (e.g. mlp:64-256-256-10:relu): that is
-how a dense baseline is made. Writes DIR/model.arrow, its dense
-materialisation (DIR/model.dense.arrow, or .safetensors for a safetensors
+how a dense baseline is made. Writes DIR/model.arrow, the trained S + R
+made dense (DIR/model.materialized.arrow, or .safetensors for a safetensors
 model), DIR/train_log.arrow (per step: loss, lr, gradient norms; per epoch:
 validation loss and accuracy) and DIR/finetune.json.
 

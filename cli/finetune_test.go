@@ -117,7 +117,7 @@ func TestFinetuneSIGTERMResume(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("resumed run: exit %d\n%s", r.code, r.stderr)
 	}
-	for _, f := range []string{"model.arrow", "model.dense.arrow", "train_log.arrow"} {
+	for _, f := range []string{"model.arrow", "model.materialized.arrow", "train_log.arrow"} {
 		if !bytes.Equal(readBytes(t, filepath.Join(out, f)), readBytes(t, filepath.Join(refOut, f))) {
 			t.Errorf("%s of the resumed run differs from the uninterrupted run's", f)
 		}
@@ -203,7 +203,7 @@ func TestFinetuneIrisLogsAndOutputs(t *testing.T) {
 	if epochs != 5 {
 		t.Errorf("%d epoch lines, want 5\n%s", epochs, r.stderr)
 	}
-	if got := entries(t, out); !slices.Equal(got, []string{"finetune.json", "model.arrow", "model.dense.arrow", "train_log.arrow"}) {
+	if got := entries(t, out); !slices.Equal(got, []string{"finetune.json", "model.arrow", "model.materialized.arrow", "train_log.arrow"}) {
 		t.Errorf("outputs %v", got)
 	}
 	insp := run(t, "inspect", "--json", filepath.Join(out, "model.arrow"))

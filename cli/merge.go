@@ -12,7 +12,9 @@ func (c *mergeCommand) Usage() string {
 	return `Usage: strata merge --out DIR SHARD_DIR...
 
 Joins the output directories of 'strata convert --layers' runs on the same
-model into one converted model in DIR, as one convert run would have written.
+model into one converted model in DIR, as one convert run would have written
+(for an ONNX model: one structured model.onnx holding every shard's layers,
+with model.input.onnx, model.arrow and model.materialized.onnx).
 
 Flags:
 ` + flagUsages(c.flags(new(stages.MergeConfig), new(logOptions)))

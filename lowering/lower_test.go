@@ -3,6 +3,7 @@ package lowering
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -225,4 +226,65 @@ func FuzzOperators(f *testing.F) {
 			}
 		}
 	})
+}
+
+// checkDensified checks that d, the Densify twin of a structured model of
+// tm, is tm's graph again: the same ops (a MatMul's weight behind its
+// Transpose, as tm has it), the same initializer names and shapes (but
+// for the bias of a Gemm whose beta is not 1, which is beta C under the
+// name Lower gave it, "fc.bias_1"), no structure record.
+func checkDensified(t *testing.T, tm *testModel, d *onnx.Model) {
+	t.Helper()
+	m := tm.m
+	ops := func(m *onnx.Model) []string {
+		var s []string
+		for _, n := range m.Proto.GetGraph().GetNode() {
+			s = append(s, n.GetOpType()+" "+n.GetName())
+		}
+		slices.Sort(s)
+		return s
+	}
+	inits := func(m *onnx.Model) []string {
+		var s []string
+		for _, t := range m.Proto.GetGraph().GetInitializer() {
+			s = append(s, fmt.Sprint(t.GetName(), t.GetDims()))
+		}
+		slices.Sort(s)
+		return s
+	}
+	if got, want := ops(d), ops(m); !slices.Equal(got, want) {
+		t.Errorf("densified nodes %q, want %q", got, want)
+	}
+	got := inits(d)
+	if tm.beta != 1 {
+		for i, g := range got {
+			got[i] = strings.Replace(g, "fc.bias_1", "fc.bias", 1)
+		}
+	}
+	if want := inits(m); !slices.Equal(got, want) {
+		t.Errorf("densified initializers %q, want %q", got, want)
+	}
+	if HasStructure(d) {
+		t.Error("the densified model keeps the structure record")
+	}
+}
+
+// TestDensifyLowRank checks Densify without a runtime on the model of
+// ExampleLower: the Gemm comes back as one Gemm named as before, reading
+// the dense weight by its name with the recorded transB and alpha, and
+// the bias Lower made for beta 2.
+func TestDensifyLowRank(t *testing.T) {
+	tm, _, s := lowered(t, compute.FamilyLowRank, "lowrank")
+	d, err := Densify(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes := d.Proto.GetGraph().GetNode()
+	if len(nodes) != 1 || nodes[0].GetOpType() != "Gemm" || nodes[0].GetName() != "fc" {
+		t.Fatalf("densified graph %v", nodes)
+	}
+	checkDensified(t, tm, d)
+	if _, err := Densify(tm.m); err == nil {
+		t.Error("Densify of a model without a structure record: no error")
+	}
 }

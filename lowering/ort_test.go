@@ -80,7 +80,8 @@ func TestLowerAgreesWithCompute(t *testing.T) {
 }
 
 // checkLowered lowers op into tm's node and checks the structured model
-// against compute (see TestLowerAgreesWithCompute); it returns it.
+// against compute (see TestLowerAgreesWithCompute), and so its Densify
+// twin; it returns the structured model.
 func checkLowered(t *testing.T, tm *testModel, op compute.Operator[float32], rng *rand.Rand) *onnx.Model {
 	t.Helper()
 	layers := []Layer{{Name: "fc", Node: "fc", Op: op}}
@@ -90,10 +91,15 @@ func checkLowered(t *testing.T, tm *testModel, op compute.Operator[float32], rng
 	}
 	x := tm.randomInput(rng)
 	want, shape := tm.reference(op, x)
+	densified, err := Densify(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkDensified(t, tm, densified)
 	for _, c := range []struct {
 		what string
 		m    *onnx.Model
-	}{{"structured", s}, {"dense copy", mustMaterialize(t, tm.m, layers)}} {
+	}{{"structured", s}, {"dense copy", mustMaterialize(t, tm.m, layers)}, {"densified", densified}} {
 		got := run(t, c.m, onnxrt.NewFloat32(tm.xShape, x))[0]
 		if !slices.Equal(got.Shape, shape) {
 			t.Fatalf("%s: output shape %v, want %v", c.what, got.Shape, shape)

@@ -18,6 +18,10 @@ import (
 // operator bounds its indices.
 const maxDim = 1 << 24
 
+// HasStructure reports whether m holds the structure record of a model
+// Lower wrote (the metadata entry MetadataKey); ReadStructure reads it.
+func HasStructure(m *onnx.Model) bool { return metadata(m.Proto, MetadataKey) != nil }
+
 // ReadStructure returns the structure Lower recorded in m. A model without
 // it, or with a record that is not valid JSON of a known FormatVersion, is
 // an *arrowio.FormatError naming the file and the metadata key.

@@ -88,12 +88,30 @@ func OperatorTensors[T compute.Float](layer string, op compute.Operator[T]) []ar
 	return ts
 }
 
-// denseWeight materialises op as a float32 weight tensor.
-func denseWeight[T compute.Float](name string, op compute.Operator[T]) arrowio.Tensor {
+// denseWeight materialises op, the operator of layer l, as the float32
+// weight tensor l stores: named l.WeightName(), [out, in] (or l's kernel
+// shape, the same values), or transposed to [in, out] for LayoutInOut.
+func denseWeight[T compute.Float](l *arrowio.Layer, op compute.Operator[T]) arrowio.Tensor {
 	out, in := op.Shape()
 	w := make([]float64, out*in)
 	op.DenseTo(w)
-	return tensor(name, compute.RoleWeight, []int{out, in}, w)
+	if l.Layout == arrowio.LayoutInOut {
+		w = transpose(w, out, in)
+	}
+	t := tensor(l.WeightName(), compute.RoleWeight, nil, w)
+	t.Shape = l.WeightShape()
+	return t
+}
+
+// transpose returns the in x out transpose of the row-major out x in w.
+func transpose(w []float64, out, in int) []float64 {
+	t := make([]float64, len(w))
+	for r := range out {
+		for c := range in {
+			t[c*out+r] = w[r*in+c]
+		}
+	}
+	return t
 }
 
 // tensor stores values of the engine (float32 or float64) as a model
@@ -111,12 +129,14 @@ func tensor[T compute.Float](name string, role compute.Role, shape []int, data [
 
 // Materialize returns the dense form of a model: every decomposed layer
 // replaced by its weight W = S + R (accumulated in float64, stored as
-// float32), every other tensor as it is.
+// float32) under the layer's weight name, in its layout and shape (see
+// arrowio.Layer), placed where the layer's first factor was; every other
+// tensor, raw ones included, as it is.
 func Materialize(m *arrowio.Model) (*arrowio.Model, error) {
 	dense := &arrowio.Model{Arch: m.Arch, Meta: m.Meta}
 	dense.Arch.Layers = append([]arrowio.Layer(nil), m.Arch.Layers...)
 	decomposed := map[string]bool{}
-	var weights []arrowio.Tensor
+	weights := map[string]arrowio.Tensor{}
 	for i, l := range dense.Arch.Layers {
 		spec, err := Structure(l)
 		if err != nil {
@@ -130,7 +150,7 @@ func Materialize(m *arrowio.Model) (*arrowio.Model, error) {
 			return nil, err
 		}
 		decomposed[l.Name] = true
-		weights = append(weights, denseWeight(l.Name+".weight", op))
+		weights[l.Name] = denseWeight(&l, op)
 		dense.Arch.Layers[i].Structure = nil
 	}
 	added := map[string]bool{}
@@ -142,11 +162,7 @@ func Materialize(m *arrowio.Model) (*arrowio.Model, error) {
 			}
 			if !added[layer] {
 				added[layer] = true
-				for _, w := range weights {
-					if w.Name == layer+".weight" {
-						dense.Tensors = append(dense.Tensors, w)
-					}
-				}
+				dense.Tensors = append(dense.Tensors, weights[layer])
 			}
 			continue
 		}
@@ -165,17 +181,21 @@ func PartLayer(name string, role compute.Role) string {
 	return name[:i]
 }
 
-// SetStructure records a converted weight's structure in the architecture,
-// adding a linear layer entry for a generic checkpoint.
-func SetStructure(m *arrowio.Model, layer string, t *arrowio.Tensor, spec compute.Spec) {
+// SetStructure records a converted weight's structure in the architecture:
+// on the layer of l's name when the architecture has one (an MLP's), else
+// on a new linear layer entry l (a generic checkpoint's, with its weight's
+// name, layout and kernel, which make the model format version 2).
+func SetStructure(m *arrowio.Model, l arrowio.Layer, spec compute.Spec) {
 	js, _ := json.Marshal(spec)
 	for i := range m.Arch.Layers {
-		if m.Arch.Layers[i].Name == layer {
+		if m.Arch.Layers[i].Name == l.Name {
 			m.Arch.Layers[i].Structure = js
 			return
 		}
 	}
-	m.Arch.Layers = append(m.Arch.Layers, arrowio.Layer{
-		Name: layer, Kind: "linear", Out: int(t.Shape[0]), In: int(t.Shape[1]), Structure: js,
-	})
+	l.Kind, l.Structure = compute.KindLinear, js
+	if l.Weight != "" || l.Layout != "" || len(l.Kernel) > 0 {
+		m.Arch.FormatVersion = max(m.Arch.FormatVersion, 2)
+	}
+	m.Arch.Layers = append(m.Arch.Layers, l)
 }

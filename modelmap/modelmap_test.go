@@ -60,7 +60,7 @@ func TestMaterialize(t *testing.T) {
 		tensors = append(tensors, ts)
 	}
 	m.Tensors = tensors
-	SetStructure(m, "2", w, sum.Spec())
+	SetStructure(m, arrowio.Layer{Name: "2", In: 6, Out: 3}, sum.Spec())
 	back, err := Materialize(m)
 	if err != nil {
 		t.Fatal(err)
@@ -81,6 +81,77 @@ func TestMaterialize(t *testing.T) {
 	}
 	if PartLayer("2.trunk.U", compute.RoleTrunk) != "2" || PartLayer("2.weight", compute.RoleTrunk) != "" {
 		t.Error("PartLayer")
+	}
+}
+
+// TestMaterializeStorage: a generic checkpoint's decomposed weight comes
+// back under its own name, in its own layout and shape: a name without
+// ".weight", an [in, out] weight (stored W^T) and a 3x3 convolution
+// [out, c, 3, 3] (W's rows are the kernels, as they are); a raw int64
+// tensor passes through byte for byte.
+func TestMaterializeStorage(t *testing.T) {
+	ids := arrowio.Tensor{Name: "position_ids", Role: "position_ids", Shape: []int64{2}, DType: "I64", Raw: []byte{0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0}}
+	tests := []struct {
+		name      string
+		layer     arrowio.Layer
+		wantName  string
+		wantShape []int64
+		// at maps an index of W (out x in, row-major) to its index in the
+		// stored tensor.
+		at func(r, c int) int
+	}{
+		{"own name", arrowio.Layer{Name: "linear_77.w_0", Weight: "linear_77.w_0", Out: 5, In: 4},
+			"linear_77.w_0", []int64{5, 4}, func(r, c int) int { return r*4 + c }},
+		{"in-out", arrowio.Layer{Name: "c_attn", Layout: arrowio.LayoutInOut, Out: 5, In: 4},
+			"c_attn.weight", []int64{4, 5}, func(r, c int) int { return c*5 + r }},
+		{"3x3 kernel", arrowio.Layer{Name: "conv", Kernel: []int64{3, 3}, Out: 5, In: 18},
+			"conv.weight", []int64{5, 2, 3, 3}, func(r, c int) int { return r*18 + c }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(5, 5))
+			out, in := tt.layer.Out, tt.layer.In
+			w := mat.NewDense(out, in, nil)
+			for i := range w.RawMatrix().Data {
+				w.RawMatrix().Data[i] = rng.NormFloat64()
+			}
+			sum, err := compute.Decompose(w, compute.Spec{Family: compute.FamilyLowRank, Rank: 1}, compute.Residual{Kind: compute.ResidualLowRank, Rank: 1}, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := &arrowio.Model{Arch: arrowio.Architecture{FormatVersion: 1, Kind: arrowio.ArchGeneric}}
+			m.Tensors = append(OperatorTensors[float64](tt.layer.Name, sum), ids)
+			SetStructure(m, tt.layer, sum.Spec())
+			if m.Version() != 2 || m.Arch.FormatVersion != 2 {
+				t.Errorf("version %d, architecture %d: want 2", m.Version(), m.Arch.FormatVersion)
+			}
+			back, err := Materialize(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(back.Tensors) != 2 || back.Tensors[0].Name != tt.wantName || !slices.Equal(back.Tensors[0].Shape, tt.wantShape) {
+				t.Fatalf("materialised tensors %v, want %s %v then position_ids", back.Tensors, tt.wantName, tt.wantShape)
+			}
+			if g := back.Tensors[1]; g.Name != ids.Name || g.DType != "I64" || !bytes.Equal(g.Raw, ids.Raw) {
+				t.Errorf("raw tensor changed: %+v", g)
+			}
+			op, err := Operator[float64](m, tt.layer.Name, sum.Spec()) // the float32 factors the file holds
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := compute.Dense(op)
+			got := back.Tensors[0].Data
+			for r := range out {
+				for c := range in {
+					if v := got[tt.at(r, c)]; v != float32(want.At(r, c)) {
+						t.Fatalf("W[%d][%d] stored as %v, want %v", r, c, v, want.At(r, c))
+					}
+				}
+			}
+			if err := back.Validate(); err != nil {
+				t.Error(err)
+			}
+		})
 	}
 }
 

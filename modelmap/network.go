@@ -30,6 +30,9 @@ func NetworkSpec(arch arrowio.Architecture) (compute.NetworkSpec, error) {
 	}
 	spec := compute.NetworkSpec{Task: arch.Task, Inputs: arch.Inputs, Layers: make([]compute.LayerSpec, len(arch.Layers))}
 	for i, l := range arch.Layers {
+		if l.Weight != "" || l.Layout != "" || len(l.Kernel) > 0 {
+			return compute.NetworkSpec{}, inputerr.Errorf("layer %q: a weight of its own name, layout or kernel is a generic checkpoint's: %w", l.Name, ErrGeneric)
+		}
 		st, err := Structure(l)
 		if err != nil {
 			return compute.NetworkSpec{}, err

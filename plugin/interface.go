@@ -243,7 +243,7 @@ func (r Result) Decode(v any) error {
 
 // Artifact is one output of a run.
 type Artifact struct {
-	// Name is the output's name, e.g. "model", "dense", "log", "report".
+	// Name is the output's name, e.g. "model", "materialized", "log", "report".
 	Name string
 	// File is its file name, e.g. "model.arrow".
 	File string

@@ -23,18 +23,20 @@ var registry = []*stageDef{convertStage, finetuneStage, validateStage, reportSta
 
 var convertStage = &stageDef{
 	name: "convert",
-	doc:  "Decompose the selected 2-D weights of a dense checkpoint into a structured trunk S plus a correction R (strata convert).",
+	doc:  "Decompose the selected weights of a dense model (Arrow, safetensors or ONNX) into a structured trunk S plus a correction R (strata convert).",
 	config: func() any {
 		c := stages.DefaultConvertConfig()
 		return &c
 	},
 	inputs: []inputSlot{
-		{field: "model", kind: KindModel, doc: "the dense checkpoint", example: "model.safetensors"},
+		{field: "model", kind: KindModel, doc: "the dense model", example: "model.safetensors"},
 	},
 	outField: "out",
 	outputs: []ArtifactInfo{
-		{Name: "model", Kind: KindModel, Doc: "the decomposed model (model.arrow)"},
-		{Name: "dense", Kind: KindModel, Doc: "its dense materialisation in the input's format"},
+		{Name: "model", Kind: KindModel, Doc: "the structured model: model.onnx for an ONNX input, else model.arrow"},
+		{Name: "factors", Kind: KindModel, Doc: "the trunk and correction factors (model.arrow)"},
+		{Name: "materialized", Kind: KindModel, Doc: "S + R made dense, in the input's format (model.materialized.*)"},
+		{Name: "input", Kind: KindModel, Doc: "an ONNX input, byte for byte (model.input.onnx)"},
 		{Name: "report", Kind: KindJSON, Doc: "convert.json"},
 	},
 	resultOutput: "report",
@@ -45,11 +47,15 @@ var convertStage = &stageDef{
 		if err != nil {
 			return nil, err
 		}
-		return &stageRun{result: res, files: []outputFile{
+		files := []outputFile{
 			{"model", res.Outputs.Model, KindModel},
-			{"dense", res.Outputs.Dense, KindModel},
-			{"report", res.Outputs.Report, KindJSON},
-		}}, nil
+			{"factors", res.Outputs.Factors, KindModel},
+			{"materialized", res.Outputs.Materialized, KindModel},
+		}
+		if res.Outputs.Input != "" {
+			files = append(files, outputFile{"input", res.Outputs.Input, KindModel})
+		}
+		return &stageRun{result: res, files: append(files, outputFile{"report", res.Outputs.Report, KindJSON})}, nil
 	},
 }
 
@@ -68,7 +74,7 @@ var finetuneStage = &stageDef{
 	outField: "out",
 	outputs: []ArtifactInfo{
 		{Name: "model", Kind: KindModel, Doc: "the trained model (model.arrow)"},
-		{Name: "dense", Kind: KindModel, Doc: "its dense materialisation"},
+		{Name: "materialized", Kind: KindModel, Doc: "the trained S + R made dense (model.materialized.*)"},
 		{Name: "log", Kind: KindTrainLog, Doc: "the training log (train_log.arrow)"},
 		{Name: "report", Kind: KindJSON, Doc: "finetune.json"},
 	},
@@ -91,7 +97,7 @@ var finetuneStage = &stageDef{
 		}
 		return &stageRun{result: res, files: []outputFile{
 			{"model", res.Outputs.Model, KindModel},
-			{"dense", res.Outputs.Dense, KindModel},
+			{"materialized", res.Outputs.Materialized, KindModel},
 			{"log", res.Outputs.Log, KindTrainLog},
 			{"report", res.Outputs.Report, KindJSON},
 		}}, nil

@@ -5,14 +5,11 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
-	"math"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
-	"time"
-
-	"gonum.org/v1/gonum/mat"
 
 	"github.com/strata-ml/strata/arrowio"
 	"github.com/strata-ml/strata/compute"
@@ -25,12 +22,26 @@ import (
 // StructureAuto asks convert to choose the family per layer.
 const StructureAuto = "auto"
 
+// Weight layouts of ConvertConfig.WeightLayout.
+const (
+	WeightLayoutAuto  = "auto"
+	WeightLayoutOutIn = arrowio.LayoutOutIn
+	WeightLayoutInOut = arrowio.LayoutInOut
+)
+
+// ConvertSchemaVersion is the schema_version of convert.json. Version 2
+// names the outputs model (the structured model), factors and
+// materialized (version 1 had model and dense) and adds skipped and
+// auto_missed.
+const ConvertSchemaVersion = 2
+
 // ConvertConfig configures Convert. The JSON form is recorded in
 // convert.json. The fields with a yaml key are the options of a pilot or
 // sweep config's convert section (and of a sweep candidate); the pilot
 // sets the others per run (Model and Out are never empty in convert.json).
 type ConvertConfig struct {
-	// Model is the dense checkpoint: an Arrow model file or safetensors.
+	// Model is the dense model: an Arrow model file, a safetensors
+	// checkpoint or an ONNX model (.onnx).
 	Model string `json:"model,omitempty"`
 	// Out is the output directory.
 	Out string `json:"out,omitempty"`
@@ -57,14 +68,37 @@ type ConvertConfig struct {
 	// most ParamBudget (a fraction of the dense layer) parameters.
 	TargetError float64 `yaml:"target_error" json:"target_error,omitempty"`
 	ParamBudget float64 `yaml:"param_budget" json:"param_budget,omitempty"`
-	// Include and Exclude are globs (path.Match) on tensor names that
-	// select the weights to convert; empty Include means every 2-D
-	// weight.
+	// ConvStructure is the structure of the convolutions that are not a
+	// map of each position's channels alone (a kernel of more than one
+	// element; in an ONNX graph also a 1x1 kernel with strides or pads),
+	// which only the low-rank family factors: "lowrank", or "auto" (auto
+	// restricted to a low-rank trunk). Empty means Structure when that is
+	// lowrank or auto; with any other Structure such convolutions are kept
+	// dense and listed in convert.json's skipped, with the reason.
+	ConvStructure string `yaml:"conv_structure" json:"conv_structure,omitempty"`
+	// Include and Exclude are globs (path.Match, where * does not cross a
+	// "/") on the names of weight tensors (ONNX: weight initializers) that
+	// select the weights to convert: a weight is selected when it matches
+	// an Include glob (every weight when Include is empty) and no Exclude
+	// glob. A weight that an Include glob names but that cannot be
+	// converted is bad input; without Include it is skipped with the
+	// reason.
 	Include []string `yaml:"include" json:"include,omitempty"`
 	Exclude []string `yaml:"exclude" json:"exclude,omitempty"`
 	// Layers selects a shard of the selected weights by position, e.g.
 	// "0-3" or "0,2,5-7" (0-based, inclusive); empty means all.
 	Layers string `json:"layers,omitempty"`
+	// WeightLayout says how a generic checkpoint (safetensors or Arrow)
+	// stores its 2-D weights: "out-in" ([out, in], nn.Linear), "in-out"
+	// ([in, out], a Conv1D) or "auto" (also empty): in-out for a weight
+	// whose bias "<layer>.bias" has as many values as its second dimension
+	// and not its first, out-in otherwise. An ONNX graph states each
+	// weight's layout and an MLP's weights are out-in.
+	WeightLayout string `yaml:"weight_layout" json:"weight_layout,omitempty"`
+	// AllowLarger converts a layer whose S + R has at least as many
+	// parameters as its dense weight; by default such a layer is kept
+	// dense, listed in convert.json's skipped and named in a warning.
+	AllowLarger bool `yaml:"allow_larger" json:"allow_larger,omitempty"`
 	// Activation is used for a safetensors nn.Sequential checkpoint with
 	// no strata.architecture metadata.
 	Activation compute.Activation `json:"activation,omitempty"`
@@ -87,9 +121,17 @@ func DefaultConvertConfig() ConvertConfig {
 
 // ConvertedLayer describes one converted weight in convert.json.
 type ConvertedLayer struct {
-	Name               string                   `json:"name"`
-	Tensor             string                   `json:"tensor"`
+	Name   string `json:"name"`
+	Tensor string `json:"tensor"`
+	// Node and Op are the ONNX node the weight belongs to.
+	Node string `json:"node,omitempty"`
+	Op   string `json:"op,omitempty"`
+	// Shape is W's, out x in: a convolution's in is its input channels
+	// times the kernel's size (Kernel), a weight stored [in, out] (Layout
+	// in-out) is read transposed.
 	Shape              [2]int                   `json:"shape"`
+	Layout             string                   `json:"layout,omitempty"`
+	Kernel             []int64                  `json:"kernel,omitempty"`
 	Family             string                   `json:"family"`
 	Hyperparameters    compute.Spec             `json:"hyperparameters"`
 	ParamsDense        int                      `json:"params_dense"`
@@ -107,6 +149,34 @@ type ConvertedLayer struct {
 	Auto           *compute.AutoResult `json:"auto,omitempty"`
 }
 
+// Reasons a selected weight is not converted (SkippedWeight.Code).
+const (
+	// SkipLarger: S + R would have at least as many parameters as the
+	// dense weight (ConvertConfig.AllowLarger converts it anyway).
+	SkipLarger = "larger"
+	// SkipKernel: a convolution that only the low-rank family factors,
+	// with another structure asked for (ConvertConfig.ConvStructure).
+	SkipKernel = "kernel"
+	// SkipGraph: the ONNX graph does not let strata replace the weight's
+	// node (tied weights, a Cast on the way, a grouped convolution, an
+	// element type other than FLOAT, ...; onnx.Model.Linears).
+	SkipGraph = "graph"
+)
+
+// SkippedWeight is a selected weight that convert keeps dense, with the
+// reason.
+type SkippedWeight struct {
+	Tensor string `json:"tensor"`
+	Node   string `json:"node,omitempty"`
+	Op     string `json:"op,omitempty"`
+	Code   string `json:"code"`
+	Reason string `json:"reason"`
+	// ParamsDense and Params are the dense weight's parameters and those
+	// S + R would have (SkipLarger only).
+	ParamsDense int `json:"params_dense,omitempty"`
+	Params      int `json:"params,omitempty"`
+}
+
 // ConvertTotals sums the parameters over the converted layers.
 type ConvertTotals struct {
 	Layers      int     `json:"layers"`
@@ -117,109 +187,123 @@ type ConvertTotals struct {
 
 // ConvertResult is convert.json.
 type ConvertResult struct {
-	SchemaVersion int              `json:"schema_version"`
-	Tool          provenance.Tool  `json:"tool"`
-	Input         provenance.File  `json:"input"`
-	Config        ConvertConfig    `json:"config"`
-	Selected      []string         `json:"selected"`
-	Layers        []ConvertedLayer `json:"layers"`
-	Totals        ConvertTotals    `json:"totals"`
-	Outputs       ConvertOutputs   `json:"outputs"`
+	SchemaVersion int             `json:"schema_version"`
+	Tool          provenance.Tool `json:"tool"`
+	Input         provenance.File `json:"input"`
+	Config        ConvertConfig   `json:"config"`
+	// Format is the input's: arrow, safetensors or onnx.
+	Format   string           `json:"format"`
+	Selected []string         `json:"selected"`
+	Layers   []ConvertedLayer `json:"layers"`
+	// Skipped lists the selected weights kept dense, by tensor name.
+	Skipped []SkippedWeight `json:"skipped"`
+	// AutoMissed names the layers for which --structure auto found no
+	// candidate that meets --target-error or --param-budget; each got
+	// auto's best effort (or was kept dense, see Skipped). Pilot and Sweep
+	// treat such a candidate as failed (MissedTarget).
+	AutoMissed []string       `json:"auto_missed,omitempty"`
+	Totals     ConvertTotals  `json:"totals"`
+	Outputs    ConvertOutputs `json:"outputs"`
 }
 
 // ConvertOutputs names the files Convert wrote, relative to Out.
 type ConvertOutputs struct {
-	Model  string `json:"model"`
-	Dense  string `json:"dense"`
+	// Model is the structured model, what a pipeline fine-tunes,
+	// validates and promotes: model.onnx (each converted node replaced by
+	// its S + R subgraph, see package lowering) for an ONNX input, else
+	// the factors model file.
+	Model string `json:"model"`
+	// Factors is model.arrow: every converted layer's trunk and correction
+	// factors with the architecture (for an ONNX input, the converted
+	// layers and their biases only), what strata finetune and
+	// strata export --factors read.
+	Factors string `json:"factors"`
+	// Materialized is S + R made dense, in the input's format:
+	// model.materialized.<arrow|safetensors|onnx> (MaterializedName).
+	Materialized string `json:"materialized"`
+	// Input is the ONNX input copied byte for byte, model.input.onnx;
+	// empty for other formats.
+	Input  string `json:"input,omitempty"`
 	Report string `json:"report"`
 }
 
-// Convert decomposes the selected 2-D weights of cfg.Model into S + R and
-// writes Out/model.arrow (the decomposed model), the dense materialisation
-// in the input's own format (model.dense.arrow or model.dense.safetensors)
-// and Out/convert.json. Bad input returns an error wrapping ErrInput and
-// writes nothing.
+// MissedTarget returns an error naming the layers that --structure auto
+// converted without meeting its target error or budget, or nil when there
+// are none. It wraps ErrInput: the same model and config miss again.
+func (r *ConvertResult) MissedTarget() error {
+	if len(r.AutoMissed) == 0 {
+		return nil
+	}
+	goal := fmt.Sprintf("--target-error %g", r.Config.TargetError)
+	if r.Config.ParamBudget > 0 {
+		goal = fmt.Sprintf("--param-budget %g", r.Config.ParamBudget)
+	}
+	return inputerr.Errorf("--structure auto missed %s on %d layers (%s): relax it or choose a structure",
+		goal, len(r.AutoMissed), strings.Join(r.AutoMissed, ", "))
+}
+
+// MaterializedName is the name of the dense copy of an S + R model that
+// convert, merge and finetune write in the given format (arrow,
+// safetensors or onnx): S + R made dense, never the input.
+func MaterializedName(format string) string { return "model.materialized." + format }
+
+// InputCopyName is the name of the byte copy of an ONNX input that
+// convert keeps beside the structured model.
+const InputCopyName = "model.input.onnx"
+
+// Convert decomposes the selected weights of cfg.Model into S + R and
+// writes, in Out: for an ONNX model, model.onnx (the structured model),
+// model.input.onnx (the input, byte for byte), model.arrow (the factors)
+// and model.materialized.onnx; for an Arrow model file or a safetensors
+// checkpoint, model.arrow (the decomposed model) and its dense copy in
+// the input's format (model.materialized.arrow or .safetensors); and
+// convert.json. A layer whose S + R would not be smaller than its dense
+// weight is kept dense unless cfg.AllowLarger. Bad input returns an error
+// wrapping ErrInput and writes nothing.
 func Convert(ctx context.Context, cfg ConvertConfig) (*ConvertResult, error) {
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	lm, err := mapModel(cfg.Model, cfg.Activation)
+	format, err := modelFormat(cfg.Model)
 	if err != nil {
 		return nil, err
 	}
-	defer lm.close()
-	selected, err := selectWeights(lm.model, cfg.Include, cfg.Exclude)
-	if err != nil {
-		return nil, inputerr.Errorf("%s: %w", cfg.Model, err)
+	if format == FormatONNX {
+		return convertONNX(ctx, cfg)
 	}
-	shard, err := parseShard(cfg.Layers, len(selected))
-	if err != nil {
-		return nil, err
-	}
-	res := &ConvertResult{SchemaVersion: 1, Tool: provenance.Version(), Input: lm.input, Config: cfg, Selected: selected}
-	res.Outputs = ConvertOutputs{Model: "model.arrow", Dense: "model.dense." + lm.format, Report: "convert.json"}
+	return convertCheckpoint(ctx, cfg)
+}
 
-	out := &arrowio.Model{Arch: lm.model.Arch, Meta: lm.model.Meta}
-	out.Arch.Layers = append([]arrowio.Layer(nil), lm.model.Arch.Layers...)
-	replaced := map[string][]arrowio.Tensor{}
-	for i, idx := range shard {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		name := selected[idx]
-		t, _ := lm.model.Tensor(name)
-		start := time.Now()
-		layer, op, err := convertWeight(t, cfg)
-		if err != nil {
-			return nil, classify(fmt.Errorf("%s: convert tensor %q: %w", cfg.Model, name, err))
-		}
-		layer.Seconds = time.Since(start).Seconds()
-		if tr := layer.Hyperparameters.Trunk; tr != nil && cfg.Structure != StructureAuto &&
-			((cfg.Rank > 0 && tr.Rank != cfg.Rank && tr.Rank > 0) || (cfg.Blocks > 0 && tr.Blocks != cfg.Blocks && tr.Blocks > 0)) {
-			log.Warn("hyper-parameters capped to fit the layer", "layer", layer.Name, "shape", layer.Shape,
-				"blocks", tr.Blocks, "rank", tr.Rank, "requested_blocks", cfg.Blocks, "requested_rank", cfg.Rank)
-		}
-		res.Layers = append(res.Layers, layer)
-		replaced[name] = modelmap.OperatorTensors(layer.Name, op)
-		modelmap.SetStructure(out, layer.Name, t, op.Spec())
-		log.Info("converted layer", "layer", layer.Name, "n", i+1, "of", len(shard),
-			"family", layer.Family, "params", layer.Params, "params_dense", layer.ParamsDense,
-			"relative_error", float64(layer.RelativeError), "seconds", layer.Seconds)
-		res.Totals.ParamsDense += layer.ParamsDense
-		res.Totals.Params += layer.Params
+// newConvertResult starts the result of a run on input.
+func newConvertResult(cfg ConvertConfig, input provenance.File, format string) *ConvertResult {
+	res := &ConvertResult{SchemaVersion: ConvertSchemaVersion, Tool: provenance.Version(), Input: input, Config: cfg, Format: format}
+	res.Outputs = ConvertOutputs{Model: "model.arrow", Factors: "model.arrow", Materialized: MaterializedName(format), Report: "convert.json"}
+	if format == FormatONNX {
+		res.Outputs.Model, res.Outputs.Input = "model.onnx", InputCopyName
 	}
-	for _, t := range lm.model.Tensors {
-		if ts, ok := replaced[t.Name]; ok {
-			out.Tensors = append(out.Tensors, ts...)
-			continue
-		}
-		out.Tensors = append(out.Tensors, t)
+	return res
+}
+
+// finish sorts the skipped weights and the layers auto missed its goal on
+// by name (so that a merge of shards gives the report of one run), totals
+// the converted layers and logs the misses.
+func (r *ConvertResult) finish(log *slog.Logger) {
+	slices.SortStableFunc(r.Skipped, func(a, b SkippedWeight) int { return strings.Compare(a.Tensor, b.Tensor) })
+	slices.Sort(r.AutoMissed)
+	r.Totals = ConvertTotals{Layers: len(r.Layers)}
+	for _, l := range r.Layers {
+		r.Totals.ParamsDense += l.ParamsDense
+		r.Totals.Params += l.Params
 	}
-	res.Totals.Layers = len(res.Layers)
-	if res.Totals.ParamsDense > 0 {
-		res.Totals.Ratio = float64(res.Totals.Params) / float64(res.Totals.ParamsDense)
+	if r.Totals.ParamsDense > 0 {
+		r.Totals.Ratio = float64(r.Totals.Params) / float64(r.Totals.ParamsDense)
 	}
-	dense, err := modelmap.Materialize(out)
-	if err != nil {
-		return nil, err
+	if err := r.MissedTarget(); err != nil {
+		log.Warn(err.Error(), "layers", r.AutoMissed)
 	}
-	err = writeOutputs(cfg.Out, func(dir string) error {
-		if err := arrowio.WriteModel(filepath.Join(dir, res.Outputs.Model), out); err != nil {
-			return err
-		}
-		if err := writeDense(filepath.Join(dir, res.Outputs.Dense), lm, dense); err != nil {
-			return err
-		}
-		return writeJSON(filepath.Join(dir, res.Outputs.Report), res)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("convert: write %s: %w", cfg.Out, err)
-	}
-	return res, nil
 }
 
 func (cfg *ConvertConfig) validate() error {
@@ -235,13 +319,23 @@ func (cfg *ConvertConfig) validate() error {
 			return inputerr.Errorf("convert: --structure auto (--target-error, --param-budget): %w", err)
 		}
 	default:
-		known := false
-		for _, f := range compute.TrunkFamilies {
-			known = known || f == cfg.Structure
-		}
-		if !known {
+		if !slices.Contains(compute.TrunkFamilies, cfg.Structure) {
 			return inputerr.Errorf("convert: --structure %q: want auto or one of %s", cfg.Structure, strings.Join(compute.TrunkFamilies, ", "))
 		}
+	}
+	switch cfg.ConvStructure {
+	case "", compute.FamilyLowRank:
+	case StructureAuto:
+		if err := cfg.autoConfig().Validate(); err != nil {
+			return inputerr.Errorf("convert: --conv-structure auto (--target-error, --param-budget): %w", err)
+		}
+	default:
+		return inputerr.Errorf("convert: --conv-structure %q: want lowrank or auto (only the low-rank family factors a convolution)", cfg.ConvStructure)
+	}
+	switch cfg.WeightLayout {
+	case "", WeightLayoutAuto, WeightLayoutOutIn, WeightLayoutInOut:
+	default:
+		return inputerr.Errorf("convert: --weight-layout %q: want auto, out-in or in-out", cfg.WeightLayout)
 	}
 	if !cfg.Residual.Valid() {
 		return inputerr.Errorf("convert: --residual %q: want %s", cfg.Residual, compute.JoinNames(compute.ResidualKinds))
@@ -268,26 +362,20 @@ func (cfg *ConvertConfig) autoConfig() compute.AutoConfig {
 	return compute.AutoConfig{TargetError: cfg.TargetError, ParamBudget: cfg.ParamBudget}
 }
 
-// selectWeights returns the names of the 2-D weight tensors matching the
-// include globs (all when none) and no exclude glob, in file order.
-func selectWeights(m *arrowio.Model, include, exclude []string) ([]string, error) {
-	var names []string
-	for _, t := range m.Tensors {
-		if t.Role != compute.RoleWeight || len(t.Shape) != 2 {
-			continue
-		}
-		if len(include) > 0 && !matchAny(include, t.Name) {
-			continue
-		}
-		if matchAny(exclude, t.Name) {
-			continue
-		}
-		names = append(names, t.Name)
-	}
-	if len(names) == 0 {
-		return nil, fmt.Errorf("no 2-D weight matches --include %q --exclude %q", include, exclude)
-	}
-	return names, nil
+// selects reports whether the globs select the weight tensor name.
+func (cfg *ConvertConfig) selects(name string) bool {
+	return (len(cfg.Include) == 0 || matchAny(cfg.Include, name)) && !matchAny(cfg.Exclude, name)
+}
+
+// asked reports whether an Include glob names the weight tensor name (and
+// no Exclude glob drops it): the user asked for it by name.
+func (cfg *ConvertConfig) asked(name string) bool {
+	return len(cfg.Include) > 0 && cfg.selects(name)
+}
+
+// noneSelected is the error for a selection that matches no weight.
+func (cfg *ConvertConfig) noneSelected() error {
+	return inputerr.Errorf("%s: no weight matches --include %q --exclude %q", cfg.Model, cfg.Include, cfg.Exclude)
 }
 
 func matchAny(globs []string, name string) bool {
@@ -357,79 +445,33 @@ func layerSeed(seed uint64, name string) uint64 {
 	return seed ^ h.Sum64()
 }
 
-// convertWeight decomposes one weight tensor.
-func convertWeight(t *arrowio.Tensor, cfg ConvertConfig) (ConvertedLayer, compute.Operator[float64], error) {
-	out, in := int(t.Shape[0]), int(t.Shape[1])
-	w := mat.NewDense(out, in, nil)
-	raw := w.RawMatrix().Data
-	for i, v := range t.Data {
-		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-			return ConvertedLayer{}, nil, inputerr.Errorf("value %d (row %d, column %d) is %v", i, i/in, i%in, v)
-		}
-		raw[i] = float64(v)
-	}
-	seed := layerSeed(cfg.Seed, t.Name)
-	layer := ConvertedLayer{Name: layerOfWeight(t.Name), Tensor: t.Name, Shape: [2]int{out, in}, ParamsDense: out * in}
-	// W's condition number does not depend on the decomposition: estimate
-	// it alongside (for a large layer, Level-2 BLAS bound, so it mostly
-	// uses the core the decomposition's GEMMs leave).
-	type condition struct {
-		value float64
-		exact bool
-	}
-	denseCond := make(chan condition, 1)
-	go func() {
-		c, exact := compute.Condition(w, seed)
-		denseCond <- condition{c, exact}
-	}()
-	var sum *compute.Sum[float64]
-	var err error
-	if cfg.Structure == StructureAuto {
-		var ar compute.AutoResult
-		sum, ar, err = compute.Auto(w, cfg.autoConfig(), seed)
-		layer.Auto = &ar
-	} else {
-		res := compute.Residual{Kind: cfg.Residual, Rank: min(cfg.ResidualRank, min(out, in))}
-		if cfg.Residual == compute.ResidualSparse {
-			res.NNZ = max(1, int(math.Ceil(cfg.ResidualDensity*float64(out*in))))
-		}
-		kron, _ := parseKronFactors(cfg.KronFactors)
-		trunk := compute.FitSpec(compute.Spec{Family: cfg.Structure, Blocks: cfg.Blocks, Rank: cfg.Rank, FactorShape: kron}, out, in)
-		sum, err = compute.Decompose(w, trunk, res, seed)
-	}
-	if err != nil {
-		<-denseCond
-		return ConvertedLayer{}, nil, err
-	}
-	// Report what the file stores: parameters rounded to float32.
-	stored := compute.Convert[float64](compute.Convert[float32, float64](sum)).(*compute.Sum[float64])
-	layer.Family = stored.Trunk().Spec().Family
-	layer.Hyperparameters = stored.Spec()
-	layer.Params = compute.NumParams[float64](stored)
-	layer.ParamsTrunk = compute.NumParams(stored.Trunk())
-	layer.ParamsCorrection = compute.NumParams(stored.Correction())
-	layer.RelativeError = validation.NullableFloat(compute.RelativeError(w, compute.Dense[float64](stored)))
-	trunk := compute.Dense(stored.Trunk())
-	layer.TrunkRelativeError = validation.NullableFloat(compute.RelativeError(w, trunk))
-	ct, exactT := compute.Condition(trunk, seed)
-	cd := <-denseCond
-	layer.ConditionDense, layer.ConditionTrunk = validation.NullableFloat(cd.value), validation.NullableFloat(ct)
-	layer.ConditionExact = cd.exact && exactT
-	return layer, stored, nil
-}
-
-// writeDense writes the dense materialisation in the input's format.
+// writeDense writes the dense materialisation of an Arrow or safetensors
+// model in the input's format.
 func writeDense(path string, lm *loadedModel, dense *arrowio.Model) error {
 	if lm.format == FormatArrow {
 		return arrowio.WriteModel(path, dense)
 	}
 	if dense.Arch.Kind == arrowio.ArchGeneric {
-		var ts []arrowio.Tensor
-		for _, t := range dense.Tensors {
-			ts = append(ts, t)
-		}
-		return arrowio.WriteSafetensors(path, ts, lm.safeMeta)
+		return arrowio.WriteSafetensors(path, dense.Tensors, lm.safeMeta)
 	}
 	ts, meta := arrowio.SequentialTensors(dense)
 	return arrowio.WriteSafetensors(path, ts, meta)
+}
+
+// writeConvertOutputs writes the outputs of a checkpoint's convert (or
+// merge) into dir: the decomposed model, its dense copy and the report.
+func writeConvertOutputs(dir string, res *ConvertResult, lm *loadedModel, model *arrowio.Model) error {
+	dense, err := modelmap.Materialize(model)
+	if err != nil {
+		return err
+	}
+	return writeOutputs(dir, func(staging string) error {
+		if err := arrowio.WriteModel(filepath.Join(staging, res.Outputs.Factors), model); err != nil {
+			return err
+		}
+		if err := writeDense(filepath.Join(staging, res.Outputs.Materialized), lm, dense); err != nil {
+			return err
+		}
+		return writeJSON(filepath.Join(staging, res.Outputs.Report), res)
+	})
 }

@@ -24,6 +24,7 @@ func TestConvertEveryFamily(t *testing.T) {
 		t.Run(family, func(t *testing.T) {
 			cfg := DefaultConvertConfig()
 			cfg.Model, cfg.Out, cfg.Structure, cfg.ResidualRank = in, filepath.Join(dir, family), family, 2
+			cfg.AllowLarger = true // layers this small: every family's S + R is the test
 			res, err := Convert(context.Background(), cfg)
 			if err != nil {
 				t.Fatal(err)
@@ -39,7 +40,7 @@ func TestConvertEveryFamily(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			dense, err := arrowio.ReadModel(filepath.Join(cfg.Out, "model.dense.arrow"))
+			dense, err := arrowio.ReadModel(filepath.Join(cfg.Out, "model.materialized.arrow"))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -74,7 +75,7 @@ func TestConvertEveryFamily(t *testing.T) {
 				t.Errorf("totals.params %d, layers sum to %d", res.Totals.Params, total)
 			}
 			if got := dirEntries(t, cfg.Out); len(got) != 3 {
-				t.Errorf("output files %v, want model.arrow, model.dense.arrow, convert.json", got)
+				t.Errorf("output files %v, want model.arrow, model.materialized.arrow, convert.json", got)
 			}
 		})
 	}
@@ -152,7 +153,7 @@ func TestConvertShardsMergeToFullRun(t *testing.T) {
 				Shards: []string{filepath.Join(dir, "a"), filepath.Join(dir, "b"), filepath.Join(dir, "c")}}); err != nil {
 				t.Fatal(err)
 			}
-			for _, f := range []string{"model.arrow", "model.dense" + ext} {
+			for _, f := range []string{"model.arrow", "model.materialized" + ext} {
 				if !bytes.Equal(readFile(t, filepath.Join(dir, "full", f)), readFile(t, filepath.Join(dir, "merged", f))) {
 					t.Errorf("%s: merged shards differ from the full run", f)
 				}
@@ -204,6 +205,7 @@ func TestConvertGenericSafetensors(t *testing.T) {
 	}
 	cfg := DefaultConvertConfig()
 	cfg.Model, cfg.Out, cfg.Include, cfg.Structure = in, filepath.Join(dir, "out"), []string{"encoder.*"}, compute.FamilyToeplitz
+	cfg.AllowLarger = true
 	res, err := Convert(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -211,7 +213,7 @@ func TestConvertGenericSafetensors(t *testing.T) {
 	if len(res.Layers) != 1 || res.Layers[0].Name != "encoder.q_proj" {
 		t.Fatalf("converted %+v, want only encoder.q_proj", res.Layers)
 	}
-	sf, err := arrowio.ReadSafetensors(filepath.Join(cfg.Out, "model.dense.safetensors"))
+	sf, err := arrowio.ReadSafetensors(filepath.Join(cfg.Out, "model.materialized.safetensors"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -292,7 +294,7 @@ func TestExportMatchesDenseCopy(t *testing.T) {
 			t.Fatal(err)
 		}
 		if format == FormatSafetensors {
-			if !bytes.Equal(readFile(t, out), readFile(t, filepath.Join(cfg.Out, "model.dense.safetensors"))) {
+			if !bytes.Equal(readFile(t, out), readFile(t, filepath.Join(cfg.Out, "model.materialized.safetensors"))) {
 				t.Error("exported safetensors differ from convert's dense copy")
 			}
 		}
@@ -313,7 +315,7 @@ func TestInspectDescribesStructure(t *testing.T) {
 	cfg := DefaultConvertConfig()
 	cfg.Model = writeTestModel(t, dir, "in.arrow", testMLP([]int{16, 32, 4}, 7))
 	cfg.Out = filepath.Join(dir, "out")
-	cfg.Structure, cfg.Blocks, cfg.Rank, cfg.ResidualRank = compute.FamilyMonarch, 4, 2, 3
+	cfg.Structure, cfg.Blocks, cfg.Rank, cfg.ResidualRank, cfg.AllowLarger = compute.FamilyMonarch, 4, 2, 3, true
 	if _, err := Convert(context.Background(), cfg); err != nil {
 		t.Fatal(err)
 	}

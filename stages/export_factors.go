@@ -10,28 +10,27 @@ import (
 	"github.com/strata-ml/strata/modelmap"
 )
 
-// FactorsFormatVersion is the value of MetaFactorsFormatVersion in a
-// factors export.
-const FactorsFormatVersion = 1
-
 // MetaFactorsFormatVersion is the safetensors __metadata__ key that
-// versions a factors export (the layout of its tensors and architecture).
+// versions a factors export (the layout of its tensors and architecture):
+// the model format version of its content (arrowio.Model.Version), "1",
+// or "2" when it holds raw tensors or layers that say how their weight is
+// stored.
 const MetaFactorsFormatVersion = "strata.format_version"
 
 // exportFactors writes a model's tensors as they are, without
 // materialising its decomposed layers: with --format safetensors every
 // tensor (trunk and correction factors "<layer>.trunk.<P>" and
 // "<layer>.correction.<P>", biases, layer-norm parameters, undecomposed
-// weights) as F32 in the model's order, with __metadata__ holding the
-// architecture JSON under "strata.architecture" (as the model file stores
-// it), "strata.format_version" = "1" and the model's own metadata entries.
-// examples/pytorch/strata_torch.py builds a PyTorch module from such a
-// file. With --format arrow the output is the model file itself (the same
-// tensors and architecture, rewritten as an Arrow model file). Every
-// decomposed layer is rebuilt first, so a file whose factors do not match
-// their structure is refused as bad input.
-func exportFactors(ctx context.Context, cfg ExportConfig, lm *loadedModel) error {
-	m := lm.model
+// weights) in the model's order, float32 ones as F32 and raw ones in their
+// own dtype, with __metadata__ holding the architecture JSON under
+// "strata.architecture" (as the model file stores it),
+// "strata.format_version" (MetaFactorsFormatVersion) and the model's own
+// metadata entries. examples/pytorch/strata_torch.py builds a PyTorch
+// module from such a file. With --format arrow the output is the model
+// file itself (the same tensors and architecture, rewritten as an Arrow
+// model file). Every decomposed layer is rebuilt first, so a file whose
+// factors do not match their structure is refused as bad input.
+func exportFactors(ctx context.Context, cfg ExportConfig, m *arrowio.Model) error {
 	for _, l := range m.Arch.Layers {
 		spec, err := modelmap.Structure(l)
 		if err != nil {
@@ -61,7 +60,7 @@ func exportFactors(ctx context.Context, cfg ExportConfig, lm *loadedModel) error
 			meta[k] = v
 		}
 		meta[arrowio.MetaArchitecture] = string(archJSON)
-		meta[MetaFactorsFormatVersion] = strconv.Itoa(FactorsFormatVersion)
+		meta[MetaFactorsFormatVersion] = strconv.Itoa(m.Version())
 		err = arrowio.WriteSafetensors(cfg.Out, m.Tensors, meta)
 	}
 	if err != nil {

@@ -22,7 +22,7 @@ func TestExportFactors(t *testing.T) {
 	in := writeTestModel(t, dir, "dense.arrow", testMLP([]int{13, 18, 10, 3}, 7))
 	cfg := DefaultConvertConfig()
 	cfg.Model, cfg.Out, cfg.Structure, cfg.Blocks, cfg.ResidualRank = in, filepath.Join(dir, "conv"), "monarch", 2, 2
-	cfg.Exclude = []string{"4.weight"}
+	cfg.Exclude, cfg.AllowLarger = []string{"4.weight"}, true
 	if _, err := Convert(context.Background(), cfg); err != nil {
 		t.Fatal(err)
 	}

@@ -182,10 +182,12 @@ type EpochMetrics struct {
 
 // FinetuneOutputs names the files Finetune wrote, relative to Out.
 type FinetuneOutputs struct {
-	Model  string `json:"model"`
-	Dense  string `json:"dense"`
-	Log    string `json:"log"`
-	Report string `json:"report"`
+	Model string `json:"model"`
+	// Materialized is the trained S + R made dense, in the input's format
+	// (MaterializedName).
+	Materialized string `json:"materialized"`
+	Log          string `json:"log"`
+	Report       string `json:"report"`
 }
 
 // FinetuneResult is finetune.json.
@@ -228,8 +230,9 @@ type FinetuneResult struct {
 
 // Finetune trains a model (decomposed or dense, or a fresh dense MLP from
 // Init) on the training data and writes Out/model.arrow, its dense
-// materialisation (model.dense.arrow, or model.dense.safetensors for a
-// safetensors input), Out/train_log.arrow (docs/TRAIN_LOG.md) and
+// materialisation (model.materialized.arrow, or
+// model.materialized.safetensors for a safetensors input),
+// Out/train_log.arrow (docs/TRAIN_LOG.md) and
 // Out/finetune.json, all or nothing.
 //
 // Training checkpoints to Out/checkpoint (CheckpointEvery) and, when ctx
@@ -490,11 +493,11 @@ func checkLabels(name string, ds *arrowio.Dataset, task compute.Task, outputs in
 
 // outputNames returns the output files of a run.
 func (p *finetunePlan) outputNames() FinetuneOutputs {
-	dense := "model.dense." + FormatArrow
+	dense := MaterializedName(FormatArrow)
 	if p.lm != nil {
-		dense = "model.dense." + p.lm.format
+		dense = MaterializedName(p.lm.format)
 	}
-	return FinetuneOutputs{Model: "model.arrow", Dense: dense, Log: "train_log.arrow", Report: "finetune.json"}
+	return FinetuneOutputs{Model: "model.arrow", Materialized: dense, Log: "train_log.arrow", Report: "finetune.json"}
 }
 
 // writeFinetuneOutputs writes the final outputs, all or nothing, and then
@@ -514,7 +517,7 @@ func (p *finetunePlan) writeOutputs(m *arrowio.Model, log *arrowio.TrainLog, res
 		if err := arrowio.WriteModel(filepath.Join(dir, names.Model), m); err != nil {
 			return err
 		}
-		if err := writeDense(filepath.Join(dir, names.Dense), lm, dense); err != nil {
+		if err := writeDense(filepath.Join(dir, names.Materialized), lm, dense); err != nil {
 			return err
 		}
 		if err := arrowio.WriteTrainLog(filepath.Join(dir, names.Log), log); err != nil {

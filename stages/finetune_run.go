@@ -195,7 +195,7 @@ func runFinetune[T compute.Float](ctx context.Context, p *finetunePlan) (*Finetu
 	}
 
 	res := &FinetuneResult{
-		SchemaVersion: 1, Tool: provenance.Version(), Inputs: p.inputs, Config: cfg,
+		SchemaVersion: 2, Tool: provenance.Version(), Inputs: p.inputs, Config: cfg,
 		Data:   FinetuneData{TrainRows: n, ValidRows: rowsOf(p.valid), Features: d, Outputs: p.outputs},
 		Params: net.NumParams(), ParamsFrozen: frozen, Standardization: p.standardization,
 		StepsPerEpoch: spe, WarmupSteps: p.warmupSteps, Steps: st.step, Epochs: ceilDiv(st.step, spe),

@@ -141,10 +141,10 @@ func TestDigitsDenseThenConverted(t *testing.T) {
 		}
 	}
 	// The dense copy computes what the decomposed model computes.
-	if got := modelAccuracy(t, filepath.Join(fcfg.Out, "model.dense.arrow"), testDS); math.Abs(got-after) > 1.5/float64(testDS.N) {
+	if got := modelAccuracy(t, filepath.Join(fcfg.Out, "model.materialized.arrow"), testDS); math.Abs(got-after) > 1.5/float64(testDS.N) {
 		t.Errorf("dense copy: accuracy %.4f, decomposed %.4f", got, after)
 	}
-	if got := dirEntries(t, fcfg.Out); !slices.Equal(got, []string{"finetune.json", "model.arrow", "model.dense.arrow", "train_log.arrow"}) {
+	if got := dirEntries(t, fcfg.Out); !slices.Equal(got, []string{"finetune.json", "model.arrow", "model.materialized.arrow", "train_log.arrow"}) {
 		t.Errorf("outputs %v", got)
 	}
 }
@@ -164,7 +164,7 @@ func smallConfig(dir, train string) FinetuneConfig {
 func outputBytes(t *testing.T, out string) map[string][]byte {
 	t.Helper()
 	files := map[string][]byte{}
-	for _, name := range []string{"model.arrow", "model.dense.arrow", "train_log.arrow"} {
+	for _, name := range []string{"model.arrow", "model.materialized.arrow", "train_log.arrow"} {
 		files[name] = readFile(t, filepath.Join(out, name))
 	}
 	return files
@@ -397,6 +397,7 @@ func TestFinetuneFreeze(t *testing.T) {
 	dense := writeTestModel(t, dir, "dense.arrow", testMLP([]int{4, 16, 3}, 2))
 	ccfg := DefaultConvertConfig()
 	ccfg.Model, ccfg.Out, ccfg.Blocks, ccfg.ResidualRank = dense, filepath.Join(dir, "conv"), 2, 2
+	ccfg.AllowLarger = true // 16 x 4 and 3 x 16: S + R is larger than these layers
 	if _, err := Convert(context.Background(), ccfg); err != nil {
 		t.Fatal(err)
 	}
@@ -554,10 +555,10 @@ func TestFinetuneSafetensorsModel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Outputs.Dense != "model.dense.safetensors" || res.Standardization != "none" {
-		t.Errorf("dense output %q, standardization %q; want model.dense.safetensors and none (the model has none)", res.Outputs.Dense, res.Standardization)
+	if res.Outputs.Materialized != "model.materialized.safetensors" || res.Standardization != "none" {
+		t.Errorf("dense output %q, standardization %q; want model.materialized.safetensors and none (the model has none)", res.Outputs.Materialized, res.Standardization)
 	}
-	lm, err := loadModel(filepath.Join(cfg.Out, res.Outputs.Dense), "")
+	lm, err := loadModel(filepath.Join(cfg.Out, res.Outputs.Materialized), "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,9 @@ type InspectTensor struct {
 	Role  compute.Role `json:"role"`
 	Shape []int64      `json:"shape"`
 	Numel int64        `json:"numel"`
+	// DType is the element type of a tensor that is not float32: a raw
+	// tensor's safetensors dtype, an ONNX initializer's element type.
+	DType string `json:"dtype,omitempty"`
 }
 
 // InspectLayer describes one layer of a model's architecture.
@@ -38,11 +41,20 @@ type InspectResult struct {
 	Params   int64                 `json:"params"`
 	Metadata map[string]string     `json:"metadata,omitempty"`
 	Arch     *arrowio.Architecture `json:"architecture,omitempty"`
+	// ONNX describes an ONNX model (Format onnx; Kind "onnx", or
+	// "structured onnx" for a model convert wrote).
+	ONNX *InspectONNX `json:"onnx,omitempty"`
 }
 
-// Inspect describes a model file (Arrow or safetensors): its architecture,
-// its tensors and parameter counts.
+// Inspect describes a model file (Arrow, safetensors or ONNX): its
+// architecture, its tensors and parameter counts; for an ONNX model also
+// its opsets, its linear maps with their orientation, the weights convert
+// would keep dense with the reason, and a structured model's recorded
+// structure.
 func Inspect(path string, activation compute.Activation) (*InspectResult, error) {
+	if format, err := modelFormat(path); err == nil && format == FormatONNX {
+		return inspectONNX(path)
+	}
 	lm, err := mapModel(path, activation)
 	if err != nil {
 		return nil, err
@@ -73,7 +85,7 @@ func Inspect(path string, activation compute.Activation) (*InspectResult, error)
 		for _, d := range t.Shape {
 			n *= d
 		}
-		res.Tensors = append(res.Tensors, InspectTensor{Name: t.Name, Role: t.Role, Shape: t.Shape, Numel: n})
+		res.Tensors = append(res.Tensors, InspectTensor{Name: t.Name, Role: t.Role, Shape: t.Shape, Numel: n, DType: t.DType})
 		res.Params += n
 	}
 	return res, nil

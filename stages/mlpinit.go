@@ -61,7 +61,7 @@ func InitArchitecture(spec string, task compute.Task) (arrowio.Architecture, err
 	if task == compute.TaskClassification && widths[len(widths)-1] < 2 {
 		return bad("a classifier needs at least 2 outputs")
 	}
-	arch := arrowio.Architecture{FormatVersion: arrowio.FormatVersion, Kind: arrowio.ArchMLP, Task: task, Inputs: widths[0]}
+	arch := arrowio.Architecture{FormatVersion: 1, Kind: arrowio.ArchMLP, Task: task, Inputs: widths[0]}
 	add := func(l arrowio.Layer) {
 		l.Name = strconv.Itoa(len(arch.Layers))
 		arch.Layers = append(arch.Layers, l)

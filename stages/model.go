@@ -15,10 +15,11 @@ import (
 const (
 	FormatArrow       = "arrow"
 	FormatSafetensors = "safetensors"
+	FormatONNX        = "onnx"
 )
 
 // loadedModel is a model read from an Arrow model file or a safetensors
-// checkpoint.
+// checkpoint (an ONNX model is read by package onnx).
 type loadedModel struct {
 	input  provenance.File
 	format string
@@ -47,8 +48,10 @@ func modelFormat(path string) (string, error) {
 		return FormatArrow, nil
 	case ".safetensors":
 		return FormatSafetensors, nil
+	case ".onnx":
+		return FormatONNX, nil
 	}
-	return "", inputerr.Errorf("%s: unknown model format (want .arrow or .safetensors)", path)
+	return "", inputerr.Errorf("%s: unknown model format (want .arrow, .safetensors or .onnx)", path)
 }
 
 // loadModel reads a model file. A safetensors checkpoint whose tensors are
@@ -77,6 +80,8 @@ func readModelFile(path string, activation compute.Activation, mapped bool) (*lo
 	}
 	lm := &loadedModel{input: in, format: format}
 	switch format {
+	case FormatONNX:
+		return nil, inputerr.Errorf("%s: an ONNX model: this command reads Arrow model files and safetensors checkpoints", path)
 	case FormatArrow:
 		var m *arrowio.Model
 		if mapped {
@@ -122,7 +127,7 @@ func readModelFile(path string, activation compute.Activation, mapped bool) (*lo
 			m := &arrowio.Model{Arch: arrowio.Architecture{FormatVersion: 1, Kind: arrowio.ArchGeneric}}
 			for _, t := range sf.Tensors {
 				t.Role = compute.RoleTensor
-				if len(t.Shape) == 2 {
+				if isWeight(&t) {
 					t.Role = compute.RoleWeight
 				}
 				m.Tensors = append(m.Tensors, t)
@@ -131,6 +136,13 @@ func readModelFile(path string, activation compute.Activation, mapped bool) (*lo
 		}
 	}
 	return lm, nil
+}
+
+// isWeight reports whether a tensor of a generic checkpoint holds a
+// linear map's weight: a float matrix, or a float tensor of rank 3 or more
+// named "<layer>.weight" (a convolution's).
+func isWeight(t *arrowio.Tensor) bool {
+	return !t.IsRaw() && (len(t.Shape) == 2 || (len(t.Shape) > 2 && strings.HasSuffix(t.Name, ".weight")))
 }
 
 // layerOfWeight returns the layer name of a weight tensor: its name

@@ -319,8 +319,11 @@ func Pilot(ctx context.Context, cfg PilotConfig) (*PilotResult, error) {
 	cv := cfg.Convert
 	cv.Model, cv.Out, cv.Seed, cv.Activation, cv.Logger = res.BaselineModel, dir("convert"), cfg.Seed, cfg.Activation, cfg.StageLogger
 	err = stage("convert", "converting to "+cv.Structure+" + "+string(cv.Residual)+" residual", func() error {
-		res.Convert, err = Convert(ctx, cv)
-		return err
+		if res.Convert, err = Convert(ctx, cv); err != nil {
+			return err
+		}
+		// The one candidate failed: --structure auto missed its goal.
+		return res.Convert.MissedTarget()
 	})
 	if err != nil {
 		return nil, err

@@ -38,10 +38,10 @@ func TestPilotDemo(t *testing.T) {
 	t.Logf("demo: %s in %.1fs: %s", res.Decision.Label(), time.Since(start).Seconds(), res.Why)
 	want := map[string][]string{
 		"data":     {"test.arrow", "train.arrow"},
-		"baseline": {"finetune.json", "model.arrow", "model.dense.arrow", "train_log.arrow"},
-		"convert":  {"convert.json", "model.arrow", "model.dense.arrow"},
-		"finetune": {"finetune.json", "model.arrow", "model.dense.arrow", "train_log.arrow"},
-		"control":  {"finetune.json", "model.arrow", "model.dense.arrow", "train_log.arrow"},
+		"baseline": {"finetune.json", "model.arrow", "model.materialized.arrow", "train_log.arrow"},
+		"convert":  {"convert.json", "model.arrow", "model.materialized.arrow"},
+		"finetune": {"finetune.json", "model.arrow", "model.materialized.arrow", "train_log.arrow"},
+		"control":  {"finetune.json", "model.arrow", "model.materialized.arrow", "train_log.arrow"},
 		"validate": {"validation.json"},
 		"report": {"plot-residual-share.svg", "plot-robustness.svg", "plot-sensitivity.svg", "plot-spectra.svg", "plot-training.svg",
 			"report.html", "report.json", "report.md"},

@@ -148,7 +148,7 @@ func Report(ctx context.Context, cfg ReportConfig) (*ReportResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	files, groups, err := expandSweeps(files)
+	files, groups, failed, err := expandSweeps(files)
 	if err != nil {
 		return nil, err
 	}
@@ -158,7 +158,7 @@ func Report(ctx context.Context, cfg ReportConfig) (*ReportResult, error) {
 	}
 	res := &ReportResult{
 		SchemaVersion: ReportSchemaVersion, Tool: provenance.Version(), Config: cfg, Policy: pol.Policy,
-		Inputs: ReportInputs{Policy: pol.Input}, Warnings: []string{},
+		Inputs: ReportInputs{Policy: pol.Input}, Warnings: append([]string{}, failed...),
 	}
 	for _, f := range files {
 		v, in, err := validation.Read(f)

@@ -107,7 +107,8 @@ func (c *SweepCandidate) inherit(base ConvertConfig, present func(key string) bo
 // `strata sweep --candidate` and of an Argo item: the keys of a candidate
 // in a sweep config (name, retract and the convert options: structure,
 // blocks, rank, kron_factors, residual, residual_rank, residual_density,
-// target_error, param_budget), '-' standing for '_' as on the command
+// target_error, param_budget, conv_structure, weight_layout,
+// allow_larger), '-' standing for '_' as on the command
 // line, each value read as in the config file. Keys left out keep base's
 // values.
 func ParseCandidate(kv map[string]string, base ConvertConfig) (SweepCandidate, error) {
@@ -265,6 +266,10 @@ type SweepSeed struct {
 type SweepRun struct {
 	Seed uint64 `json:"seed"`
 	Dir  string `json:"dir"`
+	// Failed says why the run stopped before validation (its convert's
+	// --structure auto missed the target, ConvertResult.MissedTarget);
+	// its Decision is then NO-GO and Validation empty.
+	Failed string `json:"failed,omitempty"`
 	// Validation is the run's validation.json, relative to Out.
 	Validation string                    `json:"validation"`
 	Decision   gate.Decision             `json:"decision"`
@@ -306,6 +311,9 @@ type sweepCandRun struct {
 	model     string // the fine-tuned candidate
 	lr        []LRRun
 	validated *validation.Result
+	// failed says why the candidate failed before validation at this
+	// seed: --structure auto missed its goal (ConvertResult.MissedTarget).
+	failed string
 }
 
 // Sweep runs many pilots against one baseline. Per seed it prepares the
@@ -320,7 +328,10 @@ type sweepCandRun struct {
 //
 // Up to Jobs stage runs go at once; results do not depend on Jobs. Bad
 // input is refused before any work starts; a stage that fails stops the
-// sweep without writing sweep.json.
+// sweep without writing sweep.json. A candidate whose --structure auto
+// misses its target error or budget (ConvertResult.MissedTarget) is not a
+// failed stage but a failed candidate: that run stops after convert and
+// is NO-GO, with the reason in its SweepRun.Failed and Why.
 func Sweep(ctx context.Context, cfg SweepConfig) (*SweepResult, error) {
 	start := time.Now()
 	log := cfg.Logger
@@ -449,6 +460,10 @@ func Sweep(ctx context.Context, cfg SweepConfig) (*SweepResult, error) {
 		}
 	}
 	for _, r := range runs {
+		if r.failed != "" {
+			pool.skip(nLR + 1) // its learning rates and its validation
+			continue
+		}
 		r.lr = make([]LRRun, nLR)
 		for i, lr := range cfg.LRs {
 			if i == own {
@@ -473,6 +488,9 @@ func Sweep(ctx context.Context, cfg SweepConfig) (*SweepResult, error) {
 	// Phase 3: validate every run.
 	tasks = nil
 	for _, r := range runs {
+		if r.failed != "" {
+			continue
+		}
 		tasks = append(tasks, sweepTask{fmt.Sprintf("seed %d: %s validate", r.seed.Seed, r.cand.Name), func(ctx context.Context) error {
 			return cfg.validateRun(ctx, r)
 		}})
@@ -514,6 +532,12 @@ func Sweep(ctx context.Context, cfg SweepConfig) (*SweepResult, error) {
 			if r.cand != c {
 				continue
 			}
+			if r.failed != "" {
+				cr.Runs = append(cr.Runs, SweepRun{Seed: r.seed.Seed, Dir: rel(r.dir), Decision: gate.DecisionNoGo,
+					Why: "NO-GO: the candidate failed before validation: " + r.failed, Failed: r.failed})
+				decisions = append(decisions, gate.DecisionNoGo)
+				continue
+			}
 			g, err := gate.Judge(pol.Input.Path, &pol.Policy, r.validated)
 			if err != nil {
 				return nil, err
@@ -532,13 +556,16 @@ func Sweep(ctx context.Context, cfg SweepConfig) (*SweepResult, error) {
 			decisions = append(decisions, run.Decision)
 			vals = append(vals, r.validated)
 		}
-		cr.Structure, _ = vals[0].Describe()
+		cr.Structure = c.Structure
+		if len(vals) > 0 {
+			cr.Structure, _ = vals[0].Describe()
+			cr.Metrics = validation.AggregateSeeds(vals)
+		}
 		cr.Decision = gate.Worst(decisions...)
-		cr.Metrics = validation.AggregateSeeds(vals)
 		res.Candidates = append(res.Candidates, cr)
 	}
 	res.Seconds = time.Since(start).Seconds()
-	md := render.SweepMarkdown(res.summary())
+	md := append(render.SweepMarkdown(res.summary()), res.failedMarkdown()...)
 	err = writeFileAtomic(filepath.Join(out, "sweep.md"), md)
 	if err == nil {
 		err = writeJSON(filepath.Join(out, "sweep.json"), res)
@@ -558,6 +585,9 @@ func (r *SweepResult) summary() *render.Sweep {
 		Baseline: cmp.Or(cfg.Model, "dense "+cfg.Baseline.Init+" trained per seed"),
 	}
 	for _, c := range r.Candidates {
+		if len(c.Metrics) == 0 {
+			continue // failed at every seed: failedMarkdown says why
+		}
 		sc := render.SweepCandidate{Name: c.Name, Structure: c.Structure, Decision: c.Decision, Metrics: c.Metrics}
 		for _, run := range c.Runs {
 			sc.Decisions = append(sc.Decisions, run.Decision)
@@ -565,6 +595,23 @@ func (r *SweepResult) summary() *render.Sweep {
 		s.Candidates = append(s.Candidates, sc)
 	}
 	return s
+}
+
+// failedMarkdown is the section of sweep.md that lists the runs that
+// failed before validation (SweepRun.Failed), or nothing when none did.
+func (r *SweepResult) failedMarkdown() []byte {
+	var b strings.Builder
+	for _, c := range r.Candidates {
+		for _, run := range c.Runs {
+			if run.Failed != "" {
+				fmt.Fprintf(&b, "- %s, seed %d: %s\n", c.Name, run.Seed, run.Failed)
+			}
+		}
+	}
+	if b.Len() == 0 {
+		return nil
+	}
+	return []byte("\n## Failed candidates\n\nNO-GO without validation:\n\n" + b.String())
 }
 
 // relTo returns p relative to base when it lies under base, else p.
@@ -622,13 +669,20 @@ func (cfg *SweepConfig) prepareSeed(ctx context.Context, sd *sweepSeedRun) error
 }
 
 // convertAndTune converts the seed's baseline to the candidate and
-// fine-tunes it.
+// fine-tunes it, or marks the run failed when auto missed its goal.
 func (cfg *SweepConfig) convertAndTune(ctx context.Context, r *sweepCandRun) error {
 	cv := r.cand.ConvertConfig
 	cv.Model, cv.Out, cv.Seed, cv.Activation, cv.Logger = r.seed.BaselineModel, filepath.Join(r.dir, "convert"), r.seed.Seed, cfg.Activation, cfg.StageLogger
 	cres, err := Convert(ctx, cv)
 	if err != nil {
 		return err
+	}
+	if err := cres.MissedTarget(); err != nil {
+		r.failed = "convert: " + err.Error()
+		if cfg.Logger != nil {
+			cfg.Logger.Warn("sweep: candidate failed", "candidate", r.cand.Name, "seed", r.seed.Seed, "why", r.failed)
+		}
+		return nil
 	}
 	ft := cfg.training(cfg.Finetune, r.seed.Data, r.seed.Seed, filepath.Join(r.dir, "finetune"))
 	ft.Model = filepath.Join(cv.Out, cres.Outputs.Model)
@@ -721,6 +775,14 @@ type sweepPool struct {
 	log               *slog.Logger
 	progress          func(done, total int, what string)
 	mu                sync.Mutex
+}
+
+// skip takes n stage runs that will not run (a failed candidate's) off
+// the total the progress counts to.
+func (p *sweepPool) skip(n int) {
+	p.mu.Lock()
+	p.total -= n
+	p.mu.Unlock()
 }
 
 // run runs tasks and returns the first error (in task order) after every

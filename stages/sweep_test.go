@@ -244,3 +244,48 @@ func TestParseCandidateSpec(t *testing.T) {
 		}
 	}
 }
+
+// TestSweepFailedCandidate sweeps a candidate whose --structure auto
+// cannot meet its target beside one that converts: the sweep completes,
+// the failed candidate is NO-GO at every seed with the reason and no
+// validation, and report --select-best judges the other one only, saying
+// why.
+func TestSweepFailedCandidate(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains a baseline, a control and a fine-tuning")
+	}
+	dir := t.TempDir()
+	cfg := irisSweep(filepath.Join(dir, "sweep"), 1)
+	cfg.Baseline.Init = "mlp:4-64-64-3:relu"
+	cfg.Seeds, cfg.LRs = []uint64{3}, []float64{1e-3, 3e-2}
+	cfg.Candidates = []SweepCandidate{
+		cfg.Candidates[0],
+		{Name: "unreachable", ConvertConfig: ConvertConfig{Structure: StructureAuto, TargetError: 1e-9, Residual: "lowrank"}},
+	}
+	res, err := Sweep(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed := res.Candidates[1]
+	if failed.Decision != "no-go" || len(failed.Runs) != 1 || failed.Runs[0].Validation != "" ||
+		!strings.Contains(failed.Runs[0].Failed, "--structure auto missed --target-error 1e-09") || !strings.Contains(failed.Runs[0].Why, failed.Runs[0].Failed) {
+		t.Fatalf("the failed candidate: %+v", failed)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "sweep", "seed-3", "unreachable", "finetune")); !os.IsNotExist(err) {
+		t.Errorf("the failed candidate was fine-tuned (%v)", err)
+	}
+	if res.Candidates[0].Runs[0].Validation == "" {
+		t.Fatalf("the other candidate was not validated: %+v", res.Candidates[0])
+	}
+	md := readFile(t, filepath.Join(dir, "sweep", "sweep.md"))
+	if !bytes.Contains(md, []byte("unreachable")) {
+		t.Error("sweep.md does not show the failed candidate")
+	}
+	rep, err := Report(context.Background(), ReportConfig{SelectBest: []string{filepath.Join(dir, "sweep")}, Out: filepath.Join(dir, "report")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Candidates) != 1 || !strings.Contains(strings.Join(rep.Warnings, "\n"), `candidate "unreachable" failed at seed 3`) {
+		t.Errorf("report: %d candidates, warnings %q", len(rep.Candidates), rep.Warnings)
+	}
+}

@@ -1,13 +1,15 @@
-"""Build a PyTorch module from a strata factors export.
+"""Build PyTorch modules from a strata factors export.
 
     strata export --model conv/model.arrow --factors --format safetensors --out model.safetensors
 
 writes every tensor of a decomposed model as it is (the trunk and correction
 factors "<layer>.trunk.<P>" and "<layer>.correction.<P>", biases,
-undecomposed weights) as F32, with the architecture JSON in __metadata__
-("strata.architecture", "strata.format_version" = "1"). This module reads
-such a file with the standard library and torch only (no safetensors
-package) and builds:
+undecomposed weights; float32 as F32, integer and bool buffers in their own
+dtype), with the architecture JSON in __metadata__ ("strata.architecture",
+"strata.format_version" = "1", or "2" when the file holds integer tensors or
+layers that say how their weight is stored). This module reads such a file
+with the standard library and torch only (no safetensors package) and
+builds:
 
 - StructuredResidualLinear: y = x (S + R)^T + bias, with the trunk S and
   the correction R as sub-modules whose nn.Parameters carry strata's names,
@@ -17,7 +19,12 @@ package) and builds:
   layernorm, eps 1e-5) after the input standardisation the architecture
   records, x' = (x - mean) / std (a std of 0 counts as 1), exactly as strata;
 - build_layers(path): every decomposed layer of any checkpoint (a generic one
-  too) as a StructuredResidualLinear, by layer name.
+  too) as a StructuredResidualLinear, by layer name;
+- apply(model, path): swaps the decomposed layers into any nn.Module (a CNN,
+  a transformer encoder) by module name, nn.Linear for a
+  StructuredResidualLinear and nn.Conv2d for a StructuredResidualConv2d, so
+  the team's own training loop fine-tunes the factors and torch.onnx.export
+  writes the structured candidate.
 
 Forwards are structural, never materialising W: monarch (two batched
 products with a permutation between), kronecker (two contractions),
@@ -43,20 +50,30 @@ from torch import nn
 import torch.nn.functional as F
 
 FORMAT_VERSION = "1"
+FORMAT_VERSIONS = ("1", "2")  # the factors formats this module reads
 META_ARCHITECTURE = "strata.architecture"
 META_FORMAT_VERSION = "strata.format_version"
 MAX_HEADER = 100_000_000
 
 
 # ---------------------------------------------------------------------------
-# safetensors (F32 only)
+# safetensors
+
+# safetensors dtype -> (torch dtype, bytes per element)
+DTYPES = {
+    "F32": (torch.float32, 4), "F64": (torch.float64, 8), "F16": (torch.float16, 2),
+    "BF16": (torch.bfloat16, 2), "I64": (torch.int64, 8), "I32": (torch.int32, 4),
+    "I16": (torch.int16, 2), "I8": (torch.int8, 1), "U8": (torch.uint8, 1), "BOOL": (torch.bool, 1),
+}
 
 
 def load_safetensors(path):
-    """Returns ({name: float32 tensor}, metadata dict) of a safetensors file.
+    """Returns ({name: tensor}, metadata dict) of a safetensors file.
 
-    Only F32 tensors are supported. The header size, every offset range and
-    the tensors' coverage of the data are validated.
+    Tensors keep their dtype: F32, F64, F16, BF16, I64, I32, I16, I8, U8 and
+    BOOL are read (a BatchNorm's int64 num_batches_tracked, a position
+    buffer). The header size, every offset range and the tensors' coverage
+    of the data are validated.
     """
     with open(path, "rb") as f:
         raw = f.read()
@@ -74,18 +91,19 @@ def load_safetensors(path):
     spans = []
     for name, e in header.items():
         dtype, shape, (begin, end) = e["dtype"], e["shape"], e["data_offsets"]
-        if dtype != "F32":
-            raise ValueError(f"{path}: tensor {name!r}: dtype {dtype} (only F32 is supported)")
+        if dtype not in DTYPES:
+            raise ValueError(f"{path}: tensor {name!r}: dtype {dtype} (this reader knows {', '.join(DTYPES)})")
+        tdtype, size = DTYPES[dtype]
         count = 1
         for d in shape:
             if not isinstance(d, int) or d < 0:
                 raise ValueError(f"{path}: tensor {name!r}: bad shape {shape}")
             count *= d
-        if not (0 <= begin <= end <= len(data)) or end - begin != 4 * count:
+        if not (0 <= begin <= end <= len(data)) or end - begin != size * count:
             raise ValueError(f"{path}: tensor {name!r}: offsets [{begin}, {end}) do not fit shape {shape} in {len(data)} bytes")
         spans.append((begin, end, name))
         buf = bytearray(data[begin:end])
-        t = torch.frombuffer(buf, dtype=torch.float32) if count else torch.zeros(0)
+        t = torch.frombuffer(buf, dtype=tdtype) if count else torch.zeros(0, dtype=tdtype)
         tensors[name] = t.reshape(shape).clone()
     at = 0
     for begin, end, name in sorted(spans):
@@ -338,6 +356,140 @@ class StructuredResidualLinear(nn.Module):
         return y.reshape(*lead, self.out_features)
 
 
+class StructuredResidualConv2d(StructuredResidualLinear):
+    """An nn.Conv2d (groups 1, zero padding) whose weight W, out x (in kh kw)
+    with each row one output channel's kernel in (channel, row, column)
+    order, is S + R: strata converts a convolution weight [out, in, kh, kw]
+    this way.
+
+    When S and R are both low-rank (or R is zero), as strata makes every
+    k x k convolution, it runs as a kh x kw convolution to the combined rank
+    by the stacked V^T followed by a 1x1 convolution by the stacked U, with
+    the bias: the structured form, never W. Any other structure (a 1x1
+    convolution with a monarch trunk, a sparse correction) runs on the
+    patches: F.unfold, then y = patch (S + R)^T + bias per position.
+    Parameters are StructuredResidualLinear's: "trunk.<P>",
+    "correction.<P>", "bias".
+    """
+
+    def __init__(self, spec, conv, bias=True):
+        super().__init__(spec, bias=bias)
+        if conv.groups != 1 or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+            raise ValueError(f"{conv}: only a convolution with groups 1 and numeric zero padding is converted")
+        kh, kw = conv.kernel_size
+        if spec["out"] != conv.out_channels or spec["in"] != conv.in_channels * kh * kw:
+            raise ValueError(f"{conv}: W is {spec['out']}x{spec['in']}, the convolution's is "
+                             f"{conv.out_channels}x{conv.in_channels * kh * kw}")
+        self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
+        self.kernel_size, self.stride = conv.kernel_size, conv.stride
+        self.padding, self.dilation = conv.padding, conv.dilation
+
+    def _low_rank(self):
+        """(U, V) stacking the low-rank trunk and correction, or None."""
+        parts = [p for p in (self.trunk, self.correction) if not isinstance(p, Zero)]
+        if not all(isinstance(p, LowRank) for p in parts):
+            return None
+        return torch.cat([p.U for p in parts], dim=1), torch.cat([p.V for p in parts], dim=1)
+
+    def forward(self, x):
+        uv = self._low_rank()
+        if uv is not None:
+            U, V = uv
+            r = U.shape[1]
+            h = F.conv2d(x, V.t().reshape(r, self.in_channels, *self.kernel_size), None,
+                         self.stride, self.padding, self.dilation)
+            return F.conv2d(h, U.reshape(self.out_channels, r, 1, 1), self.bias)
+        n, _, height, width = x.shape
+        cols = F.unfold(x, self.kernel_size, self.dilation, self.padding, self.stride)
+        ho = (height + 2 * self.padding[0] - self.dilation[0] * (self.kernel_size[0] - 1) - 1) // self.stride[0] + 1
+        wo = (width + 2 * self.padding[1] - self.dilation[1] * (self.kernel_size[1] - 1) - 1) // self.stride[1] + 1
+        y = super().forward(cols.transpose(1, 2))  # [n, positions, out]
+        return y.transpose(1, 2).reshape(n, self.out_channels, ho, wo)
+
+
+def _structured_module(layer, module, tensors):
+    """The S + R module that replaces module (an nn.Linear or nn.Conv2d) for
+    the decomposed layer of an architecture, its factors from tensors and
+    its bias from tensors or, when the file has none, from module."""
+    name, spec = layer["name"], layer["structure"]
+    has_bias = module.bias is not None
+    if isinstance(module, nn.Conv2d):
+        kernel = layer.get("kernel") or [1, 1]
+        if list(kernel) != list(module.kernel_size):
+            raise ValueError(f"layer {name!r}: kernel {kernel} in the file, {list(module.kernel_size)} in the model")
+        new = StructuredResidualConv2d(spec, module, bias=has_bias)
+    elif isinstance(module, nn.Linear):
+        if layer.get("layout") == "in-out" or layer.get("kernel"):
+            raise ValueError(f"layer {name!r}: the file stores a weight [in, out] or a convolution's, not an nn.Linear's")
+        if (spec["out"], spec["in"]) != (module.out_features, module.in_features):
+            raise ValueError(f"layer {name!r}: W is {spec['out']}x{spec['in']}, the nn.Linear's "
+                             f"{module.out_features}x{module.in_features}")
+        new = StructuredResidualLinear(spec, bias=has_bias)
+    else:
+        raise ValueError(f"layer {name!r}: a {type(module).__name__}; apply swaps nn.Linear and nn.Conv2d "
+                         "(leave the others dense: strata convert --exclude)")
+    own = dict(tensors)
+    if has_bias and name + ".bias" not in own:
+        own[name + ".bias"] = module.bias.detach()
+    _assign(new, name + ".", own, set())
+    w = module.weight
+    return new.to(device=w.device, dtype=w.dtype)
+
+
+def apply(model, path):
+    """Swaps every decomposed layer of the factors export at path into
+    model, any nn.Module, by name, and returns the names swapped.
+
+    A layer named "conv1" or "encoder.linear1" (the weight's name without
+    ".weight", as strata converts a PyTorch state_dict) replaces the
+    submodule of that name: an nn.Linear by a StructuredResidualLinear, an
+    nn.Conv2d (groups 1) by a StructuredResidualConv2d, with the file's
+    factors and bias (the module's own bias if the file has none), on the
+    module's device and dtype. Forward then computes S + R without forming
+    W, equal to the model with strata's model.materialized.safetensors
+    loaded; training updates the factors; torch.onnx.export writes the
+    structured layers (Gemm/MatMul pairs for low-rank parts, einsums for
+    monarch, convolutions for the k x k ones; circulant and toeplitz use
+    torch.fft, which the exporter does not translate).
+
+    Only what can be swapped may be converted, and anything else is an
+    error naming the layer, before model is changed: a layer that is not
+    an nn.Linear or nn.Conv2d (an embedding, a Conv1D, a grouped
+    convolution), and the projections of nn.MultiheadAttention, whose
+    forward reads in_proj_weight and out_proj.weight directly (convert a
+    transformer with --exclude '*.self_attn.*'). An
+    nn.TransformerEncoderLayer whose linear1 or linear2 is swapped has its
+    fused inference path turned off (activation_relu_or_gelu = 0: that
+    path reads linear1.weight directly); it then runs its ordinary forward,
+    which computes the same function.
+    """
+    tensors, arch, _ = read_factors(path)
+    swaps = []
+    for layer in arch["layers"]:
+        if layer.get("kind") != "linear" or not layer.get("structure"):
+            continue
+        name = layer["name"]
+        parent_name, _, attr = name.rpartition(".")
+        try:
+            parent = model.get_submodule(parent_name) if parent_name else model
+            module = getattr(parent, attr)
+        except AttributeError:
+            raise ValueError(f"layer {name!r} of {path}: no submodule of that name in the model "
+                             "(apply swaps nn.Linear and nn.Conv2d modules; strata convert --exclude the rest)") from None
+        if isinstance(parent, nn.MultiheadAttention):
+            raise ValueError(f"layer {name!r}: nn.MultiheadAttention reads its projection weights directly; "
+                             "convert with --exclude '*.self_attn.*'")
+        if not isinstance(module, nn.Module):
+            raise ValueError(f"layer {name!r}: {type(module).__name__}, not a module; apply swaps nn.Linear and nn.Conv2d "
+                             "(convert with --exclude for the others)")
+        swaps.append((parent, attr, _structured_module(layer, module, tensors), name))
+    for parent, attr, new, _ in swaps:
+        setattr(parent, attr, new)
+        if isinstance(parent, nn.TransformerEncoderLayer):
+            parent.activation_relu_or_gelu = 0
+    return [name for *_, name in swaps]
+
+
 # ---------------------------------------------------------------------------
 # models
 
@@ -467,8 +619,8 @@ def read_factors(path):
     if META_ARCHITECTURE not in meta:
         raise ValueError(f"{path}: no {META_ARCHITECTURE} in __metadata__ (write it with strata export --factors)")
     v = meta.get(META_FORMAT_VERSION, FORMAT_VERSION)
-    if v != FORMAT_VERSION:
-        raise ValueError(f"{path}: {META_FORMAT_VERSION} {v}, this reader knows {FORMAT_VERSION}")
+    if v not in FORMAT_VERSIONS:
+        raise ValueError(f"{path}: {META_FORMAT_VERSION} {v}, this reader knows {', '.join(FORMAT_VERSIONS)}")
     return tensors, json.loads(meta[META_ARCHITECTURE]), meta
 
 

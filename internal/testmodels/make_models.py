@@ -33,8 +33,11 @@ Writes into DIR:
 Models (module names are the tensor names):
   mlp          fc1 64->128, GELU, fc2 128->128, GELU, fc3 128->10;
                __metadata__ {"activation": "gelu"}
-  cnn          conv1 3x3 1->16 (padding 1), ReLU, conv2 1x1 16->32, ReLU,
-               2x2 max pool, head 512->10, on [N, 1, 8, 8]
+  cnn          conv1 3x3 1->16 (padding 1), ReLU, conv2 3x3 16->32
+               (padding 1), ReLU, conv3 1x1 32->64, ReLU, 2x2 max pool,
+               fc 1024->64, ReLU, head 64->10, on [N, 1, 8, 8]: conv2, conv3
+               and fc are large enough for S + R (monarch b=4 or lowrank
+               rank 4, plus a rank-8 residual) to have fewer parameters
   transformer  the rows as 8 tokens of 8 features [N, 8, 8]: embed 8->32,
                a learned position table pos [1, 8, 32], one
                nn.TransformerEncoderLayer (d 32, 4 heads, ff 64, no dropout,
@@ -84,12 +87,15 @@ class CNN(nn.Module):
     def __init__(self):
         super().__init__()
         self.conv1 = nn.Conv2d(1, 16, 3, padding=1)
-        self.conv2 = nn.Conv2d(16, 32, 1)
-        self.head = nn.Linear(32 * 4 * 4, CLASSES)
+        self.conv2 = nn.Conv2d(16, 32, 3, padding=1)
+        self.conv3 = nn.Conv2d(32, 64, 1)
+        self.fc = nn.Linear(64 * 4 * 4, 64)
+        self.head = nn.Linear(64, CLASSES)
 
     def forward(self, x):
-        h = F.relu(self.conv2(F.relu(self.conv1(x))))
-        return self.head(torch.flatten(F.max_pool2d(h, 2), 1))
+        h = F.relu(self.conv3(F.relu(self.conv2(F.relu(self.conv1(x))))))
+        h = F.relu(self.fc(torch.flatten(F.max_pool2d(h, 2), 1)))
+        return self.head(h)
 
 
 class Transformer(nn.Module):

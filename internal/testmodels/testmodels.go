@@ -140,6 +140,28 @@ func (s *Set) Pretrained(tb testing.TB) []*Pretrained {
 	return s.pretrained
 }
 
+// ONNXModel is an ONNX model of the set and an input it runs on.
+type ONNXModel struct {
+	Name  string // the model's name ("mlp", ...) or file name (pretrained)
+	Path  string
+	Input Array
+}
+
+// ONNXModels lists every ONNX model of the set with its evaluation input:
+// the test models (Models order), then the pretrained ones, failing tb
+// when `make deps` has not installed them.
+func (s *Set) ONNXModels(tb testing.TB) []ONNXModel {
+	tb.Helper()
+	var out []ONNXModel
+	for _, m := range s.Models() {
+		out = append(out, ONNXModel{m.Name, m.ONNX, m.Input})
+	}
+	for _, p := range s.Pretrained(tb) {
+		out = append(out, ONNXModel{p.Name, p.Path, p.Input})
+	}
+	return out
+}
+
 // PretrainedPath returns the path of the pretrained model file name (one
 // of WakeWord, SpeechEmbed, Melspectrogram), failing tb when it is not
 // installed.

@@ -158,7 +158,8 @@ func TestSafetensors(t *testing.T) {
 		}
 	}
 	cnn, _, _ := readSafetensors(t, s.CNN.Safetensors)
-	for name, shape := range map[string][]int64{"conv1.weight": {16, 1, 3, 3}, "conv2.weight": {32, 16, 1, 1}, "head.weight": {10, 512}} {
+	for name, shape := range map[string][]int64{"conv1.weight": {16, 1, 3, 3}, "conv2.weight": {32, 16, 3, 3},
+		"conv3.weight": {64, 32, 1, 1}, "fc.weight": {64, 1024}, "head.weight": {10, 64}} {
 		if e := cnn[name]; !slices.Equal(e.Shape, shape) {
 			t.Errorf("cnn %s: %v, want %v", name, e.Shape, shape)
 		}

@@ -10,7 +10,9 @@ Exit codes of strata (PRODUCT.md section 6) and what they do here:
   alike, so the JSON summary always reaches XCom (``--xcom-file
   /airflow/xcom/return.json``, ``do_xcom_push``); the decision is in it.
 - gate: a ShortCircuitOperator that lets ``promote`` run only when that
-  summary says ``go``.
+  summary says ``go``. promote writes the structured model, never its dense
+  copy: the trunk and correction factors with the architecture (``strata
+  export --factors``), so the savings reach serving.
 - 1 (runtime error) and the failures of the infrastructure (OOMKilled,
   eviction, preemption: the pod fails without a strata exit code) are
   retried; 2 (bad input), 3 and 4 fail the task at once, without retries
@@ -147,6 +149,7 @@ STAGE_ARGS = {
     "promote": [
         "export",
         "--model=" + RUN + "/finetune/model.arrow",
+        "--factors",
         "--format=safetensors",
         "--out=" + RUN + "/promoted.safetensors",
     ],

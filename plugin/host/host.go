@@ -324,7 +324,7 @@ type Result struct {
 	plugin.Result
 }
 
-// Model decodes the output model named name (e.g. "model" or "dense")
+// Model decodes the output model named name (e.g. "model" or "materialized")
 // from its Arrow IPC stream, or reads it from its path when it stayed on
 // disk.
 func (r Result) Model(name string) (*arrowio.Model, error) {

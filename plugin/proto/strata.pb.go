@@ -1006,7 +1006,7 @@ func (x *RunResult) GetOutputs() []*Artifact {
 // Artifact references one output of a run.
 type Artifact struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// name is the output's name, e.g. "model", "dense", "report".
+	// name is the output's name, e.g. "model", "materialized", "report".
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// file is its file name, e.g. "model.arrow".
 	File string `protobuf:"bytes,2,opt,name=file,proto3" json:"file,omitempty"`

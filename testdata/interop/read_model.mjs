@@ -1,7 +1,8 @@
 // read_model.mjs FILE: reads a strata model file (Arrow IPC file format)
 // with arrow-js and prints, as JSON on stdout, the schema metadata and every
 // tensor's name, role, shape and data. Float values are printed as the hex
-// of their IEEE 754 bits, so the Go test can compare them exactly.
+// of their IEEE 754 bits, so the Go test can compare them exactly. A
+// version 2 file's dtype is printed as it is and its raw bytes as hex.
 import { readFileSync } from "node:fs";
 import { tableFromIPC } from "apache-arrow";
 
@@ -26,7 +27,12 @@ for (let i = 0; i < table.numRows; i++) {
   const row = table.get(i);
   const shape = Array.from(row.shape.toArray(), (d) => Number(d));
   const data = Array.from(row.data.toArray(), bitsHex);
-  tensors.push({ name: row.name, role: row.role, shape, data });
+  const t = { name: row.name, role: row.role, shape, data };
+  if (row.dtype !== undefined) {
+    t.dtype = row.dtype;
+    t.raw = Buffer.from(row.raw).toString("hex");
+  }
+  tensors.push(t);
 }
 
 process.stdout.write(JSON.stringify({ metadata, fields, tensors }));

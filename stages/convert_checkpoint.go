@@ -1,0 +1,163 @@
+package stages
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"strings"
+	"time"
+
+	"gonum.org/v1/gonum/mat"
+
+	"github.com/strata-ml/strata/arrowio"
+	"github.com/strata-ml/strata/compute"
+	"github.com/strata-ml/strata/internal/inputerr"
+	"github.com/strata-ml/strata/modelmap"
+)
+
+// convertCheckpoint is Convert for an Arrow model file or a safetensors
+// checkpoint.
+func convertCheckpoint(ctx context.Context, cfg ConvertConfig) (*ConvertResult, error) {
+	log := cfg.Logger
+	lm, err := mapModel(cfg.Model, cfg.Activation)
+	if err != nil {
+		return nil, err
+	}
+	defer lm.close()
+	refs, err := checkpointLinears(lm.model, &cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	shard, err := parseShard(cfg.Layers, len(refs))
+	if err != nil {
+		return nil, err
+	}
+	res := newConvertResult(cfg, lm.input, lm.format)
+	for _, r := range refs {
+		res.Selected = append(res.Selected, r.tensor)
+	}
+	out := &arrowio.Model{Arch: lm.model.Arch, Meta: lm.model.Meta}
+	out.Arch.Layers = append([]arrowio.Layer(nil), lm.model.Arch.Layers...)
+	replaced := map[string][]arrowio.Tensor{}
+	for i, idx := range shard {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		r := &refs[idx]
+		t, _ := lm.model.Tensor(r.tensor)
+		w, err := weightMatrix(t, r)
+		if err != nil {
+			return nil, inputerr.Errorf("%s: tensor %q: %w", cfg.Model, r.tensor, err)
+		}
+		start := time.Now()
+		layer, op, skip, err := convertLayer(r, w, &cfg, log)
+		if err != nil {
+			return nil, classify(fmt.Errorf("%s: convert tensor %q: %w", cfg.Model, r.tensor, err))
+		}
+		layer.Seconds = time.Since(start).Seconds()
+		if !res.record(layer, skip, i+1, len(shard), log) {
+			continue
+		}
+		replaced[r.tensor] = modelmap.OperatorTensors(layer.Name, op)
+		l := arrowio.Layer{Name: r.layer, Out: r.out, In: r.in, Layout: r.layout, Kernel: r.kernel}
+		if r.tensor != r.layer+".weight" {
+			l.Weight = r.tensor
+		}
+		modelmap.SetStructure(out, l, op.Spec())
+	}
+	for _, t := range lm.model.Tensors {
+		if ts, ok := replaced[t.Name]; ok {
+			out.Tensors = append(out.Tensors, ts...)
+			continue
+		}
+		out.Tensors = append(out.Tensors, t)
+	}
+	res.finish(log)
+	if err := writeConvertOutputs(cfg.Out, res, lm, out); err != nil {
+		return nil, fmt.Errorf("convert: write %s: %w", cfg.Out, err)
+	}
+	return res, nil
+}
+
+// checkpointLinears returns the weights of m that the globs of cfg
+// select, in file order: every 2-D float weight, and for a generic
+// checkpoint every float weight of rank 3 or more named "<layer>.weight"
+// (a convolution's [out, in, k1, ...], read as out x (in k1 ...)). The
+// layer of "<layer>.weight" is <layer>, of any other name the name
+// itself. A 2-D weight of a generic checkpoint is read [out, in] or
+// [in, out] as cfg.WeightLayout says (see ConvertConfig). Nothing
+// selected is bad input.
+func checkpointLinears(m *arrowio.Model, cfg *ConvertConfig, log *slog.Logger) ([]linearRef, error) {
+	generic := m.Arch.Kind == arrowio.ArchGeneric
+	if !generic && cfg.WeightLayout == WeightLayoutInOut {
+		return nil, inputerr.Errorf("%s: --weight-layout in-out: the weights of an MLP model are [out, in]", cfg.Model)
+	}
+	layers := map[string]bool{}
+	var refs []linearRef
+	for i := range m.Tensors {
+		t := &m.Tensors[i]
+		rank := len(t.Shape)
+		if t.IsRaw() || t.Role != compute.RoleWeight || rank < 2 || (rank > 2 && (!generic || !strings.HasSuffix(t.Name, ".weight"))) {
+			continue
+		}
+		if !cfg.selects(t.Name) {
+			continue
+		}
+		r := linearRef{tensor: t.Name, layer: layerOfWeight(t.Name), out: int(t.Shape[0]), in: t.Numel() / max(1, int(t.Shape[0])), pointwise: true}
+		if layers[r.layer] {
+			r.layer = t.Name // "x" and "x.weight" both: the second keeps its full name
+		}
+		layers[r.layer] = true
+		if rank > 2 {
+			r.kernel = append([]int64(nil), t.Shape[2:]...)
+			for _, k := range r.kernel {
+				r.pointwise = r.pointwise && k == 1
+			}
+		} else if generic && inOut(m, t, cfg.WeightLayout) {
+			r.layout, r.out, r.in = arrowio.LayoutInOut, int(t.Shape[1]), int(t.Shape[0])
+			log.Info("weight read as [in, out]", "tensor", t.Name, "shape", t.Shape, "weight_layout", cfg.WeightLayout)
+		}
+		if r.out == 0 || r.in == 0 {
+			continue
+		}
+		refs = append(refs, r)
+	}
+	if len(refs) == 0 {
+		return nil, cfg.noneSelected()
+	}
+	return refs, nil
+}
+
+// inOut reports whether the 2-D weight t of a generic checkpoint is
+// stored [in, out]: layout says so, or layout is auto and t's bias
+// "<layer>.bias" has t.Shape[1] values and t.Shape[0] != t.Shape[1].
+func inOut(m *arrowio.Model, t *arrowio.Tensor, layout string) bool {
+	switch layout {
+	case WeightLayoutInOut:
+		return true
+	case WeightLayoutOutIn:
+		return false
+	}
+	b, ok := m.Tensor(layerOfWeight(t.Name) + ".bias")
+	return ok && !b.IsRaw() && len(b.Shape) == 1 && b.Shape[0] == t.Shape[1] && t.Shape[0] != t.Shape[1]
+}
+
+// weightMatrix returns W (r.out x r.in) of the weight tensor t, in
+// float64: its values as they are, or transposed when r reads it
+// [in, out]. A non-finite value is an error naming its position.
+func weightMatrix(t *arrowio.Tensor, r *linearRef) (*mat.Dense, error) {
+	w := mat.NewDense(r.out, r.in, nil)
+	raw := w.RawMatrix().Data
+	for i, v := range t.Data {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return nil, fmt.Errorf("value %d is %v", i, v)
+		}
+		if r.layout == arrowio.LayoutInOut {
+			raw[(i%r.out)*r.in+i/r.out] = float64(v)
+		} else {
+			raw[i] = float64(v)
+		}
+	}
+	return w, nil
+}
