@@ -114,7 +114,7 @@ func OpenMetrics(d gate.Decision, counts map[gate.Outcome]int, rows []MetricRow)
 	}
 	b.WriteString("# TYPE strata_gate_rules gauge\n")
 	b.WriteString("# HELP strata_gate_rules Gate policy rules by outcome.\n")
-	for _, o := range []gate.Outcome{gate.OutcomePass, gate.OutcomeFail, gate.OutcomeInconclusive, gate.OutcomeSkipped} {
+	for _, o := range gate.Outcomes {
 		fmt.Fprintf(&b, "strata_gate_rules{outcome=%q} %d\n", string(o), counts[o])
 	}
 	b.WriteString("# TYPE strata_metric gauge\n")

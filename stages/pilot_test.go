@@ -105,10 +105,19 @@ func TestPilotFilesNoControl(t *testing.T) {
 	if res.Baseline.Config.Init != "mlp:4-128-128-3:relu" {
 		t.Errorf("default baseline %q, want mlp:4-128-128-3:relu", res.Baseline.Config.Init)
 	}
+	// The default policy's control rule fails loudly without a control,
+	// saying how to get one: the pilot is NO-GO whatever the rest says.
+	found := false
 	for _, r := range res.Report.Rules {
-		if r.Versus == gate.VersusControl && r.Outcome != gate.OutcomeSkipped {
-			t.Errorf("the optional control rule was %s without a control", r.Outcome)
+		if r.Versus == gate.VersusControl {
+			found = true
+			if r.Outcome != gate.OutcomeFail || !strings.Contains(r.Sentence, "give validate --control") {
+				t.Errorf("control rule without a control: %s %q, want a fail saying how to get one", r.Outcome, r.Sentence)
+			}
 		}
+	}
+	if !found || res.Report.Decision != gate.DecisionNoGo {
+		t.Errorf("decision %s (control rule found: %v), want NO-GO from the control rule", res.Report.Decision, found)
 	}
 }
 
