@@ -359,13 +359,17 @@ func (b *dsBuilder) plan(schema *arrow.Schema) error {
 	label := b.cfg.label
 	switch idx := schema.FieldIndices(label); len(idx) {
 	case 0:
-		return fieldErr(b.file, "column", label, ErrFormat, "label column missing (columns: %s)", columnNames(schema))
+		if !b.cfg.optLabel {
+			return fieldErr(b.file, "column", label, ErrFormat, "label column missing (columns: %s)", columnNames(schema))
+		}
+		b.labelCol = -1
 	case 1:
 		b.labelCol = idx[0]
 	default:
 		return fieldErr(b.file, "column", label, ErrFormat, "label column appears %d times", len(idx))
 	}
-	if lt := schema.Field(b.labelCol).Type; !isNumeric(lt) {
+	if b.labelCol >= 0 && !isNumeric(schema.Field(b.labelCol).Type) {
+		lt := schema.Field(b.labelCol).Type
 		return fieldErr(b.file, "column", label, ErrUnsupported, "label has type %s, want an integer or float type", lt)
 	}
 	if len(b.cfg.features) > 0 {
@@ -679,11 +683,13 @@ func (b *dsBuilder) readCSV(r io.Reader) error {
 		if err != nil {
 			return csvErr(b.file, err)
 		}
-		y, err := b.csvValue(cr, rec, b.labelCol, header[b.labelCol])
-		if err != nil {
-			return err
+		if b.labelCol >= 0 {
+			y, err := b.csvValue(cr, rec, b.labelCol, header[b.labelCol])
+			if err != nil {
+				return err
+			}
+			b.ds.Y = append(b.ds.Y, y)
 		}
-		b.ds.Y = append(b.ds.Y, y)
 		for j := 0; j < d; j++ {
 			c := b.featCols[j]
 			v, err := b.csvValue(cr, rec, c, header[c])

@@ -41,7 +41,7 @@ func (c *convertCommand) flags(cfg *stages.ConvertConfig, lo *logOptions) *flagS
 	fs.StringSliceVar(&cfg.Include, "include", cfg.Include, "globs on tensor names to convert (default: every 2-D weight)")
 	fs.StringSliceVar(&cfg.Exclude, "exclude", cfg.Exclude, "globs on tensor names to leave dense")
 	fs.StringVar(&cfg.Layers, "layers", cfg.Layers, "convert only this shard of the selected weights, e.g. 0-3 or 0,2,5-7")
-	nameVar(fs, &cfg.Activation, "activation", "activation between layers of an nn.Sequential safetensors checkpoint (default relu)")
+	nameVar(fs, &cfg.Activation, "activation", "activation of an nn.Sequential safetensors checkpoint without strata's metadata (without it such a checkpoint is refused)")
 	fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "random seed (randomized SVDs)")
 	lo.bind(fs)
 	return fs

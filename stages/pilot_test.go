@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/strata-ml/strata/arrowio"
 	"github.com/strata-ml/strata/gate"
 	"github.com/strata-ml/strata/internal/datasets"
 	"github.com/strata-ml/strata/internal/inputerr"
@@ -189,6 +190,75 @@ validate:
 		var ce *yamlstrict.ConfigError
 		if !errors.As(err, &ce) || ce.Line != e.line || !strings.Contains(err.Error(), e.want) || !errors.Is(err, inputerr.ErrInput) {
 			t.Errorf("%q: err = %v, want line %d and %q", e.src, err, e.line, e.want)
+		}
+	}
+}
+
+// TestLogitsModePilotDemo is the logits-mode pilot of the digits demo:
+// the demo's baseline, candidate and control give their logits on the
+// test rows as safetensors (as a PyTorch team would save them), validate
+// compares the logits with the parameter counts given, and the default
+// policy decides: GO or NO-GO on values, never an automatic NO-GO from a
+// metric the logits mode cannot have (those rules are not applicable).
+func TestLogitsModePilotDemo(t *testing.T) {
+	cfg := DemoPilotConfig()
+	cfg.Workdir = t.TempDir()
+	res, err := Pilot(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	test := filepath.Join(cfg.Workdir, "data", "test.arrow")
+	ds := mustReadData(t, test)
+	logits := func(model string) (string, int64) {
+		t.Helper()
+		m, err := loadValModel(model, "", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.prepare(ds); err != nil {
+			t.Fatal(err)
+		}
+		z, err := m.outputsOf(ds.N)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data := make([]float32, len(z))
+		for i, v := range z {
+			data[i] = float32(v)
+		}
+		path := strings.TrimSuffix(model, ".arrow") + ".logits.safetensors"
+		if err := arrowio.WriteSafetensors(path, []arrowio.Tensor{{Name: "logits", Shape: []int64{int64(ds.N), int64(m.outputs)}, Data: data}}, nil); err != nil {
+			t.Fatal(err)
+		}
+		params, _, _, _ := m.cost()
+		return path, int64(params)
+	}
+	vcfg := validation.DefaultConfig()
+	vcfg.BaselineLogits, vcfg.BaselineParams = logits(res.BaselineModel)
+	vcfg.CandidateLogits, vcfg.CandidateParams = logits(filepath.Join(cfg.Workdir, "finetune", "model.arrow"))
+	vcfg.ControlLogits, vcfg.ControlParams = logits(filepath.Join(cfg.Workdir, "control", "model.arrow"))
+	vcfg.Data, vcfg.Out, vcfg.Bootstrap = test, filepath.Join(cfg.Workdir, "logits-validate"), 500
+	if _, err := Validate(context.Background(), vcfg); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Report(context.Background(), ReportConfig{Validation: filepath.Join(vcfg.Out, validation.FileName), Out: filepath.Join(cfg.Workdir, "logits-report")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("logits-mode pilot: %s", rep.Why)
+	if rep.Decision != gate.DecisionGo && rep.Decision != gate.DecisionNoGo {
+		t.Errorf("decision %s, want GO or NO-GO", rep.Decision)
+	}
+	for _, r := range rep.Rules {
+		switch {
+		case r.Metric == validation.MetricPerturbationSensitivityRelative:
+			if r.Outcome != gate.OutcomeNotApplicable || !strings.Contains(r.Sentence, "logits mode") {
+				t.Errorf("%s: %s, want not applicable in the logits mode: %s", r.Rule, r.Outcome, r.Sentence)
+			}
+		case r.Outcome == gate.OutcomeFail && r.Value == nil:
+			t.Errorf("%s failed without a value: %s", r.Rule, r.Sentence)
+		case r.Outcome == gate.OutcomeNotApplicable:
+			t.Errorf("%s not applicable: %s", r.Rule, r.Sentence)
 		}
 	}
 }
