@@ -166,7 +166,7 @@ validate:
 	if err != nil {
 		t.Fatalf("examples/pilot/pilot.yaml: %v", err)
 	}
-	if ex.Data != "digits" || ex.Convert.Structure != "kronecker" || !ex.Control {
+	if ex.Data != "digits" || ex.Convert.Structure != "monarch" || !ex.Control {
 		t.Errorf("examples/pilot/pilot.yaml read as %+v", ex)
 	}
 	if _, err := gate.LoadPolicy(ex.Policy); err != nil {
@@ -260,5 +260,23 @@ func TestLogitsModePilotDemo(t *testing.T) {
 		case r.Outcome == gate.OutcomeNotApplicable:
 			t.Errorf("%s not applicable: %s", r.Rule, r.Sentence)
 		}
+	}
+}
+
+// TestExamplePilotGO runs the complete example, examples/pilot/pilot.yaml,
+// as the docs show it: a Monarch + low-rank candidate on the digits data
+// that the default policy passes.
+func TestExamplePilotGO(t *testing.T) {
+	cfg, err := LoadPilotConfig(filepath.Join("..", "examples", "pilot", "pilot.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Workdir = t.TempDir()
+	res, err := Pilot(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Decision != gate.DecisionGo {
+		t.Errorf("examples/pilot/pilot.yaml: %s, want the GO its comments promise: %s", res.Decision.Label(), res.Why)
 	}
 }
