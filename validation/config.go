@@ -30,12 +30,16 @@ type Config struct {
 	BaselineLogits  string `json:"baseline_logits,omitempty"`
 	CandidateLogits string `json:"candidate_logits,omitempty"`
 	ControlLogits   string `json:"control_logits,omitempty"`
-	// BaselineParams, CandidateParams and ControlParams are the models'
-	// parameter counts for the logits mode when no model file is given
-	// beside the logits (0: unknown, params is null).
-	BaselineParams  int64 `json:"baseline_params,omitempty"`
+	// BaselineParams is the baseline's parameter count for the logits
+	// mode when no model file is given beside the logits (0: unknown,
+	// params is then not applicable).
+	BaselineParams int64 `json:"baseline_params,omitempty"`
+	// CandidateParams is the candidate's parameter count for the logits
+	// mode (0: unknown).
 	CandidateParams int64 `json:"candidate_params,omitempty"`
-	ControlParams   int64 `json:"control_params,omitempty"`
+	// ControlParams is the control's parameter count for the logits mode
+	// (0: unknown).
+	ControlParams int64 `json:"control_params,omitempty"`
 	// Data is the evaluation data, raw (each model applies its own
 	// standardisation); Label names its target column.
 	Data  string `json:"data,omitempty"`
