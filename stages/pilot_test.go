@@ -249,6 +249,23 @@ func TestLogitsModePilotDemo(t *testing.T) {
 	if rep.Decision != gate.DecisionGo && rep.Decision != gate.DecisionNoGo {
 		t.Errorf("decision %s, want GO or NO-GO", rep.Decision)
 	}
+	// The model files beside the logits give the same parameter counts,
+	// and the weights' own metrics.
+	vcfg2 := vcfg
+	vcfg2.Baseline, vcfg2.Candidate, vcfg2.Control = res.BaselineModel, filepath.Join(cfg.Workdir, "finetune", "model.arrow"), filepath.Join(cfg.Workdir, "control", "model.arrow")
+	vcfg2.BaselineParams, vcfg2.CandidateParams, vcfg2.ControlParams = 0, 0, 0
+	vcfg2.Out = filepath.Join(cfg.Workdir, "logits-validate-models")
+	beside, err := Validate(context.Background(), vcfg2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := beside.Metrics[validation.MetricParams]
+	if p.Candidate == nil || int64(*p.Candidate) != vcfg.CandidateParams || int64(*p.Baseline) != vcfg.BaselineParams {
+		t.Errorf("params from the model files %s / %s, given %d / %d", fv(p.Baseline), fv(p.Candidate), vcfg.BaselineParams, vcfg.CandidateParams)
+	}
+	if lc := beside.Metrics[validation.MetricLayerCondition]; lc.Candidate == nil || len(beside.Layers) != 3 || beside.Metrics[validation.MetricJacobianCondition].Baseline != nil {
+		t.Errorf("logits mode with model files: layer_condition %s, %d layers, jacobian %s", fv(lc.Candidate), len(beside.Layers), fv(beside.Metrics[validation.MetricJacobianCondition].Baseline))
+	}
 	for _, r := range rep.Rules {
 		switch {
 		case r.Metric == validation.MetricPerturbationSensitivityRelative:
