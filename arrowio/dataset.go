@@ -34,6 +34,11 @@ type Dataset struct {
 	// layout, "<column>[j]" for a list or tensor column (or the names the
 	// file stores under MetaFeatureNames).
 	FeatureNames []string
+	// Shape is the shape of each row's features when they come from an
+	// arrow.fixed_shape_tensor column stored in row-major order (no
+	// permutation): an image's [C, H, W], a sequence's [T, F]. The D
+	// values of a row are that tensor, row-major. nil otherwise.
+	Shape []int
 }
 
 // MetaFeatureNames is the schema metadata key under which WriteDataset
@@ -325,18 +330,46 @@ func listInfo(t arrow.DataType) (elem arrow.DataType, width int, ok bool, err er
 	return nil, 0, false, nil
 }
 
+// tensorShape returns the row shape of a fixed_shape_tensor type stored in
+// row-major order, nil for any other type.
+func tensorShape(t arrow.DataType) []int {
+	et, ok := t.(arrow.ExtensionType)
+	if !ok || et.ExtensionName() != FixedShapeTensorName {
+		return nil
+	}
+	parsed, err := (&FixedShapeTensorType{}).Deserialize(et.StorageType(), et.Serialize())
+	if err != nil {
+		return nil
+	}
+	st := parsed.(*FixedShapeTensorType)
+	for i, p := range st.Permutation() {
+		if p != int64(i) {
+			return nil
+		}
+	}
+	var shape []int
+	for _, d := range st.Shape() {
+		shape = append(shape, int(d))
+	}
+	return shape
+}
+
 // plan chooses the label and feature columns from the schema.
 func (b *dsBuilder) plan(schema *arrow.Schema) error {
 	label := b.cfg.label
 	switch idx := schema.FieldIndices(label); len(idx) {
 	case 0:
-		return fieldErr(b.file, "column", label, ErrFormat, "label column missing (columns: %s)", columnNames(schema))
+		if !b.cfg.optLabel {
+			return fieldErr(b.file, "column", label, ErrFormat, "label column missing (columns: %s)", columnNames(schema))
+		}
+		b.labelCol = -1
 	case 1:
 		b.labelCol = idx[0]
 	default:
 		return fieldErr(b.file, "column", label, ErrFormat, "label column appears %d times", len(idx))
 	}
-	if lt := schema.Field(b.labelCol).Type; !isNumeric(lt) {
+	if b.labelCol >= 0 && !isNumeric(schema.Field(b.labelCol).Type) {
+		lt := schema.Field(b.labelCol).Type
 		return fieldErr(b.file, "column", label, ErrUnsupported, "label has type %s, want an integer or float type", lt)
 	}
 	if len(b.cfg.features) > 0 {
@@ -384,6 +417,7 @@ func (b *dsBuilder) plan(schema *arrow.Schema) error {
 		b.listCol = true
 		b.varWidth = width == 0
 		b.ds.D = width
+		b.ds.Shape = tensorShape(f.Type)
 	}
 	if b.listCol {
 		if !b.varWidth && b.ds.D <= 0 {
@@ -649,11 +683,13 @@ func (b *dsBuilder) readCSV(r io.Reader) error {
 		if err != nil {
 			return csvErr(b.file, err)
 		}
-		y, err := b.csvValue(cr, rec, b.labelCol, header[b.labelCol])
-		if err != nil {
-			return err
+		if b.labelCol >= 0 {
+			y, err := b.csvValue(cr, rec, b.labelCol, header[b.labelCol])
+			if err != nil {
+				return err
+			}
+			b.ds.Y = append(b.ds.Y, y)
 		}
-		b.ds.Y = append(b.ds.Y, y)
 		for j := 0; j < d; j++ {
 			c := b.featCols[j]
 			v, err := b.csvValue(cr, rec, c, header[c])

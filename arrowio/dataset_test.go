@@ -318,6 +318,9 @@ func TestReadDatasetLayouts(t *testing.T) {
 			t.Fatal(err)
 		}
 		equalDatasets(t, got, &Dataset{N: 1, D: 4, X: []float64{1, 2, 3, 4}, Y: []float64{9}}, []string{"img[0]", "img[1]", "img[2]", "img[3]"})
+		if !slices.Equal(got.Shape, []int{2, 2}) {
+			t.Errorf("row shape %v, want the tensor's [2 2]", got.Shape)
+		}
 	})
 	t.Run("IPC stream in a .arrow file", func(t *testing.T) {
 		p := arrowFile(t, "d.arrow", true, []arrow.Field{field("x", arrow.PrimitiveTypes.Float64), field("label", arrow.PrimitiveTypes.Int64)}, f64s(1, 2), i64s(0, 1))

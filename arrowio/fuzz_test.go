@@ -256,3 +256,28 @@ func TestFuzzSeeds(t *testing.T) {
 		write("FuzzReadDataset", i, bytesLit(s.data), fmt.Sprintf("byte(%q)", rune(s.kind)))
 	}
 }
+
+// FuzzParseNpy: no input makes ParseNpy panic or return values that
+// disagree with the shape; every error is a *FormatError.
+func FuzzParseNpy(f *testing.F) {
+	f.Add([]byte("\x93NUMPY\x01\x00\x46\x00{'descr': '<f4', 'fortran_order': False, 'shape': (2, 1), }            \n\x00\x00\x80\x3f\x00\x00\x00\x40"))
+	f.Add([]byte("\x93NUMPY\x02\x00\x10\x00\x00\x00{'descr': '<f8', 'fortran_order': True, 'shape': (1, 1), }\x00\x00\x00\x00\x00\x00\xf0\x3f"))
+	f.Add([]byte("\x93NUMPY\x01\x00"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		shape, values, err := ParseNpy(b, "fuzz.npy")
+		if err != nil {
+			var fe *FormatError
+			if !errors.As(err, &fe) {
+				t.Fatalf("error %v is not a *FormatError", err)
+			}
+			return
+		}
+		n := 1
+		for _, d := range shape {
+			n *= d
+		}
+		if n != len(values) {
+			t.Fatalf("shape %v holds %d values, got %d", shape, n, len(values))
+		}
+	})
+}

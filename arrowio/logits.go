@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -18,27 +21,35 @@ import (
 )
 
 // ReadLogits reads a table of per-example model outputs (the logits of a
-// classifier, the predictions of a regressor) computed by any framework:
-// an Arrow IPC file or stream or a Parquet file, chosen by the extension of
-// path as ReadDataset chooses (CSV is not accepted). It has one row per
-// example; the outputs are one list or fixed_shape_tensor column or
-// numeric columns (one per output, in column order), exactly the feature
-// layouts of ReadDataset, and come back as X (N x D, D the number of
-// outputs).
+// classifier, the predictions of a regressor) computed by any framework,
+// chosen by the extension of path: a table (an Arrow IPC file or stream,
+// Parquet or CSV, as ReadDataset chooses) or one array (.safetensors, as
+// safetensors.torch.save_file writes it; .npy, as numpy.save does). It has
+// one row per example and comes back as X (N x D, D the number of
+// outputs). In a table the outputs are one list or fixed_shape_tensor
+// column or numeric columns (one per output, in column order), exactly
+// the feature layouts of ReadDataset; an array is [rows, outputs] or
+// [rows] (one output), a safetensors file's the only tensor or the one
+// named "logits" (values read as float32).
 //
-// A column named by WithLabel (default "label") is optional: when the file
-// has one, it is not an output and its values come back in Y, so that the
-// caller can check the rows follow its data; otherwise Y is nil. Every
-// other option of ReadDataset applies (WithFeatureColumns names the output
-// columns). Problems are *FormatError naming path, as ReadDataset's.
+// A column (safetensors: a tensor) named by WithLabel (default "label")
+// is optional: when the file has one, it is not an output and its values
+// come back in Y, so that the caller can check the rows follow its data;
+// otherwise Y is nil. Every other option of ReadDataset applies to tables
+// (WithFeatureColumns names the output columns). Problems are
+// *FormatError naming path, as ReadDataset's.
 func ReadLogits(path string, opts ...Option) (*Dataset, error) {
 	cfg := newConfig(opts)
+	switch ext := strings.ToLower(filepath.Ext(path)); ext {
+	case ".safetensors", ".npy":
+		return readTensorLogits(path, ext, cfg.label)
+	}
 	format, err := datasetFormat(path)
 	if err != nil {
-		return nil, err
+		return nil, fileErr(path, ErrUnsupported, "unknown logits extension (want .arrow, .feather, .ipc, .arrows, .parquet, .csv, .csv.gz, .safetensors or .npy)")
 	}
 	if format == fmtCSV || format == fmtCSVGzip {
-		return nil, fileErr(path, ErrUnsupported, "logits must be an Arrow IPC or Parquet file, not CSV")
+		return ReadDataset(path, append(slices.Clone(opts), withOptionalLabel())...)
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {

@@ -13,6 +13,7 @@ type config struct {
 	mmap  bool
 	// Datasets.
 	label     string
+	optLabel  bool // a CSV without the label column reads with Y nil
 	features  []string
 	layout    FeatureLayout
 	float64   bool
@@ -79,4 +80,10 @@ func WithFloat64Features() Option {
 // withBatchRows sets the rows per record batch when writing (tests).
 func withBatchRows(n int) Option {
 	return func(c *config) { c.batchRows = max(n, 1) }
+}
+
+// withOptionalLabel lets a CSV file lack the label column: its rows are
+// then all features and Y is nil (ReadLogits of a CSV).
+func withOptionalLabel() Option {
+	return func(c *config) { c.optLabel = true }
 }

@@ -175,8 +175,28 @@ func topUsage() string {
 // flagSet is the flag set type every command builds.
 type flagSet = pflag.FlagSet
 
-// flagUsages returns the flag help of fs.
-func flagUsages(fs *flagSet) string { return fs.FlagUsages() }
+// flagUsages returns the flag help of fs, every flag with its default:
+// pflag leaves out a zero default, which is added here ("(default
+// false)", "(default 0)", "(default: none)" for an empty string or list)
+// unless the flag's usage already says it.
+func flagUsages(fs *flagSet) string {
+	fs.VisitAll(func(f *pflag.Flag) {
+		one := pflag.NewFlagSet("", pflag.ContinueOnError)
+		one.AddFlag(f)
+		if strings.Contains(one.FlagUsages(), "(default") {
+			return
+		}
+		switch f.Value.Type() {
+		case "bool":
+			f.Usage += " (default false)"
+		case "string", "stringArray", "stringSlice", "float64Slice", "intSlice":
+			f.Usage += " (default: none)"
+		default:
+			f.Usage += " (default " + f.DefValue + ")"
+		}
+	})
+	return fs.FlagUsages()
+}
 
 // newFlagSet returns a flag set for a subcommand that reports errors
 // instead of exiting and prints usage on --help.

@@ -66,7 +66,7 @@ func (c *convertCommand) flags(cfg *stages.ConvertConfig, lo *logOptions) *flagS
 	fs.StringVar(&cfg.Layers, "layers", cfg.Layers, "convert only this shard of the selected weights, e.g. 0-3 or 0,2,5-7")
 	fs.StringVar(&cfg.WeightLayout, "weight-layout", cfg.WeightLayout, "2-D weights of a generic checkpoint: out-in, in-out (Conv1D) or auto (in-out when the bias matches the second dimension)")
 	fs.BoolVar(&cfg.AllowLarger, "allow-larger", cfg.AllowLarger, "convert layers whose S + R is not smaller than the dense weight (default: keep them dense)")
-	nameVar(fs, &cfg.Activation, "activation", "activation between layers of an nn.Sequential safetensors checkpoint (default relu)")
+	nameVar(fs, &cfg.Activation, "activation", "activation of an nn.Sequential safetensors checkpoint without strata's metadata (without it such a checkpoint is refused)")
 	fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "random seed (randomized SVDs)")
 	lo.bind(fs)
 	return fs

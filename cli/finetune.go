@@ -63,7 +63,7 @@ func (c *finetuneCommand) flags(cfg *stages.FinetuneConfig, lo *logOptions) *fla
 	fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "random seed (initialisation, split, shuffles)")
 	fs.IntVar(&cfg.CheckpointEvery, "checkpoint-every", cfg.CheckpointEvery, "checkpoint every N steps (0: every epoch)")
 	fs.BoolVar(&cfg.Resume, "resume", cfg.Resume, "continue from DIR/checkpoint when there is one")
-	nameVar(fs, &cfg.Activation, "activation", "activation between layers of an nn.Sequential safetensors model (default relu)")
+	nameVar(fs, &cfg.Activation, "activation", "activation of an nn.Sequential safetensors model without strata's metadata: relu, gelu, tanh, sigmoid or identity (without it such a model is refused)")
 	lo.bind(fs)
 	return fs
 }

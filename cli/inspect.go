@@ -31,7 +31,7 @@ Flags:
 func (c *inspectCommand) flags(asJSON *bool, activation *string) *flagSet {
 	fs := newFlagSet("inspect", c.env, c.Usage)
 	fs.BoolVar(asJSON, "json", false, "print JSON for machines instead of a table")
-	fs.StringVar(activation, "activation", "", "activation of an nn.Sequential safetensors checkpoint without metadata (default relu)")
+	fs.StringVar(activation, "activation", "", "activation of an nn.Sequential safetensors checkpoint without strata's metadata (without it such a checkpoint is refused)")
 	return fs
 }
 

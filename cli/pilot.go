@@ -185,7 +185,13 @@ func printPilotSummary(w io.Writer, res *stages.PilotResult) {
 	tw.Flush()
 	fmt.Fprintln(w)
 	for _, r := range rep.Rules {
-		fmt.Fprintf(w, "  %-12s %s\n", strings.ToUpper(string(r.Outcome)), r.Rule)
+		fmt.Fprintf(w, "  %-14s %s\n", strings.ToUpper(strings.ReplaceAll(string(r.Outcome), "_", " ")), r.Rule)
+	}
+	if n := len(rep.Regressions); n > 0 {
+		fmt.Fprintf(w, "\nRegressions (worse beyond the interval, in the report whether a rule covers them or not):\n")
+		for _, g := range rep.Regressions {
+			fmt.Fprintf(w, "  %s\n", g.Sentence())
+		}
 	}
 	fmt.Fprintf(w, "\nReport: %s\n", res.ReportHTML)
 }

@@ -18,7 +18,7 @@ func validationJSON(t *testing.T, dir, name string, control bool, metrics ...str
 		ctl = `, "control": {"path": "control/model.arrow", "sha256": "cc"}`
 	}
 	doc := `{
-  "schema_version": 1,
+  "schema_version": 2,
   "mode": "models",
   "task": "classification",
   "n_examples": 450,
@@ -96,7 +96,16 @@ func TestReportGate(t *testing.T) {
 	withControl := validationJSON(t, dir, "control.json", true,
 		`"accuracy": {"better": "higher", "baseline": 0.9, "candidate": 0.95, "delta": 0.05, "ci95": [0.03, 0.07], "control": 0.951, "delta_vs_control": -0.001, "ci95_vs_control": [-0.004, 0.002]}`)
 	notJSON := filepath.Join(dir, "not.json")
-	os.WriteFile(notJSON, []byte("{\"schema_version\": 1,\n \"metrics\": {\n"), 0o644)
+	os.WriteFile(notJSON, []byte("{\"schema_version\": 2,\n \"metrics\": {\n"), 0o644)
+	// Files validate cannot have written: judged, each would be a GO.
+	impossible := func(name, metric string) string { return validationJSON(t, dir, name+".json", false, metric) }
+	acc25 := impossible("acc25", `"accuracy": {"better": "higher", "baseline": 0.95, "candidate": 2.5, "delta": 1.55, "ci95": [1.5, 1.6]}`)
+	inverted := impossible("inverted", `"accuracy": {"better": "higher", "baseline": 0.95, "candidate": 0.96, "delta": 0.01, "ci95": [0.02, -0.01]}`)
+	hugeDelta := impossible("huge-delta", `"accuracy": {"better": "higher", "baseline": 0.95, "candidate": 0.96, "delta": 1e308}`)
+	oldVersion := filepath.Join(dir, "old-version.json")
+	os.WriteFile(oldVersion, []byte(strings.Replace(string(readBytes(t, pass)), `"schema_version": 2`, `"schema_version": 1`, 1)), 0o644)
+	extraKey := filepath.Join(dir, "extra-key.json")
+	os.WriteFile(extraKey, []byte(strings.Replace(string(readBytes(t, pass)), `"mode": "models",`, `"mode": "models", "decision": "go",`, 1)), 0o644)
 
 	tests := []struct {
 		name       string
@@ -115,7 +124,7 @@ func TestReportGate(t *testing.T) {
 		{"NaN candidate", nan, margin, nil, "no-go", 3, ""},
 		{"missing metric", pass, policy("missing", "  - {metric: loss, max_degradation: 0.1}\n"), nil, "no-go", 3, ""},
 		{"optional missing metric", pass, policy("optional", "  - {metric: accuracy, max_degradation: 0.005}\n  - {metric: loss, max_degradation: 0.1, optional: true}\n"), nil, "go", 0, ""},
-		{"optional NaN metric", nan, policy("optional-nan", "  - {metric: accuracy, max_degradation: 0.005, optional: true}\n"), nil, "go", 0, ""},
+		{"optional NaN metric: nothing judged", nan, policy("optional-nan", "  - {metric: accuracy, max_degradation: 0.005, optional: true}\n"), nil, "inconclusive", 4, ""},
 		{"zero baseline, zero candidate", zero, policy("zero", "  - {metric: prediction_flip_rate, max_relative_change: 0.0}\n"), nil, "go", 0, ""},
 		{"zero baseline, worse candidate", zeroWorse, policy("zero-worse", "  - {metric: prediction_flip_rate, max_relative_change: 1.0}\n"), nil, "no-go", 3, ""},
 		{"min_value", pass, policy("min", "  - {metric: accuracy, min_value: 0.94}\n"), nil, "go", 0, ""},
@@ -134,6 +143,11 @@ func TestReportGate(t *testing.T) {
 		{"direction needed", zero, policy("direction", "  - {metric: residual_share, max_relative_change: 0.1}\n"), nil, "", 2, "direction.yaml:3: rules[0]: residual_share is \"reported\""},
 		{"validation not JSON", notJSON, margin, nil, "", 2, "not valid JSON"},
 		{"no fail hides no bad input", notJSON, margin, []string{"--no-fail"}, "", 2, "not valid JSON"},
+		{"accuracy 2.5", acc25, margin, nil, "", 2, "metrics.accuracy.candidate 2.5: outside the range [0, 1]"},
+		{"inverted interval", inverted, margin, nil, "", 2, "metrics.accuracy.ci95 [0.02, -0.01]: inverted"},
+		{"delta 1e308", hugeDelta, margin, []string{"--no-fail"}, "", 2, "metrics.accuracy.delta 1e+308: want candidate - baseline"},
+		{"unknown format version", oldVersion, margin, nil, "", 2, "schema_version 1: this strata reads validation.json version 2"},
+		{"unknown top-level key", extraKey, margin, nil, "", 2, `unknown key "decision"`},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -3,6 +3,7 @@ package compute
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 
 	"gonum.org/v1/gonum/mat"
 )
@@ -14,13 +15,13 @@ import (
 // and the cost of a forward pass. Every function takes the network's
 // inputs as n rows (row-major) and leaves the network unchanged.
 //
-// Raw inputs. A model may standardise its inputs before its first layer,
-// x_net = (x - mean) / std. Functions that differentiate or perturb with
-// respect to the input take scale (the per-feature 1 / std, nil for none):
-// their Jacobians are J_net diag(scale) and their perturbations d are
-// added to the raw input, so x_net moves by d * scale. With the same
-// definition for every model, models with different standardisations are
-// compared on the same raw inputs.
+// Input coordinates. A model may standardise its inputs before its first
+// layer, x_net = (x - mean) / std. The perturbation functions take scale
+// (the per-feature 1 / std, nil for none) and add their noise d to the raw
+// input, so x_net moves by d * scale: models with different
+// standardisations see the same raw noise. The Jacobian functions take a
+// JacobianView whose ColumnScale says in which coordinates the derivative
+// is taken (validate takes it on the standardised input).
 
 // metricChunk bounds the rows of one forward pass inside the metrics.
 const metricChunk = 256
@@ -48,75 +49,155 @@ func LinearLayers[T Float](net *Network[T]) []int {
 	return idx
 }
 
-// SpectralCondition returns sigma_1 / sigma_k of the singular values sv
-// (decreasing) of a rows x cols matrix, or +Inf when the matrix is
-// numerically singular: sigma_k <= max(rows, cols) * eps * sigma_1, eps =
-// 2^-52, the rank tolerance of LAPACK users and numpy.linalg.matrix_rank
-// (below it sigma_k is rounding noise and the ratio means nothing). NaN
-// for no values.
+// Machine epsilons of the precisions a matrix's values are held in: the
+// rank tolerance of SpectralConditionAt.
+const (
+	Float64Eps = 0x1p-52
+	Float32Eps = 0x1p-23
+)
+
+// SpectralCondition is SpectralConditionAt with Float64Eps: the rank
+// tolerance of a matrix computed in float64.
 func SpectralCondition(sv []float64, rows, cols int) float64 {
+	return SpectralConditionAt(sv, rows, cols, Float64Eps)
+}
+
+// SpectralConditionAt returns sigma_1 / sigma_k of the singular values sv
+// (decreasing) of a rows x cols matrix whose values are held to precision
+// eps (Float32Eps for weights stored as float32), or +Inf when the matrix
+// is numerically singular at that precision: sigma_k <= max(rows, cols)
+// eps sigma_1, the rank tolerance of LAPACK users and
+// numpy.linalg.matrix_rank (below it sigma_k is rounding noise of the
+// stored values and the ratio means nothing: the same weights rounded to
+// float32 would give any value there). NaN for no values.
+func SpectralConditionAt(sv []float64, rows, cols int, eps float64) float64 {
 	if len(sv) == 0 {
 		return math.NaN()
 	}
 	lo, hi := sv[len(sv)-1], sv[0]
-	if lo <= float64(max(rows, cols))*0x1p-52*hi {
+	if lo <= float64(max(rows, cols))*eps*hi {
 		return math.Inf(1)
 	}
 	return hi / lo
 }
 
+// CentreRows returns Q^T W ((k-1) x n, row-major, in dst when it has
+// room) for W k x n (row-major) and Q the k x (k-1) Helmert basis of the
+// vectors orthogonal to the all-ones vector: row j-1 of the result is
+// (W_0 + ... + W_{j-1} - j W_j) / sqrt(j (j+1)), j = 1..k-1. Q^T W has the
+// singular values of P W, P = I - 1 1^T / k, the rows of W with their mean
+// removed: what W does to the outputs up to a shift common to all of them
+// (a classifier's logits up to the shift no softmax sees). Adding one
+// vector to every row of W leaves it unchanged. k must be >= 2.
+func CentreRows(dst, w []float64, k, n int) []float64 {
+	if k < 2 || len(w) != k*n {
+		panic(ErrShape)
+	}
+	if cap(dst) < (k-1)*n {
+		dst = make([]float64, (k-1)*n)
+	}
+	dst = dst[:(k-1)*n]
+	sum := make([]float64, n)
+	for j := 1; j < k; j++ {
+		for c := range n {
+			sum[c] += w[(j-1)*n+c]
+		}
+		f := 1 / math.Sqrt(float64(j*(j+1)))
+		row := dst[(j-1)*n : j*n]
+		for c := range n {
+			row[c] = (sum[c] - float64(j)*w[j*n+c]) * f
+		}
+	}
+	return dst
+}
+
+// CentredSingularValues returns the singular values (decreasing, k - 1 of
+// them at most) of the centred rows Q^T W (CentreRows) of w (k x n).
+func CentredSingularValues(w []float64, k, n int) []float64 {
+	return SingularValuesOf(mat.NewDense(k-1, n, CentreRows(nil, w, k, n)), nil)
+}
+
 // JacobianStats holds, for each input row, summaries of the singular
-// values sigma_1 >= ... >= sigma_m, m = min(Outputs, Inputs), of the exact
-// Jacobian J of the network's outputs (logits) with respect to the input.
+// values sigma_1 >= ... >= sigma_m of a view of the exact Jacobian J of
+// the network's outputs (logits) with respect to its input (see
+// JacobianView).
 type JacobianStats struct {
-	// Condition is sigma_1 / sigma_m, +Inf when J is numerically singular
-	// (see SpectralCondition).
+	// Condition is sigma_1 / sigma_m, +Inf when the view is numerically
+	// singular (see SpectralCondition).
 	Condition []float64
 	// LogSigmaStd is the population standard deviation of log sigma_k
-	// over k, +Inf when J is numerically singular.
+	// over k, +Inf when the view is numerically singular.
 	LogSigmaStd []float64
 }
 
-// JacobianConditions returns the JacobianStats of the n rows of x (n x
-// Inputs, in the network's input space) for the Jacobian J_net(x)
-// diag(scale) with respect to the raw input (scale nil: J_net itself; see
-// the file comment). J_net is computed exactly by backpropagation of every
-// output (Network.InputJacobians) and its singular values by an SVD in
-// float64. A network with one output has one singular value: condition 1
-// (or +Inf when the gradient is 0) and LogSigmaStd 0.
-func JacobianConditions[T Float](net *Network[T], x []T, n int, scale []float64, ws *Workspace[T]) JacobianStats {
-	in, c := net.Inputs(), net.Outputs()
-	checkLen(x, n*in)
-	if scale != nil && len(scale) != in {
+// JacobianView says which matrix of a Jacobian J (Outputs x Inputs, the
+// network's input space) is summarised: Q^T J diag(ColumnScale) when
+// Centre is set (the outputs up to a common shift, see CentreRows: K - 1
+// singular values for K outputs), J diag(ColumnScale) otherwise.
+// ColumnScale is d x_net / d u for the input coordinates u the condition
+// is taken in: the model's 1/std for the raw input, the data's std for
+// the standardised input of a model without standardisation; nil is 1.
+type JacobianView struct {
+	ColumnScale []float64
+	Centre      bool
+}
+
+// JacobianSummary returns the condition and the std of the log singular
+// values (JacobianStats) of view v of one Jacobian j (c x in, row-major;
+// float64 values, whose rank tolerance is Float64Eps). A view with one
+// row has condition 1 (or +Inf when it is 0) and log std 0. j is not
+// modified.
+func JacobianSummary(j []float64, c, in int, v JacobianView) (cond, logStd float64) {
+	if len(j) != c*in || (v.ColumnScale != nil && len(v.ColumnScale) != in) || (v.Centre && c < 2) {
 		panic(ErrShape)
 	}
-	st := JacobianStats{Condition: make([]float64, n), LogSigmaStd: make([]float64, n)}
+	m := slices.Clone(j)
+	if v.ColumnScale != nil {
+		for k := range m {
+			m[k] *= v.ColumnScale[k%in]
+		}
+	}
+	rows := c
+	if v.Centre {
+		m = CentreRows(nil, m, c, in)
+		rows = c - 1
+	}
+	sv := SingularValuesOf(mat.NewDense(rows, in, m), nil)
+	cond = SpectralCondition(sv, rows, in)
+	if math.IsInf(cond, 1) {
+		return cond, math.Inf(1)
+	}
+	logs := make([]float64, len(sv))
+	for k, s := range sv {
+		logs[k] = math.Log(s)
+	}
+	return cond, Std(logs)
+}
+
+// JacobianConditions returns, for each view, the JacobianStats of the n
+// rows of x (n x Inputs, in the network's input space). J is computed
+// once per row, exactly, by backpropagation of every output
+// (Network.InputJacobians), and each view's singular values by an SVD in
+// float64 (JacobianSummary).
+func JacobianConditions[T Float](net *Network[T], x []T, n int, views []JacobianView, ws *Workspace[T]) []JacobianStats {
+	in, c := net.Inputs(), net.Outputs()
+	checkLen(x, n*in)
+	st := make([]JacobianStats, len(views))
+	for v := range views {
+		st[v] = JacobianStats{Condition: make([]float64, n), LogSigmaStd: make([]float64, n)}
+	}
 	jac := make([]T, min(jacobianGroup, n)*c*in)
-	j := mat.NewDense(c, in, nil)
-	raw := j.RawMatrix().Data
-	sv := make([]float64, min(c, in))
-	logs := make([]float64, min(c, in))
+	raw := make([]float64, c*in)
 	for e0 := 0; e0 < n; e0 += jacobianGroup {
 		g := min(jacobianGroup, n-e0)
 		net.InputJacobians(jac[:g*c*in], x[e0*in:(e0+g)*in], g, ws)
 		for e := range g {
 			for k, v := range jac[e*c*in : (e+1)*c*in] {
 				raw[k] = float64(v)
-				if scale != nil {
-					raw[k] *= scale[k%in]
-				}
 			}
-			sv = SingularValuesOf(j, sv)
-			r := e0 + e
-			st.Condition[r] = SpectralCondition(sv, c, in)
-			if math.IsInf(st.Condition[r], 1) {
-				st.LogSigmaStd[r] = math.Inf(1)
-				continue
+			for v, view := range views {
+				st[v].Condition[e0+e], st[v].LogSigmaStd[e0+e] = JacobianSummary(raw, c, in, view)
 			}
-			for k, s := range sv {
-				logs[k] = math.Log(s)
-			}
-			st.LogSigmaStd[r] = Std(logs)
 		}
 	}
 	return st
@@ -135,64 +216,17 @@ type Perturbation struct {
 	Flipped []float64
 }
 
-// PerturbationSensitivity measures how the outputs f of the network move
-// under Gaussian input noise. For each row i of x (n x Inputs, in the
-// network's input space) it draws z_i ~ N(0, I) and sets the raw
-// perturbation d_i = level * sigma * z_i (elementwise: sigma holds the
-// per-feature noise scale, typically the feature's standard deviation in
-// the data, so level is the noise as a share of it). The network sees
-// x_i + d_i * scale (scale nil: 1; see the file comment). The z_i are drawn
-// in row order from the PCG stream (seed, a fixed stream), so the same
-// seed, n and Inputs give every network the same noise.
+// PerturbationSensitivity is PerturbationSensitivityOf the network's
+// forward pass (x in the network's input space, see the file comment).
 func PerturbationSensitivity[T Float](net *Network[T], x []T, n int, sigma, scale []float64, level float64, seed uint64, ws *Workspace[T]) Perturbation {
-	in, c := net.Inputs(), net.Outputs()
-	checkLen(x, n*in)
-	if len(sigma) != in || (scale != nil && len(scale) != in) {
-		panic(ErrShape)
+	checkLen(x, n*net.Inputs())
+	x64 := make([]float64, len(x))
+	for i, v := range x {
+		x64[i] = float64(v)
 	}
-	p := Perturbation{Ratio: make([]float64, n), Output: make([]float64, n), Flipped: make([]float64, n)}
-	rng := rand.New(rand.NewPCG(seed, perturbStream))
-	m := min(metricChunk, n)
-	xn := make([]T, m*in)
-	dn := make([]float64, m)
-	y0 := make([]T, m*c)
-	y1 := make([]T, m*c)
-	for r0 := 0; r0 < n; r0 += metricChunk {
-		g := min(metricChunk, n-r0)
-		xs := x[r0*in : (r0+g)*in]
-		for e := range g {
-			var s float64
-			for k := range in {
-				d := level * sigma[k] * rng.NormFloat64()
-				s += d * d
-				if scale != nil {
-					d *= scale[k]
-				}
-				xn[e*in+k] = T(float64(xs[e*in+k]) + d)
-			}
-			dn[e] = math.Sqrt(s)
-		}
-		net.Forward(y0[:g*c], xs, g, ws)
-		net.Forward(y1[:g*c], xn[:g*in], g, ws)
-		for e := range g {
-			a, b := y0[e*c:(e+1)*c], y1[e*c:(e+1)*c]
-			var num, den float64
-			for k := range c {
-				d := float64(b[k]) - float64(a[k])
-				num += d * d
-				den += float64(a[k]) * float64(a[k])
-			}
-			r := r0 + e
-			p.Output[r] = math.Sqrt(den)
-			if dn[e] == 0 {
-				p.Ratio[r] = math.NaN()
-			} else {
-				p.Ratio[r] = math.Sqrt(num) / dn[e]
-			}
-			if c > 1 && argmax(a) != argmax(b) {
-				p.Flipped[r] = 1
-			}
-		}
+	p, err := PerturbationSensitivityOf(NetworkForward(net, ws), net.Inputs(), net.Outputs(), x64, n, sigma, scale, level, seed)
+	if err != nil {
+		panic(err) // a network's forward pass does not fail
 	}
 	return p
 }
@@ -222,48 +256,30 @@ func Score[T Float](net *Network[T], x, target []T, n int, ws *Workspace[T]) (fl
 }
 
 func score[T Float](net *Network[T], x, target []T, n int, ws *Workspace[T]) float64 {
-	in, c := net.Inputs(), net.Outputs()
-	if n == 0 {
-		return math.NaN()
-	}
-	y := make([]T, min(metricChunk, n)*c)
-	var s float64
-	for r0 := 0; r0 < n; r0 += metricChunk {
-		g := min(metricChunk, n-r0)
-		net.Forward(y[:g*c], x[r0*in:(r0+g)*in], g, ws)
-		for e := range g {
-			yr := y[e*c : (e+1)*c]
-			if net.spec.Task == TaskClassification {
-				if argmax(yr) == int(target[r0+e]) {
-					s++
-				}
-				continue
-			}
-			for k, v := range yr {
-				d := float64(v) - float64(target[(r0+e)*c+k])
-				s -= d * d / float64(c)
-			}
-		}
-	}
-	return s / float64(n)
+	return Mean(exampleScores(nil, net, x, target, n, ws))
 }
 
-// LayerRobustness measures how much the task score (Score: accuracy, or
-// minus the MSE) drops when one linear layer's effective weight W = S + R
-// is perturbed: for each linear layer (in the order of LinearLayers) and
-// each of draws draws, W is replaced by the dense W + E with E = eps
-// ||W||_F G / ||G||_F, G a matrix of independent standard normals, the bias
-// kept, and drops[k][r] = Score(clean) - Score(perturbed). G is drawn from
-// the PCG stream (seed, a stream of the layer's position k and the draw r),
-// so networks whose layers have the same shapes get the same directions.
-// net is not modified (the perturbed layers live in a copy). Errors wrap
-// ErrTarget.
+// LayerRobustness measures how much the task score drops when one linear
+// layer's effective weight W = S + R is perturbed: for each linear layer
+// (in the order of LinearLayers) and each of draws draws, W is replaced by
+// the dense W + E with E = eps ||W||_F G / ||G||_F, G a matrix of
+// independent standard normals, the bias kept. drops[k][e] is the mean
+// over the draws of example e's score drop, clean minus perturbed, the
+// score of an example being 1 when its first largest logit is its class
+// (else 0) for a classifier, minus its squared error averaged over the
+// outputs for a regressor; the mean over the examples is the drop of
+// Score. A classifier's drops are multiples of 1/draws, so the layer's
+// mean drop resolves 1/(n draws). G is drawn from the PCG stream (seed, a
+// stream of the layer's position k and the draw r), so networks whose
+// layers have the same shapes get the same directions. net is not
+// modified (the perturbed layers live in a copy). Errors wrap ErrTarget.
 func LayerRobustness[T Float](net *Network[T], x, target []T, n int, eps float64, draws int, seed uint64, ws *Workspace[T]) (drops [][]float64, err error) {
 	checkLen(x, n*net.Inputs())
 	if err := net.CheckTargets(target, n); err != nil {
 		return nil, err
 	}
-	clean := score(net, x, target, n, ws)
+	clean := exampleScores(nil, net, x, target, n, ws)
+	pert := make([]float64, n)
 	work := CloneNetwork(net)
 	for k, l := range LinearLayers(work) {
 		orig := work.Operator(l)
@@ -272,8 +288,8 @@ func LayerRobustness[T Float](net *Network[T], x, target []T, n int, eps float64
 		orig.DenseTo(w)
 		wn := math.Sqrt(dot(w, w))
 		g := make([]float64, out*in)
-		pert := make([]T, out*in)
-		row := make([]float64, draws)
+		noisy := make([]T, out*in)
+		row := make([]float64, n)
 		for r := range draws {
 			rng := rand.New(rand.NewPCG(seed, robustnessBase|uint64(k)<<20|uint64(r)))
 			for i := range g {
@@ -284,12 +300,18 @@ func LayerRobustness[T Float](net *Network[T], x, target []T, n int, eps float64
 				s = eps * wn / gn
 			}
 			for i := range w {
-				pert[i] = T(w[i] + s*g[i])
+				noisy[i] = T(w[i] + s*g[i])
 			}
-			if err := work.SetOperator(l, NewDenseOp(out, in, pert)); err != nil {
+			if err := work.SetOperator(l, NewDenseOp(out, in, noisy)); err != nil {
 				panic(err) // same shape: cannot fail
 			}
-			row[r] = clean - score(work, x, target, n, ws)
+			pert = exampleScores(pert, work, x, target, n, ws)
+			for e := range n {
+				row[e] += clean[e] - pert[e]
+			}
+		}
+		for e := range row {
+			row[e] /= float64(max(draws, 1))
 		}
 		if err := work.SetOperator(l, orig); err != nil {
 			panic(err)
@@ -297,6 +319,38 @@ func LayerRobustness[T Float](net *Network[T], x, target []T, n int, eps float64
 		drops = append(drops, row)
 	}
 	return drops, nil
+}
+
+// exampleScores sets dst (allocated when short) to each example's score
+// (see LayerRobustness).
+func exampleScores[T Float](dst []float64, net *Network[T], x, target []T, n int, ws *Workspace[T]) []float64 {
+	in, c := net.Inputs(), net.Outputs()
+	if cap(dst) < n {
+		dst = make([]float64, n)
+	}
+	dst = dst[:n]
+	y := make([]T, min(metricChunk, max(n, 1))*c)
+	for r0 := 0; r0 < n; r0 += metricChunk {
+		g := min(metricChunk, n-r0)
+		net.Forward(y[:g*c], x[r0*in:(r0+g)*in], g, ws)
+		for e := range g {
+			yr := y[e*c : (e+1)*c]
+			if net.spec.Task == TaskClassification {
+				dst[r0+e] = 0
+				if argmax(yr) == int(target[r0+e]) {
+					dst[r0+e] = 1
+				}
+				continue
+			}
+			var se float64
+			for k, v := range yr {
+				d := float64(v) - float64(target[(r0+e)*c+k])
+				se += d * d
+			}
+			dst[r0+e] = -se / float64(c)
+		}
+	}
+	return dst
 }
 
 // ResidualShares returns, for each linear layer in the order of

@@ -205,38 +205,48 @@ func McNemarExact(b, c int) float64 {
 // estimate of the standard deviation of normal data (1 / Phi^-1(3/4)).
 const SpikeMADScale = 1.4826
 
-// TrainingStability summarises the second half of a training run from its
-// per-step losses and global gradient norms (same length, step order):
+// Stability summarises a stretch of a training run (TrainingStability).
+type Stability struct {
+	// GradMean and GradStd are the mean and the population standard
+	// deviation of the global gradient norms of the stretch.
+	GradMean, GradStd float64
+	// Spikes counts the steps of the stretch whose loss is a spike,
+	// Judged the steps that could be judged.
+	Spikes, Judged int
+}
+
+// TrainingStability summarises the steps t >= start of a training run
+// from its per-step losses and global gradient norms (same length, step
+// order):
 //
-//   - gradStd is the population standard deviation of the gradient norms
-//     of the steps t >= len/2 (integer division);
-//   - spikes counts the steps t >= len/2 whose loss is a spike: with W the
-//     window losses[max(0, t-window) : t] of the (up to) window steps
-//     before t, m its median and s = SpikeMADScale * MAD(W), the step is a
-//     spike when losses[t] > m + k s (when s is 0, any loss above m). A step
-//     whose window has fewer than 5 losses is not judged;
-//   - judged counts the steps that were judged.
+//   - GradMean and GradStd over the gradient norms of those steps;
+//   - Spikes counts the steps whose loss is a spike: with W the window
+//     losses[max(0, t-window) : t] of the (up to) window steps before t
+//     (which may lie before start), m its median and s = SpikeMADScale *
+//     MAD(W), the step is a spike when losses[t] > m + k s (when s is 0,
+//     any loss above m). A step whose window has fewer than 5 losses is
+//     not judged; Judged counts the others.
 //
-// gradStd is NaN when the second half has no step. Mismatched lengths
-// panic with ErrShape.
-func TrainingStability(losses, gradNorms []float64, window int, k float64) (gradStd float64, spikes, judged int) {
-	if len(losses) != len(gradNorms) {
+// GradMean and GradStd are NaN when no step is at or after start.
+// Mismatched lengths or a negative start panic with ErrShape.
+func TrainingStability(losses, gradNorms []float64, start, window int, k float64) Stability {
+	if len(losses) != len(gradNorms) || start < 0 {
 		panic(ErrShape)
 	}
-	half := len(losses) / 2
-	gradStd = Std(gradNorms[half:])
+	start = min(start, len(losses))
+	st := Stability{GradMean: Mean(gradNorms[start:]), GradStd: Std(gradNorms[start:])}
 	const minWindow = 5
-	for t := half; t < len(losses); t++ {
+	for t := start; t < len(losses); t++ {
 		w := losses[max(0, t-window):t]
 		if len(w) < minWindow {
 			continue
 		}
-		judged++
+		st.Judged++
 		m := Median(w)
 		s := SpikeMADScale * MAD(w)
 		if losses[t] > m+k*s {
-			spikes++
+			st.Spikes++
 		}
 	}
-	return gradStd, spikes, judged
+	return st
 }

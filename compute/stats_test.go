@@ -205,30 +205,34 @@ func TestTrainingStability(t *testing.T) {
 		loss[s] = 1.5
 	}
 	loss[90] = 1.05 // below the threshold: not a spike
-	std, spikes, judged := TrainingStability(loss, grad, 20, 3)
-	if std != 1 {
-		t.Errorf("gradient norm std %v, want 1", std)
+	st := TrainingStability(loss, grad, n/2, 20, 3)
+	if st.GradStd != 1 || st.GradMean != 2 {
+		t.Errorf("gradient norm mean %v std %v, want 2 and 1", st.GradMean, st.GradStd)
 	}
-	if spikes != 2 {
-		t.Errorf("spikes %d, want 2", spikes)
+	if st.Spikes != 2 {
+		t.Errorf("spikes %d, want 2", st.Spikes)
 	}
-	if judged != 50 {
-		t.Errorf("judged %d steps, want 50", judged)
+	if st.Judged != 50 {
+		t.Errorf("judged %d steps, want 50", st.Judged)
+	}
+	// From step 70: the spike at 80 only, 30 steps judged.
+	if st := TrainingStability(loss, grad, 70, 20, 3); st.Spikes != 1 || st.Judged != 30 {
+		t.Errorf("from step 70: %d spikes of %d judged, want 1 of 30", st.Spikes, st.Judged)
 	}
 	// A flat loss has no spike; a rise from a flat window is one.
 	flat := make([]float64, 20)
 	for i := range flat {
 		flat[i] = 0.5
 	}
-	if _, s, _ := TrainingStability(flat, make([]float64, 20), 8, 3); s != 0 {
-		t.Errorf("flat loss: %d spikes, want 0", s)
+	if st := TrainingStability(flat, make([]float64, 20), 10, 8, 3); st.Spikes != 0 {
+		t.Errorf("flat loss: %d spikes, want 0", st.Spikes)
 	}
 	flat[15] = 0.5000001
-	if _, s, _ := TrainingStability(flat, make([]float64, 20), 8, 3); s != 1 {
-		t.Errorf("rise from a flat window: %d spikes, want 1", s)
+	if st := TrainingStability(flat, make([]float64, 20), 10, 8, 3); st.Spikes != 1 {
+		t.Errorf("rise from a flat window: %d spikes, want 1", st.Spikes)
 	}
 	// Too short to judge.
-	if std, s, j := TrainingStability([]float64{1, 2, 3}, []float64{1, 1, 1}, 20, 3); s != 0 || j != 0 || std != 0 {
-		t.Errorf("3 steps: std %v spikes %d judged %d, want 0 0 0", std, s, j)
+	if st := TrainingStability([]float64{1, 2, 3}, []float64{1, 1, 1}, 1, 20, 3); st.Spikes != 0 || st.Judged != 0 || st.GradStd != 0 {
+		t.Errorf("3 steps: %+v, want no spike, nothing judged, std 0", st)
 	}
 }

@@ -7,6 +7,7 @@
 package gate
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"strings"
@@ -33,13 +34,19 @@ func (d Decision) Label() string { return strings.ToUpper(string(d)) }
 type Outcome string
 
 // The outcomes of a rule. An optional rule whose metric is missing, NaN or
-// infinite is skipped and counts for nothing.
+// infinite is skipped; a rule whose metric cannot exist for the inputs
+// (validation.Metric.NotApplicable) is not applicable unless it is
+// required. Neither counts for the decision.
 const (
-	OutcomePass         Outcome = "pass"
-	OutcomeFail         Outcome = "fail"
-	OutcomeInconclusive Outcome = "inconclusive"
-	OutcomeSkipped      Outcome = "skipped"
+	OutcomePass          Outcome = "pass"
+	OutcomeFail          Outcome = "fail"
+	OutcomeInconclusive  Outcome = "inconclusive"
+	OutcomeSkipped       Outcome = "skipped"
+	OutcomeNotApplicable Outcome = "not_applicable"
 )
+
+// Outcomes lists every outcome, in the order reports count them.
+var Outcomes = []Outcome{OutcomePass, OutcomeFail, OutcomeInconclusive, OutcomeNotApplicable, OutcomeSkipped}
 
 // Statistics a rule's bound is checked on.
 const (
@@ -70,6 +77,7 @@ type RuleResult struct {
 	Bound     string                   `json:"bound"`
 	Limit     validation.NullableFloat `json:"limit"`
 	Optional  bool                     `json:"optional,omitempty"`
+	Required  bool                     `json:"required,omitempty"`
 	// Reference is the baseline's (or the control's) value, Candidate the
 	// candidate's, Delta their difference and CI95 its 95% interval, as
 	// validation.json gives them.
@@ -86,7 +94,24 @@ type RuleResult struct {
 	Interval    *validation.Interval      `json:"interval"`
 	Requirement string                    `json:"requirement"`
 	JudgedOn    string                    `json:"judged_on,omitempty"`
-	Outcome     Outcome                   `json:"outcome"`
+	// DetectableEffect is half the width of Interval when the rule is
+	// judged on a sampled interval: the smallest distance between the
+	// statistic and the bound that this evaluation set resolves (in the
+	// statistic's units). Units and UnitName say what the interval
+	// resamples (e.g. 449 evaluation rows). UnitsToSettle, for an
+	// inconclusive rule, is how many units would narrow the interval
+	// until it no longer straddles the bound, if the point value stayed
+	// where it is (a width shrinking as 1/sqrt(units)); null with
+	// SettleReason when no number would.
+	DetectableEffect *validation.NullableFloat `json:"detectable_effect,omitempty"`
+	Units            int                       `json:"units,omitempty"`
+	UnitName         string                    `json:"unit,omitempty"`
+	UnitsToSettle    *int64                    `json:"units_to_settle,omitempty"`
+	SettleReason     string                    `json:"settle_reason,omitempty"`
+	// Unreliable is validation.json's reason not to trust the value, when
+	// it gives one; the rule is then inconclusive at best.
+	Unreliable string  `json:"unreliable,omitempty"`
+	Outcome    Outcome `json:"outcome"`
 	// Sentence explains the judgement in words.
 	Sentence string `json:"sentence"`
 }
@@ -106,9 +131,14 @@ type Result struct {
 // the candidate's delta to its reference when validation.json has one:
 // it passes when the unfavourable bound meets the requirement, fails when
 // even the favourable bound does not, and is inconclusive otherwise;
-// without an interval, on the point value. A missing, NaN or infinite
-// value fails the rule, or skips it when the rule is optional. Decision:
-// any fail is NO-GO, else any inconclusive is INCONCLUSIVE, else GO.
+// without an interval, on the point value. A value marked unreliable
+// makes the rule inconclusive at best. A missing, NaN or infinite value
+// fails the rule, or skips it when the rule is optional; a metric that
+// cannot exist for the inputs makes it not applicable, unless the rule is
+// required. A versus: control rule on a validation without a control
+// fails. Decision: any fail is NO-GO, else any inconclusive is
+// INCONCLUSIVE, else GO when at least one rule was judged (INCONCLUSIVE
+// when none was).
 //
 // policyName is the file errors cite. A rule on a metric whose direction
 // is needed but unknown (better: reported, and no direction in the rule)
@@ -138,10 +168,17 @@ func decide(g *Result) (Decision, string) {
 		}
 		return strings.Join(names, "; ")
 	}
-	judged := len(g.Rules) - g.Counts[OutcomeSkipped]
-	skipped := ""
+	judged := len(g.Rules) - g.Counts[OutcomeSkipped] - g.Counts[OutcomeNotApplicable]
+	var aside []string
+	if n := g.Counts[OutcomeNotApplicable]; n > 0 {
+		aside = append(aside, fmt.Sprintf("%d not applicable: %s", n, list(OutcomeNotApplicable)))
+	}
 	if n := g.Counts[OutcomeSkipped]; n > 0 {
-		skipped = fmt.Sprintf(" (%d optional %s skipped)", n, plural(n, "rule", "rules"))
+		aside = append(aside, fmt.Sprintf("%d optional %s skipped", n, plural(n, "rule", "rules")))
+	}
+	others := ""
+	if len(aside) > 0 {
+		others = " (" + strings.Join(aside, "; ") + ")"
 	}
 	switch {
 	case g.Counts[OutcomeFail] > 0:
@@ -149,16 +186,43 @@ func decide(g *Result) (Decision, string) {
 		return DecisionNoGo, fmt.Sprintf("NO-GO: %d of %d %s failed: %s.", n, judged, plural(judged, "rule", "rules"), list(OutcomeFail))
 	case g.Counts[OutcomeInconclusive] > 0:
 		n := g.Counts[OutcomeInconclusive]
-		return DecisionInconclusive, fmt.Sprintf("INCONCLUSIVE: no rule failed, but %d of %d %s could not be decided at the 95%% level: %s. More evaluation data narrows the intervals.",
-			n, judged, plural(judged, "rule", "rules"), list(OutcomeInconclusive))
+		var settle []string
+		for _, r := range g.Rules {
+			if r.Outcome == OutcomeInconclusive {
+				settle = append(settle, r.settleSentence())
+			}
+		}
+		return DecisionInconclusive, fmt.Sprintf("INCONCLUSIVE: no rule failed, but %d of %d %s could not be decided at the 95%% level: %s.",
+			n, judged, plural(judged, "rule", "rules"), strings.Join(settle, "; "))
 	}
 	switch judged {
 	case 0:
-		return DecisionGo, fmt.Sprintf("GO: no rule could be judged and all are optional%s.", skipped)
+		return DecisionInconclusive, fmt.Sprintf("INCONCLUSIVE: no rule could be judged%s; a GO needs at least one rule that passed.", others)
 	case 1:
-		return DecisionGo, fmt.Sprintf("GO: the one rule passed%s.", skipped)
+		return DecisionGo, fmt.Sprintf("GO: the one rule passed%s.", others)
 	}
-	return DecisionGo, fmt.Sprintf("GO: all %d rules passed%s.", judged, skipped)
+	return DecisionGo, fmt.Sprintf("GO: all %d rules passed%s.", judged, others)
+}
+
+// settleSentence says, for an inconclusive rule, what the evaluation set
+// resolves and what would settle the rule.
+func (rr *RuleResult) settleSentence() string {
+	s := rr.Rule
+	if rr.Unreliable != "" {
+		return s + " (the value is unreliable: " + rr.Unreliable + ")"
+	}
+	if rr.DetectableEffect == nil {
+		return s
+	}
+	s += fmt.Sprintf(" (the %d %s resolve a %s of +-%s", rr.Units, rr.UnitName,
+		strings.ReplaceAll(rr.Statistic, "_", " "), number.Format(float64(*rr.DetectableEffect)))
+	switch {
+	case rr.UnitsToSettle != nil:
+		s += fmt.Sprintf("; about %d %s would settle it", *rr.UnitsToSettle, rr.UnitName)
+	case rr.SettleReason != "":
+		s += "; " + rr.SettleReason
+	}
+	return s + ")"
 }
 
 func plural(n int, one, many string) string {
@@ -173,7 +237,7 @@ func judgeRule(i int, r Rule, v *validation.Result) (RuleResult, error) {
 	kind, limit := r.Bound()
 	rr := RuleResult{
 		Index: i, Line: r.Line, Metric: r.Metric, Versus: r.versus(), Bound: kind, Limit: validation.NullableFloat(limit),
-		Optional: r.Optional, Direction: r.Direction,
+		Optional: r.Optional, Required: r.Required, Direction: r.Direction,
 	}
 	rr.Rule = ruleName(r)
 	m := v.Metrics[r.Metric]
@@ -198,8 +262,23 @@ func judgeRule(i int, r Rule, v *validation.Result) (RuleResult, error) {
 		return missing(fmt.Sprintf("validation.json has no metric %q", r.Metric)), nil
 	}
 	if rr.Versus == VersusControl && !v.HasControl() {
-		return missing("validation.json has no control model to judge against (validate --control)"), nil
+		// Never skipped (ParsePolicy refuses optional here): a pipeline
+		// that forgot its control must not pass a rule written for it.
+		rr.Outcome = OutcomeFail
+		rr.Sentence = fmt.Sprintf("%s: fail: %s.", rr.Rule, NoControlReason)
+		return rr, nil
 	}
+	if m.NotApplicable {
+		if r.Required {
+			rr.Outcome = OutcomeFail
+			rr.Sentence = fmt.Sprintf("%s: fail: the policy requires %s, which cannot exist here: %s.", rr.Rule, r.Metric, cmp.Or(m.Reason, "not applicable"))
+			return rr, nil
+		}
+		rr.Outcome = OutcomeNotApplicable
+		rr.Sentence = fmt.Sprintf("%s: not applicable: %s (required: true in the policy makes it fail instead).", rr.Rule, cmp.Or(m.Reason, "the metric cannot exist for these inputs"))
+		return rr, nil
+	}
+	rr.Unreliable = m.Unreliable
 	ref, delta, ci := m.Baseline, m.Delta, m.CI95
 	refName := "baseline"
 	if rr.Versus == VersusControl {
@@ -320,10 +399,17 @@ func judgeRule(i int, r Rule, v *validation.Result) (RuleResult, error) {
 	default:
 		rr.Outcome = OutcomeInconclusive
 	}
+	if judged == JudgedCI {
+		rr.settle(m, stat, lo, hi, bound, meets(stat), worst, best)
+	}
+	judgedOutcome := rr.Outcome
+	if rr.Unreliable != "" {
+		rr.Outcome = OutcomeInconclusive
+	}
 
 	// The sentence.
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s: %s", rr.Rule, rr.Outcome)
+	fmt.Fprintf(&b, "%s: %s", rr.Rule, judgedOutcome)
 	switch kind {
 	case BoundMinValue, BoundMaxValue:
 		fmt.Fprintf(&b, ": the candidate's %s is %s, the rule asks %s %s", r.Metric, number.Format(c), op, number.Format(bound))
@@ -335,15 +421,15 @@ func judgeRule(i int, r Rule, v *validation.Result) (RuleResult, error) {
 		fmt.Fprintf(&b, "; %s is better, and %s %s asks %s", rr.Direction, kind, number.Format(limit), rr.Requirement)
 	}
 	switch {
-	case judged == JudgedCI && rr.Outcome == OutcomePass:
+	case judged == JudgedCI && judgedOutcome == OutcomePass:
 		fmt.Fprintf(&b, ": even the unfavourable bound %s meets it", fmtStat(rr.Statistic, worst))
-	case judged == JudgedCI && rr.Outcome == OutcomeFail:
+	case judged == JudgedCI && judgedOutcome == OutcomeFail:
 		fmt.Fprintf(&b, ": even the favourable bound %s violates it", fmtStat(rr.Statistic, best))
 	case judged == JudgedCI:
 		fmt.Fprintf(&b, ": the interval straddles %s (the favourable bound %s meets it, the unfavourable %s does not)",
 			number.Format(bound), fmtStat(rr.Statistic, best), fmtStat(rr.Statistic, worst))
 	default:
-		if rr.Outcome == OutcomePass {
+		if judgedOutcome == OutcomePass {
 			b.WriteString(": met by the point value")
 		} else {
 			b.WriteString(": violated by the point value")
@@ -356,8 +442,63 @@ func judgeRule(i int, r Rule, v *validation.Result) (RuleResult, error) {
 	if zero != "" {
 		b.WriteString(" " + zero)
 	}
+	if rr.DetectableEffect != nil {
+		fmt.Fprintf(&b, " The %d %s resolve a %s of +-%s", rr.Units, rr.UnitName, statName, number.Format(float64(*rr.DetectableEffect)))
+		switch {
+		case rr.Outcome == OutcomeInconclusive && rr.UnitsToSettle != nil:
+			fmt.Fprintf(&b, "; about %d %s would settle the rule if the point value held", *rr.UnitsToSettle, rr.UnitName)
+		case rr.Outcome == OutcomeInconclusive && rr.SettleReason != "":
+			b.WriteString("; " + rr.SettleReason)
+		}
+		b.WriteString(".")
+	}
+	if rr.Unreliable != "" {
+		fmt.Fprintf(&b, " Inconclusive all the same: the value is unreliable (%s).", rr.Unreliable)
+	}
 	rr.Sentence = b.String()
 	return rr, nil
+}
+
+// NoControlReason is the sentence of a versus: control rule judged on a
+// validation without a control.
+const NoControlReason = "validation.json has no control, and this rule judges the candidate against one: " +
+	"give validate --control (or --control-logits) the equal-budget control, the dense baseline fine-tuned with the candidate's budget " +
+	"(strata pilot and strata sweep train it; `strata finetune --model` on the dense baseline with the candidate's epochs and learning rate makes one by hand; " +
+	"every pipeline in manifests/ has a control step), or remove the rule from the policy"
+
+// settle fills the rule's detectable effect and, for an inconclusive
+// rule, the units that would settle it. The interval [lo, hi] of the
+// statistic comes from m's bootstrap over m.Units units; its width shrinks
+// as 1/sqrt(units), so the side of the interval that reaches across the
+// bound (the unfavourable one when the point value meets the
+// requirement, the favourable one when it does not) stops reaching it
+// at units * (side / distance)^2.
+func (rr *RuleResult) settle(m *validation.Metric, stat, lo, hi, bound float64, pointMeets bool, worst, best float64) {
+	if m.Units <= 0 {
+		return
+	}
+	rr.Units, rr.UnitName = m.Units, m.UnitName
+	rr.DetectableEffect = validation.Num((hi - lo) / 2)
+	if rr.Outcome != OutcomeInconclusive {
+		return
+	}
+	dist := math.Abs(stat - bound)
+	side := math.Abs(worst - stat)
+	if !pointMeets {
+		side = math.Abs(best - stat)
+	}
+	// A distance at rounding level of the values is no distance.
+	if dist <= 1e-9*max(math.Abs(bound), side) || !isFinite(dist) || !isFinite(side) {
+		rr.SettleReason = "the point value sits on the bound: no number of " + m.UnitName + " settles it"
+		return
+	}
+	need := float64(m.Units) * (side / dist) * (side / dist)
+	if need > 1e15 {
+		rr.SettleReason = "the point value is too close to the bound for any practical number of " + m.UnitName
+		return
+	}
+	n := int64(math.Ceil(need))
+	rr.UnitsToSettle = &n
 }
 
 // ruleName names a rule for people, e.g. "accuracy vs baseline,

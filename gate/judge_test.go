@@ -69,21 +69,37 @@ func TestJudge(t *testing.T) {
 			map[string]*validation.Metric{validation.MetricResidualShare: vt.Metric(validation.BetterReported, 0, 0.2, nil)}, []Outcome{OutcomePass}, DecisionGo, ""},
 		{"missing metric fails", `{metric: bytes, max_ratio: 0.5}`, false,
 			acc(0.9, 0.9, 0, 0), []Outcome{OutcomeFail}, DecisionNoGo, `no metric "bytes"`},
-		{"missing optional metric is skipped", `{metric: bytes, max_ratio: 0.5, optional: true}`, false,
-			acc(0.9, 0.9, 0, 0), []Outcome{OutcomeSkipped}, DecisionGo, "skipped (optional)"},
+		{"missing optional metric is skipped; nothing judged is no GO", `{metric: bytes, max_ratio: 0.5, optional: true}`, false,
+			acc(0.9, 0.9, 0, 0), []Outcome{OutcomeSkipped}, DecisionInconclusive, "skipped (optional)"},
 		{"NaN candidate fails", `{metric: accuracy, max_degradation: 0.01}`, false,
 			map[string]*validation.Metric{validation.MetricAccuracy: {Better: validation.BetterHigher, Baseline: vt.F(0.9), Candidate: vt.F(math.NaN())}}, []Outcome{OutcomeFail}, DecisionNoGo, "is NaN"},
 		{"infinite baseline fails", `{metric: jacobian_condition, max_relative_change: 0.1}`, false,
 			map[string]*validation.Metric{validation.MetricJacobianCondition: {Better: validation.BetterLower, Baseline: vt.F(math.Inf(1)), Candidate: vt.F(3)}}, []Outcome{OutcomeFail}, DecisionNoGo, "is infinite"},
 		{"null value fails with the reason", `{metric: loss, max_degradation: 0.1}`, false,
 			map[string]*validation.Metric{validation.MetricLoss: {Better: validation.BetterLower, Baseline: vt.F(0.2), Reason: "candidate: not finite"}}, []Outcome{OutcomeFail}, DecisionNoGo, "candidate: not finite"},
-		{"NaN optional metric is skipped", `{metric: loss, max_degradation: 0.1, optional: true}`, false,
-			map[string]*validation.Metric{validation.MetricLoss: {Better: validation.BetterLower, Baseline: vt.F(0.2), Candidate: vt.F(math.NaN())}}, []Outcome{OutcomeSkipped}, DecisionGo, ""},
+		{"NaN optional metric is skipped", "{metric: loss, max_degradation: 0.1, optional: true}\n  - {metric: accuracy, max_degradation: 0.01}", false,
+			map[string]*validation.Metric{validation.MetricLoss: {Better: validation.BetterLower, Baseline: vt.F(0.2), Candidate: vt.F(math.NaN())},
+				validation.MetricAccuracy: vt.Metric(validation.BetterHigher, 0.9, 0.9, vt.CI(-0.005, 0.005))}, []Outcome{OutcomeSkipped, OutcomePass}, DecisionGo, ""},
+		{"not applicable counts for nothing", "{metric: perturbation_sensitivity_relative, max_relative_change: 0.1}\n  - {metric: accuracy, max_degradation: 0.01}", false,
+			map[string]*validation.Metric{validation.MetricPerturbationSensitivityRelative: {Better: validation.BetterLower, NotApplicable: true, Reason: "logits mode: no model to run"},
+				validation.MetricAccuracy: vt.Metric(validation.BetterHigher, 0.9, 0.9, vt.CI(-0.005, 0.005))}, []Outcome{OutcomeNotApplicable, OutcomePass}, DecisionGo, "not applicable: logits mode: no model to run"},
+		{"required and not applicable fails", `{metric: perturbation_sensitivity_relative, max_relative_change: 0.1, required: true}`, false,
+			map[string]*validation.Metric{validation.MetricPerturbationSensitivityRelative: {Better: validation.BetterLower, NotApplicable: true, Reason: "logits mode: no model to run"}},
+			[]Outcome{OutcomeFail}, DecisionNoGo, "the policy requires perturbation_sensitivity_relative"},
+		{"only not applicable rules: nothing judged", `{metric: perturbation_sensitivity_relative, max_relative_change: 0.1}`, false,
+			map[string]*validation.Metric{validation.MetricPerturbationSensitivityRelative: {Better: validation.BetterLower, NotApplicable: true, Reason: "x"}},
+			[]Outcome{OutcomeNotApplicable}, DecisionInconclusive, ""},
+		{"unreliable pass is inconclusive", `{metric: latency_ms, max_ratio: 1.5}`, false,
+			map[string]*validation.Metric{validation.MetricLatencyMS: func() *validation.Metric {
+				m := vt.Metric(validation.BetterLower, 1, 1.1, vt.CI(0.05, 0.15))
+				m.Unreliable = "the timing rounds disagree"
+				return m
+			}()}, []Outcome{OutcomeInconclusive}, DecisionInconclusive, "the value is unreliable (the timing rounds disagree)"},
 		{"versus control", `{metric: accuracy, versus: control, max_degradation: 0.01}`, true,
 			map[string]*validation.Metric{validation.MetricAccuracy: vt.WithControl(vt.Metric(validation.BetterHigher, 0.9, 0.95, vt.CI(0.03, 0.07)), 0.96, vt.CI(-0.015, -0.005))},
 			[]Outcome{OutcomeInconclusive}, DecisionInconclusive, "control 0.96"},
-		{"versus control without a control fails", `{metric: accuracy, versus: control, max_degradation: 0.01}`, false,
-			acc(0.9, 0.9, 0, 0), []Outcome{OutcomeFail}, DecisionNoGo, "no control model"},
+		{"versus control without a control fails loudly", `{metric: accuracy, versus: control, max_degradation: 0.01}`, false,
+			acc(0.9, 0.9, 0, 0), []Outcome{OutcomeFail}, DecisionNoGo, "give validate --control"},
 		{"any fail beats inconclusive", "{metric: accuracy, max_degradation: 0.005}\n  - {metric: params, max_ratio: 0.5}", false,
 			map[string]*validation.Metric{validation.MetricAccuracy: vt.Metric(validation.BetterHigher, 0.9, 0.9, vt.CI(-0.01, 0.01)), validation.MetricParams: vt.Metric(validation.BetterLower, 100, 80, vt.CI(-20, -20))},
 			[]Outcome{OutcomeInconclusive, OutcomeFail}, DecisionNoGo, ""},
@@ -149,5 +165,61 @@ func TestRelativeAndRatio(t *testing.T) {
 		if got := ratio(tt.d, tt.b); math.Abs(got-tt.want) > 1e-12 && got != tt.want {
 			t.Errorf("ratio(%v, %v) = %v, want %v", tt.d, tt.b, got, tt.want)
 		}
+	}
+}
+
+// TestJudgeSettle: a rule judged on a sampled interval says what effect
+// the evaluation set resolves, and an inconclusive one how many rows
+// would settle it: the side of the interval across the bound shrinks as
+// 1/sqrt(rows).
+func TestJudgeSettle(t *testing.T) {
+	tests := []struct {
+		name       string
+		cand       float64
+		lo, hi     float64
+		outcome    Outcome
+		effect     float64
+		settle     int64 // 0: none
+		settleWhy  string
+		inDecision string
+	}{
+		// delta -0.004, interval [-0.012, +0.004]: the unfavourable side
+		// reaches 0.008 below the point, the bound -0.01 is 0.006 away:
+		// 400 (0.008/0.006)^2 = 711.1 rows.
+		{"point meets, unfavourable side across", 0.946, -0.012, 0.004, OutcomeInconclusive, 0.008, 712, "", "about 712 evaluation rows would settle it"},
+		// delta -0.012 violates; favourable side 0.004 above, bound 0.002
+		// away: 400 (0.004/0.002)^2 = 1600.
+		{"point violates, favourable side across", 0.938, -0.02, -0.008, OutcomeInconclusive, 0.006, 1600, "", "about 1600 evaluation rows"},
+		{"point on the bound", 0.94, -0.02, 0.0, OutcomeInconclusive, 0.01, 0, "sits on the bound", "sits on the bound"},
+		{"pass: only the effect", 0.95, -0.005, 0.005, OutcomePass, 0.005, 0, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := vt.Metric(validation.BetterHigher, 0.95, tt.cand, vt.CI(tt.lo, tt.hi))
+			m.Units, m.UnitName = 400, validation.UnitExamples
+			p, err := ParsePolicy("p.yaml", []byte("version: 1\nrules:\n  - {metric: accuracy, max_degradation: 0.01}\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			g, err := Judge("p.yaml", p, vt.Result(false, map[string]*validation.Metric{validation.MetricAccuracy: m}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := g.Rules[0]
+			if r.Outcome != tt.outcome || r.DetectableEffect == nil || math.Abs(float64(*r.DetectableEffect)-tt.effect) > 1e-12 || r.Units != 400 {
+				t.Fatalf("outcome %s, effect %v, units %d; want %s, %v, 400", r.Outcome, r.DetectableEffect, r.Units, tt.outcome, tt.effect)
+			}
+			switch {
+			case tt.settle != 0 && (r.UnitsToSettle == nil || *r.UnitsToSettle != tt.settle):
+				t.Errorf("units to settle %v, want %d", r.UnitsToSettle, tt.settle)
+			case tt.settle == 0 && r.UnitsToSettle != nil:
+				t.Errorf("units to settle %d, want none", *r.UnitsToSettle)
+			case !strings.Contains(r.SettleReason, tt.settleWhy):
+				t.Errorf("settle reason %q, want %q", r.SettleReason, tt.settleWhy)
+			}
+			if !strings.Contains(g.Why, tt.inDecision) || !strings.Contains(r.Sentence, "400 evaluation rows resolve a delta of +-") {
+				t.Errorf("why %q lacks %q, or sentence %q lacks the resolution", g.Why, tt.inDecision, r.Sentence)
+			}
+		})
 	}
 }

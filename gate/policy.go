@@ -59,8 +59,13 @@ type Rule struct {
 	MaxRelativeChange *float64 `yaml:"max_relative_change" json:"max_relative_change,omitempty"`
 	MaxRatio          *float64 `yaml:"max_ratio" json:"max_ratio,omitempty"`
 	// Optional rules whose metric is missing, NaN or infinite are
-	// skipped instead of failing.
+	// skipped instead of failing. A versus: control rule cannot be
+	// optional: a run without a control fails it.
 	Optional bool `yaml:"optional" json:"optional,omitempty"`
+	// Required rules fail when their metric cannot exist for the inputs
+	// (validation.Metric.NotApplicable, e.g. perturbation sensitivity in
+	// the logits mode) instead of being not applicable.
+	Required bool `yaml:"required" json:"required,omitempty"`
 	// Versus is VersusBaseline (also when empty) or VersusControl.
 	Versus string `yaml:"versus" json:"versus,omitempty"`
 	// Line is the rule's line in the policy file (0 when built in Go).
@@ -179,6 +184,13 @@ func ParsePolicy(name string, src []byte) (*Policy, error) {
 		case "", VersusBaseline, VersusControl:
 		default:
 			return nil, bad(key("versus"), "%q: want %s or %s", r.Versus, VersusBaseline, VersusControl)
+		}
+		switch {
+		case r.Optional && r.versus() == VersusControl:
+			return nil, bad(key("optional"), "a versus: control rule cannot be optional: without a control it must fail, not pass silently; "+
+				"run validate with --control (strata pilot and sweep do), or remove the rule")
+		case r.Optional && r.Required:
+			return nil, bad(key("required"), "the rule is optional and required at once; keep one")
 		}
 		var set []string
 		for _, b := range r.bounds() {

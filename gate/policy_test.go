@@ -21,7 +21,7 @@ rules:
   - {metric: params, direction: lower, max_ratio: 0.6}
   - metric: accuracy
     min_value: 0.90
-  - {metric: accuracy, versus: control, max_degradation: 0.01, optional: true}
+  - {metric: accuracy, versus: control, max_degradation: 0.01, required: true}
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -38,8 +38,8 @@ rules:
 	if k, v := p.Rules[3].Bound(); k != BoundMinValue || v != 0.9 {
 		t.Errorf("rule 3 bound %s %v, want min_value 0.9", k, v)
 	}
-	if r := p.Rules[4]; r.versus() != VersusControl || !r.Optional {
-		t.Errorf("rule 4: versus %s optional %v", r.versus(), r.Optional)
+	if r := p.Rules[4]; r.versus() != VersusControl || !r.Required {
+		t.Errorf("rule 4: versus %s required %v", r.versus(), r.Required)
 	}
 	if p.Rules[0].versus() != VersusBaseline {
 		t.Errorf("versus defaults to %q", p.Rules[0].versus())
@@ -62,6 +62,9 @@ func TestParsePolicyErrors(t *testing.T) {
 		{"wrong type", "version: 1\nrules:\n  - metric: accuracy\n    max_degradation: half a point\n", 4,
 			`rules[0].max_degradation: want a number, got "half a point"`},
 		{"a list for a number", "version: 1\nrules:\n  - {metric: accuracy, min_value: [1, 2]}\n", 3, "rules[0].min_value: want a number, got a list"},
+		{"optional control rule", "version: 1\nrules:\n  - {metric: accuracy, min_value: 0.5}\n  - metric: accuracy\n    versus: control\n    max_degradation: 0.01\n    optional: true\n", 7,
+			"rules[1].optional: a versus: control rule cannot be optional"},
+		{"optional and required", "version: 1\nrules:\n  - {metric: loss, max_value: 1, optional: true, required: true}\n", 3, "optional and required at once"},
 		{"optional not a bool", "version: 1\nrules:\n  - {metric: accuracy, min_value: 0.5, optional: maybe}\n", 3, "rules[0].optional: want true or false"},
 		{"rules not a list", "version: 1\nrules: {metric: accuracy}\n", 2, "rules: want a list, got a mapping"},
 		{"non-finite bound", "version: 1\nrules:\n  - {metric: accuracy, min_value: .nan}\n", 3, "want a finite number"},

@@ -22,6 +22,9 @@ const (
 	HTMLLabelID    = "decision-label" // GO, NO-GO or INCONCLUSIVE
 	HTMLRulesID    = "rules"          // the table of rule judgements
 	HTMLMetricsID  = "metrics"        // the metric table
+	// HTMLRegressionsID is the section listing every metric that got
+	// worse, right under the decision.
+	HTMLRegressionsID = "regressions"
 )
 
 var htmlTemplate = template.Must(template.New("report").Funcs(template.FuncMap{
@@ -29,10 +32,16 @@ var htmlTemplate = template.Must(template.New("report").Funcs(template.FuncMap{
 	"signed": func(f *validation.NullableFloat) string { return number.SignedCell(f) },
 	"ci":     func(c *validation.Interval) string { return number.Interval(c) },
 	"inc":    func(i int) int { return i + 1 },
-	"count":  func(c gate.Candidate, o string) int { return c.Counts[gate.Outcome(o)] },
+	"pct": func(f *validation.NullableFloat) string {
+		return number.Signed(100*float64(*f)) + "%"
+	},
+	"join":  func(s []string) string { return strings.Join(s, "; ") },
+	"count": func(c gate.Candidate, o string) int { return c.Counts[gate.Outcome(o)] },
 	"explain": func(r gate.RuleResult) string {
 		return strings.TrimPrefix(r.Sentence, r.Rule+": "+string(r.Outcome)+": ")
 	},
+	"resolves": Resolution,
+	"settle":   Settle,
 }).Parse(`<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -71,6 +80,10 @@ figcaption { color: #56606b; font-size: 0.86rem; margin-top: 6px; }
 #metrics th { white-space: normal; min-width: 4.5em; }
 code { font-size: 0.85em; background: #f4f6f8; padding: 0 3px; border-radius: 3px; }
 .warn { color: #935f00; }
+.regressions { border-left: 6px solid #d0453d; background: #fdf3f2; padding: 8px 16px; margin: 12px 0; }
+.regressions h2 { border: 0; margin: 4px 0; color: #b3261e; }
+.regressions.none { border-color: #2e9d55; background: #f2faf5; }
+.regressions.none h2 { color: #1f7a3f; }
 </style>
 </head>
 <body>
@@ -84,12 +97,20 @@ code { font-size: 0.85em; background: #f4f6f8; padding: 0 3px; border-radius: 3p
 <p id="decision-why">{{.Report.Why}}</p>
 </section>
 
+<section id="` + HTMLRegressionsID + `" class="regressions{{if not .Report.Regressions}} none{{end}}">
+{{if .Report.Regressions}}<h2>Regressions: {{len .Report.Regressions}} {{if eq (len .Report.Regressions) 1}}metric{{else}}metrics{{end}} got worse</h2>
+<p class="note">Worse than a reference beyond the 95% interval of the delta (without an interval: the point value), whether or not a rule of the policy covers it.</p>
+<ul>{{range .Report.Regressions}}<li><strong>{{.Metric}}</strong> vs {{.Versus}}: {{num .Reference}} &#8594; {{num .Candidate}} ({{if .RelativeDelta}}{{pct .RelativeDelta}}{{else}}{{signed .Delta}}{{end}}){{if eq .Basis "ci95"}}, 95% CI of the delta {{ci .CI95}}{{else}}, no interval (the point value){{end}}; {{.Better}} is better; {{if .Rules}}judged by {{join .Rules}}{{else}}<strong>no rule covers it</strong>{{end}}{{if .Unreliable}}; unreliable: {{.Unreliable}}{{end}}</li>
+{{end}}</ul>{{else}}<h2>Regressions: none</h2>
+<p class="note">No metric got worse than a reference beyond its interval.</p>{{end}}
+</section>
+
 <h2>Why: every rule of the policy</h2>
-<p class="note">A rule passes when its bound holds at the unfavourable end of the 95% confidence interval of the candidate's delta, fails when even the favourable end violates it, and is inconclusive otherwise; metrics without an interval are judged on their point value.</p>
+<p class="note">A rule passes when its bound holds at the unfavourable end of the 95% confidence interval of the candidate's delta, fails when even the favourable end violates it, and is inconclusive otherwise; metrics without an interval are judged on their point value. <em>Resolves</em> is half the interval's width, the smallest distance from the bound the evaluation set tells apart; <em>would settle</em> the units that would decide an inconclusive rule if the point value held.</p>
 <table id="` + HTMLRulesID + `">
-<thead><tr><th>outcome</th><th>rule</th><th>requirement</th><th>value</th><th>95% interval</th><th>explanation</th></tr></thead>
+<thead><tr><th>outcome</th><th>rule</th><th>requirement</th><th>value</th><th>95% interval</th><th>resolves</th><th>would settle</th><th>explanation</th></tr></thead>
 <tbody>
-{{range .Report.Rules}}<tr class="rule-{{.Outcome}}"><td><span class="badge b-{{.Outcome}}">{{.Outcome}}</span></td><td>{{.Rule}}{{if .Line}} <span class="note">(line {{.Line}})</span>{{end}}</td><td>{{.Requirement}}</td><td class="n">{{num .Value}}</td><td class="n">{{if eq .JudgedOn "ci95"}}{{ci .Interval}}{{else}}point{{end}}</td><td>{{explain .}}</td></tr>
+{{range .Report.Rules}}<tr class="rule-{{.Outcome}}"><td><span class="badge b-{{.Outcome}}">{{.Outcome}}</span></td><td>{{.Rule}}{{if .Line}} <span class="note">(line {{.Line}})</span>{{end}}</td><td>{{.Requirement}}</td><td class="n">{{num .Value}}</td><td class="n">{{if eq .JudgedOn "ci95"}}{{ci .Interval}}{{else}}point{{end}}</td><td class="n">{{resolves .}}</td><td class="n">{{settle .}}</td><td>{{explain .}}</td></tr>
 {{end}}</tbody>
 </table>
 

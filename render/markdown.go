@@ -23,15 +23,28 @@ func Markdown(r *Report, plots []Plot) []byte {
 	}
 	fmt.Fprintf(&b, ". Policy `%s`.\n\n", r.Inputs.Policy.Path)
 
+	b.WriteString("## Regressions\n\n")
+	if len(r.Regressions) == 0 {
+		b.WriteString("No metric got worse beyond its interval.\n\n")
+	} else {
+		fmt.Fprintf(&b, "%d %s got worse than a reference beyond the 95%% interval of the delta (without an interval: the point value), whether or not a rule covers it:\n\n",
+			len(r.Regressions), plural(len(r.Regressions), "metric", "metrics"))
+		for _, g := range r.Regressions {
+			fmt.Fprintf(&b, "- **%s**\n", mdCell(g.Sentence()))
+		}
+		b.WriteString("\n")
+	}
+
 	b.WriteString("## Rules\n\n")
-	b.WriteString("A rule passes when its bound holds at the unfavourable end of the 95% confidence interval of the candidate's delta, fails when even the favourable end violates it, and is inconclusive otherwise; metrics without an interval are judged on their point value.\n\n")
-	b.WriteString("| outcome | rule | requirement | value | 95% interval |\n|---|---|---|---:|---:|\n")
+	b.WriteString("A rule passes when its bound holds at the unfavourable end of the 95% confidence interval of the candidate's delta, fails when even the favourable end violates it, and is inconclusive otherwise; metrics without an interval are judged on their point value. *Resolves* is half the interval's width: the smallest distance from the bound the evaluation set tells apart; *would settle* the units that would decide an inconclusive rule if the point value held.\n\n")
+	b.WriteString("| outcome | rule | requirement | value | 95% interval | resolves | would settle |\n|---|---|---|---:|---:|---:|---:|\n")
 	for _, rr := range r.Rules {
 		iv := "point"
 		if rr.JudgedOn == gate.JudgedCI {
 			iv = number.Interval(rr.Interval)
 		}
-		fmt.Fprintf(&b, "| **%s** | %s | %s | %s | %s |\n", rr.Outcome, mdCell(rr.Rule), mdCell(rr.Requirement), number.Cell(rr.Value), iv)
+		fmt.Fprintf(&b, "| **%s** | %s | %s | %s | %s | %s | %s |\n", rr.Outcome, mdCell(rr.Rule), mdCell(rr.Requirement), number.Cell(rr.Value), iv,
+			mdCell(Resolution(rr)), mdCell(Settle(rr)))
 	}
 	b.WriteString("\n")
 	for _, rr := range r.Rules {
@@ -90,6 +103,38 @@ func Markdown(r *Report, plots []Plot) []byte {
 	}
 	fmt.Fprintf(&b, "\n_strata %s (%s)_\n", r.Tool.Version, r.Tool.Commit)
 	return []byte(b.String())
+}
+
+// Resolution writes what a rule's evaluation set resolves, "+-0.0089
+// (449 evaluation rows)"; "-" for a rule judged on a point.
+func Resolution(rr gate.RuleResult) string {
+	if rr.DetectableEffect == nil {
+		return "-"
+	}
+	return fmt.Sprintf("+-%s (%d %s)", number.Format(float64(*rr.DetectableEffect)), rr.Units, rr.UnitName)
+}
+
+// Settle writes what would settle an inconclusive rule, "about 46752
+// evaluation rows"; "-" for any other.
+func Settle(rr gate.RuleResult) string {
+	switch {
+	case rr.Outcome != gate.OutcomeInconclusive:
+		return "-"
+	case rr.UnitsToSettle != nil:
+		return fmt.Sprintf("about %d %s", *rr.UnitsToSettle, rr.UnitName)
+	case rr.Unreliable != "":
+		return "a reliable measurement"
+	case rr.SettleReason != "":
+		return rr.SettleReason
+	}
+	return "-"
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 // mdCell makes text safe inside a Markdown table cell.

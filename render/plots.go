@@ -256,6 +256,25 @@ func (ls *legendSet) legend() *plot.Legend {
 	return ls.l
 }
 
+// extent is the range of the points of some series.
+type extent struct{ xlo, xhi, ylo, yhi float64 }
+
+// extentOf returns the range of the points of ss (zeros when there are
+// none).
+func extentOf(ss []series) extent {
+	e := extent{math.Inf(1), math.Inf(-1), math.Inf(1), math.Inf(-1)}
+	for _, s := range ss {
+		for _, p := range s.xy {
+			e.xlo, e.xhi = min(e.xlo, p.X), max(e.xhi, p.X)
+			e.ylo, e.yhi = min(e.ylo, p.Y), max(e.yhi, p.Y)
+		}
+	}
+	if math.IsInf(e.xlo, 1) {
+		return extent{}
+	}
+	return e
+}
+
 // positive returns the points (k+1, v[k]) of the finite positive values:
 // what a log axis can show.
 func positive(v []validation.NullableFloat) plotter.XYs {
@@ -294,8 +313,9 @@ func plotSpectra(v *validation.Result) ([]byte, string) {
 		if err := addSeries(p, legend, ss...); err != nil {
 			return nil, err.Error()
 		}
-		p.Y.Scale = plot.LogScale{}
-		p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+		e := extentOf(ss)
+		setLinear(&p.X, 1, e.xhi)
+		setLog(&p.Y, e.ylo, e.yhi)
 		ps = append(ps, p)
 	}
 	if len(ps) == 0 {
@@ -334,7 +354,9 @@ func plotTraining(logs TrainLogs) ([]byte, string) {
 		if err := addSeries(p, legend, ss...); err != nil {
 			return err
 		}
-		p.Y.Scale, p.Y.Tick.Marker = plot.LogScale{}, plot.LogTicks{Prec: -1}
+		e := extentOf(ss)
+		setLinear(&p.X, min(0, e.xlo), e.xhi)
+		setLog(&p.Y, e.ylo, e.yhi)
 		ps = append(ps, p)
 		return nil
 	}
@@ -390,12 +412,17 @@ func plotSensitivity(v *validation.Result) ([]byte, string) {
 			y = "the same / mean ||f(x)||"
 		}
 		p := newPlot(key, "noise level (share of feature std)", y)
-		if err := addSeries(p, legend,
-			series{name: "baseline", xy: b, color: colorBaseline, points: true},
-			series{name: "candidate", xy: c, color: colorCandidate, points: true},
-			series{name: "control", xy: k, color: colorControl, points: true}); err != nil {
+		ss := []series{
+			{name: "baseline", xy: b, color: colorBaseline, points: true},
+			{name: "candidate", xy: c, color: colorCandidate, points: true},
+			{name: "control", xy: k, color: colorControl, points: true},
+		}
+		if err := addSeries(p, legend, ss...); err != nil {
 			return nil, err.Error()
 		}
+		e := extentOf(ss)
+		setLinear(&p.X, 0, e.xhi)
+		setLinear(&p.Y, min(0, e.ylo), e.yhi)
 		ps = append(ps, p)
 	}
 	if len(ps) == 0 {
@@ -423,12 +450,18 @@ func layerBars(v *validation.Result, title, y string, groups []barGroup) []byte 
 	}
 	p := newPlot(title, "layer", y)
 	legend := newLegendSet()
-	w := vg.Points(min(28, 300/float64(len(v.Layers)*len(groups))))
+	// A layer's group of bars fills at most 60% of its slot (about 360
+	// points of data width for them all), so the outer bars stay inside
+	// the axes.
+	n := len(v.Layers)
+	w := vg.Points(min(24, 0.6*360/float64(n*len(groups))))
+	lo, hi := 0.0, 0.0
 	for gi, g := range groups {
-		vals := make(plotter.Values, len(v.Layers))
+		vals := make(plotter.Values, n)
 		for i := range v.Layers {
 			if f := g.value(i); validation.Finite(f) {
 				vals[i] = float64(*f)
+				lo, hi = min(lo, vals[i]), max(hi, vals[i])
 			}
 		}
 		bc, err := plotter.NewBarChart(vals, w)
@@ -442,6 +475,11 @@ func layerBars(v *validation.Result, title, y string, groups []barGroup) []byte 
 		legend.add(g.name, bc)
 	}
 	p.NominalX(names...)
+	// The axis line NominalX hides is the baseline the bars stand on,
+	// spanning every layer's slot.
+	p.X.Width = p.Y.Width
+	p.X.Min, p.X.Max = -0.5, float64(n)-0.5
+	setLinear(&p.Y, lo, hi)
 	return svgTiles([][]*plot.Plot{{p}}, legend.legend(), 6*vg.Inch, 3*vg.Inch)
 }
 

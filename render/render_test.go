@@ -157,3 +157,50 @@ func TestSweepMarkdown(t *testing.T) {
 		}
 	}
 }
+
+// TestRegressions: a metric got worse when its whole interval lies on the
+// worse side of 0 (a count's interval is its delta), or, without an
+// interval, when its value is worse; against the baseline and the control
+// alike, with the rules that cover it, whether any does or not.
+func TestRegressions(t *testing.T) {
+	ms := map[string]*validation.Metric{
+		validation.MetricAccuracy:          vt.WithControl(vt.Metric(validation.BetterHigher, 0.95, 0.93, vt.CI(-0.03, -0.01)), 0.92, vt.CI(-0.005, 0.03)),
+		validation.MetricLoss:              vt.Metric(validation.BetterLower, 0.2, 0.25, vt.CI(-0.01, 0.1)),
+		validation.MetricJacobianCondition: vt.Metric(validation.BetterLower, 10, 17.5, vt.CI(5, 9)),
+		validation.MetricLayerCondition:    vt.Metric(validation.BetterLower, 500, 9000, nil),
+		validation.MetricParams:            vt.Metric(validation.BetterLower, 1000, 450, vt.CI(-550, -550)),
+		validation.MetricBytes:             vt.Metric(validation.BetterLower, 4000, 4400, vt.CI(400, 400)),
+		validation.MetricResidualShare:     vt.Metric(validation.BetterReported, 0, 0.3, nil),
+	}
+	ms[validation.MetricLoss].WithControl = true
+	r := judged(t, vt.Result(true, ms))
+	r.Regressions = render.Regressions(r.Metrics, r.Rules)
+	var got []string
+	for _, g := range r.Regressions {
+		got = append(got, g.Metric+"/"+g.Versus+"/"+g.Basis)
+	}
+	want := []string{"accuracy/baseline/ci95", "jacobian_condition/baseline/ci95", "layer_condition/baseline/point", "bytes/baseline/ci95"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("regressions %v, want %v", got, want)
+	}
+	acc, jac := r.Regressions[0], r.Regressions[1]
+	if len(acc.Rules) != 1 || !strings.Contains(acc.Sentence(), "judged by accuracy vs baseline max_degradation 0.01") {
+		t.Errorf("accuracy: rules %v, sentence %q", acc.Rules, acc.Sentence())
+	}
+	if s := jac.Sentence(); len(jac.Rules) != 0 || !strings.Contains(s, "10 -> 17.5 (+75%), 95% CI of the delta [+5, +9]; lower is better; no rule covers it") {
+		t.Errorf("jacobian_condition: %q", s)
+	}
+	md := string(render.Markdown(r, nil))
+	page, err := render.HTML(r, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"## Regressions\n\n4 metrics got worse", "- **layer_condition vs baseline: 500 -> 9000 (+1700%), no interval (the point value)"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report.md lacks %q", want)
+		}
+	}
+	if !strings.Contains(string(page), `<section id="regressions" class="regressions">`) || !strings.Contains(string(page), "Regressions: 4 metrics got worse") {
+		t.Error("report.html lacks the regressions section")
+	}
+}

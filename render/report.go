@@ -15,6 +15,7 @@ import (
 
 	"github.com/strata-ml/strata/gate"
 	"github.com/strata-ml/strata/internal/provenance"
+	"github.com/strata-ml/strata/render/number"
 	"github.com/strata-ml/strata/validation"
 )
 
@@ -34,10 +35,12 @@ type Report struct {
 	Why        string
 	Rules      []gate.RuleResult
 	Candidates []gate.Candidate
-	// Metrics is the featured candidate's metric table (MetricRows).
-	Metrics    []MetricRow
-	HasControl bool
-	Warnings   []string
+	// Metrics is the featured candidate's metric table (MetricRows), and
+	// Regressions the metrics in it that got worse (Regressions).
+	Metrics     []MetricRow
+	Regressions []Regression
+	HasControl  bool
+	Warnings    []string
 }
 
 // Featured returns the candidate the report is about (gate.Featured).
@@ -66,6 +69,9 @@ type MetricRow struct {
 	TrainingEffect *validation.NullableFloat `json:"training_effect,omitempty"`
 	Note           string                    `json:"note,omitempty"`
 	Reason         string                    `json:"reason,omitempty"`
+	// Unreliable says why the values cannot be trusted (latency_ms on a
+	// busy machine), when validation.json says so.
+	Unreliable string `json:"unreliable,omitempty"`
 }
 
 // MetricRows builds the metric table of a validation, in
@@ -89,7 +95,7 @@ func MetricRows(v *validation.Result) []MetricRow {
 		row := MetricRow{
 			Metric: k, Better: m.Better, Baseline: m.Baseline, Candidate: m.Candidate, Control: m.Control,
 			Delta: m.Delta, CI95: m.CI95, PValue: m.PValue, DeltaVsControl: m.DeltaVsControl, CI95VsControl: m.CI95VsControl,
-			Note: m.Note, Reason: m.Reason,
+			Note: m.Note, Reason: m.Reason, Unreliable: m.Unreliable,
 		}
 		if validation.Finite(m.Control) && validation.Finite(m.Baseline) {
 			row.TrainingEffect = validation.Num(float64(*m.Control - *m.Baseline))
@@ -97,6 +103,110 @@ func MetricRows(v *validation.Result) []MetricRow {
 		rows = append(rows, row)
 	}
 	return rows
+}
+
+// Regression is a metric whose candidate got worse than a reference.
+type Regression struct {
+	Metric string `json:"metric"`
+	// Versus is gate.VersusBaseline or gate.VersusControl.
+	Versus    string                    `json:"versus"`
+	Better    string                    `json:"better"`
+	Reference *validation.NullableFloat `json:"reference"`
+	Candidate *validation.NullableFloat `json:"candidate"`
+	Delta     *validation.NullableFloat `json:"delta"`
+	// RelativeDelta is Delta / |Reference| (null for a zero reference).
+	RelativeDelta *validation.NullableFloat `json:"relative_delta"`
+	CI95          *validation.Interval      `json:"ci95"`
+	// Basis is how it got worse: JudgedCI (the whole 95% interval of the
+	// delta on the worse side) or JudgedPoint (a metric without an
+	// interval whose value is worse).
+	Basis string `json:"basis"`
+	// Rules lists the rules of the policy on the metric against this
+	// reference; empty when no rule covers it.
+	Rules      []string `json:"rules"`
+	Unreliable string   `json:"unreliable,omitempty"`
+}
+
+// Regressions returns every metric of rows that got worse than the
+// baseline, or than the control, beyond its interval: for a metric with
+// an interval, when the whole interval of the delta lies on the worse
+// side of 0 (a count's interval is its delta); for one without, when its
+// value is worse. The policy may cover none of them: a report shows them
+// all, with the rules that judge each. Reported-only metrics have no
+// worse side.
+func Regressions(rows []MetricRow, rules []gate.RuleResult) []Regression {
+	var out []Regression
+	for _, m := range rows {
+		if m.Better != validation.BetterHigher && m.Better != validation.BetterLower {
+			continue
+		}
+		for _, side := range []struct {
+			versus string
+			ref, d *validation.NullableFloat
+			ci     *validation.Interval
+		}{{gate.VersusBaseline, m.Baseline, m.Delta, m.CI95}, {gate.VersusControl, m.Control, m.DeltaVsControl, m.CI95VsControl}} {
+			if !validation.Finite(side.d) || !validation.Finite(side.ref) {
+				continue
+			}
+			worse := func(v float64) bool {
+				if m.Better == validation.BetterLower {
+					return v > 0
+				}
+				return v < 0
+			}
+			r := Regression{Metric: m.Metric, Versus: side.versus, Better: m.Better, Reference: side.ref, Candidate: m.Candidate,
+				Delta: side.d, CI95: side.ci, Unreliable: m.Unreliable}
+			switch {
+			case side.ci != nil && finite(float64(side.ci[0])) && finite(float64(side.ci[1])):
+				if !worse(float64(side.ci[0])) || !worse(float64(side.ci[1])) {
+					continue
+				}
+				r.Basis = gate.JudgedCI
+			case worse(float64(*side.d)):
+				r.Basis = gate.JudgedPoint
+			default:
+				continue
+			}
+			if *side.ref != 0 {
+				r.RelativeDelta = validation.Num(float64(*side.d) / math.Abs(float64(*side.ref)))
+			}
+			r.Rules = []string{}
+			for _, rr := range rules {
+				if rr.Metric == m.Metric && rr.Versus == side.versus {
+					r.Rules = append(r.Rules, rr.Rule)
+				}
+			}
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// Sentence says the regression in words, e.g. "jacobian_condition vs
+// baseline: 9.92 -> 21.7 (+119%), 95% CI of the delta [+10.3, +14.3];
+// lower is better; no rule covers it".
+func (r Regression) Sentence() string {
+	s := fmt.Sprintf("%s vs %s: %s -> %s", r.Metric, r.Versus, number.OrNull(r.Reference), number.OrNull(r.Candidate))
+	if r.RelativeDelta != nil {
+		s += fmt.Sprintf(" (%s%%)", number.Signed(100*float64(*r.RelativeDelta)))
+	} else {
+		s += " (" + number.SignedCell(r.Delta) + ")"
+	}
+	if r.Basis == gate.JudgedCI {
+		s += ", 95% CI of the delta " + number.Interval(r.CI95)
+	} else {
+		s += ", no interval (the point value)"
+	}
+	s += "; " + r.Better + " is better; "
+	if len(r.Rules) == 0 {
+		s += "no rule covers it"
+	} else {
+		s += "judged by " + strings.Join(r.Rules, "; ")
+	}
+	if r.Unreliable != "" {
+		s += "; unreliable: " + r.Unreliable
+	}
+	return s
 }
 
 // OpenMetrics renders the decision, the rule counts and every finite
@@ -114,7 +224,7 @@ func OpenMetrics(d gate.Decision, counts map[gate.Outcome]int, rows []MetricRow)
 	}
 	b.WriteString("# TYPE strata_gate_rules gauge\n")
 	b.WriteString("# HELP strata_gate_rules Gate policy rules by outcome.\n")
-	for _, o := range []gate.Outcome{gate.OutcomePass, gate.OutcomeFail, gate.OutcomeInconclusive, gate.OutcomeSkipped} {
+	for _, o := range gate.Outcomes {
 		fmt.Fprintf(&b, "strata_gate_rules{outcome=%q} %d\n", string(o), counts[o])
 	}
 	b.WriteString("# TYPE strata_metric gauge\n")

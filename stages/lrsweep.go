@@ -14,7 +14,6 @@ import (
 	"github.com/strata-ml/strata/compute"
 	"github.com/strata-ml/strata/internal/inputerr"
 	"github.com/strata-ml/strata/internal/provenance"
-	"github.com/strata-ml/strata/modelmap"
 	"github.com/strata-ml/strata/validation"
 )
 
@@ -130,26 +129,21 @@ func readLRSweep(path string) (*LRSweepFile, provenance.File, error) {
 // (null for regression; rows with a non-finite logit count as wrong) and
 // the mean loss (null when some row's loss is not finite).
 func scoreModelFile(path string, activation compute.Activation, ds *arrowio.Dataset) (task compute.Task, acc, loss *validation.NullableFloat, err error) {
-	lm, err := mapModel(path, activation)
+	m, err := loadValModel(path, activation, "")
 	if err != nil {
-		return "", nil, nil, inputerr.InFile(path, err)
+		return "", nil, nil, err
 	}
-	defer lm.close()
-	net, err := modelmap.Network[float64](lm.model)
+	defer m.close()
+	if err := m.prepare(ds); err != nil {
+		return "", nil, nil, err
+	}
+	c := m.outputs
+	z, err := m.outputsOf(ds.N)
 	if err != nil {
-		return "", nil, nil, inputerr.InFile(path, err)
+		return "", nil, nil, ortErr(path, err)
 	}
-	x, err := modelmap.Standardize(ds, &lm.model.Arch)
-	if err != nil {
-		return "", nil, nil, inputerr.InFile(path, err)
-	}
-	if x.D != net.Inputs() {
-		return "", nil, nil, inputerr.Errorf("%s: the data has %d features, the model takes %d", path, x.D, net.Inputs())
-	}
-	c := net.Outputs()
-	z := forwardAll(net, x.X, ds.N)
-	correct, losses := taskValues(net.Task(), z, ds.Y, c)
-	if net.Task() == compute.TaskClassification {
+	correct, losses := taskValues(m.task, z, ds.Y, c)
+	if m.task == compute.TaskClassification {
 		right := 0
 		for i, ok := range correct {
 			finite := true
@@ -169,7 +163,7 @@ func scoreModelFile(path string, activation compute.Activation, ds *arrowio.Data
 	if mean := sum / float64(ds.N); isFinite(mean) {
 		loss = validation.Num(mean)
 	}
-	return net.Task(), acc, loss, nil
+	return m.task, acc, loss, nil
 }
 
 // lrRobustness builds the lr_robustness metric from an lr_sweep.json (nil:
@@ -181,7 +175,7 @@ func scoreModelFile(path string, activation compute.Activation, ds *arrowio.Data
 // are the baseline fine-tuned with the candidate's budget.
 func (r *validateRun) lrRobustness(b *metricBuilder, f *LRSweepFile) *validation.Metric {
 	if f == nil {
-		return b.nullMetric(validation.BetterHigher, "no learning-rate sweep: run strata sweep --lrs, or give validate --lr-sweep FILE")
+		return b.nullMetric(validation.BetterHigher, "no learning-rate sweep: run strata sweep --lrs, or give validate --lr-sweep FILE", false)
 	}
 	const ciReason = "no interval: one training run per learning rate; the spread over seeds is in sweep.json"
 	classification := f.Task == compute.TaskClassification

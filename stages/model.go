@@ -112,8 +112,11 @@ func readModelFile(path string, activation compute.Activation, mapped bool) (*lo
 			sequential = true
 		}
 		if sequential {
-			if activation == "" {
-				activation = "relu"
+			if _, ok := sf.Metadata[arrowio.MetaArchitecture]; !ok && activation == "" {
+				// The checkpoint does not say its activation: running it
+				// as ReLU would validate or fine-tune another model.
+				return nil, inputerr.Errorf("%s: an nn.Sequential checkpoint without %s metadata does not say its activation: give --activation (one of %s)",
+					path, arrowio.MetaArchitecture, compute.JoinNames(compute.Activations))
 			}
 			m, err := arrowio.ModelFromSequential(sf, activation, path)
 			if err != nil {

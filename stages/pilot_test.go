@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/strata-ml/strata/arrowio"
 	"github.com/strata-ml/strata/gate"
 	"github.com/strata-ml/strata/internal/datasets"
 	"github.com/strata-ml/strata/internal/inputerr"
@@ -105,10 +106,19 @@ func TestPilotFilesNoControl(t *testing.T) {
 	if res.Baseline.Config.Init != "mlp:4-128-128-3:relu" {
 		t.Errorf("default baseline %q, want mlp:4-128-128-3:relu", res.Baseline.Config.Init)
 	}
+	// The default policy's control rule fails loudly without a control,
+	// saying how to get one: the pilot is NO-GO whatever the rest says.
+	found := false
 	for _, r := range res.Report.Rules {
-		if r.Versus == gate.VersusControl && r.Outcome != gate.OutcomeSkipped {
-			t.Errorf("the optional control rule was %s without a control", r.Outcome)
+		if r.Versus == gate.VersusControl {
+			found = true
+			if r.Outcome != gate.OutcomeFail || !strings.Contains(r.Sentence, "give validate --control") {
+				t.Errorf("control rule without a control: %s %q, want a fail saying how to get one", r.Outcome, r.Sentence)
+			}
 		}
+	}
+	if !found || res.Report.Decision != gate.DecisionNoGo {
+		t.Errorf("decision %s (control rule found: %v), want NO-GO from the control rule", res.Report.Decision, found)
 	}
 }
 
@@ -156,7 +166,7 @@ validate:
 	if err != nil {
 		t.Fatalf("examples/pilot/pilot.yaml: %v", err)
 	}
-	if ex.Data != "digits" || ex.Convert.Structure != "kronecker" || !ex.Control {
+	if ex.Data != "digits" || ex.Convert.Structure != "monarch" || !ex.Control {
 		t.Errorf("examples/pilot/pilot.yaml read as %+v", ex)
 	}
 	if _, err := gate.LoadPolicy(ex.Policy); err != nil {
@@ -181,5 +191,109 @@ validate:
 		if !errors.As(err, &ce) || ce.Line != e.line || !strings.Contains(err.Error(), e.want) || !errors.Is(err, inputerr.ErrInput) {
 			t.Errorf("%q: err = %v, want line %d and %q", e.src, err, e.line, e.want)
 		}
+	}
+}
+
+// TestLogitsModePilotDemo is the logits-mode pilot of the digits demo:
+// the demo's baseline, candidate and control give their logits on the
+// test rows as safetensors (as a PyTorch team would save them), validate
+// compares the logits with the parameter counts given, and the default
+// policy decides: GO or NO-GO on values, never an automatic NO-GO from a
+// metric the logits mode cannot have (those rules are not applicable).
+func TestLogitsModePilotDemo(t *testing.T) {
+	cfg := DemoPilotConfig()
+	cfg.Workdir = t.TempDir()
+	res, err := Pilot(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	test := filepath.Join(cfg.Workdir, "data", "test.arrow")
+	ds := mustReadData(t, test)
+	logits := func(model string) (string, int64) {
+		t.Helper()
+		m, err := loadValModel(model, "", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.prepare(ds); err != nil {
+			t.Fatal(err)
+		}
+		z, err := m.outputsOf(ds.N)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data := make([]float32, len(z))
+		for i, v := range z {
+			data[i] = float32(v)
+		}
+		path := strings.TrimSuffix(model, ".arrow") + ".logits.safetensors"
+		if err := arrowio.WriteSafetensors(path, []arrowio.Tensor{{Name: "logits", Shape: []int64{int64(ds.N), int64(m.outputs)}, Data: data}}, nil); err != nil {
+			t.Fatal(err)
+		}
+		params, _, _, _ := m.cost()
+		return path, int64(params)
+	}
+	vcfg := validation.DefaultConfig()
+	vcfg.BaselineLogits, vcfg.BaselineParams = logits(res.BaselineModel)
+	vcfg.CandidateLogits, vcfg.CandidateParams = logits(filepath.Join(cfg.Workdir, "finetune", "model.arrow"))
+	vcfg.ControlLogits, vcfg.ControlParams = logits(filepath.Join(cfg.Workdir, "control", "model.arrow"))
+	vcfg.Data, vcfg.Out, vcfg.Bootstrap = test, filepath.Join(cfg.Workdir, "logits-validate"), 500
+	if _, err := Validate(context.Background(), vcfg); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Report(context.Background(), ReportConfig{Validation: filepath.Join(vcfg.Out, validation.FileName), Out: filepath.Join(cfg.Workdir, "logits-report")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("logits-mode pilot: %s", rep.Why)
+	if rep.Decision != gate.DecisionGo && rep.Decision != gate.DecisionNoGo {
+		t.Errorf("decision %s, want GO or NO-GO", rep.Decision)
+	}
+	// The model files beside the logits give the same parameter counts,
+	// and the weights' own metrics.
+	vcfg2 := vcfg
+	vcfg2.Baseline, vcfg2.Candidate, vcfg2.Control = res.BaselineModel, filepath.Join(cfg.Workdir, "finetune", "model.arrow"), filepath.Join(cfg.Workdir, "control", "model.arrow")
+	vcfg2.BaselineParams, vcfg2.CandidateParams, vcfg2.ControlParams = 0, 0, 0
+	vcfg2.Out = filepath.Join(cfg.Workdir, "logits-validate-models")
+	beside, err := Validate(context.Background(), vcfg2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := beside.Metrics[validation.MetricParams]
+	if p.Candidate == nil || int64(*p.Candidate) != vcfg.CandidateParams || int64(*p.Baseline) != vcfg.BaselineParams {
+		t.Errorf("params from the model files %s / %s, given %d / %d", fv(p.Baseline), fv(p.Candidate), vcfg.BaselineParams, vcfg.CandidateParams)
+	}
+	if lc := beside.Metrics[validation.MetricLayerCondition]; lc.Candidate == nil || len(beside.Layers) != 3 || beside.Metrics[validation.MetricJacobianCondition].Baseline != nil {
+		t.Errorf("logits mode with model files: layer_condition %s, %d layers, jacobian %s", fv(lc.Candidate), len(beside.Layers), fv(beside.Metrics[validation.MetricJacobianCondition].Baseline))
+	}
+	for _, r := range rep.Rules {
+		switch {
+		case r.Metric == validation.MetricPerturbationSensitivityRelative:
+			if r.Outcome != gate.OutcomeNotApplicable || !strings.Contains(r.Sentence, "logits mode") {
+				t.Errorf("%s: %s, want not applicable in the logits mode: %s", r.Rule, r.Outcome, r.Sentence)
+			}
+		case r.Outcome == gate.OutcomeFail && r.Value == nil:
+			t.Errorf("%s failed without a value: %s", r.Rule, r.Sentence)
+		case r.Outcome == gate.OutcomeNotApplicable:
+			t.Errorf("%s not applicable: %s", r.Rule, r.Sentence)
+		}
+	}
+}
+
+// TestExamplePilotGO runs the complete example, examples/pilot/pilot.yaml,
+// as the docs show it: a Monarch + low-rank candidate on the digits data
+// that the default policy passes.
+func TestExamplePilotGO(t *testing.T) {
+	cfg, err := LoadPilotConfig(filepath.Join("..", "examples", "pilot", "pilot.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Workdir = t.TempDir()
+	res, err := Pilot(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Decision != gate.DecisionGo {
+		t.Errorf("examples/pilot/pilot.yaml: %s, want the GO its comments promise: %s", res.Decision.Label(), res.Why)
 	}
 }

@@ -108,6 +108,10 @@ type ReportResult struct {
 	Rules   []gate.RuleResult    `json:"rules"`
 	Counts  map[gate.Outcome]int `json:"counts"`
 	Metrics []render.MetricRow   `json:"metrics"`
+	// Regressions are the featured candidate's metrics that got worse than
+	// the baseline or the control beyond their intervals, covered by a
+	// rule or not (render.Regressions).
+	Regressions []render.Regression `json:"regressions"`
 	// HasControl says whether the featured validation had a control.
 	HasControl bool `json:"has_control"`
 	// Candidates lists every judged candidate, best ranked first.
@@ -120,7 +124,7 @@ type ReportResult struct {
 func (r *ReportResult) page() *render.Report {
 	p := &render.Report{
 		Title: r.Config.Title, Tool: r.Tool, Decision: r.Decision, Why: r.Why, Rules: r.Rules,
-		Candidates: r.Candidates, Metrics: r.Metrics, HasControl: r.HasControl, Warnings: r.Warnings,
+		Candidates: r.Candidates, Metrics: r.Metrics, Regressions: r.Regressions, HasControl: r.HasControl, Warnings: r.Warnings,
 	}
 	p.Inputs.Validations, p.Inputs.Policy = r.Inputs.Validations, r.Inputs.Policy
 	return p
@@ -180,6 +184,7 @@ func Report(ctx context.Context, cfg ReportConfig) (*ReportResult, error) {
 	feat := res.Featured()
 	res.Rules, res.Counts = feat.Rules, feat.Counts
 	res.Metrics = render.MetricRows(feat.Result)
+	res.Regressions = render.Regressions(res.Metrics, res.Rules)
 	res.HasControl = feat.Result.HasControl()
 	res.Warnings = append(res.Warnings, feat.Result.Warnings...)
 	if len(res.Candidates) > 1 {

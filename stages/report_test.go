@@ -214,7 +214,7 @@ func TestReportBadInput(t *testing.T) {
 	notJSON := filepath.Join(dir, "bad.json")
 	os.WriteFile(notJSON, []byte("{\n  \"schema_version\": 1,\n  \"metrics\": {\n    \"accuracy\": 7\n  }\n}\n"), 0o644)
 	other := filepath.Join(dir, "other.json")
-	os.WriteFile(other, []byte(`{"schema_version": 1, "metrics": {}}`), 0o644)
+	os.WriteFile(other, []byte(`{"schema_version": 2, "metrics": {}}`), 0o644)
 	typo := filepath.Join(dir, "typo.yaml")
 	os.WriteFile(typo, []byte("version: 1\nrules:\n  - {metric: accuracy, max_degredation: 0.01}\n"), 0o644)
 	tests := []struct {

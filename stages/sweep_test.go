@@ -58,9 +58,9 @@ func TestSweep(t *testing.T) {
 			v, _ := readValidation(t, filepath.Dir(filepath.Join(one, run.Validation)))
 			acc := v.Metrics[validation.MetricAccuracy]
 			deltas = append(deltas, float64(*acc.Delta))
-			// 38 test rows are one gradient batch of 64: nothing to
-			// resample, so no interval.
-			if g := v.Metrics[validation.MetricGradNormRatio]; g.CI95 != nil || !strings.Contains(g.CIReason, "nothing to resample") {
+			// 38 test rows are one gradient batch of 64: too few units
+			// for an interval.
+			if g := v.Metrics[validation.MetricGradNormRatio]; g.CI95 != nil || !strings.Contains(g.CIReason, "1 evaluation batches, fewer than the 20 units") {
 				t.Errorf("grad_norm_ratio over one batch: interval %v (%q)", g.CI95, g.CIReason)
 			}
 			lr := v.Metrics[validation.MetricLRRobustness]

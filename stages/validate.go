@@ -16,7 +16,6 @@ import (
 	"github.com/strata-ml/strata/compute"
 	"github.com/strata-ml/strata/internal/inputerr"
 	"github.com/strata-ml/strata/internal/provenance"
-	"github.com/strata-ml/strata/modelmap"
 	"github.com/strata-ml/strata/validation"
 )
 
@@ -24,9 +23,13 @@ import (
 // an equal-budget control) on evaluation data and writes
 // Out/validation.json: every metric of PRODUCT.md section 4 for each
 // model, the candidate's deltas with paired bootstrap 95% intervals and
-// McNemar's exact test, and a per-layer view. In logits mode it compares
-// outputs computed elsewhere: the task metrics only, the model metrics
-// null with the reason.
+// McNemar's exact test, and a per-layer view (docs/VALIDATION.md). Models
+// of strata's MLP family run in-process; ONNX models of any architecture
+// run in ONNX Runtime, which gives every metric that needs forward passes
+// only. In logits mode it compares outputs computed elsewhere: the task
+// metrics, the weight metrics of model files given beside the logits (or
+// the parameter counts given), and every metric that needs a model to run
+// not applicable, with the reason.
 //
 // The result is a function of the inputs and the config except the
 // fields listed in VaryingFields. Bad input (a file that does not read,
@@ -55,12 +58,16 @@ func Validate(ctx context.Context, cfg validation.Config) (*validation.Result, e
 	res.NExamples = ds.N
 
 	run := &validateRun{cfg: &cfg, log: log, ds: ds, res: res}
+	defer run.closeModels()
 	if cfg.BaselineLogits != "" {
 		res.Mode = validation.ModeLogits
 		err = run.loadLogits()
+		if err == nil {
+			err = run.loadModels(true)
+		}
 	} else {
 		res.Mode = validation.ModeModels
-		err = run.loadModels()
+		err = run.loadModels(false)
 	}
 	if err != nil {
 		return nil, err
@@ -74,10 +81,8 @@ func Validate(ctx context.Context, cfg validation.Config) (*validation.Result, e
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if res.Mode == validation.ModeModels {
-		if err := run.evaluateModels(ctx); err != nil {
-			return nil, err
-		}
+	if err := run.evaluateModels(ctx); err != nil {
+		return nil, err
 	}
 	run.assemble()
 	res.Outputs = validation.Outputs{Report: validation.FileName}
@@ -117,7 +122,7 @@ type validateRun struct {
 	// logits[s] are side s's outputs, N x c.
 	logits [3][]float64
 	evals  [3]*sideEval
-	logs   [3]*trainLogStats
+	logs   [3]*arrowio.TrainLog
 	// logReason[s] says why side s has no training log.
 	logReason [3]string
 	// jacIdx are the rows whose Jacobians are computed.
@@ -126,115 +131,78 @@ type validateRun struct {
 	lrSweep *LRSweepFile
 }
 
-// valModel is a model read for validation.
-type valModel struct {
-	input provenance.File
-	arch  arrowio.Architecture
-	net   *compute.Network[float64]
-	net32 *compute.Network[float32]
-	// x is the data standardised for this model (N x Inputs).
-	x []float64
-	// scale is 1/std of the model's standardisation (nil: none), the
-	// factor from raw to network inputs.
-	scale []float64
-}
-
-// loadModels reads the models, checks they fit each other and the data,
-// and standardises the data for each.
-func (r *validateRun) loadModels() error {
+// loadModels reads the models, puts the data into each one's input space
+// and checks that they fit each other and the data. In the models mode
+// it also computes their outputs; in the logits mode (weightsOnly) the
+// models are read for their weights only.
+func (r *validateRun) loadModels(weightsOnly bool) error {
 	paths := [3]string{r.cfg.Baseline, r.cfg.Candidate, r.cfg.Control}
 	ins := [3]**provenance.File{&r.res.Inputs.Baseline, &r.res.Inputs.Candidate, &r.res.Inputs.Control}
 	for s, path := range paths {
 		if path == "" {
 			continue
 		}
-		lm, err := loadModel(path, r.cfg.Activation)
+		m, err := loadValModel(path, r.cfg.Activation, r.cfg.Task)
 		if err != nil {
-			return inputerr.InFile(path, err)
-		}
-		net, err := modelmap.Network[float64](lm.model)
-		if err != nil {
-			return inputerr.InFile(path, err)
-		}
-		net32, err := modelmap.Network[float32](lm.model)
-		if err != nil {
-			return inputerr.InFile(path, err)
-		}
-		vm := &valModel{input: lm.input, arch: lm.model.Arch, net: net, net32: net32}
-		in := lm.input
-		*ins[s] = &in
-		r.models[s] = vm
-		r.has[s] = true
-	}
-	b := r.models[sideBaseline]
-	for s := sideCandidate; s <= sideControl; s++ {
-		m := r.models[s]
-		if m == nil {
-			continue
-		}
-		if err := sameInterface(b, m, sideNames[s]); err != nil {
 			return err
 		}
-		if !sameStandardization(b.arch.Standardization, m.arch.Standardization) {
-			r.res.Warnings = append(r.res.Warnings, fmt.Sprintf(
-				"the %s standardises its inputs differently from the baseline; every model is evaluated on the same raw data with its own standardisation", sideNames[s]))
+		r.models[s] = m
+		in := m.input
+		*ins[s] = &in
+		if err := m.prepare(r.ds); err != nil {
+			return err
+		}
+		if !weightsOnly {
+			r.has[s] = true
 		}
 	}
+	var ref *valModel
 	for s, m := range r.models {
 		if m == nil {
 			continue
 		}
-		x, err := modelmap.Standardize(r.ds, &m.arch)
-		if err != nil {
-			return inputerr.InFile(paths[s], err)
+		if ref == nil {
+			ref = m
+			continue
 		}
-		if x.D != m.net.Inputs() {
-			return inputerr.Errorf("%s: the data has %d features, the model takes %d", paths[s], x.D, m.net.Inputs())
+		if err := sameInterface(ref, m, sideNames[s]); err != nil {
+			return err
 		}
-		m.x = x.X
-		if st := m.arch.Standardization; st != nil {
-			m.scale = make([]float64, len(st.Std))
-			for j, sd := range st.Std {
-				if sd == 0 {
-					sd = 1
-				}
-				m.scale[j] = 1 / sd
-			}
+		if ref.mlp != nil && m.mlp != nil && !sameStandardization(ref.standardization, m.standardization) {
+			r.res.Warnings = append(r.res.Warnings, fmt.Sprintf(
+				"the %s standardises its inputs differently from the baseline; every model is evaluated on the same raw data with its own standardisation", sideNames[s]))
+		}
+		if m.kind() != ref.kind() {
+			r.res.Warnings = append(r.res.Warnings, fmt.Sprintf("the %s is a %s, the %s a %s: metrics that only one kind has are null", sideNames[s], m.kind(), "baseline", ref.kind()))
 		}
 	}
-	r.task, r.c = b.net.Task(), b.net.Outputs()
+	for s, m := range r.models {
+		if m != nil && m.onnx != nil && m.onnx.layersNote != "" && s == sideCandidate {
+			r.res.Warnings = append(r.res.Warnings, fmt.Sprintf("%s: per-layer metrics from %s", m.path, m.onnx.layersNote))
+		}
+	}
+	if weightsOnly {
+		if ref != nil && (ref.outputs != r.c || ref.task != r.task) {
+			return inputerr.Errorf("validate: the models beside the logits are %s models of %d outputs, the logits %s of %d", ref.task, ref.outputs, r.task, r.c)
+		}
+		return nil
+	}
+	b := r.models[sideBaseline]
+	r.task, r.c = b.task, b.outputs
 	if err := r.checkLabels(); err != nil {
 		return err
 	}
 	for s, m := range r.models {
-		if m != nil {
-			r.logits[s] = forwardAll(m.net, m.x, r.ds.N)
+		if m == nil {
+			continue
 		}
+		y, err := m.outputsOf(r.ds.N)
+		if err != nil {
+			return ortErr(m.path, err)
+		}
+		r.logits[s] = y
 	}
 	return nil
-}
-
-// sameInterface refuses models that cannot be compared: another task,
-// input width, output width or class names.
-func sameInterface(b, m *valModel, side string) error {
-	switch {
-	case b.net.Task() != m.net.Task():
-		return inputerr.Errorf("validate: the baseline is a %s model, the %s a %s model", b.net.Task(), side, m.net.Task())
-	case b.net.Inputs() != m.net.Inputs():
-		return inputerr.Errorf("validate: the baseline takes %d inputs, the %s %d", b.net.Inputs(), side, m.net.Inputs())
-	case b.net.Outputs() != m.net.Outputs():
-		return inputerr.Errorf("validate: the baseline has %d outputs, the %s %d", b.net.Outputs(), side, m.net.Outputs())
-	case len(b.arch.Classes) > 0 && len(m.arch.Classes) > 0 && !slices.Equal(b.arch.Classes, m.arch.Classes):
-		return inputerr.Errorf("validate: the baseline's classes %q differ from the %s's %q", b.arch.Classes, side, m.arch.Classes)
-	}
-	return nil
-}
-
-func sameStandardization(a, b *arrowio.Standardization) bool {
-	if a == nil || b == nil {
-		return a == b
-	}
-	return slices.Equal(a.Mean, b.Mean) && slices.Equal(a.Std, b.Std)
 }
 
 // checkLabels checks the data's targets against the task and the outputs.
@@ -251,6 +219,15 @@ func (r *validateRun) checkLabels() error {
 		}
 	}
 	return nil
+}
+
+// closeModels releases the models.
+func (r *validateRun) closeModels() {
+	for _, m := range r.models {
+		if m != nil {
+			m.close()
+		}
+	}
 }
 
 // loadLogits reads the logits of the logits mode.
@@ -301,27 +278,6 @@ func (r *validateRun) loadLogits() error {
 	return r.checkLabels()
 }
 
-// forwardAll returns the outputs of net on n rows of x.
-func forwardAll(net *compute.Network[float64], x []float64, n int) []float64 {
-	const chunk = 256
-	in, c := net.Inputs(), net.Outputs()
-	y := make([]float64, n*c)
-	ws := compute.NewWorkspace[float64]()
-	for lo := 0; lo < n; lo += chunk {
-		g := min(chunk, n-lo)
-		net.Forward(y[lo*c:(lo+g)*c], x[lo*in:(lo+g)*in], g, ws)
-	}
-	return y
-}
-
-// trainLogStats summarises the second half of a training log.
-type trainLogStats struct {
-	gradStd        float64
-	gradMean       float64 // over the second half
-	spikes, judged int
-	steps          int
-}
-
 // loadTrainLogs reads the training logs given for training_stability.
 func (r *validateRun) loadTrainLogs() error {
 	paths := [3]string{r.cfg.BaselineTrainLog, r.cfg.TrainLog, r.cfg.ControlTrainLog}
@@ -344,24 +300,27 @@ func (r *validateRun) loadTrainLogs() error {
 			return classify(err)
 		}
 		*ins[s] = &in
-		losses := make([]float64, len(l.Rows))
-		grads := make([]float64, len(l.Rows))
-		for i, row := range l.Rows {
-			losses[i], grads[i] = row.Loss, row.GradNorm
-		}
 		if len(l.Rows) < 2 {
 			r.logReason[s] = fmt.Sprintf("the training log has %d steps, too few for a second half", len(l.Rows))
 			continue
 		}
-		gs, spikes, judged := compute.TrainingStability(losses, grads, r.cfg.SpikeWindow, r.cfg.SpikeThreshold)
-		r.logs[s] = &trainLogStats{gradStd: gs, gradMean: compute.Mean(grads[len(grads)/2:]), spikes: spikes, judged: judged, steps: len(l.Rows)}
+		r.logs[s] = l
 	}
 	return nil
 }
 
-// evaluateModels computes every model metric of each model, the models
-// in parallel, then times them one after the other.
+// evaluateModels computes the model metrics of each model, the models in
+// parallel, then times them together (models mode). In the logits mode
+// only the weights of the models given beside the logits are read.
 func (r *validateRun) evaluateModels(ctx context.Context) error {
+	if r.res.Mode == validation.ModeLogits {
+		for s, m := range r.models {
+			if m != nil {
+				r.evals[s] = weightEval(m)
+			}
+		}
+		return nil
+	}
 	n, d := r.ds.N, r.ds.D
 	r.sigma = make([]float64, d)
 	col := make([]float64, n)
@@ -392,6 +351,9 @@ func (r *validateRun) evaluateModels(ctx context.Context) error {
 			defer wg.Done()
 			t0 := time.Now()
 			r.evals[s], errs[s] = r.evaluateModel(ctx, m)
+			if errs[s] != nil {
+				errs[s] = ortErr(m.path, errs[s])
+			}
 			r.log.Info("evaluated", "model", sideNames[s], "seconds", fmt.Sprintf("%.2f", time.Since(t0).Seconds()))
 		}()
 	}
@@ -402,6 +364,5 @@ func (r *validateRun) evaluateModels(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	r.timeModels()
-	return nil
+	return r.timeModels(ctx)
 }

@@ -3,6 +3,7 @@ package validation
 import (
 	"log/slog"
 	"math"
+	"strings"
 
 	"github.com/strata-ml/strata/compute"
 	"github.com/strata-ml/strata/internal/inputerr"
@@ -13,34 +14,51 @@ import (
 // or sweep config's validate section; the pilot sets the others per run
 // (Data, Label and Out are never empty in validation.json).
 type Config struct {
-	// Baseline and Candidate are the models compared (Arrow model files
-	// or safetensors of the MLP family); Control optionally the dense
-	// baseline fine-tuned with the candidate's budget.
+	// Baseline and Candidate are the models compared: Arrow model files or
+	// safetensors of the MLP family (run in-process), or ONNX models of
+	// any architecture (.onnx, run by ONNX Runtime); Control optionally
+	// the dense baseline fine-tuned with the candidate's budget. In the
+	// logits mode they are optional and only their weights are read
+	// (params, bytes, layer condition).
 	Baseline  string `json:"baseline,omitempty"`
 	Candidate string `json:"candidate,omitempty"`
 	Control   string `json:"control,omitempty"`
 	// BaselineLogits and CandidateLogits (and ControlLogits) select the
 	// logits mode instead: outputs computed elsewhere, one row per row
-	// of Data in the same order (arrowio.ReadLogits).
+	// of Data in the same order (arrowio.ReadLogits: Arrow, Parquet,
+	// CSV, safetensors or .npy).
 	BaselineLogits  string `json:"baseline_logits,omitempty"`
 	CandidateLogits string `json:"candidate_logits,omitempty"`
 	ControlLogits   string `json:"control_logits,omitempty"`
+	// BaselineParams is the baseline's parameter count for the logits
+	// mode when no model file is given beside the logits (0: unknown,
+	// params is then not applicable).
+	BaselineParams int64 `json:"baseline_params,omitempty"`
+	// CandidateParams is the candidate's parameter count for the logits
+	// mode (0: unknown).
+	CandidateParams int64 `json:"candidate_params,omitempty"`
+	// ControlParams is the control's parameter count for the logits mode
+	// (0: unknown).
+	ControlParams int64 `json:"control_params,omitempty"`
 	// Data is the evaluation data, raw (each model applies its own
 	// standardisation); Label names its target column.
 	Data  string `json:"data,omitempty"`
 	Label string `json:"label,omitempty"`
 	// Out is the output directory.
 	Out string `json:"out,omitempty"`
-	// Task is for the logits mode: classification or regression; empty
-	// infers it from the width (1 output: regression).
+	// Task is for the logits mode and ONNX models, which do not record
+	// it: classification or regression; empty infers it from the width
+	// (1 output: regression).
 	Task compute.Task `json:"task,omitempty"`
 	// Activation is for a safetensors nn.Sequential model without
-	// architecture metadata (default relu).
+	// architecture metadata, which does not say its activation: without
+	// it such a model is refused (never assumed ReLU).
 	Activation compute.Activation `json:"activation,omitempty"`
 
 	// Bootstrap is the number of paired bootstrap resamples of every
-	// confidence interval (0: no intervals); Seed drives them and every
-	// random draw of the metrics.
+	// confidence interval (0: no intervals; an interval over fewer than
+	// MinBootstrapUnits units is null with the reason); Seed drives them
+	// and every random draw of the metrics.
 	Bootstrap int    `yaml:"bootstrap" json:"bootstrap"`
 	Seed      uint64 `json:"seed"`
 	// MaxJacobianSamples bounds the inputs whose Jacobian is computed (a
@@ -56,8 +74,9 @@ type Config struct {
 	RobustnessDraws int     `yaml:"robustness_draws" json:"robustness_draws"`
 	// GradBatch is the evaluation batch size of grad_norm_ratio.
 	GradBatch int `yaml:"grad_batch" json:"grad_batch"`
-	// LatencyBatch rows are timed LatencyRuns times per model after
-	// LatencyWarmup untimed passes, the models interleaved.
+	// LatencyBatch rows are timed in LatencyRuns rounds after
+	// LatencyWarmup untimed passes per model; each round runs every model
+	// once, in an order that rotates from round to round.
 	LatencyBatch  int `yaml:"latency_batch" json:"latency_batch"`
 	LatencyRuns   int `yaml:"latency_runs" json:"latency_runs"`
 	LatencyWarmup int `yaml:"latency_warmup" json:"latency_warmup"`
@@ -104,11 +123,27 @@ func DefaultConfig() Config {
 // (BaselineLogits and CandidateLogits), Data and Out set, and every
 // setting in range. Problems are bad input (inputerr.ErrInput).
 func (cfg *Config) Check() error {
-	models := cfg.Baseline != "" || cfg.Candidate != "" || cfg.Control != ""
 	logits := cfg.BaselineLogits != "" || cfg.CandidateLogits != "" || cfg.ControlLogits != ""
+	params := cfg.BaselineParams != 0 || cfg.CandidateParams != 0 || cfg.ControlParams != 0
+	onnx := false
+	for _, p := range []string{cfg.Baseline, cfg.Candidate, cfg.Control} {
+		onnx = onnx || strings.HasSuffix(strings.ToLower(p), ".onnx")
+	}
+	for _, pc := range []struct {
+		flag  string
+		model string
+		n     int64
+	}{{"baseline", cfg.Baseline, cfg.BaselineParams}, {"candidate", cfg.Candidate, cfg.CandidateParams}, {"control", cfg.Control, cfg.ControlParams}} {
+		switch {
+		case pc.n < 0:
+			return inputerr.Errorf("validate: --%s-params %d: want a count > 0", pc.flag, pc.n)
+		case pc.n > 0 && pc.model != "":
+			return inputerr.Errorf("validate: --%s-params and --%s both give the %s's parameters: keep one", pc.flag, pc.flag, pc.flag)
+		}
+	}
 	switch {
-	case models && logits:
-		return inputerr.Errorf("validate: give models (--baseline, --candidate) or logits (--baseline-logits, --candidate-logits), not both")
+	case params && !logits:
+		return inputerr.Errorf("validate: --baseline-params, --candidate-params and --control-params are for the logits mode (a model file has its parameters)")
 	case logits && (cfg.BaselineLogits == "" || cfg.CandidateLogits == ""):
 		return inputerr.Errorf("validate: logits mode needs --baseline-logits and --candidate-logits")
 	case !logits && (cfg.Baseline == "" || cfg.Candidate == ""):
@@ -119,8 +154,8 @@ func (cfg *Config) Check() error {
 		return inputerr.Errorf("validate: --out is required")
 	case cfg.Label == "":
 		return inputerr.Errorf("validate: --label must not be empty")
-	case cfg.Task != "" && !logits:
-		return inputerr.Errorf("validate: --task applies to the logits mode only (a model file has its task)")
+	case cfg.Task != "" && !logits && !onnx:
+		return inputerr.Errorf("validate: --task applies to the logits mode and ONNX models only (a strata model file has its task)")
 	case cfg.Bootstrap < 0:
 		return inputerr.Errorf("validate: --bootstrap %d: want 0 (no intervals) or more", cfg.Bootstrap)
 	case cfg.MaxJacobianSamples < 0:

@@ -7,8 +7,12 @@ import (
 	"github.com/strata-ml/strata/internal/provenance"
 )
 
-// SchemaVersion is the schema_version of validation.json.
-const SchemaVersion = 1
+// SchemaVersion is the schema_version of validation.json. Version 2 took
+// jacobian_condition on the standardised input and the centred logits,
+// made training_stability's headline relative and dropped the zero-width
+// interval of layer_condition: a version 1 file means other things under
+// the same keys and is not read.
+const SchemaVersion = 2
 
 // Validate modes: models run in-process, or logits computed elsewhere.
 const (
@@ -53,6 +57,16 @@ const (
 	BetterLower    = "lower"
 	BetterReported = "reported" // informative only: no direction to gate on
 )
+
+// UnitExamples is Metric.UnitName for an interval that resamples the
+// evaluation rows.
+const UnitExamples = "evaluation rows"
+
+// MinBootstrapUnits is the fewest units a bootstrap interval is drawn
+// from: below it the resamples hold too few distinct values for a
+// percentile interval to mean anything, and the interval is null with
+// the reason.
+const MinBootstrapUnits = 20
 
 // ExactCIPrefix starts the CIReason of an exact metric, whose interval
 // is [delta, delta]: a property of the models (a count, the weights), not
@@ -112,8 +126,24 @@ type Metric struct {
 	RelativeDeltaVsControl *NullableFloat `json:"relative_delta_vs_control,omitempty"`
 	CI95VsControl          *Interval      `json:"ci95_vs_control,omitempty"`
 	PValueVsControl        *NullableFloat `json:"p_value_vs_control,omitempty"`
+	// Units is the number of units the interval resamples and UnitName
+	// what they are (UnitExamples, "evaluation batches", "timing rounds",
+	// ...); 0 and "" when the interval is not a bootstrap. The gate scales
+	// the interval's width with them to say what effect the evaluation set
+	// resolves and how many units would settle a rule.
+	Units    int    `json:"units,omitempty"`
+	UnitName string `json:"unit,omitempty"`
 	// Reason explains every null value above except the intervals.
 	Reason string `json:"reason,omitempty"`
+	// NotApplicable says the metric cannot exist for these inputs (the
+	// logits mode has no model to run, a regression has no accuracy, an
+	// ONNX model gives no gradients); Reason says why. A gate rule on it
+	// is "not applicable" unless the policy marks it required.
+	NotApplicable bool `json:"not_applicable,omitempty"`
+	// Unreliable, when not empty, says why the value cannot be trusted
+	// (timing rounds that disagree on a busy machine): a gate rule on it
+	// is inconclusive at best.
+	Unreliable string `json:"unreliable,omitempty"`
 	// Note says what the headline value is (which noise level, which
 	// layer, how many inputs).
 	Note  string    `json:"note,omitempty"`

@@ -70,7 +70,7 @@ func writeFile(t *testing.T, name, body string) string {
 }
 
 func TestRead(t *testing.T) {
-	good := `{"schema_version": 1, "mode": "models", "metrics": {"accuracy": {"better": "higher", "baseline": 0.9, "candidate": 0.91}, "loss": null}}`
+	good := `{"schema_version": 2, "mode": "models", "metrics": {"accuracy": {"better": "higher", "baseline": 0.9, "candidate": 0.91}, "loss": null}}`
 	path := writeFile(t, "validation.json", good)
 	v, in, err := Read(path)
 	if err != nil {
@@ -82,25 +82,81 @@ func TestRead(t *testing.T) {
 	if _, ok := v.Metrics["loss"]; ok || *v.Metrics["accuracy"].Candidate != 0.91 {
 		t.Errorf("metrics %v: a null metric reads as missing", v.Metrics)
 	}
+	if _, _, err := Read(filepath.Join(t.TempDir(), "missing.json")); !errors.Is(err, inputerr.ErrInput) {
+		t.Errorf("a missing file: %v, want bad input", err)
+	}
+}
+
+// TestParseImpossible: a validation.json that Validate cannot have
+// written is bad input naming the field, never judged.
+func TestParseImpossible(t *testing.T) {
+	doc := func(metric string) string {
+		return `{"schema_version": 2, "mode": "models", "task": "classification", "metrics": {` + metric + `}}`
+	}
+	acc := func(fields string) string {
+		return doc(`"accuracy": {"better": "higher", "baseline": 0.9, "candidate": 0.91` + fields + `}`)
+	}
 	tests := []struct {
 		name, body, want string
 	}{
-		{"syntax", "{\n\"schema_version\": 1,\n]", "validation.json:3: not valid JSON"},
+		{"syntax", "{\n\"schema_version\": 2,\n]", "validation.json:3: not valid JSON"},
 		{"type", "{\n\"schema_version\": \"one\"}", `validation.json:2: schema_version: want a number, got a JSON string`},
-		{"version", `{"schema_version": 2, "metrics": {"accuracy": {}}}`, "schema_version 2: this strata reads validation.json version 1"},
-		{"no metrics", `{"schema_version": 1}`, "no metrics"},
+		{"an older version", `{"schema_version": 1, "metrics": {"accuracy": {}}}`, "schema_version 1: this strata reads validation.json version 2"},
+		{"a newer version", `{"schema_version": 3, "metrics": {"accuracy": {}}}`, "schema_version 3"},
+		{"no metrics", `{"schema_version": 2, "mode": "models"}`, "no metrics"},
+		{"unknown top-level key", `{"schema_version": 2, "mode": "models", "verdict": "go", "metrics": {}}`, `unknown key "verdict"`},
+		{"unknown metric field", acc(`, "confidence": 0.99`), `unknown key "confidence"`},
+		{"two documents", acc(``) + ` {}`, "more than one JSON value"},
+		{"unknown metric", doc(`"accuracy": {"better": "higher"}, "acuracy": {"better": "higher"}`), "metrics.acuracy: unknown metric"},
+		{"unknown mode", `{"schema_version": 2, "mode": "remote", "metrics": {"accuracy": {"better": "higher"}}}`, `mode "remote"`},
+		{"unknown better", doc(`"accuracy": {"better": "up"}`), `metrics.accuracy.better "up"`},
+		{"accuracy 2.5", doc(`"accuracy": {"better": "higher", "baseline": 0.9, "candidate": 2.5, "delta": 1.6}`), "metrics.accuracy.candidate 2.5: outside the range [0, 1]"},
+		{"condition below 1", doc(`"jacobian_condition": {"better": "lower", "baseline": 0.5, "candidate": 3}`), "metrics.jacobian_condition.baseline 0.5"},
+		{"negative params", doc(`"params": {"better": "lower", "baseline": -4, "candidate": 3}`), "metrics.params.baseline -4"},
+		{"delta of 1e308", acc(`, "delta": 1e308`), "metrics.accuracy.delta 1e+308: want candidate - baseline"},
+		{"delta without a candidate", doc(`"loss": {"better": "lower", "baseline": 0.3, "delta": -0.1}`), "a delta needs both"},
+		{"inverted interval", acc(`, "delta": 0.01, "ci95": [0.03, -0.01]`), "metrics.accuracy.ci95 [0.03, -0.01]: inverted"},
+		{"half-null interval", acc(`, "delta": 0.01, "ci95": [null, 0.02]`), "one end is null"},
+		{"interval beyond the range", acc(`, "delta": 0.01, "ci95": [-0.5, 1.5]`), "cannot be there"},
+		{"interval without a delta", acc(`, "ci95": [-0.01, 0.02]`), "metrics.accuracy.delta is null but its interval"},
+		{"wrong relative delta", doc(`"loss": {"better": "lower", "baseline": 0.5, "candidate": 0.4, "delta": -0.1, "relative_delta": 0.2}`), "relative_delta 0.2"},
+		{"p-value above 1", acc(`, "delta": 0.01, "p_value": 1.5`), "metrics.accuracy.p_value 1.5"},
+		{"bad part", doc(`"loss": {"better": "lower", "parts": [{"better": "sideways"}]}`), "metrics.loss.parts[0].better"},
+		{"control delta", doc(`"loss": {"better": "lower", "baseline": 0.5, "candidate": 0.4, "control": 0.45, "delta_vs_control": 3}`), "metrics.loss.delta_vs_control 3: want candidate - control"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, _, err := Read(writeFile(t, "validation.json", tt.body))
-			if !errors.Is(err, inputerr.ErrInput) || !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("got %v, want bad input containing %q", err, tt.want)
+			if !errors.Is(err, inputerr.ErrInput) || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "validation.json") {
+				t.Errorf("got %v, want bad input naming the file and containing %q", err, tt.want)
 			}
 		})
 	}
-	if _, _, err := Read(filepath.Join(t.TempDir(), "missing.json")); !errors.Is(err, inputerr.ErrInput) {
-		t.Errorf("a missing file: %v, want bad input", err)
-	}
+}
+
+// FuzzParse: no input makes Parse panic, and what it accepts survives a
+// round trip through the writer's encoding.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(`{"schema_version": 2, "mode": "models", "metrics": {"accuracy": {"better": "higher", "baseline": 0.9, "candidate": 0.91, "delta": 0.01, "ci95": [-0.01, 0.03]}}}`))
+	f.Add([]byte(`{"schema_version": 2, "mode": "logits", "task": "regression", "metrics": {"loss": {"better": "lower", "baseline": 0.3, "candidate": 0.2, "delta": -0.1, "parts": [{"name": "x", "better": "lower"}]}}}`))
+	f.Add([]byte(`{"schema_version": 2, "metrics": {"accuracy": null}}`))
+	f.Add([]byte(`{}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		v, err := Parse(b, "fuzz.json")
+		if err != nil {
+			if !errors.Is(err, inputerr.ErrInput) {
+				t.Fatalf("error %v is not bad input", err)
+			}
+			return
+		}
+		out, err := json.Marshal(v)
+		if err != nil {
+			t.Fatalf("marshal what Parse accepted: %v", err)
+		}
+		if _, err := Parse(out, "again.json"); err != nil {
+			t.Fatalf("Parse refuses its own output: %v\n%s", err, out)
+		}
+	})
 }
 
 func TestDescribe(t *testing.T) {
@@ -182,10 +238,15 @@ func TestConfigCheck(t *testing.T) {
 		edit func(c *Config)
 		want string
 	}{
-		{"both modes", func(c *Config) { c.BaselineLogits = "l.arrow" }, "not both"},
+		{"half the logits", func(c *Config) { c.BaselineLogits = "l.arrow" }, "logits mode needs --baseline-logits and --candidate-logits"},
+		{"params and a model", func(c *Config) { c.BaselineLogits, c.CandidateLogits, c.CandidateParams = "b.arrow", "c.arrow", 5 }, "keep one"},
+		{"negative params", func(c *Config) {
+			c.Candidate = ""
+			c.BaselineLogits, c.CandidateLogits, c.CandidateParams = "b.arrow", "c.arrow", -5
+		}, "want a count"},
 		{"no candidate", func(c *Config) { c.Candidate = "" }, "--baseline and --candidate are required"},
 		{"no data", func(c *Config) { c.Data = "" }, "--data is required"},
-		{"task with models", func(c *Config) { c.Task = "regression" }, "--task applies to the logits mode only"},
+		{"task with models", func(c *Config) { c.Task = "regression" }, "--task applies to the logits mode and ONNX models only"},
 		{"noise", func(c *Config) { c.Noise = []float64{0.1, 0.1} }, "distinct positive levels"},
 		{"eps", func(c *Config) { c.RobustnessEps = math.Inf(1) }, "--robustness-eps"},
 		{"spike window", func(c *Config) { c.SpikeWindow = 4 }, "--spike-window 4"},

@@ -3,7 +3,10 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"strings"
+
+	"github.com/strata-ml/strata/validation"
 )
 
 // pairVerdict is a claim's verdict for one candidate on one data set
@@ -86,18 +89,18 @@ func renderReading(b *bytes.Buffer, d *doc) {
 	p("tuning: worst accuracy and range) **holds** when both hold, is **mixed** when one holds and the other is ")
 	p("contradicted, is **contradicted** when one is contradicted and the other does not hold, and otherwise has ")
 	p("no clear effect.\n")
-	var oneBatch []string
+	var fewBatches []string
 	for _, ds := range d.Sets {
-		if g := ds.Res.Config.Validate.GradBatch; g > 0 && 2*ds.Res.Seeds[0].Data.TestRows < 3*g {
-			oneBatch = append(oneBatch, ds.Name)
+		if g := ds.Res.Config.Validate.GradBatch; g > 0 && math.Round(float64(ds.Res.Seeds[0].Data.TestRows)/float64(g)) < validation.MinBootstrapUnits {
+			fewBatches = append(fewBatches, ds.Name)
 		}
 	}
-	p("- A measure without a per-run interval (worst-layer drop, the learning-rate measures")
-	if len(oneBatch) > 0 {
-		p(", and the grad-norm ratio on %s, whose test split is a single gradient batch", joinAnd(oneBatch))
+	p("- A measure without a per-run interval (the learning-rate measures")
+	if len(fewBatches) > 0 {
+		p(", and the grad-norm ratio on %s, whose test split is fewer than %d gradient batches, too few for an interval", joinAnd(fewBatches), validation.MinBootstrapUnits)
 	}
-	p(") counts a seed by the sign of its difference: a weaker test than an interval, because one ")
-	p("perturbation average, one gradient batch or one training run per learning rate carries no estimate ")
+	p(") counts a seed by the sign of its difference: a weaker test than an interval, because a ")
+	p("handful of gradient batches or one training run per learning rate carries no estimate ")
 	p("of its own noise.\n\n")
 	p("Each verdict lists the measure's effect: a ratio as xR, a difference in points, and [B/W].\n\n")
 

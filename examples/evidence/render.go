@@ -240,8 +240,8 @@ Each data set has two tables with the same columns: the candidate against the de
 against the equal-budget control. A cell is the mean over the seeds ± the seed-to-seed standard
 deviation (no ± with one seed). [B/W] counts the seeds where the candidate is significantly better /
 worse than the reference: the run's 95% paired-bootstrap interval of the difference excludes 0, or,
-for a metric without a sampled interval (params, layer robustness, lr robustness, and the grad-norm
-ratio when the test split is a single gradient batch), the per-seed difference is not 0.
+for a metric without a sampled interval (params, lr robustness, and the grad-norm ratio when the
+test split is fewer than 20 gradient batches), the per-seed difference is not 0.
 "(n=K)" means only K seeds had a finite value. A dash is followed by a letter whose note under the
 table says why there is no number.
 
@@ -251,16 +251,18 @@ table says why there is no number.
   over the seeds of the half width of each run's 95% paired-bootstrap interval of that difference
   (the per-run uncertainty, to compare with the seed-to-seed ±).
 - **Jacobian condition ratio**: ` + "`jacobian_condition`" + ` of the candidate / the reference's: the median
-  over up to 64 test inputs of sigma_max / sigma_min of the Jacobian of the logits with respect to
-  the input. Below 1: better conditioned.
+  over up to 64 test inputs of sigma_max / sigma_min of the Jacobian of the centred logits (the
+  all-ones direction, which changes no probability, projected out) with respect to the standardised
+  input (docs/VALIDATION.md): free of the features' units and of softmax shifts. Below 1: better
+  conditioned.
 - **relative sensitivity ratio**: ` + "`perturbation_sensitivity_relative`" + ` (at the middle noise level)
   of the candidate / the reference's: mean ||f(x+d) - f(x)|| / ||d|| divided by the mean ||f(x)||.
   Below 1: less sensitive.
 - **flip rate delta**: ` + "`prediction_flip_rate`" + ` of the candidate - the reference's, in points: the
   share of test rows whose predicted class changes under the same noise. Below 0: fewer flips.
 - **worst-layer drop delta**: ` + "`layer_robustness`" + ` of the candidate - the reference's, in points: the
-  accuracy lost when one layer's effective W is perturbed by 10% of its norm, worst layer. Below 0:
-  more robust.
+  accuracy lost when one layer's effective W is perturbed by 10% of its norm, worst layer, a drop
+  below zero counted as none; its interval resamples the test rows. Below 0: more robust.
 - **grad-norm ratio ratio**: ` + "`grad_norm_ratio`" + ` of the candidate / the reference's, where
   grad_norm_ratio is the max / min over the layers of ||dLoss/dW||, averaged over test batches. Below
   1: gradients more even across layers.

@@ -104,9 +104,12 @@ type Pretrained struct {
 // Set is the built set of test models. Its files are shared by every test
 // on the machine: read them, never write them.
 type Set struct {
-	Dir     string // the cache directory holding every file
-	Torch   string // torch's version
-	Opset   int    // the ONNX opset of the exported models
+	Dir   string // the cache directory holding every file
+	Torch string // torch's version
+	// Python is the python3 that built the set, with torch, onnx and numpy;
+	// Dir holds make_models.py, whose model classes a test may import.
+	Python  string
+	Opset   int // the ONNX opset of the exported models
 	Classes int
 	// TrainCSV and EvalCSV are the split's rows (header px_<r>_<c>...,
 	// label; pixels divided by 16, written exactly).
@@ -231,7 +234,7 @@ func build() (*Set, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.pretrainedDir = pre
+	s.pretrainedDir, s.Python = pre, py
 	return s, nil
 }
 
