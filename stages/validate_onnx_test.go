@@ -86,13 +86,14 @@ func TestValidateONNX(t *testing.T) {
 	if p := res.Metrics[validation.MetricParams]; *p.Baseline != 64*128+128+128*128+128+128*10+10 {
 		t.Errorf("MLP params %v, want the fc1, fc2, fc3 weights and biases", *p.Baseline)
 	}
-	// Per layer, the candidate's (the CNN's) three linear nodes in graph
-	// order: conv1 3x3 (16 x 1*3*3), conv2 1x1 (32 x 16), head (10 x 512).
+	// Per layer, the candidate's (the CNN's) linear nodes in graph order:
+	// conv1 3x3 (16 x 1*3*3), conv2 3x3 (32 x 16*3*3), conv3 1x1 (64 x 32),
+	// fc (64 x 1024), head (10 x 64).
 	var shapes [][2]int
 	for _, l := range res.Layers {
 		shapes = append(shapes, l.Shape)
 	}
-	if want := [][2]int{{16, 9}, {32, 16}, {10, 512}}; !slices.Equal(shapes, want) {
+	if want := [][2]int{{16, 9}, {32, 144}, {64, 32}, {64, 1024}, {10, 64}}; !slices.Equal(shapes, want) {
 		t.Errorf("candidate layers %v, want %v", shapes, want)
 	}
 	if !strings.Contains(strings.Join(res.Warnings, "\n"), "per-layer metrics from the linear nodes of the graph") {
