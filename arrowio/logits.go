@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
-	"os"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -40,9 +38,9 @@ func ReadLogits(path string, opts ...Option) (*Dataset, error) {
 	if format == fmtCSV || format == fmtCSVGzip {
 		return nil, fileErr(path, ErrUnsupported, "logits must be an Arrow IPC or Parquet file, not CSV")
 	}
-	data, err := os.ReadFile(path)
+	data, err := readInput(path)
 	if err != nil {
-		return nil, fmt.Errorf("arrowio: %w", err)
+		return nil, err
 	}
 	hasLabel := false
 	var stream bytes.Buffer

@@ -4,8 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/strata-ml/strata/internal/inputfile"
+	"github.com/strata-ml/strata/internal/limits"
 	"io"
-	"os"
 	"strings"
 	"text/tabwriter"
 
@@ -157,7 +158,7 @@ func (c *sweepCommand) candidates(o *sweepOptions, cfg *stages.SweepConfig) erro
 	if src := o.candidatesJSON; src != "" {
 		what := "--candidates"
 		if name, ok := strings.CutPrefix(src, "@"); ok {
-			b, err := os.ReadFile(name)
+			b, err := inputfile.ReadFile(name, limits.ConfigBytes, "config file")
 			if err != nil {
 				return usageErrorf("sweep: --candidates: %v", err)
 			}

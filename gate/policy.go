@@ -2,11 +2,11 @@ package gate
 
 import (
 	"fmt"
-	"os"
+	"github.com/strata-ml/strata/internal/inputfile"
+	"github.com/strata-ml/strata/internal/limits"
 	"slices"
 	"strings"
 
-	"github.com/strata-ml/strata/internal/inputerr"
 	"github.com/strata-ml/strata/internal/provenance"
 	"github.com/strata-ml/strata/internal/yamlstrict"
 	"github.com/strata-ml/strata/manifests/policy"
@@ -113,9 +113,9 @@ type LoadedPolicy struct {
 func LoadPolicy(path string) (*LoadedPolicy, error) {
 	name, src := policy.DefaultName, policy.Default
 	if path != "" {
-		b, err := os.ReadFile(path)
+		b, err := inputfile.ReadFile(path, limits.ConfigBytes, "config file")
 		if err != nil {
-			return nil, inputerr.Errorf("policy: %w", err)
+			return nil, fmt.Errorf("policy: %w", err)
 		}
 		name, src = path, b
 	}

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/strata-ml/strata/internal/inputfile"
+	"github.com/strata-ml/strata/internal/limits"
 	"io"
 	"io/fs"
 	"os"
@@ -211,7 +213,7 @@ func loadCheckpoint[T compute.Float](p *finetunePlan) (*loadedCheckpoint[T], err
 		return inputerr.Errorf("checkpoint %s: %s", sub, fmt.Sprintf(format, args...))
 	}
 
-	raw, err := os.ReadFile(filepath.Join(sub, "state.json"))
+	raw, err := inputfile.ReadFile(filepath.Join(sub, "state.json"), limits.JSONBytes, "JSON file")
 	if err != nil {
 		return nil, bad("%v", err)
 	}

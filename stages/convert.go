@@ -147,7 +147,7 @@ func Convert(ctx context.Context, cfg ConvertConfig) (*ConvertResult, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	lm, err := mapModel(cfg.Model, cfg.Activation)
+	lm, err := mapModel(ctx, cfg.Model, cfg.Activation)
 	if err != nil {
 		return nil, err
 	}

@@ -41,7 +41,7 @@ func Export(ctx context.Context, cfg ExportConfig) error {
 	if cfg.Format != FormatSafetensors && cfg.Format != FormatArrow {
 		return inputerr.Errorf("export: --format %q: want safetensors or arrow", cfg.Format)
 	}
-	lm, err := mapModel(cfg.Model, cfg.Activation)
+	lm, err := mapModel(ctx, cfg.Model, cfg.Activation)
 	if err != nil {
 		return err
 	}

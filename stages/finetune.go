@@ -251,7 +251,7 @@ func Finetune(ctx context.Context, cfg FinetuneConfig) (*FinetuneResult, error) 
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	p, err := prepareFinetune(cfg)
+	p, err := prepareFinetune(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -364,9 +364,9 @@ type finetunePlan struct {
 }
 
 // prepareFinetune reads and checks every input.
-func prepareFinetune(cfg FinetuneConfig) (*finetunePlan, error) {
+func prepareFinetune(ctx context.Context, cfg FinetuneConfig) (*finetunePlan, error) {
 	p := &finetunePlan{cfg: cfg}
-	train, trainIn, err := readData(cfg.Train, cfg.Label)
+	train, trainIn, err := readData(ctx, cfg.Train, cfg.Label)
 	if err != nil {
 		return nil, err
 	}
@@ -375,7 +375,7 @@ func prepareFinetune(cfg FinetuneConfig) (*finetunePlan, error) {
 	switch {
 	case cfg.Valid != "":
 		var in provenance.File
-		valid, in, err = readData(cfg.Valid, cfg.Label)
+		valid, in, err = readData(ctx, cfg.Valid, cfg.Label)
 		if err != nil {
 			return nil, err
 		}
@@ -388,7 +388,7 @@ func prepareFinetune(cfg FinetuneConfig) (*finetunePlan, error) {
 	}
 
 	if cfg.Model != "" {
-		lm, err := loadModel(cfg.Model, cfg.Activation)
+		lm, err := loadModel(ctx, cfg.Model, cfg.Activation)
 		if err != nil {
 			return nil, err
 		}
@@ -459,8 +459,8 @@ func prepareFinetune(cfg FinetuneConfig) (*finetunePlan, error) {
 }
 
 // readData reads a dataset with its hash. Problems are input errors.
-func readData(path, label string) (*arrowio.Dataset, provenance.File, error) {
-	in, err := provenance.HashFile(path)
+func readData(ctx context.Context, path, label string) (*arrowio.Dataset, provenance.File, error) {
+	in, err := provenance.HashFile(ctx, path)
 	if err != nil {
 		return nil, provenance.File{}, err
 	}

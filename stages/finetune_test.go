@@ -557,7 +557,7 @@ func TestFinetuneSafetensorsModel(t *testing.T) {
 	if res.Outputs.Dense != "model.dense.safetensors" || res.Standardization != "none" {
 		t.Errorf("dense output %q, standardization %q; want model.dense.safetensors and none (the model has none)", res.Outputs.Dense, res.Standardization)
 	}
-	lm, err := loadModel(filepath.Join(cfg.Out, res.Outputs.Dense), "")
+	lm, err := loadModel(context.Background(), filepath.Join(cfg.Out, res.Outputs.Dense), "")
 	if err != nil {
 		t.Fatal(err)
 	}

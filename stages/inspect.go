@@ -1,6 +1,8 @@
 package stages
 
 import (
+	"context"
+
 	"github.com/strata-ml/strata/arrowio"
 	"github.com/strata-ml/strata/compute"
 	"github.com/strata-ml/strata/internal/provenance"
@@ -42,8 +44,8 @@ type InspectResult struct {
 
 // Inspect describes a model file (Arrow or safetensors): its architecture,
 // its tensors and parameter counts.
-func Inspect(path string, activation compute.Activation) (*InspectResult, error) {
-	lm, err := mapModel(path, activation)
+func Inspect(ctx context.Context, path string, activation compute.Activation) (*InspectResult, error) {
+	lm, err := mapModel(ctx, path, activation)
 	if err != nil {
 		return nil, err
 	}

@@ -4,7 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
+	"github.com/strata-ml/strata/internal/inputfile"
+	"github.com/strata-ml/strata/internal/limits"
 	"path/filepath"
 	"slices"
 
@@ -41,14 +42,14 @@ func Merge(ctx context.Context, cfg MergeConfig) (*ConvertResult, error) {
 		}
 		var shard ConvertResult
 		path := filepath.Join(dir, "convert.json")
-		b, err := os.ReadFile(path)
+		b, err := inputfile.ReadFile(path, limits.JSONBytes, "JSON file")
 		if err != nil {
-			return nil, inputerr.Errorf("merge: %w", err)
+			return nil, fmt.Errorf("merge: %w", err)
 		}
 		if err := json.Unmarshal(b, &shard); err != nil {
 			return nil, inputerr.Errorf("merge: %s: %v", path, err)
 		}
-		sm, err := loadModel(filepath.Join(dir, shard.Outputs.Model), "")
+		sm, err := loadModel(ctx, filepath.Join(dir, shard.Outputs.Model), "")
 		if err != nil {
 			return nil, err
 		}
@@ -64,7 +65,7 @@ func Merge(ctx context.Context, cfg MergeConfig) (*ConvertResult, error) {
 			base.format = format
 			if format == FormatSafetensors {
 				// Keep the input's safetensors metadata for the dense copy.
-				if orig, err := loadModel(shard.Input.Path, shard.Config.Activation); err == nil {
+				if orig, err := loadModel(ctx, shard.Input.Path, shard.Config.Activation); err == nil {
 					base.safeMeta = orig.safeMeta
 				}
 			}

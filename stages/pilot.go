@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"github.com/strata-ml/strata/internal/inputfile"
+	"github.com/strata-ml/strata/internal/limits"
 	"log/slog"
 	"math"
 	"os"
@@ -145,9 +147,9 @@ func LoadPilotConfig(path string) (PilotConfig, error) {
 // or embeds pc, checks its version and resolves pc's relative paths
 // against the file's directory. It returns the line of every key.
 func decodeConfigFile(path, what string, v any, pc *PilotConfig) (map[string]int, error) {
-	src, err := os.ReadFile(path)
+	src, err := inputfile.ReadFile(path, limits.ConfigBytes, "config file")
 	if err != nil {
-		return nil, inputerr.Errorf("%s: %w", what, err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	lines, err := yamlstrict.Decode(path, src, v)
 	if err != nil {
@@ -285,7 +287,7 @@ func Pilot(ctx context.Context, cfg PilotConfig) (*PilotResult, error) {
 		return nil
 	}
 
-	if err := cfg.prepareData(dir("data"), &res.Data); err != nil {
+	if err := cfg.prepareData(ctx, dir("data"), &res.Data); err != nil {
 		return nil, err
 	}
 	res.Stages = append(res.Stages, PilotStage{Name: "data", Dir: dir("data")})
@@ -302,7 +304,7 @@ func Pilot(ctx context.Context, cfg PilotConfig) (*PilotResult, error) {
 
 	res.BaselineModel = cfg.Model
 	if cfg.Model == "" {
-		ft, err := cfg.baselineInit(training("baseline", cfg.Baseline), res.Data.Train)
+		ft, err := cfg.baselineInit(ctx, training("baseline", cfg.Baseline), res.Data.Train)
 		if err != nil {
 			return nil, err
 		}
@@ -393,7 +395,7 @@ func Pilot(ctx context.Context, cfg PilotConfig) (*PilotResult, error) {
 
 // prepareData writes the pilot's data files (an embedded set or a split
 // of Train) to dir and fills d.
-func (cfg *PilotConfig) prepareData(dir string, d *PilotData) error {
+func (cfg *PilotConfig) prepareData(ctx context.Context, dir string, d *PilotData) error {
 	var ds *arrowio.Dataset
 	switch {
 	case cfg.Data != "":
@@ -405,7 +407,7 @@ func (cfg *PilotConfig) prepareData(dir string, d *PilotData) error {
 		d.Source = set.Describe()
 	case cfg.Test == "":
 		var err error
-		if ds, _, err = readData(cfg.Train, cfg.Label); err != nil {
+		if ds, _, err = readData(ctx, cfg.Train, cfg.Label); err != nil {
 			return err
 		}
 		d.Source = "files: " + cfg.Train + " split"
@@ -416,7 +418,7 @@ func (cfg *PilotConfig) prepareData(dir string, d *PilotData) error {
 			path string
 			n    *int
 		}{{cfg.Train, &d.TrainRows}, {cfg.Test, &d.TestRows}} {
-			ds, _, err := readData(f.path, cfg.Label)
+			ds, _, err := readData(ctx, f.path, cfg.Label)
 			if err != nil {
 				return err
 			}
@@ -447,19 +449,19 @@ func (cfg *PilotConfig) prepareData(dir string, d *PilotData) error {
 // baselineInit gives ft, the training of the dense baseline, its default
 // architecture (defaultInit of the training data) when Baseline has no
 // Init.
-func (cfg *PilotConfig) baselineInit(ft FinetuneConfig, train string) (FinetuneConfig, error) {
+func (cfg *PilotConfig) baselineInit(ctx context.Context, ft FinetuneConfig, train string) (FinetuneConfig, error) {
 	if ft.Init != "" {
 		return ft, nil
 	}
 	var err error
-	ft.Init, err = defaultInit(train, cfg.Label, cfg.Baseline.Task)
+	ft.Init, err = defaultInit(ctx, train, cfg.Label, cfg.Baseline.Task)
 	return ft, err
 }
 
 // defaultInit is the baseline architecture for data without one given:
 // mlp:D-128-128-K.
-func defaultInit(train, label string, task compute.Task) (string, error) {
-	ds, _, err := readData(train, label)
+func defaultInit(ctx context.Context, train, label string, task compute.Task) (string, error) {
+	ds, _, err := readData(ctx, train, label)
 	if err != nil {
 		return "", err
 	}

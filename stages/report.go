@@ -192,7 +192,7 @@ func Report(ctx context.Context, cfg ReportConfig) (*ReportResult, error) {
 		}
 	}
 
-	logs, logInputs, warnings := readTrainLogs(feat, cfg)
+	logs, logInputs, warnings := readTrainLogs(ctx, feat, cfg)
 	res.Inputs.TrainLogs = logInputs
 	res.Warnings = append(res.Warnings, warnings...)
 	plots := render.Plots(feat.Result, logs)
@@ -275,7 +275,7 @@ func (cfg *ReportConfig) validationFiles() ([]string, error) {
 // readTrainLogs reads the training logs validation.json names, for the
 // training curves. A log that is gone or changed since validate read it
 // is left out with a warning: the report still judges.
-func readTrainLogs(c *gate.Candidate, cfg ReportConfig) (render.TrainLogs, []provenance.File, []string) {
+func readTrainLogs(ctx context.Context, c *gate.Candidate, cfg ReportConfig) (render.TrainLogs, []provenance.File, []string) {
 	var logs render.TrainLogs
 	var ins []provenance.File
 	var warnings []string
@@ -305,7 +305,7 @@ func readTrainLogs(c *gate.Candidate, cfg ReportConfig) (render.TrainLogs, []pro
 				path = alt
 			}
 		}
-		got, err := provenance.HashFile(path)
+		got, err := provenance.HashFile(ctx, path)
 		if err != nil {
 			warnings = append(warnings, fmt.Sprintf("training log %s: %v; its curve is left out", side.in.Path, err))
 			continue

@@ -2,6 +2,9 @@ package stages
 
 import (
 	"encoding/json"
+	"fmt"
+	"github.com/strata-ml/strata/internal/inputfile"
+	"github.com/strata-ml/strata/internal/limits"
 	"os"
 	"path/filepath"
 
@@ -26,9 +29,9 @@ func expandSweeps(files []string) ([]string, map[string]gate.SweepRun, error) {
 			out = append(out, f)
 			continue
 		}
-		b, err := os.ReadFile(path)
+		b, err := inputfile.ReadFile(path, limits.JSONBytes, "JSON file")
 		if err != nil {
-			return nil, nil, inputerr.Errorf("report: %w", err)
+			return nil, nil, fmt.Errorf("report: %w", err)
 		}
 		var sw SweepResult
 		if err := json.Unmarshal(b, &sw); err != nil {

@@ -44,7 +44,7 @@ func addTrainLogs(t *testing.T, dir string, v *validation.Result) {
 		if err := arrowio.WriteTrainLog(path, l); err != nil {
 			t.Fatal(err)
 		}
-		in, err := provenance.HashFile(path)
+		in, err := provenance.HashFile(context.Background(), path)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -344,7 +344,7 @@ func Sweep(ctx context.Context, cfg SweepConfig) (*SweepResult, error) {
 		return nil, err
 	}
 	if cfg.Model != "" {
-		lm, err := mapModel(cfg.Model, cfg.Activation)
+		lm, err := mapModel(ctx, cfg.Model, cfg.Activation)
 		if err != nil {
 			return nil, inputerr.InFile(cfg.Model, err)
 		}
@@ -352,7 +352,7 @@ func Sweep(ctx context.Context, cfg SweepConfig) (*SweepResult, error) {
 	}
 	for _, f := range []string{cfg.Train, cfg.Valid, cfg.Test} {
 		if f != "" {
-			if _, _, err := readData(f, cfg.Label); err != nil {
+			if _, _, err := readData(ctx, f, cfg.Label); err != nil {
 				return nil, err
 			}
 		}
@@ -442,7 +442,7 @@ func Sweep(ctx context.Context, cfg SweepConfig) (*SweepResult, error) {
 	for _, sd := range seeds {
 		if own >= 0 && cfg.Control {
 			tasks = append(tasks, sweepTask{fmt.Sprintf("seed %d: dense at lr %g (the control)", sd.Seed, cfg.LRs[own]), func(ctx context.Context) error {
-				run, err := cfg.scoreRun(sd, sd.ControlModel, cfg.LRs[own])
+				run, err := cfg.scoreRun(ctx, sd, sd.ControlModel, cfg.LRs[own])
 				sd.DenseLR[own] = run
 				return err
 			}})
@@ -453,7 +453,7 @@ func Sweep(ctx context.Context, cfg SweepConfig) (*SweepResult, error) {
 		for i, lr := range cfg.LRs {
 			if i == own {
 				tasks = append(tasks, sweepTask{fmt.Sprintf("seed %d: %s at lr %g (its fine-tuning)", r.seed.Seed, r.cand.Name, lr), func(ctx context.Context) error {
-					run, err := cfg.scoreRun(r.seed, r.model, lr)
+					run, err := cfg.scoreRun(ctx, r.seed, r.model, lr)
 					r.lr[i] = run
 					return err
 				}})
@@ -597,10 +597,10 @@ func (cfg *PilotConfig) training(t FinetuneConfig, d PilotData, seed uint64, out
 func (cfg *SweepConfig) prepareSeed(ctx context.Context, sd *sweepSeedRun) error {
 	pc := cfg.PilotConfig
 	pc.Seed = sd.Seed
-	if err := pc.prepareData(filepath.Join(sd.Dir, "data"), &sd.Data); err != nil {
+	if err := pc.prepareData(ctx, filepath.Join(sd.Dir, "data"), &sd.Data); err != nil {
 		return err
 	}
-	test, in, err := readData(sd.Data.Test, cfg.Label)
+	test, in, err := readData(ctx, sd.Data.Test, cfg.Label)
 	if err != nil {
 		return err
 	}
@@ -609,7 +609,7 @@ func (cfg *SweepConfig) prepareSeed(ctx context.Context, sd *sweepSeedRun) error
 	if cfg.Model != "" {
 		return nil
 	}
-	ft, err := cfg.baselineInit(cfg.training(cfg.Baseline, sd.Data, sd.Seed, filepath.Join(sd.Dir, "baseline")), sd.Data.Train)
+	ft, err := cfg.baselineInit(ctx, cfg.training(cfg.Baseline, sd.Data, sd.Seed, filepath.Join(sd.Dir, "baseline")), sd.Data.Train)
 	if err != nil {
 		return err
 	}
@@ -657,13 +657,13 @@ func (cfg *SweepConfig) lrRun(ctx context.Context, sd *sweepSeedRun, model strin
 	if err != nil {
 		return LRRun{}, err
 	}
-	return cfg.scoreRun(sd, filepath.Join(ft.Out, res.Outputs.Model), lr)
+	return cfg.scoreRun(ctx, sd, filepath.Join(ft.Out, res.Outputs.Model), lr)
 }
 
 // scoreRun scores a fine-tuned model of a learning-rate sweep on the
 // seed's evaluation data; the run's directory is the model's.
-func (cfg *SweepConfig) scoreRun(sd *sweepSeedRun, model string, lr float64) (LRRun, error) {
-	_, acc, loss, err := scoreModelFile(model, cfg.Activation, sd.test)
+func (cfg *SweepConfig) scoreRun(ctx context.Context, sd *sweepSeedRun, model string, lr float64) (LRRun, error) {
+	_, acc, loss, err := scoreModelFile(ctx, model, cfg.Activation, sd.test)
 	return LRRun{LR: lr, Accuracy: acc, Loss: loss, Dir: filepath.Dir(model)}, err
 }
 

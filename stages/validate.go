@@ -47,7 +47,7 @@ func Validate(ctx context.Context, cfg validation.Config) (*validation.Result, e
 		SchemaVersion: validation.SchemaVersion, Tool: provenance.Version(), Config: cfg,
 		Warnings: []string{}, Layers: []validation.Layer{}, VaryingFields: validation.VaryingFields,
 	}
-	ds, dataIn, err := readData(cfg.Data, cfg.Label)
+	ds, dataIn, err := readData(ctx, cfg.Data, cfg.Label)
 	if err != nil {
 		return nil, err
 	}
@@ -57,15 +57,15 @@ func Validate(ctx context.Context, cfg validation.Config) (*validation.Result, e
 	run := &validateRun{cfg: &cfg, log: log, ds: ds, res: res}
 	if cfg.BaselineLogits != "" {
 		res.Mode = validation.ModeLogits
-		err = run.loadLogits()
+		err = run.loadLogits(ctx)
 	} else {
 		res.Mode = validation.ModeModels
-		err = run.loadModels()
+		err = run.loadModels(ctx)
 	}
 	if err != nil {
 		return nil, err
 	}
-	if err := run.loadTrainLogs(); err != nil {
+	if err := run.loadTrainLogs(ctx); err != nil {
 		return nil, err
 	}
 	if err := run.loadLRSweep(); err != nil {
@@ -141,14 +141,14 @@ type valModel struct {
 
 // loadModels reads the models, checks they fit each other and the data,
 // and standardises the data for each.
-func (r *validateRun) loadModels() error {
+func (r *validateRun) loadModels(ctx context.Context) error {
 	paths := [3]string{r.cfg.Baseline, r.cfg.Candidate, r.cfg.Control}
 	ins := [3]**provenance.File{&r.res.Inputs.Baseline, &r.res.Inputs.Candidate, &r.res.Inputs.Control}
 	for s, path := range paths {
 		if path == "" {
 			continue
 		}
-		lm, err := loadModel(path, r.cfg.Activation)
+		lm, err := loadModel(ctx, path, r.cfg.Activation)
 		if err != nil {
 			return inputerr.InFile(path, err)
 		}
@@ -254,14 +254,14 @@ func (r *validateRun) checkLabels() error {
 }
 
 // loadLogits reads the logits of the logits mode.
-func (r *validateRun) loadLogits() error {
+func (r *validateRun) loadLogits(ctx context.Context) error {
 	paths := [3]string{r.cfg.BaselineLogits, r.cfg.CandidateLogits, r.cfg.ControlLogits}
 	ins := [3]**provenance.File{&r.res.Inputs.BaselineLogits, &r.res.Inputs.CandidateLogits, &r.res.Inputs.ControlLogits}
 	for s, path := range paths {
 		if path == "" {
 			continue
 		}
-		in, err := provenance.HashFile(path)
+		in, err := provenance.HashFile(ctx, path)
 		if err != nil {
 			return err
 		}
@@ -323,7 +323,7 @@ type trainLogStats struct {
 }
 
 // loadTrainLogs reads the training logs given for training_stability.
-func (r *validateRun) loadTrainLogs() error {
+func (r *validateRun) loadTrainLogs(ctx context.Context) error {
 	paths := [3]string{r.cfg.BaselineTrainLog, r.cfg.TrainLog, r.cfg.ControlTrainLog}
 	flags := [3]string{"--baseline-train-log", "--train-log", "--control-train-log"}
 	ins := [3]**provenance.File{&r.res.Inputs.BaselineTrainLog, &r.res.Inputs.TrainLog, &r.res.Inputs.ControlTrainLog}
@@ -335,7 +335,7 @@ func (r *validateRun) loadTrainLogs() error {
 		if st, err := os.Stat(path); err == nil && st.IsDir() {
 			path = filepath.Join(path, "train_log.arrow")
 		}
-		in, err := provenance.HashFile(path)
+		in, err := provenance.HashFile(ctx, path)
 		if err != nil {
 			return err
 		}

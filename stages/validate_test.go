@@ -239,7 +239,7 @@ func TestValidateSelf(t *testing.T) {
 	vcfg.TrainLog, vcfg.BaselineTrainLog, vcfg.ControlTrainLog = cfg.Out, cfg.Out, cfg.Out
 	// The same runs on both sides of the learning-rate sweep, scored by
 	// the sweep's own scorer.
-	_, acc, loss, err := scoreModelFile(model, "", mustReadData(t, test))
+	_, acc, loss, err := scoreModelFile(context.Background(), model, "", mustReadData(t, test))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -609,7 +609,7 @@ func TestValidateRegression(t *testing.T) {
 // mustReadData reads a dataset file with the label column "label".
 func mustReadData(t *testing.T, path string) *arrowio.Dataset {
 	t.Helper()
-	ds, _, err := readData(path, "label")
+	ds, _, err := readData(context.Background(), path, "label")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"os"
+	"fmt"
+	"github.com/strata-ml/strata/internal/inputfile"
+	"github.com/strata-ml/strata/internal/limits"
 	"reflect"
 
 	"github.com/strata-ml/strata/internal/inputerr"
@@ -15,9 +17,9 @@ import (
 // not read, is not JSON of the validation schema, or has another
 // schema_version or no metrics is bad input.
 func Read(path string) (*Result, provenance.File, error) {
-	b, err := os.ReadFile(path)
+	b, err := inputfile.ReadFile(path, limits.JSONBytes, "JSON file")
 	if err != nil {
-		return nil, provenance.File{}, inputerr.Errorf("report: %w", err)
+		return nil, provenance.File{}, fmt.Errorf("report: %w", err)
 	}
 	var v Result
 	if err := json.Unmarshal(b, &v); err != nil {
