@@ -147,6 +147,11 @@ func Convert(ctx context.Context, cfg ConvertConfig) (*ConvertResult, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	outDir, err := claimOutput("convert", "out", cfg.Out)
+	if err != nil {
+		return nil, err
+	}
+	defer outDir.release()
 	lm, err := mapModel(ctx, cfg.Model, cfg.Activation)
 	if err != nil {
 		return nil, err

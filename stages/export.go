@@ -41,6 +41,9 @@ func Export(ctx context.Context, cfg ExportConfig) error {
 	if cfg.Format != FormatSafetensors && cfg.Format != FormatArrow {
 		return inputerr.Errorf("export: --format %q: want safetensors or arrow", cfg.Format)
 	}
+	if err := arrowio.CheckTarget(cfg.Out); err != nil {
+		return inputerr.Fieldf("export", "{out} %w", err)
+	}
 	lm, err := mapModel(ctx, cfg.Model, cfg.Activation)
 	if err != nil {
 		return err

@@ -251,6 +251,11 @@ func Finetune(ctx context.Context, cfg FinetuneConfig) (*FinetuneResult, error) 
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	out, err := claimOutput("finetune", "out", cfg.Out)
+	if err != nil {
+		return nil, err
+	}
+	defer out.release()
 	p, err := prepareFinetune(ctx, cfg)
 	if err != nil {
 		return nil, err

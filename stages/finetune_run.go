@@ -92,8 +92,6 @@ func runFinetune[T compute.Float](ctx context.Context, p *finetunePlan) (*Finetu
 		}
 	}
 
-	_, statErr := os.Stat(cfg.Out)
-	outExisted := statErr == nil
 	d, n := p.train.D, p.train.N
 	trainX, trainY := toT[T](p.train.X), toT[T](p.train.Y)
 	var validX, validY []T
@@ -140,7 +138,7 @@ func runFinetune[T compute.Float](ctx context.Context, p *finetunePlan) (*Finetu
 			err = classify(fmt.Errorf("finetune: step %d: %w (try a lower --lr or --clip)", st.step+1, err))
 			if errors.Is(err, ErrInput) {
 				// Resuming would fail the same way: leave nothing behind.
-				removeCheckpoint(cfg.Out, outExisted)
+				_ = os.RemoveAll(checkpointDir(cfg.Out))
 			}
 			return nil, err
 		}
@@ -263,15 +261,6 @@ func interrupted[T compute.Float](p *finetunePlan, net *compute.Network[T], tr *
 	p.cfg.Logger.Warn("interrupted; checkpoint written", "step", st.step, "of", p.totalSteps, "dir", checkpointDir(p.cfg.Out))
 	return fmt.Errorf("finetune: interrupted after step %d of %d; checkpoint in %s, rerun with --resume to continue: %w",
 		st.step, p.totalSteps, checkpointDir(p.cfg.Out), cause)
-}
-
-// removeCheckpoint removes the checkpoint of out, and out itself when this
-// run created it and it is now empty.
-func removeCheckpoint(out string, outExisted bool) {
-	_ = os.RemoveAll(checkpointDir(out))
-	if !outExisted {
-		_ = os.Remove(out) // fails, harmlessly, unless empty
-	}
 }
 
 // initialNetwork builds the network a fresh run starts from: the input

@@ -32,6 +32,11 @@ func Merge(ctx context.Context, cfg MergeConfig) (*ConvertResult, error) {
 	if len(cfg.Shards) == 0 || cfg.Out == "" {
 		return nil, inputerr.Errorf("merge: --out and at least one shard directory are required")
 	}
+	out, err := claimOutput("merge", "out", cfg.Out)
+	if err != nil {
+		return nil, err
+	}
+	defer out.release()
 	var merged *ConvertResult
 	var model *arrowio.Model
 	var base *loadedModel

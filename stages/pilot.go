@@ -260,9 +260,11 @@ func Pilot(ctx context.Context, cfg PilotConfig) (*PilotResult, error) {
 		return nil, fmt.Errorf("pilot: %w", err)
 	}
 	cfg.Workdir = wd
-	if err := os.MkdirAll(wd, 0o755); err != nil {
-		return nil, fmt.Errorf("pilot: create workdir: %w", err)
+	out, err := claimOutput("pilot", "workdir", wd)
+	if err != nil {
+		return nil, err
 	}
+	defer out.release()
 	res := &PilotResult{SchemaVersion: PilotSchemaVersion, Tool: provenance.Version(), Config: cfg}
 	dir := func(name string) string { return filepath.Join(wd, name) }
 	total := 6

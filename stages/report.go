@@ -148,6 +148,14 @@ func Report(ctx context.Context, cfg ReportConfig) (*ReportResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := cfg.checkOrchestratorFiles(); err != nil {
+		return nil, err
+	}
+	out, err := claimOutput("report", "out", cfg.Out)
+	if err != nil {
+		return nil, err
+	}
+	defer out.release()
 	files, groups, err := expandSweeps(files)
 	if err != nil {
 		return nil, err
@@ -230,7 +238,12 @@ func Report(ctx context.Context, cfg ReportConfig) (*ReportResult, error) {
 		if err := writeFileAtomic(filepath.Join(dir, res.Outputs.Markdown), md); err != nil {
 			return err
 		}
-		return writeJSON(filepath.Join(dir, res.Outputs.JSON), res)
+		if err := writeJSON(filepath.Join(dir, res.Outputs.JSON), res); err != nil {
+			return err
+		}
+		// Before the report is moved into Out: an orchestrator file that
+		// cannot be written leaves no report that looks complete.
+		return res.writeOrchestratorFiles(cfg)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("report: write %s: %w", cfg.Out, err)
@@ -240,9 +253,6 @@ func Report(ctx context.Context, cfg ReportConfig) (*ReportResult, error) {
 		if p.SVG == nil {
 			_ = os.Remove(filepath.Join(cfg.Out, p.ID+".svg"))
 		}
-	}
-	if err := res.writeOrchestratorFiles(cfg); err != nil {
-		return nil, err
 	}
 	return res, nil
 }
@@ -325,21 +335,41 @@ func readTrainLogs(ctx context.Context, c *gate.Candidate, cfg ReportConfig) (re
 	return logs, ins, warnings
 }
 
+// orchestratorFiles are the orchestrator outputs of cfg: their config
+// fields and paths, empty when not set.
+func (cfg *ReportConfig) orchestratorFiles() [3][2]string {
+	return [3][2]string{{"decision_file", cfg.DecisionFile}, {"xcom_file", cfg.XComFile}, {"metrics_file", cfg.MetricsFile}}
+}
+
+// checkOrchestratorFiles refuses, before any work, an orchestrator file
+// that can never be written (arrowio.CheckTarget).
+func (cfg *ReportConfig) checkOrchestratorFiles() error {
+	for _, f := range cfg.orchestratorFiles() {
+		if f[1] == "" {
+			continue
+		}
+		if err := arrowio.CheckTarget(f[1]); err != nil {
+			return inputerr.Fieldf("report", "{"+f[0]+"} %w", err)
+		}
+	}
+	return nil
+}
+
 // writeOrchestratorFiles writes the decision, XCom and metrics files.
 func (r *ReportResult) writeOrchestratorFiles(cfg ReportConfig) error {
 	if cfg.DecisionFile != "" {
 		if err := writeFileAtomic(cfg.DecisionFile, []byte(string(r.Decision)+"\n")); err != nil {
-			return fmt.Errorf("report: --decision-file: %w", err)
+			return fmt.Errorf("decision file: %w", err)
 		}
 	}
 	if cfg.XComFile != "" {
 		if err := writeJSON(cfg.XComFile, r.xcom(cfg)); err != nil {
-			return fmt.Errorf("report: --xcom-file: %w", err)
+			return fmt.Errorf("XCom file: %w", err)
 		}
 	}
 	if cfg.MetricsFile != "" {
 		if err := writeFileAtomic(cfg.MetricsFile, render.OpenMetrics(r.Decision, r.Counts, r.Metrics)); err != nil {
-			return fmt.Errorf("report: --metrics-file: %w", err)
+			return fmt.Errorf("metrics file: %w", err)
 		}
 	}
 	return nil

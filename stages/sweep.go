@@ -362,9 +362,11 @@ func Sweep(ctx context.Context, cfg SweepConfig) (*SweepResult, error) {
 		return nil, fmt.Errorf("sweep: %w", err)
 	}
 	cfg.Out = out
-	if err := os.MkdirAll(out, 0o755); err != nil {
-		return nil, fmt.Errorf("sweep: create %s: %w", out, err)
+	claim, err := claimOutput("sweep", "out", out)
+	if err != nil {
+		return nil, err
 	}
+	defer claim.release()
 	// A summary from an earlier run into Out must not outlive a failure.
 	for _, f := range []string{"sweep.json", "sweep.md"} {
 		if err := os.Remove(filepath.Join(out, f)); err != nil && !os.IsNotExist(err) {

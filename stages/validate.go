@@ -41,6 +41,11 @@ func Validate(ctx context.Context, cfg validation.Config) (*validation.Result, e
 	if err := cfg.Check(); err != nil {
 		return nil, err
 	}
+	out, err := claimOutput("validate", "out", cfg.Out)
+	if err != nil {
+		return nil, err
+	}
+	defer out.release()
 	cfg.Noise = slices.Clone(cfg.Noise)
 	slices.Sort(cfg.Noise)
 	res := &validation.Result{
