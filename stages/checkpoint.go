@@ -227,10 +227,10 @@ func loadCheckpoint[T compute.Float](p *finetunePlan) (*loadedCheckpoint[T], err
 		return nil, bad("state.json: schema_version %d, this build reads %d", meta.SchemaVersion, checkpointVersion)
 	}
 	if diff := configDiff(meta.Config, p.cfg.resumeKey()); diff != "" {
-		return nil, inputerr.Errorf("checkpoint %s was made with other settings (%s); run with the original settings, or without --resume to start over", dir, diff)
+		return nil, inputerr.Fieldf("", "checkpoint %s was made with other settings (%s); run with the original settings, or without {resume} to start over", dir, diff)
 	}
 	if got, want := hashesOf(p.inputs), meta.Inputs; !sameInputs(got, want) {
-		return nil, inputerr.Errorf("checkpoint %s was made from other input files (their SHA-256 differ); run without --resume to start over", dir)
+		return nil, inputerr.Fieldf("", "checkpoint %s was made from other input files (their SHA-256 differ); run without {resume} to start over", dir)
 	}
 	if meta.Step < 1 || meta.Step > p.totalSteps {
 		return nil, bad("step %d is outside [1, %d]", meta.Step, p.totalSteps)

@@ -229,15 +229,15 @@ func Convert(ctx context.Context, cfg ConvertConfig) (*ConvertResult, error) {
 
 func (cfg *ConvertConfig) validate() error {
 	if cfg.Model == "" {
-		return inputerr.Errorf("convert: --model is required")
+		return inputerr.Fieldf("convert", "{model} is required")
 	}
 	if cfg.Out == "" {
-		return inputerr.Errorf("convert: --out is required")
+		return inputerr.Fieldf("convert", "{out} is required")
 	}
 	switch cfg.Structure {
 	case StructureAuto:
 		if err := cfg.autoConfig().Validate(); err != nil {
-			return inputerr.Errorf("convert: --structure auto (--target-error, --param-budget): %w", err)
+			return inputerr.Fieldf("convert", "{structure} auto ({target_error}, {param_budget}): %w", err)
 		}
 	default:
 		known := false
@@ -245,17 +245,17 @@ func (cfg *ConvertConfig) validate() error {
 			known = known || f == cfg.Structure
 		}
 		if !known {
-			return inputerr.Errorf("convert: --structure %q: want auto or one of %s", cfg.Structure, strings.Join(compute.TrunkFamilies, ", "))
+			return inputerr.Fieldf("convert", "{structure} %q: want auto or one of %s", cfg.Structure, strings.Join(compute.TrunkFamilies, ", "))
 		}
 	}
 	if !cfg.Residual.Valid() {
-		return inputerr.Errorf("convert: --residual %q: want %s", cfg.Residual, compute.JoinNames(compute.ResidualKinds))
+		return inputerr.Fieldf("convert", "{residual} %q: want %s", cfg.Residual, compute.JoinNames(compute.ResidualKinds))
 	}
 	if cfg.Residual == compute.ResidualSparse && !(cfg.ResidualDensity > 0 && cfg.ResidualDensity <= 1) {
-		return inputerr.Errorf("convert: --residual-density %g: want (0, 1]", cfg.ResidualDensity)
+		return inputerr.Fieldf("convert", "{residual_density} %g: want (0, 1]", cfg.ResidualDensity)
 	}
 	if cfg.Blocks < 0 || cfg.Rank < 0 || cfg.ResidualRank < 0 {
-		return inputerr.Errorf("convert: --blocks, --rank and --residual-rank must not be negative")
+		return inputerr.Fieldf("convert", "{blocks}, {rank} and {residual_rank} must not be negative")
 	}
 	if _, err := parseKronFactors(cfg.KronFactors); err != nil {
 		return err
@@ -290,7 +290,7 @@ func selectWeights(m *arrowio.Model, include, exclude []string) ([]string, error
 		names = append(names, t.Name)
 	}
 	if len(names) == 0 {
-		return nil, fmt.Errorf("no 2-D weight matches --include %q --exclude %q", include, exclude)
+		return nil, inputerr.Fieldf("", "no 2-D weight matches {include} %q {exclude} %q", include, exclude)
 	}
 	return names, nil
 }
@@ -324,10 +324,10 @@ func parseShard(s string, n int) ([]int, error) {
 			b, err2 = strconv.Atoi(hi)
 		}
 		if err1 != nil || err2 != nil || a < 0 || b < a {
-			return nil, inputerr.Errorf("--layers %q: want positions like 0-3 or 0,2,5-7", s)
+			return nil, inputerr.Fieldf("", "{layers} %q: want positions like 0-3 or 0,2,5-7", s)
 		}
 		if b >= n {
-			return nil, inputerr.Errorf("--layers %q: position %d out of range, %d weights are selected (0-%d)", s, b, n, n-1)
+			return nil, inputerr.Fieldf("", "{layers} %q: position %d out of range, %d weights are selected (0-%d)", s, b, n, n-1)
 		}
 		for i := a; i <= b; i++ {
 			if !seen[i] {
@@ -347,7 +347,7 @@ func parseKronFactors(s string) ([2]int, error) {
 	m1, err1 := strconv.Atoi(a)
 	n1, err2 := strconv.Atoi(b)
 	if !ok || err1 != nil || err2 != nil || m1 < 1 || n1 < 1 {
-		return [2]int{}, inputerr.Errorf("--kron-factors %q: want M1xN1, e.g. 8x8", s)
+		return [2]int{}, inputerr.Fieldf("", "{kron_factors} %q: want M1xN1, e.g. 8x8", s)
 	}
 	return [2]int{m1, n1}, nil
 }

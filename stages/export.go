@@ -36,10 +36,10 @@ func DefaultExportConfig() ExportConfig {
 // writes it as one dense file in the requested format, atomically.
 func Export(ctx context.Context, cfg ExportConfig) error {
 	if cfg.Model == "" || cfg.Out == "" {
-		return inputerr.Errorf("export: --model and --out are required")
+		return inputerr.Fieldf("export", "{model} and {out} are required")
 	}
 	if cfg.Format != FormatSafetensors && cfg.Format != FormatArrow {
-		return inputerr.Errorf("export: --format %q: want safetensors or arrow", cfg.Format)
+		return inputerr.Fieldf("export", "{format} %q: want safetensors or arrow", cfg.Format)
 	}
 	if err := arrowio.CheckTarget(cfg.Out); err != nil {
 		return inputerr.Fieldf("export", "{out} %w", err)

@@ -488,8 +488,8 @@ func TestFinetuneBadInput(t *testing.T) {
 		mod  func(*FinetuneConfig)
 		want string
 	}{
-		{"no model or init", func(c *FinetuneConfig) { c.Init = "" }, "--model and --init"},
-		{"model and init", func(c *FinetuneConfig) { c.Model = model }, "--model and --init"},
+		{"no model or init", func(c *FinetuneConfig) { c.Init = "" }, "model and init"},
+		{"model and init", func(c *FinetuneConfig) { c.Model = model }, "model and init"},
 		{"NaN in the data", func(c *FinetuneConfig) { c.Train = nan }, "NaN"},
 		{"empty data", func(c *FinetuneConfig) { c.Train = empty }, "empty"},
 		{"feature width", func(c *FinetuneConfig) { c.Train = wide }, "5 features, the model takes 4"},
@@ -500,16 +500,16 @@ func TestFinetuneBadInput(t *testing.T) {
 		{"missing data file", func(c *FinetuneConfig) { c.Train = filepath.Join(dir, "absent.csv") }, "absent.csv"},
 		{"generic model", func(c *FinetuneConfig) { c.Init, c.Model = "", genericPath }, "this checkpoint is generic"},
 		{"model width", func(c *FinetuneConfig) { c.Init = "mlp:5-8-3" }, "4 features, the model takes 5"},
-		{"bad init", func(c *FinetuneConfig) { c.Init = "mlp:4-8:swish" }, "--init"},
+		{"bad init", func(c *FinetuneConfig) { c.Init = "mlp:4-8:swish" }, "init \"mlp:4-8:swish\""},
 		{"freeze a dense model", func(c *FinetuneConfig) { c.Freeze = compute.RoleTrunk }, "no trunk parameters"},
-		{"patience without validation", func(c *FinetuneConfig) { c.Patience = 2 }, "--patience needs validation"},
+		{"patience without validation", func(c *FinetuneConfig) { c.Patience = 2 }, "patience needs validation"},
 		{"both validations", func(c *FinetuneConfig) { c.Valid, c.ValidFraction = train, 0.2 }, "not both"},
-		{"warmup too long", func(c *FinetuneConfig) { c.Warmup = 1000 }, "--warmup"},
-		{"warmup not whole", func(c *FinetuneConfig) { c.Warmup = 2.5 }, "--warmup"},
+		{"warmup too long", func(c *FinetuneConfig) { c.Warmup = 1000 }, "warmup of 1000 steps"},
+		{"warmup not whole", func(c *FinetuneConfig) { c.Warmup = 2.5 }, "warmup 2.5"},
 		{"bad optimizer", func(c *FinetuneConfig) { c.Optimizer = "lion" }, "lion"},
-		{"bad precision", func(c *FinetuneConfig) { c.Precision = "float16" }, "--precision"},
-		{"zero epochs", func(c *FinetuneConfig) { c.Epochs = 0 }, "--epochs"},
-		{"diverges", func(c *FinetuneConfig) { c.LR, c.Clip = 1e30, 0 }, "try a lower --lr"},
+		{"bad precision", func(c *FinetuneConfig) { c.Precision = "float16" }, "precision \"float16\""},
+		{"zero epochs", func(c *FinetuneConfig) { c.Epochs = 0 }, "epochs 0"},
+		{"diverges", func(c *FinetuneConfig) { c.LR, c.Clip = 1e30, 0 }, "try a lower lr"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

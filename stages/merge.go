@@ -30,7 +30,7 @@ type MergeConfig struct {
 // from the same input (same SHA-256) and may not convert a layer twice.
 func Merge(ctx context.Context, cfg MergeConfig) (*ConvertResult, error) {
 	if len(cfg.Shards) == 0 || cfg.Out == "" {
-		return nil, inputerr.Errorf("merge: --out and at least one shard directory are required")
+		return nil, inputerr.Fieldf("merge", "{out} and at least one shard directory are required")
 	}
 	out, err := claimOutput("merge", "out", cfg.Out)
 	if err != nil {

@@ -25,7 +25,7 @@ import (
 // "mlp:13-64-1:tanh+ln". Errors are input errors.
 func InitArchitecture(spec string, task compute.Task) (arrowio.Architecture, error) {
 	bad := func(why string) (arrowio.Architecture, error) {
-		return arrowio.Architecture{}, inputerr.Errorf("--init %q: %s (want mlp:W0-W1-...-Wk[:ACTIVATION][+ln], e.g. mlp:64-256-256-10:relu)", spec, why)
+		return arrowio.Architecture{}, inputerr.Fieldf("", "{init} %q: %s (want mlp:W0-W1-...-Wk[:ACTIVATION][+ln], e.g. mlp:64-256-256-10:relu)", spec, why)
 	}
 	rest, ok := strings.CutPrefix(spec, "mlp:")
 	if !ok {
@@ -56,7 +56,7 @@ func InitArchitecture(spec string, task compute.Task) (arrowio.Architecture, err
 		task = compute.TaskClassification
 	case compute.TaskClassification, compute.TaskRegression:
 	default:
-		return arrowio.Architecture{}, inputerr.Errorf("--task %q: want %s or %s", task, compute.TaskClassification, compute.TaskRegression)
+		return arrowio.Architecture{}, inputerr.Fieldf("", "{task} %q: want %s or %s", task, compute.TaskClassification, compute.TaskRegression)
 	}
 	if task == compute.TaskClassification && widths[len(widths)-1] < 2 {
 		return bad("a classifier needs at least 2 outputs")

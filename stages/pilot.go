@@ -250,7 +250,7 @@ func Pilot(ctx context.Context, cfg PilotConfig) (*PilotResult, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Workdir == "" {
-		return nil, inputerr.Errorf("pilot: --workdir is required")
+		return nil, inputerr.Fieldf("pilot", "{workdir} is required")
 	}
 	if err := cfg.check(nil); err != nil {
 		return nil, err

@@ -260,11 +260,11 @@ func Report(ctx context.Context, cfg ReportConfig) (*ReportResult, error) {
 // validationFiles returns the validation.json files to judge.
 func (cfg *ReportConfig) validationFiles() ([]string, error) {
 	if cfg.Out == "" {
-		return nil, inputerr.Errorf("report: --out is required")
+		return nil, inputerr.Fieldf("report", "{out} is required")
 	}
 	if len(cfg.SelectBest) == 0 {
 		if cfg.Validation == "" {
-			return nil, inputerr.Errorf("report: --validation is required (or --select-best with several)")
+			return nil, inputerr.Fieldf("report", "{validation} is required (or {select_best} with several)")
 		}
 		return []string{cfg.Validation}, nil
 	}
@@ -275,7 +275,7 @@ func (cfg *ReportConfig) validationFiles() ([]string, error) {
 	seen := map[string]bool{}
 	for _, f := range files {
 		if seen[f] {
-			return nil, inputerr.Errorf("report: --select-best lists %s twice", f)
+			return nil, inputerr.Fieldf("report", "{select_best} lists %s twice", f)
 		}
 		seen[f] = true
 	}

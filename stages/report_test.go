@@ -222,8 +222,8 @@ func TestReportBadInput(t *testing.T) {
 		cfg  ReportConfig
 		want string
 	}{
-		{"no out", ReportConfig{Validation: good}, "--out is required"},
-		{"no validation", ReportConfig{}, "--validation is required"},
+		{"no out", ReportConfig{Validation: good}, "report: out is required"},
+		{"no validation", ReportConfig{}, "report: validation is required"},
 		{"missing file", ReportConfig{Validation: filepath.Join(dir, "nope.json")}, "no such file"},
 		{"wrong type", ReportConfig{Validation: notJSON}, "bad.json:4: metrics: want an object, got a JSON number"},
 		{"no metrics", ReportConfig{Validation: other}, "no metrics"},

@@ -328,7 +328,7 @@ func Sweep(ctx context.Context, cfg SweepConfig) (*SweepResult, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Out == "" {
-		return nil, inputerr.Errorf("sweep: --out is required")
+		return nil, inputerr.Fieldf("sweep", "{out} is required")
 	}
 	if cfg.Jobs == 0 {
 		cfg.Jobs = 1

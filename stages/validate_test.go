@@ -493,8 +493,8 @@ func TestValidateBadInput(t *testing.T) {
 		mod  func(*validation.Config)
 		want string
 	}{
-		{"no data", func(c *validation.Config) { c.Data = "" }, "--data is required"},
-		{"no candidate", func(c *validation.Config) { c.Candidate = "" }, "--candidate are required"},
+		{"no data", func(c *validation.Config) { c.Data = "" }, "validate: data is required"},
+		{"no candidate", func(c *validation.Config) { c.Candidate = "" }, "candidate are required"},
 		{"both modes", func(c *validation.Config) { c.BaselineLogits = data }, "not both"},
 		{"other outputs", func(c *validation.Config) { c.Candidate = m5 }, "4 outputs, the candidate 5"},
 		{"other inputs", func(c *validation.Config) { c.Control = m8 }, "16 inputs, the control 8"},
@@ -502,10 +502,10 @@ func TestValidateBadInput(t *testing.T) {
 		{"data width", func(c *validation.Config) { c.Baseline, c.Candidate = m8, m8 }, "16 features, the model takes 8"},
 		{"label out of range", func(c *validation.Config) { c.Data = badLabels }, "row 3: label 9"},
 		{"missing model", func(c *validation.Config) { c.Candidate = filepath.Join(dir, "absent.arrow") }, "absent.arrow"},
-		{"bad noise", func(c *validation.Config) { c.Noise = []float64{0.1, -1} }, "--noise"},
-		{"repeated noise", func(c *validation.Config) { c.Noise = []float64{0.1, 0.1} }, "--noise"},
-		{"bad eps", func(c *validation.Config) { c.RobustnessEps = math.NaN() }, "--robustness-eps"},
-		{"task with models", func(c *validation.Config) { c.Task = "regression" }, "--task"},
+		{"bad noise", func(c *validation.Config) { c.Noise = []float64{0.1, -1} }, "noise [0.1 -1]"},
+		{"repeated noise", func(c *validation.Config) { c.Noise = []float64{0.1, 0.1} }, "noise [0.1 0.1]"},
+		{"bad eps", func(c *validation.Config) { c.RobustnessEps = math.NaN() }, "robustness_eps NaN"},
+		{"task with models", func(c *validation.Config) { c.Task = "regression" }, "validate: task applies"},
 		{"missing train log", func(c *validation.Config) { c.TrainLog = filepath.Join(dir, "nolog") }, "nolog"},
 	}
 	for _, tt := range tests {

@@ -183,12 +183,12 @@ func TestConfigCheck(t *testing.T) {
 		want string
 	}{
 		{"both modes", func(c *Config) { c.BaselineLogits = "l.arrow" }, "not both"},
-		{"no candidate", func(c *Config) { c.Candidate = "" }, "--baseline and --candidate are required"},
-		{"no data", func(c *Config) { c.Data = "" }, "--data is required"},
-		{"task with models", func(c *Config) { c.Task = "regression" }, "--task applies to the logits mode only"},
+		{"no candidate", func(c *Config) { c.Candidate = "" }, "baseline and candidate are required"},
+		{"no data", func(c *Config) { c.Data = "" }, "data is required"},
+		{"task with models", func(c *Config) { c.Task = "regression" }, "task applies to the logits mode only"},
 		{"noise", func(c *Config) { c.Noise = []float64{0.1, 0.1} }, "distinct positive levels"},
-		{"eps", func(c *Config) { c.RobustnessEps = math.Inf(1) }, "--robustness-eps"},
-		{"spike window", func(c *Config) { c.SpikeWindow = 4 }, "--spike-window 4"},
+		{"eps", func(c *Config) { c.RobustnessEps = math.Inf(1) }, "robustness_eps +Inf"},
+		{"spike window", func(c *Config) { c.SpikeWindow = 4 }, "spike_window 4"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

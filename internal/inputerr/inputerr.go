@@ -60,6 +60,7 @@ type FieldError struct {
 	format string
 	args   []any
 	err    error // the message with keys as they are, wrapping any %w
+	input  bool  // bad input; false for a Hintf
 }
 
 // fieldRef matches a field reference in a FieldError's format.
@@ -74,8 +75,16 @@ var fieldRef = regexp.MustCompile(`\{([a-z][a-z0-9_.]*)\}`)
 // reads "finetune: epochs -2: want at least 1", or with the CLI's flags
 // "finetune: --epochs -2: want at least 1".
 func Fieldf(stage, format string, args ...any) *FieldError {
-	e := &FieldError{Stage: stage, format: format, args: args}
+	e := &FieldError{Stage: stage, format: format, args: args, input: true}
 	e.err = fmt.Errorf(e.expand(nil), args...)
+	return e
+}
+
+// Hintf is Fieldf for an error that is not bad input but whose message
+// names config fields, e.g. to say how to run again.
+func Hintf(stage, format string, args ...any) *FieldError {
+	e := Fieldf(stage, format, args...)
+	e.input = false
 	return e
 }
 
@@ -120,4 +129,4 @@ func (e *FieldError) Render(name func(key string) string) string {
 
 func (e *FieldError) Error() string        { return e.Render(nil) }
 func (e *FieldError) Unwrap() error        { return errors.Unwrap(e.err) }
-func (e *FieldError) Is(target error) bool { return target == ErrInput }
+func (e *FieldError) Is(target error) bool { return e.input && target == ErrInput }
