@@ -130,7 +130,7 @@ func LoadPolicy(path string) (*LoadedPolicy, error) {
 // cite. Every problem is a *yamlstrict.ConfigError naming the line and the key: an
 // unknown key, a value of the wrong type, an unknown metric, direction or
 // versus, a rule with no bound or more than one, a negative margin or
-// ratio, a version other than 1, no rules.
+// ratio, a version other than 1, no rules or more than limits.PolicyRules.
 func ParsePolicy(name string, src []byte) (*Policy, error) {
 	var p Policy
 	lines, err := yamlstrict.Decode(name, src, &p)
@@ -149,6 +149,9 @@ func ParsePolicy(name string, src []byte) (*Policy, error) {
 	}
 	if len(p.Rules) == 0 {
 		return nil, bad("rules", "the policy has no rules")
+	}
+	if len(p.Rules) > limits.PolicyRules {
+		return nil, bad("rules", "%d rules: over the limit of %s (docs/FORMATS.md, Input limits)", len(p.Rules), limits.Count(limits.PolicyRules))
 	}
 	for i := range p.Rules {
 		r := &p.Rules[i]

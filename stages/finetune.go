@@ -12,6 +12,7 @@ import (
 	"github.com/strata-ml/strata/arrowio"
 	"github.com/strata-ml/strata/compute"
 	"github.com/strata-ml/strata/internal/inputerr"
+	"github.com/strata-ml/strata/internal/limits"
 	"github.com/strata-ml/strata/internal/provenance"
 	"github.com/strata-ml/strata/modelmap"
 	"github.com/strata-ml/strata/validation"
@@ -288,6 +289,8 @@ func (cfg *FinetuneConfig) validate() error {
 		return inputerr.Fieldf("finetune", "{valid_fraction} %v: want a value in (0, 1)", cfg.ValidFraction)
 	case cfg.Epochs < 1:
 		return inputerr.Fieldf("finetune", "{epochs} %d: want at least 1", cfg.Epochs)
+	case cfg.Epochs > limits.TrainSteps:
+		return inputerr.Fieldf("finetune", "{epochs} %d: over the limit of %s training steps (docs/FORMATS.md, Input limits)", cfg.Epochs, limits.Count(limits.TrainSteps))
 	case cfg.BatchSize < 1:
 		return inputerr.Fieldf("finetune", "{batch_size} %d: want at least 1", cfg.BatchSize)
 	case !(cfg.LR > 0) || math.IsInf(cfg.LR, 0):
@@ -332,6 +335,11 @@ func (cfg *FinetuneConfig) validate() error {
 	}
 	if cfg.Shards < 1 || cfg.Shards > 256 {
 		return inputerr.Fieldf("finetune", "{shards} %d: want 1 to 256", cfg.Shards)
+	}
+	if cfg.Init != "" {
+		if _, err := InitArchitecture(cfg.Init, cfg.Task); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -452,6 +460,11 @@ func prepareFinetune(ctx context.Context, cfg FinetuneConfig) (*finetunePlan, er
 	}
 
 	p.stepsPerEpoch = ceilDiv(p.train.N, cfg.BatchSize)
+	// No overflow: epochs <= TrainSteps and rows <= DatasetValues.
+	if int64(cfg.Epochs)*int64(p.stepsPerEpoch) > limits.TrainSteps {
+		return nil, inputerr.Fieldf("finetune", "{epochs} %d of %d steps each: over the limit of %s training steps (docs/FORMATS.md, Input limits)",
+			cfg.Epochs, p.stepsPerEpoch, limits.Count(limits.TrainSteps))
+	}
 	p.totalSteps = cfg.Epochs * p.stepsPerEpoch
 	p.warmupSteps = int(cfg.Warmup)
 	if cfg.Warmup < 1 {

@@ -102,7 +102,9 @@ func runFinetune[T compute.Float](ctx context.Context, p *finetunePlan) (*Finetu
 		"train_rows", n, "valid_rows", rowsOf(p.valid), "epochs", cfg.Epochs, "steps", p.totalSteps,
 		"batch_size", cfg.BatchSize, "precision", cfg.Precision, "standardization", p.standardization)
 
-	bs, spe, total := cfg.BatchSize, p.stepsPerEpoch, p.totalSteps
+	// A batch larger than the data is the whole data: the buffers need
+	// no more rows than there are (the batches are the same).
+	bs, spe, total := min(cfg.BatchSize, n), p.stepsPerEpoch, p.totalSteps
 	xb, yb := make([]T, bs*d), make([]T, bs)
 	ws := compute.NewWorkspace[T]()
 	var perm []int

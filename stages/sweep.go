@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"github.com/strata-ml/strata/internal/inputfile"
+	"github.com/strata-ml/strata/internal/limits"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -163,35 +165,45 @@ func ParseSeeds(s string) ([]uint64, error) {
 
 // DefaultSweepConfig returns the pilot defaults with one job.
 func DefaultSweepConfig() SweepConfig {
-	return SweepConfig{PilotConfig: DefaultPilotConfig(), Jobs: 1}
+	cfg := SweepConfig{PilotConfig: DefaultPilotConfig(), Jobs: 1}
+	cfg.kind = "sweep config"
+	return cfg
 }
 
 // LoadSweepConfig reads a sweep config file onto DefaultSweepConfig as
 // strictly as LoadPilotConfig, resolving relative paths against the
 // file's directory.
 func LoadSweepConfig(path string) (SweepConfig, error) {
-	cfg := DefaultSweepConfig()
-	lines, err := decodeConfigFile(path, "sweep", &cfg, &cfg.PilotConfig)
+	src, err := inputfile.ReadFile(path, limits.ConfigBytes, "config file")
 	if err != nil {
+		return DefaultSweepConfig(), fmt.Errorf("sweep: %w", err)
+	}
+	return parseSweepConfig(path, src)
+}
+
+// parseSweepConfig is LoadSweepConfig of the file path holding src.
+func parseSweepConfig(path string, src []byte) (SweepConfig, error) {
+	cfg := DefaultSweepConfig()
+	if err := decodeConfig(path, src, &cfg, &cfg.PilotConfig); err != nil {
 		return cfg, err
 	}
 	// A candidate's convert key left out keeps the sweep's convert value.
 	for i := range cfg.Candidates {
 		cfg.Candidates[i].inherit(cfg.Convert, func(key string) bool {
-			_, ok := lines[fmt.Sprintf("candidates[%d].%s", i, key)]
+			_, ok := cfg.lines[fmt.Sprintf("candidates[%d].%s", i, key)]
 			return ok
 		})
 	}
-	return cfg, cfg.check(lines)
+	return cfg, cfg.Check()
 }
 
-// check validates what the stages do not check before work starts.
-func (cfg *SweepConfig) check(lines map[string]int) error {
-	file := cmp.Or(cfg.ConfigFile, "sweep config")
-	bad := func(key, format string, args ...any) error {
-		return &yamlstrict.ConfigError{File: file, Line: lines[key], Key: key, Err: fmt.Errorf(format, args...)}
-	}
-	if err := cfg.PilotConfig.check(lines); err != nil {
+// Check validates the whole config before any work, as PilotConfig.Check
+// does, and the sweep's own settings: the candidates (each one's convert
+// settings by convert's own check), the learning rates, the seeds and
+// the jobs.
+func (cfg *SweepConfig) Check() error {
+	bad := cfg.configError
+	if err := cfg.PilotConfig.Check(); err != nil {
 		return err
 	}
 	if len(cfg.Candidates) == 0 {
@@ -214,7 +226,7 @@ func (cfg *SweepConfig) check(lines map[string]int) error {
 		cv := c.ConvertConfig
 		cv.Model, cv.Out = "-", "-"
 		if err := cv.validate(); err != nil {
-			return bad(key, "%v", strings.TrimPrefix(err.Error(), "convert: "))
+			return cfg.sectionError(key, err)
 		}
 	}
 	if len(cfg.LRs) > 0 {
@@ -336,26 +348,16 @@ func Sweep(ctx context.Context, cfg SweepConfig) (*SweepResult, error) {
 	if len(cfg.Seeds) == 0 {
 		cfg.Seeds = []uint64{cfg.Seed}
 	}
-	if err := cfg.check(nil); err != nil {
+	if err := cfg.Check(); err != nil {
+		return nil, err
+	}
+	inputs, err := cfg.checkInputs(ctx)
+	if err != nil {
 		return nil, err
 	}
 	pol, err := gate.LoadPolicy(cfg.Policy)
 	if err != nil {
 		return nil, err
-	}
-	if cfg.Model != "" {
-		lm, err := mapModel(ctx, cfg.Model, cfg.Activation)
-		if err != nil {
-			return nil, inputerr.InFile(cfg.Model, err)
-		}
-		lm.close()
-	}
-	for _, f := range []string{cfg.Train, cfg.Valid, cfg.Test} {
-		if f != "" {
-			if _, _, err := readData(ctx, f, cfg.Label); err != nil {
-				return nil, err
-			}
-		}
 	}
 	out, err := filepath.Abs(cfg.Out)
 	if err != nil {
@@ -394,7 +396,7 @@ func Sweep(ctx context.Context, cfg SweepConfig) (*SweepResult, error) {
 	var tasks []sweepTask
 	for _, sd := range seeds {
 		tasks = append(tasks, sweepTask{fmt.Sprintf("seed %d: data and baseline", sd.Seed), func(ctx context.Context) error {
-			return cfg.prepareSeed(ctx, sd)
+			return cfg.prepareSeed(ctx, sd, inputs)
 		}})
 	}
 	if err := pool.run(ctx, tasks); err != nil {
@@ -596,17 +598,17 @@ func (cfg *PilotConfig) training(t FinetuneConfig, d PilotData, seed uint64, out
 }
 
 // prepareSeed writes the seed's data and trains its baseline.
-func (cfg *SweepConfig) prepareSeed(ctx context.Context, sd *sweepSeedRun) error {
+func (cfg *SweepConfig) prepareSeed(ctx context.Context, sd *sweepSeedRun, in *pilotInputs) error {
 	pc := cfg.PilotConfig
 	pc.Seed = sd.Seed
-	if err := pc.prepareData(ctx, filepath.Join(sd.Dir, "data"), &sd.Data); err != nil {
+	if err := pc.prepareData(filepath.Join(sd.Dir, "data"), &sd.Data, in); err != nil {
 		return err
 	}
-	test, in, err := readData(ctx, sd.Data.Test, cfg.Label)
+	test, testInput, err := readData(ctx, sd.Data.Test, cfg.Label)
 	if err != nil {
 		return err
 	}
-	sd.test, sd.testInput = test, in
+	sd.test, sd.testInput = test, testInput
 	sd.BaselineModel = cfg.Model
 	if cfg.Model != "" {
 		return nil

@@ -6,6 +6,7 @@ import (
 
 	"github.com/strata-ml/strata/compute"
 	"github.com/strata-ml/strata/internal/inputerr"
+	"github.com/strata-ml/strata/internal/limits"
 )
 
 // Config configures Validate. The JSON form is recorded in
@@ -123,6 +124,8 @@ func (cfg *Config) Check() error {
 		return inputerr.Fieldf("validate", "{task} applies to the logits mode only (a model file has its task)")
 	case cfg.Bootstrap < 0:
 		return inputerr.Fieldf("validate", "{bootstrap} %d: want 0 (no intervals) or more", cfg.Bootstrap)
+	case cfg.Bootstrap > limits.Bootstrap:
+		return inputerr.Fieldf("validate", "{bootstrap} %d: over the limit of %s resamples (docs/FORMATS.md, Input limits)", cfg.Bootstrap, limits.Count(limits.Bootstrap))
 	case cfg.MaxJacobianSamples < 0:
 		return inputerr.Fieldf("validate", "{max_jacobian_samples} %d: want 0 (none) or more", cfg.MaxJacobianSamples)
 	case len(cfg.Noise) == 0:
