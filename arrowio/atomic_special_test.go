@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/strata-ml/strata/internal/inputerr"
 )
@@ -62,11 +63,16 @@ func TestWriteFileAtomicSpecialTargets(t *testing.T) {
 					f.Close()
 					got <- b
 				}()
-				// The reader must have the pipe open before the write.
-				for range 200 {
-					if err := WriteFileAtomic(fifo, func(w io.Writer) error { _, err := io.WriteString(w, "go\n"); return err }); err == nil {
+				// The reader must have the pipe open before the write: until
+				// it has, the write fails at once (no reader).
+				var err error
+				for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+					if err = WriteFileAtomic(fifo, func(w io.Writer) error { _, err := io.WriteString(w, "go\n"); return err }); err == nil {
 						break
 					}
+				}
+				if err != nil {
+					t.Fatalf("no write reached the pipe's reader: %v", err)
 				}
 				if b := <-got; string(b) != "go\n" {
 					t.Errorf("the pipe's reader got %q, want %q", b, "go\n")

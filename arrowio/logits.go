@@ -147,7 +147,7 @@ func eachRecord(name string, data []byte, format dsFormat, mem memory.Allocator,
 			}
 			return nil
 		}
-		if err := verifyIPCStream(sr, size); err != nil {
+		if err := verifyIPCStream(sr, size, true); err != nil {
 			return fileErr(name, ErrFormat, "not a readable Arrow IPC stream: %w", err)
 		}
 		rd, err := ipc.NewReaderFromMessageReader(ipc.NewMessageReader(sr, opts...), opts...)

@@ -476,13 +476,15 @@ func prepareFinetune(ctx context.Context, cfg FinetuneConfig) (*finetunePlan, er
 	return p, nil
 }
 
-// readData reads a dataset with its hash. Problems are input errors.
+// readData reads a dataset with its hash, stopping when ctx is done.
+// Problems are input errors.
 func readData(ctx context.Context, path, label string) (*arrowio.Dataset, provenance.File, error) {
 	in, err := provenance.HashFile(ctx, path)
 	if err != nil {
 		return nil, provenance.File{}, err
 	}
-	ds, err := arrowio.ReadDataset(path, arrowio.WithLabel(label))
+	// Values beyond the float32 range would train and run as infinities.
+	ds, err := arrowio.ReadDataset(path, arrowio.WithLabel(label), arrowio.WithContext(ctx), arrowio.WithFloat32Range())
 	if err != nil {
 		return nil, provenance.File{}, classify(err)
 	}
