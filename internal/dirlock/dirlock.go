@@ -56,6 +56,10 @@ func Lock(dir string) (*Held, error) {
 	return nil, fmt.Errorf("lock %s: the lock file keeps changing", dir)
 }
 
+// Moved tells l that its directory was renamed to dir (the open lock
+// moves with it), for Unlock to remove the lock file there.
+func (l *Held) Moved(dir string) { l.dir = dir }
+
 // Unlock removes the lock file and releases the lock (removing first, so
 // that no other run can lock the file being removed). It is idempotent.
 func (l *Held) Unlock() {
