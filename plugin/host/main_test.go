@@ -199,31 +199,7 @@ const helperWorkEnv = "STRATA_TEST_HOST_WORK"
 func TestHostSignal(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
 		t.Run(sig.String(), func(t *testing.T) {
-			self, err := os.Executable()
-			if err != nil {
-				t.Fatal(err)
-			}
-			cmd := exec.Command(self, "-test.run=^$")
-			cmd.Env = append(os.Environ(), helperEnv+"="+strataBin)
-			out, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			defer cmd.Process.Kill()
-			line := make([]byte, 32)
-			n, _ := out.Read(line)
-			pid, err := strconv.Atoi(strings.TrimSpace(string(line[:n])))
-			if err != nil || !alive(pid) {
-				t.Fatalf("helper host printed %q (%v), want a live plugin pid", line[:n], err)
-			}
-			if err := cmd.Process.Signal(sig); err != nil {
-				t.Fatal(err)
-			}
-			cmd.Wait()
-			waitGone(t, pid, 5*time.Second)
+			waitGone(t, startHelper(t, sig), 5*time.Second)
 		})
 	}
 }
