@@ -80,6 +80,7 @@ func (c *sweepCommand) flags(o *sweepOptions, cfg *stages.SweepConfig) *flagSet 
 	fs.BoolVar(&cfg.Control, "control", cfg.Control, "fine-tune the dense baseline with the same budget and compare with it too")
 	fs.IntVar(&cfg.Validate.Bootstrap, "bootstrap", cfg.Validate.Bootstrap, "bootstrap resamples of every interval")
 	fs.StringVar(&cfg.Policy, "policy", cfg.Policy, "gate policy each run is judged against (default: the embedded one)")
+	fs.BoolVar(&cfg.Resume, "resume", cfg.Resume, "continue an interrupted sweep in the same --out: each training run from its checkpoint, a finished one not again")
 	o.log.bind(fs)
 	return fs
 }

@@ -87,6 +87,35 @@ func hashesOf(in FinetuneInputs) FinetuneInputs {
 	return out
 }
 
+// finished returns the result of a finished run in Out that p would
+// reproduce (Out/finetune.json of the same config, resumeKey, and the
+// same input hashes, with every output it names in place), or nil.
+func (p *finetunePlan) finished() *FinetuneResult {
+	names := p.outputNames()
+	b, err := inputfile.ReadFile(filepath.Join(p.cfg.Out, names.Report), limits.JSONBytes, "JSON file")
+	if err != nil {
+		return nil
+	}
+	var res FinetuneResult
+	if json.Unmarshal(b, &res) != nil || res.Outputs != names {
+		return nil
+	}
+	same := func(a, b any) bool {
+		ja, err1 := json.Marshal(a)
+		jb, err2 := json.Marshal(b)
+		return err1 == nil && err2 == nil && bytes.Equal(ja, jb)
+	}
+	if !same(res.Config.resumeKey(), p.cfg.resumeKey()) || !same(hashesOf(res.Inputs), hashesOf(p.inputs)) {
+		return nil
+	}
+	for _, f := range []string{names.Model, names.Dense, names.Log} {
+		if st, err := os.Stat(filepath.Join(p.cfg.Out, f)); err != nil || !st.Mode().IsRegular() {
+			return nil
+		}
+	}
+	return &res
+}
+
 // Prefixes of the state vectors of state.arrow; each is followed by a
 // parameter name.
 const (

@@ -114,7 +114,10 @@ type FinetuneConfig struct {
 	// end of every epoch. A cancelled context (SIGTERM, SIGINT)
 	// checkpoints too.
 	CheckpointEvery int `json:"checkpoint_every"`
-	// Resume continues from Out/checkpoint when there is one.
+	// Resume continues from Out/checkpoint when there is one, and
+	// returns the result recorded in Out/finetune.json, training nothing,
+	// when Out holds the finished outputs of a run of the same config
+	// and inputs (a retried step that had finished).
 	Resume bool `json:"resume"`
 
 	// Logger receives progress; nil discards it.
@@ -264,6 +267,12 @@ func Finetune(ctx context.Context, cfg FinetuneConfig) (*FinetuneResult, error) 
 	p.start = start
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	if cfg.Resume {
+		if res := p.finished(); res != nil {
+			cfg.Logger.Info("finetune already done: its outputs are in place", "out", cfg.Out)
+			return res, nil
+		}
 	}
 	if cfg.Precision == PrecisionFloat64 {
 		return runFinetune[float64](ctx, p)

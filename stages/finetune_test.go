@@ -326,6 +326,37 @@ func TestFinetuneResumeChecks(t *testing.T) {
 	}
 }
 
+// TestFinetuneResumeFinished: resuming a run whose outputs are in place
+// (a retried step that had finished) returns the recorded result and
+// trains nothing; another config or other data trains.
+func TestFinetuneResumeFinished(t *testing.T) {
+	dir := t.TempDir()
+	train := irisFile(t, dir)
+	cfg := smallConfig(filepath.Join(dir, "out"), train)
+	first, err := Finetune(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := outputBytes(t, cfg.Out)
+	again := cfg
+	again.Resume = true
+	steps := 0
+	again.Progress = func(FinetuneProgress) { steps++ }
+	res, err := Finetune(context.Background(), again)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if steps != 0 || res.WallSeconds != first.WallSeconds {
+		t.Errorf("resuming a finished run trained %d steps (wall %v, recorded %v)", steps, res.WallSeconds, first.WallSeconds)
+	}
+	sameOutputs(t, outputBytes(t, cfg.Out), before)
+	other := again
+	other.LR = 0.02
+	if _, err := Finetune(context.Background(), other); err != nil || steps == 0 {
+		t.Errorf("another lr: %v after %d steps, want a run that trains", err, steps)
+	}
+}
+
 func TestFinetuneEarlyStopping(t *testing.T) {
 	dir := t.TempDir()
 	train := irisFile(t, dir)

@@ -85,6 +85,11 @@ type PilotConfig struct {
 	XComFile     string `yaml:"-" json:"xcom_file,omitempty"`
 	MetricsFile  string `yaml:"-" json:"metrics_file,omitempty"`
 	NoFail       bool   `yaml:"-" json:"no_fail,omitempty"`
+	// Resume makes every training run continue from its checkpoint, or
+	// return at once when it had finished (FinetuneConfig.Resume): a
+	// pilot or sweep run again after an interruption redoes only what
+	// was not done.
+	Resume bool `yaml:"-" json:"resume,omitempty"`
 	// Logger receives one line per stage; StageLogger the stages' own
 	// logs (nil: discarded).
 	Logger      *slog.Logger `yaml:"-" json:"-"`

@@ -593,7 +593,7 @@ func (cfg *PilotConfig) training(t FinetuneConfig, d PilotData, seed uint64, out
 	if t.Valid != "" {
 		t.ValidFraction = 0
 	}
-	t.Out, t.Activation, t.Logger = out, cfg.Activation, cfg.StageLogger
+	t.Out, t.Activation, t.Logger, t.Resume = out, cfg.Activation, cfg.StageLogger, cfg.Resume
 	return t
 }
 
