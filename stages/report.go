@@ -12,6 +12,7 @@ import (
 	"github.com/strata-ml/strata/arrowio"
 	"github.com/strata-ml/strata/gate"
 	"github.com/strata-ml/strata/internal/inputerr"
+	"github.com/strata-ml/strata/internal/inputfile"
 	"github.com/strata-ml/strata/internal/provenance"
 	"github.com/strata-ml/strata/render"
 	"github.com/strata-ml/strata/validation"
@@ -151,6 +152,9 @@ func Report(ctx context.Context, cfg ReportConfig) (*ReportResult, error) {
 	if err := cfg.checkOrchestratorFiles(); err != nil {
 		return nil, err
 	}
+	if err := cfg.checkTrainLogs(); err != nil {
+		return nil, err
+	}
 	out, err := claimOutput("report", "out", cfg.Out)
 	if err != nil {
 		return nil, err
@@ -282,6 +286,33 @@ func (cfg *ReportConfig) validationFiles() ([]string, error) {
 	return files, nil
 }
 
+// trainLogOverride returns where the training log path given instead of a
+// recorded one is: path itself, or its train_log.arrow when it is a
+// directory.
+func trainLogOverride(path string) string {
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		return filepath.Join(path, "train_log.arrow")
+	}
+	return path
+}
+
+// checkTrainLogs refuses, before any work, a training log given in place
+// of a recorded one that is no file to read (inputfile.Open): the user
+// named it, so unlike a recorded log that moved, it is no warning.
+func (cfg *ReportConfig) checkTrainLogs() error {
+	for _, f := range [3][2]string{{"train_log", cfg.TrainLog}, {"baseline_train_log", cfg.BaselineTrainLog}, {"control_train_log", cfg.ControlTrainLog}} {
+		if f[1] == "" {
+			continue
+		}
+		file, _, err := inputfile.Open(trainLogOverride(f[1]))
+		if err != nil {
+			return inputerr.Fieldf("report", "{"+f[0]+"} %w", err)
+		}
+		file.Close()
+	}
+	return nil
+}
+
 // readTrainLogs reads the training logs validation.json names, for the
 // training curves. A log that is gone or changed since validate read it
 // is left out with a warning: the report still judges.
@@ -304,10 +335,7 @@ func readTrainLogs(ctx context.Context, c *gate.Candidate, cfg ReportConfig) (re
 		}
 		path := side.in.Path
 		if side.override != "" {
-			path = side.override
-			if st, err := os.Stat(path); err == nil && st.IsDir() {
-				path = filepath.Join(path, "train_log.arrow")
-			}
+			path = trainLogOverride(side.override)
 		} else if _, err := os.Stat(path); err != nil && !filepath.IsAbs(path) {
 			// Relative to where validate ran; try next to validation.json.
 			alt := filepath.Join(filepath.Dir(c.Validation.Path), path)

@@ -84,7 +84,10 @@ func Validate(ctx context.Context, cfg validation.Config) (*validation.Result, e
 			return nil, err
 		}
 	}
-	run.assemble()
+	run.assemble(ctx)
+	if err := ctx.Err(); err != nil {
+		return nil, err // the intervals stopped short
+	}
 	res.Outputs = validation.Outputs{Report: validation.FileName}
 	res.WallSeconds = time.Since(start).Seconds()
 	err = writeOutputs(cfg.Out, func(dir string) error {
