@@ -225,7 +225,7 @@ func topUsage() string {
 		fmt.Fprintf(&b, "  %-10s %s\n", c.name, c.summary)
 	}
 	b.WriteString("\nRun 'strata help COMMAND' or 'strata COMMAND --help' for a command's flags.\n")
-	b.WriteString("Exit codes: 0 ok (report: GO), 1 runtime error, 2 bad input, 3 NO-GO, 4 INCONCLUSIVE.\n")
+	b.WriteString("Exit codes: 0 ok (report: GO), 1 runtime error, 2 bad input, 3 NO-GO, 4 INCONCLUSIVE;\na crash aborts (SIGABRT, status 134).\n")
 	return b.String()
 }
 
