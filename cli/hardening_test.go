@@ -455,6 +455,10 @@ func TestSIGTERM(t *testing.T) {
 			return []string{"validate", "--baseline", base, "--candidate", cand, "--control", ctrl,
 				"--data", filepath.Join(d, "data", "test.arrow"), "--bootstrap", "100000", "--out", o}
 		}},
+		{"validate timing", func(o string) []string {
+			return []string{"validate", "--baseline", base, "--candidate", cand, "--data", filepath.Join(d, "data", "test.arrow"),
+				"--bootstrap", "0", "--latency-runs", "10000", "--out", o}
+		}},
 		{"report", func(o string) []string {
 			return []string{"report", "--validation", filepath.Join(d, "validate", "validation.json"), "--out", o}
 		}},
@@ -626,6 +630,11 @@ func TestInputLimits(t *testing.T) {
 	bigJSON := write("cands.json", append([]byte("["), append(bytes.Repeat([]byte(" "), 1<<20), ']')...))
 	longLine := write("long.csv", append([]byte("a,label\n"), bytes.Repeat([]byte("1"), 9<<20)...))
 	tensors := write("many.safetensors", manyTensors(65537))
+	levels := make([]string, 101)
+	for i := range levels {
+		levels[i] = fmt.Sprint(0.001 * float64(i+1))
+	}
+	noise101 := strings.Join(levels, ",")
 	tests := []struct {
 		name string
 		args []string
@@ -642,6 +651,9 @@ func TestInputLimits(t *testing.T) {
 		{"convert tensors", []string{"convert", "--model", tensors, "--out", filepath.Join(dir, "w")}, "more than 65,536 tensors"},
 		{"finetune --init size", []string{"finetune", "--init", "mlp:4-4000000000-3:relu", "--train", longLine, "--out", filepath.Join(dir, "w")}, "over the limit of 268,435,456 for a fresh model"},
 		{"validate --bootstrap", []string{"validate", "--baseline", val, "--candidate", val, "--data", val, "--bootstrap", "2000000000", "--out", filepath.Join(dir, "w")}, "--bootstrap 2000000000: over the limit of 100,000"},
+		{"validate --noise", []string{"validate", "--baseline", val, "--candidate", val, "--data", val, "--noise", noise101, "--out", filepath.Join(dir, "w")}, "--noise: 101 levels, over the limit of 100"},
+		{"validate --robustness-draws", []string{"validate", "--baseline", val, "--candidate", val, "--data", val, "--robustness-draws", "2000000000", "--out", filepath.Join(dir, "w")}, "--robustness-draws 2000000000: over the limit of 100"},
+		{"validate --latency-runs", []string{"validate", "--baseline", val, "--candidate", val, "--data", val, "--latency-runs", "2000000000", "--out", filepath.Join(dir, "w")}, "--latency-runs 2000000000 or --latency-warmup 5: over the limit of 10,000"},
 		{"finetune --epochs", []string{"finetune", "--init", "mlp:1-2", "--train", longLine, "--epochs", "9223372036854775807", "--out", filepath.Join(dir, "w")}, "--epochs 9223372036854775807: over the limit"},
 	}
 	for _, tt := range tests {

@@ -65,6 +65,7 @@ func (c *validateCommand) flags(cfg *validation.Config, lo *logOptions) *flagSet
 	fs.IntVar(&cfg.GradBatch, "grad-batch", cfg.GradBatch, "evaluation batch size of grad_norm_ratio")
 	fs.IntVar(&cfg.LatencyBatch, "latency-batch", cfg.LatencyBatch, "rows per timed forward pass")
 	fs.IntVar(&cfg.LatencyRuns, "latency-runs", cfg.LatencyRuns, "timed forward passes per model")
+	fs.IntVar(&cfg.LatencyWarmup, "latency-warmup", cfg.LatencyWarmup, "untimed forward passes per model before the timed ones")
 	fs.StringVar(&cfg.TrainLog, "train-log", cfg.TrainLog, "the candidate's finetune output directory (or train_log.arrow), for training_stability")
 	fs.StringVar(&cfg.BaselineTrainLog, "baseline-train-log", cfg.BaselineTrainLog, "the baseline's finetune output directory (optional)")
 	fs.StringVar(&cfg.ControlTrainLog, "control-train-log", cfg.ControlTrainLog, "the control's finetune output directory (optional)")

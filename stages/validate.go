@@ -410,6 +410,5 @@ func (r *validateRun) evaluateModels(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	r.timeModels()
-	return nil
+	return r.timeModels(ctx)
 }

@@ -106,7 +106,7 @@ func (r *validateRun) evaluateModel(ctx context.Context, m *valModel) (*sideEval
 // run LatencyWarmup times untimed, then LatencyRuns rounds in which every
 // model runs once, the order rotating from round to round so that drift
 // of the machine hits every model alike.
-func (r *validateRun) timeModels() {
+func (r *validateRun) timeModels(ctx context.Context) error {
 	type timed struct {
 		s    int
 		net  *compute.Network[float32]
@@ -127,11 +127,17 @@ func (r *validateRun) timeModels() {
 		ts = append(ts, timed{s: s, net: m.net32, x: x, y: make([]float32, batch*m.net32.Outputs()), ws: compute.NewWorkspace[float32]()})
 	}
 	for range r.cfg.LatencyWarmup {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		for _, t := range ts {
 			t.net.Forward(t.y, t.x, batch, t.ws)
 		}
 	}
 	for round := range r.cfg.LatencyRuns {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		for j := range ts {
 			t := ts[(round+j)%len(ts)]
 			start := time.Now()
@@ -140,6 +146,7 @@ func (r *validateRun) timeModels() {
 			r.evals[t.s].latency = append(r.evals[t.s].latency, ms)
 		}
 	}
+	return nil
 }
 
 // meanAt returns the mean of v over idx (all of v when idx is nil),

@@ -130,6 +130,13 @@ func (cfg *Config) Check() error {
 		return inputerr.Fieldf("validate", "{max_jacobian_samples} %d: want 0 (none) or more", cfg.MaxJacobianSamples)
 	case len(cfg.Noise) == 0:
 		return inputerr.Fieldf("validate", "{noise} needs at least one level")
+	case len(cfg.Noise) > limits.NoiseLevels:
+		return inputerr.Fieldf("validate", "{noise}: %d levels, over the limit of %d (docs/FORMATS.md, Input limits)", len(cfg.Noise), limits.NoiseLevels)
+	case cfg.RobustnessDraws > limits.RobustnessDraws:
+		return inputerr.Fieldf("validate", "{robustness_draws} %d: over the limit of %d (docs/FORMATS.md, Input limits)", cfg.RobustnessDraws, limits.RobustnessDraws)
+	case cfg.LatencyRuns > limits.LatencyRuns || cfg.LatencyWarmup > limits.LatencyRuns:
+		return inputerr.Fieldf("validate", "{latency_runs} %d or {latency_warmup} %d: over the limit of %s (docs/FORMATS.md, Input limits)",
+			cfg.LatencyRuns, cfg.LatencyWarmup, limits.Count(limits.LatencyRuns))
 	case !(cfg.RobustnessEps >= 0) || math.IsInf(cfg.RobustnessEps, 0):
 		return inputerr.Fieldf("validate", "{robustness_eps} %v: want a finite value >= 0", cfg.RobustnessEps)
 	case cfg.RobustnessDraws < 1:

@@ -42,6 +42,12 @@ const (
 	TrainSteps = 10_000_000
 	// Bootstrap bounds validate's bootstrap resamples per interval.
 	Bootstrap = 100_000
+	// NoiseLevels bounds validate's noise levels, RobustnessDraws its
+	// weight-noise draws per layer and LatencyRuns its timed (and its
+	// warm-up) runs per model: each is a pass over the data.
+	NoiseLevels     = 100
+	RobustnessDraws = 100
+	LatencyRuns     = 10_000
 )
 
 // Limit is one row of the table, as docs/FORMATS.md shows it.
@@ -65,6 +71,9 @@ var Table = []Limit{
 	{"parameters of a finetune --init model", InitParams, false},
 	{"training steps of one run (epochs x steps per epoch)", TrainSteps, false},
 	{"bootstrap resamples (validate --bootstrap)", Bootstrap, false},
+	{"noise levels (validate --noise)", NoiseLevels, false},
+	{"weight-noise draws per layer (validate --robustness-draws)", RobustnessDraws, false},
+	{"timed runs, and warm-up runs, per model (validate --latency-runs, --latency-warmup)", LatencyRuns, false},
 }
 
 // String formats the bound as the docs and the messages show it: a size
