@@ -2,11 +2,11 @@ package gate
 
 import (
 	"fmt"
-	"github.com/strata-ml/strata/internal/inputfile"
-	"github.com/strata-ml/strata/internal/limits"
 	"slices"
 	"strings"
 
+	"github.com/strata-ml/strata/internal/inputfile"
+	"github.com/strata-ml/strata/internal/limits"
 	"github.com/strata-ml/strata/internal/provenance"
 	"github.com/strata-ml/strata/internal/yamlstrict"
 	"github.com/strata-ml/strata/manifests/policy"

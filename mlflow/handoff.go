@@ -5,12 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/strata-ml/strata/internal/inputfile"
-	"github.com/strata-ml/strata/internal/limits"
 	"math"
 	"path/filepath"
 	"sort"
 	"time"
+
+	"github.com/strata-ml/strata/internal/inputfile"
+	"github.com/strata-ml/strata/internal/limits"
 )
 
 // Handoff is what a pilot hands to MLflow.

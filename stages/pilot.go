@@ -5,9 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/strata-ml/strata/internal/inputfile"
-	"github.com/strata-ml/strata/internal/limits"
-	"github.com/strata-ml/strata/modelmap"
+	"io/fs"
 	"log/slog"
 	"math"
 	"os"
@@ -21,8 +19,11 @@ import (
 	"github.com/strata-ml/strata/gate"
 	"github.com/strata-ml/strata/internal/datasets"
 	"github.com/strata-ml/strata/internal/inputerr"
+	"github.com/strata-ml/strata/internal/inputfile"
+	"github.com/strata-ml/strata/internal/limits"
 	"github.com/strata-ml/strata/internal/provenance"
 	"github.com/strata-ml/strata/internal/yamlstrict"
+	"github.com/strata-ml/strata/modelmap"
 	"github.com/strata-ml/strata/validation"
 )
 
@@ -258,7 +259,7 @@ func (cfg *PilotConfig) Check() error {
 		return cfg.sectionError("validate", err)
 	}
 	for _, f := range []struct{ key, path string }{{"decision_file", cfg.DecisionFile}, {"xcom_file", cfg.XComFile}, {"metrics_file", cfg.MetricsFile}} {
-		if f.path == "" {
+		if f.path == "" || cfg.inWorkdir(f.path) {
 			continue
 		}
 		if err := arrowio.CheckTarget(f.path); err != nil {
@@ -266,6 +267,19 @@ func (cfg *PilotConfig) Check() error {
 		}
 	}
 	return nil
+}
+
+// inWorkdir reports whether path is a file directly in a work directory
+// that does not exist yet: the pilot creates it (a Kubernetes job writes
+// its decision beside the run's outputs), so its absence is no error.
+func (cfg *PilotConfig) inWorkdir(path string) bool {
+	if cfg.Workdir == "" {
+		return false
+	}
+	dir, err1 := filepath.Abs(filepath.Dir(path))
+	wd, err2 := filepath.Abs(cfg.Workdir)
+	_, err3 := os.Stat(wd)
+	return err1 == nil && err2 == nil && dir == wd && errors.Is(err3, fs.ErrNotExist)
 }
 
 // pilotInputs is the data checkInputs read, for the run to reuse.

@@ -3,13 +3,13 @@ package stages
 import (
 	"encoding/json"
 	"fmt"
-	"github.com/strata-ml/strata/internal/inputfile"
-	"github.com/strata-ml/strata/internal/limits"
 	"os"
 	"path/filepath"
 
 	"github.com/strata-ml/strata/gate"
 	"github.com/strata-ml/strata/internal/inputerr"
+	"github.com/strata-ml/strata/internal/inputfile"
+	"github.com/strata-ml/strata/internal/limits"
 )
 
 // expandSweeps replaces every sweep output directory or sweep.json in
