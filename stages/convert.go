@@ -238,7 +238,7 @@ func (r *ConvertResult) MissedTarget() error {
 	if r.Config.ParamBudget > 0 {
 		goal = fmt.Sprintf("--param-budget %g", r.Config.ParamBudget)
 	}
-	return inputerr.Errorf("--structure auto missed %s on %d layers (%s): relax it or choose a structure",
+	return inputerr.Fieldf("convert", "{structure} auto missed %s on %d layers (%s): relax it or choose a structure",
 		goal, len(r.AutoMissed), strings.Join(r.AutoMissed, ", "))
 }
 
@@ -267,6 +267,11 @@ func Convert(ctx context.Context, cfg ConvertConfig) (*ConvertResult, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	outDir, err := claimOutput("convert", "out", cfg.Out)
+	if err != nil {
+		return nil, err
+	}
+	defer outDir.release()
 	format, err := modelFormat(cfg.Model)
 	if err != nil {
 		return nil, err
@@ -308,43 +313,43 @@ func (r *ConvertResult) finish(log *slog.Logger) {
 
 func (cfg *ConvertConfig) validate() error {
 	if cfg.Model == "" {
-		return inputerr.Errorf("convert: --model is required")
+		return inputerr.Fieldf("convert", "{model} is required")
 	}
 	if cfg.Out == "" {
-		return inputerr.Errorf("convert: --out is required")
+		return inputerr.Fieldf("convert", "{out} is required")
 	}
 	switch cfg.Structure {
 	case StructureAuto:
 		if err := cfg.autoConfig().Validate(); err != nil {
-			return inputerr.Errorf("convert: --structure auto (--target-error, --param-budget): %w", err)
+			return inputerr.Fieldf("convert", "{structure} auto ({target_error}, {param_budget}): %w", err)
 		}
 	default:
 		if !slices.Contains(compute.TrunkFamilies, cfg.Structure) {
-			return inputerr.Errorf("convert: --structure %q: want auto or one of %s", cfg.Structure, strings.Join(compute.TrunkFamilies, ", "))
+			return inputerr.Fieldf("convert", "{structure} %q: want auto or one of %s", cfg.Structure, strings.Join(compute.TrunkFamilies, ", "))
 		}
 	}
 	switch cfg.ConvStructure {
 	case "", compute.FamilyLowRank:
 	case StructureAuto:
 		if err := cfg.autoConfig().Validate(); err != nil {
-			return inputerr.Errorf("convert: --conv-structure auto (--target-error, --param-budget): %w", err)
+			return inputerr.Fieldf("convert", "{conv_structure} auto ({target_error}, {param_budget}): %w", err)
 		}
 	default:
-		return inputerr.Errorf("convert: --conv-structure %q: want lowrank or auto (only the low-rank family factors a convolution)", cfg.ConvStructure)
+		return inputerr.Fieldf("convert", "{conv_structure} %q: want lowrank or auto (only the low-rank family factors a convolution)", cfg.ConvStructure)
 	}
 	switch cfg.WeightLayout {
 	case "", WeightLayoutAuto, WeightLayoutOutIn, WeightLayoutInOut:
 	default:
-		return inputerr.Errorf("convert: --weight-layout %q: want auto, out-in or in-out", cfg.WeightLayout)
+		return inputerr.Fieldf("convert", "{weight_layout} %q: want auto, out-in or in-out", cfg.WeightLayout)
 	}
 	if !cfg.Residual.Valid() {
-		return inputerr.Errorf("convert: --residual %q: want %s", cfg.Residual, compute.JoinNames(compute.ResidualKinds))
+		return inputerr.Fieldf("convert", "{residual} %q: want %s", cfg.Residual, compute.JoinNames(compute.ResidualKinds))
 	}
 	if cfg.Residual == compute.ResidualSparse && !(cfg.ResidualDensity > 0 && cfg.ResidualDensity <= 1) {
-		return inputerr.Errorf("convert: --residual-density %g: want (0, 1]", cfg.ResidualDensity)
+		return inputerr.Fieldf("convert", "{residual_density} %g: want (0, 1]", cfg.ResidualDensity)
 	}
 	if cfg.Blocks < 0 || cfg.Rank < 0 || cfg.ResidualRank < 0 {
-		return inputerr.Errorf("convert: --blocks, --rank and --residual-rank must not be negative")
+		return inputerr.Fieldf("convert", "{blocks}, {rank} and {residual_rank} must not be negative")
 	}
 	if _, err := parseKronFactors(cfg.KronFactors); err != nil {
 		return err
@@ -375,7 +380,7 @@ func (cfg *ConvertConfig) asked(name string) bool {
 
 // noneSelected is the error for a selection that matches no weight.
 func (cfg *ConvertConfig) noneSelected() error {
-	return inputerr.Errorf("%s: no weight matches --include %q --exclude %q", cfg.Model, cfg.Include, cfg.Exclude)
+	return inputerr.Fieldf("convert", "%s: no weight matches {include} %q {exclude} %q", cfg.Model, cfg.Include, cfg.Exclude)
 }
 
 func matchAny(globs []string, name string) bool {
@@ -407,10 +412,10 @@ func parseShard(s string, n int) ([]int, error) {
 			b, err2 = strconv.Atoi(hi)
 		}
 		if err1 != nil || err2 != nil || a < 0 || b < a {
-			return nil, inputerr.Errorf("--layers %q: want positions like 0-3 or 0,2,5-7", s)
+			return nil, inputerr.Fieldf("", "{layers} %q: want positions like 0-3 or 0,2,5-7", s)
 		}
 		if b >= n {
-			return nil, inputerr.Errorf("--layers %q: position %d out of range, %d weights are selected (0-%d)", s, b, n, n-1)
+			return nil, inputerr.Fieldf("", "{layers} %q: position %d out of range, %d weights are selected (0-%d)", s, b, n, n-1)
 		}
 		for i := a; i <= b; i++ {
 			if !seen[i] {
@@ -430,7 +435,7 @@ func parseKronFactors(s string) ([2]int, error) {
 	m1, err1 := strconv.Atoi(a)
 	n1, err2 := strconv.Atoi(b)
 	if !ok || err1 != nil || err2 != nil || m1 < 1 || n1 < 1 {
-		return [2]int{}, inputerr.Errorf("--kron-factors %q: want M1xN1, e.g. 8x8", s)
+		return [2]int{}, inputerr.Fieldf("", "{kron_factors} %q: want M1xN1, e.g. 8x8", s)
 	}
 	return [2]int{m1, n1}, nil
 }

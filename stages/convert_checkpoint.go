@@ -20,7 +20,7 @@ import (
 // checkpoint.
 func convertCheckpoint(ctx context.Context, cfg ConvertConfig) (*ConvertResult, error) {
 	log := cfg.Logger
-	lm, err := mapModel(cfg.Model, cfg.Activation)
+	lm, err := mapModel(ctx, cfg.Model, cfg.Activation)
 	if err != nil {
 		return nil, err
 	}
@@ -91,7 +91,7 @@ func convertCheckpoint(ctx context.Context, cfg ConvertConfig) (*ConvertResult, 
 func checkpointLinears(m *arrowio.Model, cfg *ConvertConfig, log *slog.Logger) ([]linearRef, error) {
 	generic := m.Arch.Kind == arrowio.ArchGeneric
 	if !generic && cfg.WeightLayout == WeightLayoutInOut {
-		return nil, inputerr.Errorf("%s: --weight-layout in-out: the weights of an MLP model are [out, in]", cfg.Model)
+		return nil, inputerr.Fieldf("", "%s: {weight_layout} in-out: the weights of an MLP model are [out, in]", cfg.Model)
 	}
 	layers := map[string]bool{}
 	var refs []linearRef

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"github.com/strata-ml/strata/arrowio/onnx"
 	"github.com/strata-ml/strata/compute"
 	"github.com/strata-ml/strata/internal/inputerr"
+	"github.com/strata-ml/strata/internal/inputfile"
 	"github.com/strata-ml/strata/internal/provenance"
 	"github.com/strata-ml/strata/lowering"
 	"github.com/strata-ml/strata/modelmap"
@@ -27,7 +27,7 @@ import (
 func convertONNX(ctx context.Context, cfg ConvertConfig) (*ConvertResult, error) {
 	log := cfg.Logger
 	if cfg.WeightLayout != "" && cfg.WeightLayout != WeightLayoutAuto {
-		return nil, inputerr.Errorf("convert: --weight-layout %s: an ONNX graph states each weight's layout (Gemm's transB, MatMul's [in, out])", cfg.WeightLayout)
+		return nil, inputerr.Fieldf("convert", "{weight_layout} %s: an ONNX graph states each weight's layout (Gemm's transB, MatMul's [in, out])", cfg.WeightLayout)
 	}
 	m, data, input, err := readONNX(cfg.Model)
 	if err != nil {
@@ -94,7 +94,7 @@ func onnxLinears(m *onnx.Model, cfg *ConvertConfig, res *ConvertResult) ([]onnxR
 			continue
 		}
 		if cfg.asked(s.Weight) {
-			return nil, inputerr.Errorf("%s: node %q (%s): weight %q, which --include names, cannot be converted: %s",
+			return nil, inputerr.Fieldf("convert", "%s: node %q (%s): weight %q, which {include} names, cannot be converted: %s",
 				cfg.Model, s.Node, s.Op, s.Weight, s.Reason)
 		}
 		res.Skipped = append(res.Skipped, SkippedWeight{Tensor: s.Weight, Node: s.Node, Op: s.Op, Code: SkipGraph, Reason: s.Reason})
@@ -128,18 +128,9 @@ func onnxLinears(m *onnx.Model, cfg *ConvertConfig, res *ConvertResult) ([]onnxR
 // it with the file's bytes and hash. Problems are bad input naming the
 // file and the node, tensor or field at fault.
 func readONNX(path string) (*onnx.Model, []byte, provenance.File, error) {
-	f, err := os.Open(path)
+	data, err := inputfile.ReadFile(path, onnx.DefaultMaxBytes, "ONNX model")
 	if err != nil {
-		return nil, nil, provenance.File{}, inputerr.Errorf("%w", err)
-	}
-	defer f.Close()
-	if st, err := f.Stat(); err == nil && st.Size() > onnx.DefaultMaxBytes {
-		_, err := onnx.Read(path) // refuses it by its size, unread
-		return nil, nil, provenance.File{}, classify(err)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, onnx.DefaultMaxBytes+1))
-	if err != nil {
-		return nil, nil, provenance.File{}, fmt.Errorf("read %s: %w", path, err)
+		return nil, nil, provenance.File{}, err
 	}
 	m, err := onnx.Decode(data, path)
 	if err != nil {
