@@ -2,7 +2,6 @@ package stages
 
 import (
 	"context"
-	"fmt"
 	"hash/fnv"
 	"log/slog"
 	"path"
@@ -234,12 +233,12 @@ func (r *ConvertResult) MissedTarget() error {
 	if len(r.AutoMissed) == 0 {
 		return nil
 	}
-	goal := fmt.Sprintf("--target-error %g", r.Config.TargetError)
+	goal, value := "{target_error}", r.Config.TargetError
 	if r.Config.ParamBudget > 0 {
-		goal = fmt.Sprintf("--param-budget %g", r.Config.ParamBudget)
+		goal, value = "{param_budget}", r.Config.ParamBudget
 	}
-	return inputerr.Fieldf("convert", "{structure} auto missed %s on %d layers (%s): relax it or choose a structure",
-		goal, len(r.AutoMissed), strings.Join(r.AutoMissed, ", "))
+	return inputerr.Fieldf("", "{structure} auto missed "+goal+" %g on %d layers (%s): relax it or choose a structure",
+		value, len(r.AutoMissed), strings.Join(r.AutoMissed, ", "))
 }
 
 // MaterializedName is the name of the dense copy of an S + R model that

@@ -524,7 +524,7 @@ func TestValidateBadInput(t *testing.T) {
 		{"bad eps", func(c *validation.Config) { c.RobustnessEps = math.NaN() }, "robustness_eps NaN"},
 		{"task with models", func(c *validation.Config) { c.Task = "regression" }, "validate: task applies"},
 		{"missing train log", func(c *validation.Config) { c.TrainLog = filepath.Join(dir, "nolog") }, "nolog"},
-		{"no activation", func(c *validation.Config) { c.Candidate = bare }, "bare.safetensors: an nn.Sequential checkpoint without strata.architecture metadata does not say its activation: give --activation"},
+		{"no activation", func(c *validation.Config) { c.Candidate = bare }, "bare.safetensors: an nn.Sequential checkpoint without strata.architecture metadata does not say its activation: give activation"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
