@@ -59,12 +59,13 @@ type Set struct {
 // field selects its default (DefaultCaps).
 type Caps struct {
 	// FitRows bounds the rows that enter a layer's Gram matrix.
-	FitRows int
+	FitRows int `json:"fit_rows"`
 	// HeldRows and HeldValues bound the held-out rows kept in memory
 	// per layer: at most HeldRows rows and HeldRows x in <= HeldValues.
-	HeldRows, HeldValues int
+	HeldRows   int `json:"held_rows"`
+	HeldValues int `json:"held_values"`
 	// Seed drives the sample of rows when a layer sees more than a cap.
-	Seed uint64
+	Seed uint64 `json:"seed"`
 }
 
 // DefaultCaps are the caps of a zero Caps.
@@ -92,8 +93,11 @@ func (c Caps) heldCap(in int) int {
 type Activations struct {
 	// In is the row width, W's in.
 	In int
-	// Gram holds the second moment of the kept rows of the fit examples.
-	Gram *compute.Gram
+	// Gram holds the second moment of the kept rows of the fit examples,
+	// and Folds that of the rows of the even and of the odd fit examples
+	// (by position in the set), for cross-validation.
+	Gram  *compute.Gram
+	Folds [2]*compute.Gram
 	// Held holds the kept rows of the held-out examples, HeldRows x In,
 	// row-major.
 	Held     []float64
@@ -128,10 +132,11 @@ type Runner interface {
 }
 
 // GramBytes is the memory one layer of width in holds while it is
-// collected: its Gram matrix and its held-out rows under caps.
+// collected: its Gram matrices (the whole and the two folds) and its
+// held-out rows under caps.
 func GramBytes(in int, caps Caps) int {
 	caps = caps.withDefaults()
-	return 8 * (in*in + caps.heldCap(in)*in)
+	return 8 * (3*in*in + caps.heldCap(in)*in)
 }
 
 // Groups splits the layers of widths ins, in order, into consecutive

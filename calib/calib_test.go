@@ -3,6 +3,7 @@ package calib
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -146,9 +147,9 @@ func TestGroups(t *testing.T) {
 		budget int
 		want   [][]int
 	}{
-		{[]int{10, 10, 10}, 8 * 3 * 110, [][]int{{0, 1, 2}}},
-		{[]int{10, 10, 10}, 8 * 2 * 110, [][]int{{0, 1}, {2}}},
-		{[]int{10, 100, 10}, 8 * 2 * 110, [][]int{{0}, {1}, {2}}},
+		{[]int{10, 10, 10}, 8 * 3 * 310, [][]int{{0, 1, 2}}},
+		{[]int{10, 10, 10}, 8 * 2 * 310, [][]int{{0, 1}, {2}}},
+		{[]int{10, 100, 10}, 8 * 2 * 310, [][]int{{0}, {1}, {2}}},
 	}
 	for _, tt := range tests {
 		got := Groups(tt.ins, caps, tt.budget)
@@ -248,16 +249,37 @@ func TestMLPRowsAreLayerInputs(t *testing.T) {
 			if a.Gram.Rows() != ex.N || a.FitSeen != ex.N {
 				t.Fatalf("layer %d: %d fit rows, want %d", i, a.Gram.Rows(), ex.N)
 			}
-			want := compute.NewGram(a.In)
-			if err := want.Add(inputs[i], ex.N); err != nil {
-				t.Fatal(err)
+			sameGram(t, fmt.Sprintf("layer %d", i), a.Gram, inputs[i], ex.N, a.In)
+			// The folds are the even and the odd examples.
+			var even, odd []float64
+			for r := range ex.N {
+				row := inputs[i][r*a.In : (r+1)*a.In]
+				if r%2 == 0 {
+					even = append(even, row...)
+				} else {
+					odd = append(odd, row...)
+				}
 			}
-			cw, _ := want.Calibration(0)
-			cg, _ := a.Gram.Calibration(0)
-			if d := maxDiff(cg.SecondMoment().RawSymmetric().Data, cw.SecondMoment().RawSymmetric().Data); d > 1e-12 {
-				t.Errorf("layer %d: Gram differs by %g", i, d)
-			}
+			sameGram(t, fmt.Sprintf("layer %d fold 0", i), a.Folds[0], even, (ex.N+1)/2, a.In)
+			sameGram(t, fmt.Sprintf("layer %d fold 1", i), a.Folds[1], odd, ex.N/2, a.In)
 		}
+	}
+}
+
+// sameGram checks that g holds the second moment of the n rows x.
+func sameGram(t *testing.T, what string, g *compute.Gram, x []float64, n, in int) {
+	t.Helper()
+	want := compute.NewGram(in)
+	if err := want.Add(x, n); err != nil {
+		t.Fatal(err)
+	}
+	if g.Rows() != n {
+		t.Fatalf("%s: %d rows, want %d", what, g.Rows(), n)
+	}
+	cw, _ := want.Calibration(0)
+	cg, _ := g.Calibration(0)
+	if d := maxDiff(cg.SecondMoment().RawSymmetric().Data, cw.SecondMoment().RawSymmetric().Data); d > 1e-12 {
+		t.Errorf("%s: Gram differs by %g", what, d)
 	}
 }
 

@@ -43,13 +43,16 @@ type collector struct {
 	examples [2]int
 	rate     [2]float64
 	seen     [2]int
-	buf      []float64 // fit rows waiting for Gram.Add
-	nbuf     int
+	// buf[f] holds the fit rows of fold f waiting for Gram.Add.
+	buf  [2][]float64
+	nbuf [2]int
+	// fitExamples counts the fit examples seen, for the folds.
+	fitExamples int
 }
 
 func newCollector(layer, in int, caps Caps, fitN, heldN int) *collector {
 	return &collector{layer: layer, caps: caps, examples: [2]int{fitN, heldN},
-		acts: &Activations{In: in, Gram: compute.NewGram(in)}, buf: make([]float64, 0, gramBatch*in)}
+		acts: &Activations{In: in, Gram: compute.NewGram(in), Folds: [2]*compute.Gram{compute.NewGram(in), compute.NewGram(in)}}}
 }
 
 // add takes the rows src of a batch of n examples of part (0 fit, 1
@@ -84,36 +87,47 @@ func (c *collector) add(part, n int, src rowSource) error {
 			c.acts.HeldRows++
 			continue
 		}
-		if c.acts.Gram.Rows()+c.nbuf >= limit {
+		if c.acts.Gram.Rows()+c.nbuf[0]+c.nbuf[1] >= limit {
 			continue
 		}
 		src.row(i, row)
-		c.buf = append(c.buf, row...)
-		c.nbuf++
-		if c.nbuf == gramBatch {
-			if err := c.flush(); err != nil {
+		// The fold is the example's parity: the rows of one example (a
+		// convolution's patches) stay in one fold.
+		f := (c.fitExamples + i*n/rows) % 2
+		c.buf[f] = append(c.buf[f], row...)
+		c.nbuf[f]++
+		if c.nbuf[f] == gramBatch {
+			if err := c.flush(f); err != nil {
 				return err
 			}
 		}
 	}
 	c.seen[part] += rows
+	if part == 0 {
+		c.fitExamples += n
+	}
 	return nil
 }
 
-// flush adds the waiting fit rows to the Gram matrix.
-func (c *collector) flush() error {
-	if c.nbuf == 0 {
+// flush adds the waiting fit rows of fold f to the Gram matrices.
+func (c *collector) flush(f int) error {
+	if c.nbuf[f] == 0 {
 		return nil
 	}
-	err := c.acts.Gram.Add(c.buf, c.nbuf)
-	c.buf, c.nbuf = c.buf[:0], 0
+	err := c.acts.Gram.Add(c.buf[f], c.nbuf[f])
+	if err == nil {
+		err = c.acts.Folds[f].Add(c.buf[f], c.nbuf[f])
+	}
+	c.buf[f], c.nbuf[f] = c.buf[f][:0], 0
 	return err
 }
 
 // finish returns the layer's activations.
 func (c *collector) finish() (*Activations, error) {
-	if err := c.flush(); err != nil {
-		return nil, err
+	for f := range 2 {
+		if err := c.flush(f); err != nil {
+			return nil, err
+		}
 	}
 	c.acts.FitSeen, c.acts.HeldSeen = c.seen[0], c.seen[1]
 	return c.acts, nil

@@ -41,6 +41,17 @@ factored by the low-rank family only: --conv-structure lowrank or auto
 parameters than its dense weight is kept dense, with a warning, unless
 --allow-larger.
 
+Data-aware conversion (--calibration DATA): convert runs the model on the
+rows (strata's engine for an MLP, ONNX Runtime for an ONNX model; a
+generic checkpoint is refused), collects every converted layer's input
+activations X and fits S + R to minimise ||(W - S - R) X||_F. On a share of
+the rows held out from the fits, convert.json compares per layer the
+output error of the weight-only and the data-aware fit, and writes the
+data-aware one unless its held-out error is the higher. With --structure
+auto, --model-budget F (or --loss-tolerance L) chooses every layer's
+structure over the whole model from the measured increase of the model's
+loss when that layer alone is converted.
+
 Families: ` + strings.Join(compute.TrunkFamilies, ", ") + `, or auto.
 
 Flags:
@@ -66,6 +77,17 @@ func (c *convertCommand) flags(cfg *stages.ConvertConfig, lo *logOptions) *flagS
 	fs.StringVar(&cfg.Layers, "layers", cfg.Layers, "convert only this shard of the selected weights, e.g. 0-3 or 0,2,5-7")
 	fs.StringVar(&cfg.WeightLayout, "weight-layout", cfg.WeightLayout, "2-D weights of a generic checkpoint: out-in, in-out (Conv1D) or auto (in-out when the bias matches the second dimension)")
 	fs.BoolVar(&cfg.AllowLarger, "allow-larger", cfg.AllowLarger, "convert layers whose S + R is not smaller than the dense weight (default: keep them dense)")
+	fs.StringVar(&cfg.Calibration, "calibration", cfg.Calibration, "data file (.arrow, .parquet, .csv) the model is run on: fit every layer to the activations it sees (data-aware)")
+	fs.IntVar(&cfg.CalibrationRows, "calibration-rows", cfg.CalibrationRows, "calibration rows used, a seeded sample of the file (0: 1024)")
+	fs.Float64Var(&cfg.CalibrationHoldout, "calibration-holdout", cfg.CalibrationHoldout, "share of the calibration rows held out to measure errors and losses (0: 0.25)")
+	fs.StringVar(&cfg.CalibrationFit, "calibration-fit", cfg.CalibrationFit, "joint: trunk and correction fitted to the activations; residual: trunk by the weights, only the correction R (default joint)")
+	fs.IntVar(&cfg.CalibrationSweeps, "calibration-sweeps", cfg.CalibrationSweeps, "sweeps per round of the iterative data-aware trunk fits: monarch, kronecker (0: 20)")
+	fs.Float64Var(&cfg.CalibrationRidge, "calibration-ridge", cfg.CalibrationRidge, "relative ridge of the data-aware fits: alpha x the mean squared activation (0: 0.01)")
+	fs.BoolVar(&cfg.CalibrationCV, "calibration-cv", cfg.CalibrationCV, "choose the ridge per layer by two-fold cross-validation from 0.01, 0.1, 1, 10 (eight more fits per layer)")
+	fs.StringVar(&cfg.Label, "label", cfg.Label, "target column of the calibration data (default label)")
+	fs.Float64Var(&cfg.ModelBudget, "model-budget", cfg.ModelBudget, "auto over the whole model: least measured loss increase within this fraction of the selected layers' dense parameters (needs --calibration)")
+	fs.Float64Var(&cfg.LossTolerance, "loss-tolerance", cfg.LossTolerance, "auto over the whole model: fewest parameters whose measured loss increase is at most this (needs --calibration)")
+	fs.StringSliceVar(&cfg.AutoFamilies, "auto-families", cfg.AutoFamilies, "trunk families auto tries (default: all)")
 	nameVar(fs, &cfg.Activation, "activation", "activation between layers of an nn.Sequential safetensors checkpoint (default relu)")
 	fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "random seed (randomized SVDs)")
 	lo.bind(fs)
