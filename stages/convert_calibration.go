@@ -367,7 +367,7 @@ var ridgeGrid = []float64{1e-2, 1e-1, 1, 10}
 // relative errors, each measured through the other fold's second moment,
 // compute.Calibration.RelativeError). A fold without usable rows leaves
 // compute.DefaultRidge. cv says whether cross-validation chose it.
-func (cfg *ConvertConfig) ridge(w *mat.Dense, trunk compute.Spec, res compute.Residual, ld *layerData, seed uint64) (alpha float64, cv bool, err error) {
+func (cfg *ConvertConfig) ridge(w *mat.Dense, trunk compute.Spec, res compute.Residual, quick bool, ld *layerData, seed uint64) (alpha float64, cv bool, err error) {
 	if !cfg.CalibrationCV {
 		return cmp.Or(cfg.CalibrationRidge, compute.DefaultRidge), false, nil
 	}
@@ -385,7 +385,7 @@ func (cfg *ConvertConfig) ridge(w *mat.Dense, trunk compute.Spec, res compute.Re
 			if err != nil {
 				return 0, false, err
 			}
-			fit, err := cfg.dataAware(w, trunk, res, cal, seed)
+			fit, err := cfg.dataAware(w, trunk, res, cal, quick, seed)
 			if err != nil {
 				return 0, false, err
 			}
@@ -408,10 +408,24 @@ func (c *calibration) loss(ctx context.Context, swaps ...calib.Swap) (float64, e
 	return l, err
 }
 
+// Bounds of the joint data-aware fit of a whole-model candidate
+// (layerFit.quick): each candidate costs a fit, and on the CNN's 64 x
+// 1024 layer the full bounds make a kronecker candidate's fit take up to
+// 9 s. The chosen candidates are refitted with the full bounds.
+const (
+	candidateRounds = 1
+	candidateSweeps = 5
+)
+
 // dataAware fits W to the layer's activations at the structure of trunk
-// and res, as cfg.CalibrationFit says.
-func (cfg *ConvertConfig) dataAware(w *mat.Dense, trunk compute.Spec, res compute.Residual, cal *compute.Calibration, seed uint64) (*compute.Sum[float64], error) {
+// and res, as cfg.CalibrationFit says (with a candidate's bounds when
+// quick).
+func (cfg *ConvertConfig) dataAware(w *mat.Dense, trunk compute.Spec, res compute.Residual, cal *compute.Calibration, quick bool, seed uint64) (*compute.Sum[float64], error) {
 	_, _, fit, sweeps := cfg.calibrationOptions()
+	rounds := calibratedRounds
+	if quick {
+		rounds, sweeps = candidateRounds, min(sweeps, candidateSweeps)
+	}
 	if fit == CalibrationFitResidual {
 		s, err := compute.Project(w, trunk, seed)
 		if err != nil {
@@ -419,14 +433,15 @@ func (cfg *ConvertConfig) dataAware(w *mat.Dense, trunk compute.Spec, res comput
 		}
 		return compute.FitResidual(w, s, res, cal, seed)
 	}
-	return compute.DecomposeCalibrated(w, trunk, res, cal, compute.CalibratedConfig{Rounds: calibratedRounds, Sweeps: sweeps}, seed)
+	return compute.DecomposeCalibrated(w, trunk, res, cal, compute.CalibratedConfig{Rounds: rounds, Sweeps: sweeps}, seed)
 }
 
-// chooseFit compares the weight-only fit wo (as stored) of trunk and res
-// with the data-aware fit of the same structure on the layer's held-out rows and returns the
+// chooseFit compares the weight-only fit wo (as stored) of fit's trunk and
+// residual with the data-aware fit of the same structure on the layer's held-out rows and returns the
 // one to write with the record: the data-aware fit unless its held-out
 // output error is the higher.
-func (cfg *ConvertConfig) chooseFit(w *mat.Dense, wo *compute.Sum[float64], trunk compute.Spec, res compute.Residual, alpha float64, ld *layerData, seed uint64) (*compute.Sum[float64], *LayerCalibration, error) {
+func (cfg *ConvertConfig) chooseFit(w *mat.Dense, wo *compute.Sum[float64], fit layerFit, ld *layerData, seed uint64) (*compute.Sum[float64], *LayerCalibration, error) {
+	trunk, res := fit.trunk, fit.res
 	rec := &LayerCalibration{FitRows: ld.fitRows, HeldRows: ld.heldRows, Sampled: ld.sampled, Written: WrittenWeightOnly, Note: ld.note}
 	rec.WeightOnlyError = validation.NullableFloat(compute.OutputRelativeError(w, compute.Dense[float64](wo), ld.held, ld.heldRows))
 	rec.DataAwareError = validation.NullableFloat(math.NaN())
@@ -434,9 +449,9 @@ func (cfg *ConvertConfig) chooseFit(w *mat.Dense, wo *compute.Sum[float64], trun
 		return wo, rec, nil
 	}
 	var err error
-	rec.Ridge = alpha
-	if alpha == 0 {
-		if rec.Ridge, rec.RidgeCV, err = cfg.ridge(w, trunk, res, ld, seed); err != nil {
+	rec.Ridge = fit.alpha
+	if fit.alpha == 0 {
+		if rec.Ridge, rec.RidgeCV, err = cfg.ridge(w, trunk, res, fit.quick, ld, seed); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -444,7 +459,7 @@ func (cfg *ConvertConfig) chooseFit(w *mat.Dense, wo *compute.Sum[float64], trun
 	if err != nil {
 		return nil, nil, err
 	}
-	da, err := cfg.dataAware(w, trunk, res, cal, seed)
+	da, err := cfg.dataAware(w, trunk, res, cal, fit.quick, seed)
 	if err != nil {
 		return nil, nil, err
 	}

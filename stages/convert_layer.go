@@ -64,6 +64,9 @@ type layerFit struct {
 	auto  *compute.AutoConfig
 	// alpha is the relative ridge of the data-aware fit; 0: ConvertConfig.ridge's.
 	alpha float64
+	// quick bounds the data-aware fit's iterations to a candidate's
+	// (candidateRounds, candidateSweeps).
+	quick bool
 }
 
 // fitFor returns how cfg decomposes r with the given structure (cfg.structure's).
@@ -172,7 +175,8 @@ func fitLayer(w *mat.Dense, fit layerFit, ld *layerData, cfg *ConvertConfig, see
 	if ld == nil {
 		return sum, nil
 	}
-	sum, layer.Calibration, err = cfg.chooseFit(w, sum, trunk, res, fit.alpha, ld, seed)
+	fit.trunk, fit.res = trunk, res
+	sum, layer.Calibration, err = cfg.chooseFit(w, sum, fit, ld, seed)
 	return sum, err
 }
 

@@ -155,7 +155,9 @@ func (cfg *ConvertConfig) convertWholeModel(ctx context.Context, jobs []layerJob
 			continue
 		}
 		start := time.Now()
-		layer, op, skip, err := cfg.convertJob(ctx, ml.job, j, opt.fit, cal)
+		fit := opt.fit
+		fit.quick = false // the chosen one gets the full fit
+		layer, op, skip, err := cfg.convertJob(ctx, ml.job, j, fit, cal)
 		if err != nil {
 			return err
 		}
@@ -260,12 +262,12 @@ func (cfg *ConvertConfig) layerOptions(ctx context.Context, i int, r *linearRef,
 	if len(fits) > 0 {
 		// One ridge for the layer's candidates, the middle one's.
 		mid := fits[len(fits)/2]
-		alpha, _, err := cfg.ridge(w, mid.trunk, mid.res, ld, seed)
+		alpha, _, err := cfg.ridge(w, mid.trunk, mid.res, true, ld, seed)
 		if err != nil {
 			return nil, 0, err
 		}
 		for k := range fits {
-			fits[k].alpha = alpha
+			fits[k].alpha, fits[k].quick = alpha, structure == StructureAuto
 		}
 	}
 	forwards := 0
