@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"gonum.org/v1/gonum/mat"
@@ -501,4 +503,31 @@ func (cfg *ConvertConfig) startCalibration(jobs []layerJob, newRunner func(calib
 	}
 	cfg.Logger.Info("calibration", "data", cfg.Calibration, "rows", rec.Rows, "fit", rec.Fit, "held", rec.Held, "engine", runner.Engine(), "layers", len(layers))
 	return newCalibration(runner, rec, layers, ins, cfg.Logger), nil
+}
+
+// pilotCalibration returns cfg with its calibration key, as a pilot or
+// sweep config gives it, resolved for a run on the training data train:
+// true or train mean train, false none, anything else is a file. The
+// calibration rows' labels are the pilot's (label).
+func (cfg ConvertConfig) pilotCalibration(train, label string) ConvertConfig {
+	switch strings.ToLower(cfg.Calibration) {
+	case "true", CalibrationTrain:
+		cfg.Calibration = train
+	case "false":
+		cfg.Calibration = ""
+	}
+	cfg.Label = label
+	return cfg
+}
+
+// resolveCalibration makes a calibration file of a config file relative
+// to base (the file's directory); true, train and false stay.
+func (cfg *ConvertConfig) resolveCalibration(base string) {
+	switch strings.ToLower(cfg.Calibration) {
+	case "", "true", "false", CalibrationTrain:
+		return
+	}
+	if !filepath.IsAbs(cfg.Calibration) {
+		cfg.Calibration = filepath.Join(base, cfg.Calibration)
+	}
 }
