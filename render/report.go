@@ -38,6 +38,8 @@ type Report struct {
 	Metrics    []MetricRow
 	HasControl bool
 	Warnings   []string
+	// Conversion, when set, is the candidate's conversion.
+	Conversion *Conversion
 }
 
 // Featured returns the candidate the report is about (gate.Featured).

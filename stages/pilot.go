@@ -376,7 +376,7 @@ func Pilot(ctx context.Context, cfg PilotConfig) (*PilotResult, error) {
 	rc := ReportConfig{
 		Validation: filepath.Join(va.Out, res.Validation.Outputs.Report), Policy: cfg.Policy, Out: dir("report"),
 		DecisionFile: cfg.DecisionFile, XComFile: cfg.XComFile, MetricsFile: cfg.MetricsFile, NoFail: cfg.NoFail,
-		Title: "strata pilot report", Logger: cfg.StageLogger,
+		Title: "strata pilot report", Logger: cfg.StageLogger, Convert: filepath.Join(cv.Out, res.Convert.Outputs.Report),
 	}
 	err = stage("report", "judging against the gate policy", func() error {
 		res.Report, err = Report(ctx, rc)

@@ -3,11 +3,15 @@ package stages
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/strata-ml/strata/internal/datasets"
+	"github.com/strata-ml/strata/render/number"
+	"github.com/strata-ml/strata/validation"
 )
 
 // A sweep config's calibration key: true means each seed's training
@@ -97,9 +101,20 @@ func TestPilotCalibration(t *testing.T) {
 	if len(res.Convert.Layers) == 0 {
 		t.Fatal("no layer converted")
 	}
+	md := string(readFile(t, filepath.Join(cfg.Workdir, "report", "report.md")))
+	html := string(readFile(t, filepath.Join(cfg.Workdir, "report", "report.html")))
+	if !strings.Contains(md, "## Conversion") || !strings.Contains(html, `id="conversion"`) || res.Report.Inputs.Convert == nil {
+		t.Errorf("the report has no conversion section (inputs %+v)", res.Report.Inputs)
+	}
 	for _, l := range res.Convert.Layers {
-		if l.Calibration == nil {
-			t.Errorf("%s: no calibration record", l.Name)
+		c := l.Calibration
+		if c == nil {
+			t.Fatalf("%s: no calibration record", l.Name)
+		}
+		row := fmt.Sprintf("| %s | %s | %d / %d | %s | %s | %s |", l.Name, l.Hyperparameters, l.Params, l.ParamsDense,
+			number.Cell(validation.Num(float64(c.WeightOnlyError))), number.Cell(validation.Num(float64(c.DataAwareError))), c.Written)
+		if !strings.Contains(md, row) {
+			t.Errorf("report.md lacks the row %q", row)
 		}
 	}
 }
