@@ -138,6 +138,7 @@ func (cfg *ConvertConfig) convertWholeModel(ctx context.Context, jobs []layerJob
 		log.Info("measured layer options", "layer", j.ref.layer, "n", i+1, "of", len(jobs), "options", len(opts), "seconds", fmt.Sprintf("%.1f", time.Since(start).Seconds()))
 	}
 	if len(layers) == 0 {
+		ma.Met = true // nothing to assign: every selected layer is kept dense for its own reason
 		res.ModelAuto = ma
 		return nil
 	}
