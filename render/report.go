@@ -30,6 +30,8 @@ type Report struct {
 		Validations []provenance.File
 		Policy      provenance.File
 	}
+	// Conversion, when set, is the candidate's conversion.
+	Conversion *Conversion
 	Decision   gate.Decision
 	Why        string
 	Rules      []gate.RuleResult
@@ -38,8 +40,6 @@ type Report struct {
 	Metrics    []MetricRow
 	HasControl bool
 	Warnings   []string
-	// Conversion, when set, is the candidate's conversion.
-	Conversion *Conversion
 }
 
 // Featured returns the candidate the report is about (gate.Featured).
