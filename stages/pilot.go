@@ -180,6 +180,7 @@ func decodeConfig(path string, src []byte, v any, pc *PilotConfig) error {
 			*p = filepath.Join(base, *p)
 		}
 	}
+	pc.Convert.resolveCalibration(base)
 	return nil
 }
 
@@ -327,6 +328,11 @@ func (cfg *PilotConfig) checkInputs(ctx context.Context) (*pilotInputs, error) {
 		}
 		if ds.D != in.train.D {
 			return nil, inputerr.Errorf("%s: the data has %d features, %s has %d", f.path, ds.D, cfg.Train, in.train.D)
+		}
+	}
+	if f := cfg.Convert.pilotCalibration("", cfg.Label).Calibration; f != "" { // a calibration file, not the training split
+		if _, _, err := readData(ctx, f, cfg.Label); err != nil {
+			return nil, err
 		}
 	}
 	name := cmp.Or(cfg.Train, cfg.Data)
@@ -499,7 +505,7 @@ func Pilot(ctx context.Context, cfg PilotConfig) (*PilotResult, error) {
 		res.BaselineModel = filepath.Join(ft.Out, res.Baseline.Outputs.Model)
 	}
 
-	cv := cfg.Convert
+	cv := cfg.Convert.pilotCalibration(res.Data.Train, cfg.Label)
 	cv.Model, cv.Out, cv.Seed, cv.Activation, cv.Logger = res.BaselineModel, dir("convert"), cfg.Seed, cfg.Activation, cfg.StageLogger
 	err = stage("convert", "converting to "+cv.Structure+" + "+string(cv.Residual)+" residual", func() error {
 		if res.Convert, err = Convert(ctx, cv); err != nil {
@@ -558,7 +564,7 @@ func Pilot(ctx context.Context, cfg PilotConfig) (*PilotResult, error) {
 	rc := ReportConfig{
 		Validation: filepath.Join(va.Out, res.Validation.Outputs.Report), Policy: cfg.Policy, Out: dir("report"),
 		DecisionFile: cfg.DecisionFile, XComFile: cfg.XComFile, MetricsFile: cfg.MetricsFile, NoFail: cfg.NoFail,
-		Title: "strata pilot report", Logger: cfg.StageLogger,
+		Title: "strata pilot report", Logger: cfg.StageLogger, Convert: filepath.Join(cv.Out, res.Convert.Outputs.Report),
 	}
 	err = stage("report", "judging against the gate policy", func() error {
 		res.Report, err = Report(ctx, rc)
