@@ -338,6 +338,15 @@ func (cfg *PilotConfig) checkInputs(ctx context.Context) (*pilotInputs, error) {
 		}
 	}
 	name := cmp.Or(cfg.Train, cfg.Data)
+	if cfg.onnxPilot() {
+		// ONNX Runtime checks the model's widths against the data when
+		// validate feeds it; here the file must be an ONNX model strata
+		// reads.
+		if _, _, _, err := readONNX(cfg.Model); err != nil {
+			return nil, inputerr.InFile(cfg.Model, err)
+		}
+		return in, nil
+	}
 	if cfg.Model != "" {
 		lm, err := mapModel(ctx, cfg.Model, cfg.Activation)
 		if err != nil {
