@@ -24,7 +24,16 @@ func convertCheckpoint(ctx context.Context, cfg ConvertConfig) (*ConvertResult, 
 	if err != nil {
 		return nil, err
 	}
-	defer lm.close()
+	// A layer abandoned on cancel may still read the mapped file: the last
+	// one to finish unmaps it.
+	var pending <-chan struct{}
+	defer func() {
+		if pending == nil {
+			lm.close()
+			return
+		}
+		go func() { <-pending; lm.close() }()
+	}()
 	refs, err := checkpointLinears(lm.model, &cfg, log)
 	if err != nil {
 		return nil, err
@@ -51,8 +60,11 @@ func convertCheckpoint(ctx context.Context, cfg ConvertConfig) (*ConvertResult, 
 			return nil, inputerr.Errorf("%s: tensor %q: %w", cfg.Model, r.tensor, err)
 		}
 		start := time.Now()
-		layer, op, skip, err := convertLayer(r, w, &cfg, log)
+		layer, op, skip, done, err := convertLayerAsync(ctx, r, w, tensorRows(t, r), &cfg, log)
 		if err != nil {
+			if ctx.Err() != nil {
+				pending = done
+			}
 			return nil, classify(fmt.Errorf("%s: convert tensor %q: %w", cfg.Model, r.tensor, err))
 		}
 		layer.Seconds = time.Since(start).Seconds()
@@ -60,6 +72,10 @@ func convertCheckpoint(ctx context.Context, cfg ConvertConfig) (*ConvertResult, 
 			continue
 		}
 		replaced[r.tensor] = modelmap.OperatorTensors(layer.Name, op)
+		// The outputs do not hold the dense weight: let it go before the
+		// next layer and the materialisation (safetensors values are Go
+		// memory; a mapped Arrow file's stay mapped).
+		t.Data = nil
 		l := arrowio.Layer{Name: r.layer, Out: r.out, In: r.in, Layout: r.layout, Kernel: r.kernel}
 		if r.tensor != r.layer+".weight" {
 			l.Weight = r.tensor
@@ -141,6 +157,22 @@ func inOut(m *arrowio.Model, t *arrowio.Tensor, layout string) bool {
 	}
 	b, ok := m.Tensor(layerOfWeight(t.Name) + ".bias")
 	return ok && !b.IsRaw() && len(b.Shape) == 1 && b.Shape[0] == t.Shape[1] && t.Shape[0] != t.Shape[1]
+}
+
+// tensorRows reads the rows of W (r.out x r.in) from the weight tensor t
+// as weightMatrix does, in float64.
+func tensorRows(t *arrowio.Tensor, r *linearRef) rowReader {
+	return func(i int, dst []float64) {
+		if r.layout == arrowio.LayoutInOut {
+			for j := range dst {
+				dst[j] = float64(t.Data[j*r.out+i])
+			}
+			return
+		}
+		for j, v := range t.Data[i*r.in : (i+1)*r.in] {
+			dst[j] = float64(v)
+		}
+	}
 }
 
 // weightMatrix returns W (r.out x r.in) of the weight tensor t, in

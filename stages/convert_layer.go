@@ -1,6 +1,7 @@
 package stages
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"math"
@@ -54,6 +55,11 @@ func (cfg *ConvertConfig) structure(r *linearRef) (string, *SkippedWeight) {
 		what, cfg.Structure))
 }
 
+// rowReader sets dst (the layer's in values) to row i of W, read from
+// where the caller keeps the weight (the input file's float32 values or
+// the ONNX graph's), not from the float64 matrix convertLayer decomposes.
+type rowReader func(i int, dst []float64)
+
 // convertLayer decomposes the weight w of r, out x in, as cfg asks. It
 // returns the layer's record and operator (its parameters rounded to
 // float32, what the outputs store), or a SkippedWeight when the layer is
@@ -61,7 +67,15 @@ func (cfg *ConvertConfig) structure(r *linearRef) (string, *SkippedWeight) {
 // at least as many parameters as w (unless cfg.AllowLarger), which it also
 // logs as a warning. The record comes back in both cases: its Auto says
 // whether auto met its goal.
-func convertLayer(r *linearRef, w *mat.Dense, cfg *ConvertConfig, log *slog.Logger) (ConvertedLayer, *compute.Sum[float64], *SkippedWeight, error) {
+//
+// w is convertLayer's: after the decomposition it is overwritten, first by
+// W's condition estimate (which factors it in place), then by the dense
+// S + R and S whose errors are taken against rows, so the layer costs one
+// float64 matrix of its size beyond the decomposition's own work. When ctx
+// is done the decomposition and the condition estimates stop between
+// bounded pieces of work (see compute.DecomposeContext) and ctx's error
+// returns.
+func convertLayer(ctx context.Context, r *linearRef, w *mat.Dense, rows rowReader, cfg *ConvertConfig, log *slog.Logger) (ConvertedLayer, *compute.Sum[float64], *SkippedWeight, error) {
 	out, in := r.out, r.in
 	layer := ConvertedLayer{Name: r.layer, Tensor: r.tensor, Node: r.node, Op: r.op, Shape: [2]int{out, in},
 		Layout: r.layout, Kernel: r.kernel, ParamsDense: out * in}
@@ -70,18 +84,6 @@ func convertLayer(r *linearRef, w *mat.Dense, cfg *ConvertConfig, log *slog.Logg
 		return layer, nil, skip, nil
 	}
 	seed := layerSeed(cfg.Seed, r.tensor)
-	// W's condition number does not depend on the decomposition: estimate
-	// it alongside (for a large layer, Level-2 BLAS bound, so it mostly
-	// uses the core the decomposition's GEMMs leave).
-	type condition struct {
-		value float64
-		exact bool
-	}
-	denseCond := make(chan condition, 1)
-	go func() {
-		c, exact := compute.Condition(w, seed)
-		denseCond <- condition{c, exact}
-	}()
 	var sum *compute.Sum[float64]
 	var err error
 	if structure == StructureAuto {
@@ -90,7 +92,7 @@ func convertLayer(r *linearRef, w *mat.Dense, cfg *ConvertConfig, log *slog.Logg
 			ac.Families = []string{compute.FamilyLowRank}
 		}
 		var ar compute.AutoResult
-		sum, ar, err = compute.Auto(w, ac, seed)
+		sum, ar, err = compute.AutoContext(ctx, w, ac, seed)
 		layer.Auto = &ar
 	} else {
 		res := compute.Residual{Kind: cfg.Residual, Rank: min(cfg.ResidualRank, min(out, in))}
@@ -99,21 +101,20 @@ func convertLayer(r *linearRef, w *mat.Dense, cfg *ConvertConfig, log *slog.Logg
 		}
 		kron, _ := parseKronFactors(cfg.KronFactors)
 		trunk := compute.FitSpec(compute.Spec{Family: structure, Blocks: cfg.Blocks, Rank: cfg.Rank, FactorShape: kron}, out, in)
-		sum, err = compute.Decompose(w, trunk, res, seed)
+		sum, err = compute.DecomposeContext(ctx, w, trunk, res, seed)
 	}
 	if err != nil {
-		<-denseCond
 		return layer, nil, nil, err
 	}
 	// Report what the file stores: parameters rounded to float32.
-	stored := compute.Convert[float64](compute.Convert[float32, float64](sum)).(*compute.Sum[float64])
+	compute.RoundToFloat32(sum)
+	stored := sum
 	layer.Family = stored.Trunk().Spec().Family
 	layer.Hyperparameters = stored.Spec()
 	layer.Params = compute.NumParams[float64](stored)
 	layer.ParamsTrunk = compute.NumParams(stored.Trunk())
 	layer.ParamsCorrection = compute.NumParams(stored.Correction())
 	if layer.Params >= layer.ParamsDense && !cfg.AllowLarger {
-		<-denseCond
 		log.Warn("layer kept dense: S + R would not be smaller (--allow-larger converts it)", "layer", layer.Name,
 			"structure", layer.Hyperparameters.String(), "params", layer.Params, "params_dense", layer.ParamsDense)
 		skip := r.skip(SkipLarger, fmt.Sprintf("S + R (%s) has %d parameters, the dense weight %d: kept dense (--allow-larger converts it)",
@@ -126,14 +127,82 @@ func convertLayer(r *linearRef, w *mat.Dense, cfg *ConvertConfig, log *slog.Logg
 		log.Warn("hyper-parameters capped to fit the layer", "layer", layer.Name, "shape", layer.Shape,
 			"blocks", tr.Blocks, "rank", tr.Rank, "requested_blocks", cfg.Blocks, "requested_rank", cfg.Rank)
 	}
-	layer.RelativeError = validation.NullableFloat(compute.RelativeError(w, compute.Dense[float64](stored)))
-	trunk := compute.Dense(stored.Trunk())
-	layer.TrunkRelativeError = validation.NullableFloat(compute.RelativeError(w, trunk))
-	ct, exactT := compute.Condition(trunk, seed)
-	cd := <-denseCond
-	layer.ConditionDense, layer.ConditionTrunk = validation.NullableFloat(cd.value), validation.NullableFloat(ct)
-	layer.ConditionExact = cd.exact && exactT
+	conditions, note := cfg.conditions(out, in)
+	layer.ConditionNote = note
+	var condDense float64
+	exactDense := true
+	if conditions {
+		// W's condition first: above the exact limit it factors w in place.
+		if condDense, exactDense, err = compute.ConditionInPlace(ctx, w, seed); err != nil {
+			return layer, nil, nil, err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return layer, nil, nil, err // the caller may no longer hold rows' source
+	}
+	scratch := w.RawMatrix().Data
+	layer.RelativeError = validation.NullableFloat(compute.RelativeErrorRows(rows, stored, scratch))
+	// Leaves S dense in scratch, where its condition is taken.
+	layer.TrunkRelativeError = validation.NullableFloat(compute.RelativeErrorRows(rows, stored.Trunk(), scratch))
+	if conditions {
+		condTrunk, exactTrunk, err := compute.ConditionInPlace(ctx, mat.NewDense(out, in, scratch[:out*in]), seed)
+		if err != nil {
+			return layer, nil, nil, err
+		}
+		layer.ConditionDense, layer.ConditionTrunk = validation.NullableFloat(condDense), validation.NullableFloat(condTrunk)
+		layer.ConditionExact = exactDense && exactTrunk
+	} else {
+		layer.ConditionDense, layer.ConditionTrunk = validation.NullableFloat(math.NaN()), validation.NullableFloat(math.NaN())
+	}
 	return layer, stored, nil, nil
+}
+
+// layerRun is convertLayer on its own goroutine, so that a cancelled
+// convert returns at once even inside one long LAPACK call (an exact SVD,
+// an LU), which cannot check ctx.
+type layerRun struct {
+	layer ConvertedLayer
+	op    *compute.Sum[float64]
+	skip  *SkippedWeight
+	err   error
+	// done is closed when convertLayer has returned.
+	done chan struct{}
+}
+
+// convertLayerAsync runs convertLayer and returns its outcome, or ctx's
+// error as soon as ctx is done. In the second case convertLayer is left to
+// stop at its next check of ctx (within one bounded piece of work, or at
+// the end of the LAPACK call it is in) and its result is dropped: what it
+// reads (w, and rows' source) must stay valid until the returned channel
+// is closed.
+func convertLayerAsync(ctx context.Context, r *linearRef, w *mat.Dense, rows rowReader, cfg *ConvertConfig, log *slog.Logger) (ConvertedLayer, *compute.Sum[float64], *SkippedWeight, <-chan struct{}, error) {
+	run := &layerRun{done: make(chan struct{})}
+	go func() {
+		defer close(run.done)
+		run.layer, run.op, run.skip, run.err = convertLayer(ctx, r, w, rows, cfg, log)
+	}()
+	select {
+	case <-run.done:
+		return run.layer, run.op, run.skip, run.done, run.err
+	case <-ctx.Done():
+		return ConvertedLayer{}, nil, nil, run.done, ctx.Err()
+	}
+}
+
+// conditions reports whether convert takes the condition numbers of an
+// out x in layer under cfg.Condition, and when not, the reason
+// convert.json gives.
+func (cfg *ConvertConfig) conditions(out, in int) (bool, string) {
+	limit := compute.ConditionExactLimit()
+	switch {
+	case cfg.Condition == ConditionOff:
+		return false, "not computed: {condition} off"
+	case cfg.Condition == ConditionEstimate || min(out, in) <= limit:
+		return true, ""
+	}
+	return false, fmt.Sprintf("not computed: the layer's smaller side %d is above %d, where the condition numbers are estimates "+
+		"costing an LU of the layer and Krylov passes over it (about as long as the decomposition); {condition} estimate computes them, "+
+		"and validate reports layer_condition from every layer's spectrum", min(out, in), limit)
 }
 
 // record adds the outcome of convertLayer to r and logs it: the layer

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"gonum.org/v1/gonum/mat"
@@ -51,7 +52,10 @@ func convertONNX(ctx context.Context, cfg ConvertConfig) (*ConvertResult, error)
 		}
 		l, r := &refs[idx].linear, &refs[idx].ref
 		start := time.Now()
-		layer, op, skip, err := convertLayer(r, mat.NewDense(l.Out, l.In, l.W), &cfg, log)
+		// convertLayer overwrites its matrix; the errors read l.W.
+		src := l.W
+		rows := func(i int, dst []float64) { copy(dst, src[i*l.In:(i+1)*l.In]) }
+		layer, op, skip, _, err := convertLayerAsync(ctx, r, mat.NewDense(l.Out, l.In, slices.Clone(l.W)), rows, &cfg, log)
 		if err != nil {
 			return nil, classify(fmt.Errorf("%s: node %q: convert weight %q: %w", cfg.Model, l.Node, l.Weight, err))
 		}
