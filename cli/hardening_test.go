@@ -17,6 +17,7 @@ import (
 
 	"github.com/strata-ml/strata/arrowio"
 	"github.com/strata-ml/strata/internal/dirlock"
+	"github.com/strata-ml/strata/internal/testbin"
 )
 
 // These tests hold strata to its contract with hostile input: bad input
@@ -502,7 +503,7 @@ type terminated struct {
 func terminate(t *testing.T, after time.Duration, args ...string) terminated {
 	t.Helper()
 	cmd := exec.Command(strataBin, args...)
-	var stderr syncBuffer
+	var stderr testbin.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -530,25 +531,6 @@ func terminate(t *testing.T, after time.Duration, args ...string) terminated {
 	}
 	r.stderr = stderr.String()
 	return r
-}
-
-// syncBuffer is a bytes.Buffer that a child's stderr writes while the
-// test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestConvertSIGTERMInsideLayer sends SIGTERM to convert while it works
