@@ -81,8 +81,8 @@ func (c *convertCommand) flags(cfg *stages.ConvertConfig, lo *logOptions) *flagS
 }
 
 // convertGCPercent is the GOGC convert runs with: the peak heap stays
-// within a quarter above the live matrices.
-const convertGCPercent = 25
+// within a tenth above the live matrices.
+const convertGCPercent = 10
 
 func (c *convertCommand) Run(ctx context.Context, args []string) error {
 	cfg := stages.DefaultConvertConfig()
