@@ -110,7 +110,7 @@ func (c *SweepCandidate) inherit(base ConvertConfig, present func(key string) bo
 // in a sweep config (name, retract and the convert options: structure,
 // blocks, rank, kron_factors, residual, residual_rank, residual_density,
 // target_error, param_budget, conv_structure, weight_layout,
-// allow_larger), '-' standing for '_' as on the command
+// allow_larger, condition), '-' standing for '_' as on the command
 // line, each value read as in the config file. Keys left out keep base's
 // values.
 func ParseCandidate(kv map[string]string, base ConvertConfig) (SweepCandidate, error) {
