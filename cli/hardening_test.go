@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/strata-ml/strata/arrowio"
 	"github.com/strata-ml/strata/internal/dirlock"
+	"github.com/strata-ml/strata/internal/testbin"
 )
 
 // These tests hold strata to its contract with hostile input: bad input
@@ -472,36 +474,14 @@ func TestSIGTERM(t *testing.T) {
 		for _, after := range []time.Duration{50 * time.Millisecond, 400 * time.Millisecond, 1500 * time.Millisecond} {
 			t.Run(fmt.Sprintf("%s/after %v", c.name, after), func(t *testing.T) {
 				out := filepath.Join(t.TempDir(), "out")
-				cmd := exec.Command(strataBin, c.args(out)...)
-				var stderr bytes.Buffer
-				cmd.Stderr = &stderr
-				if err := cmd.Start(); err != nil {
-					t.Fatal(err)
-				}
-				done := make(chan error, 1)
-				go func() { done <- cmd.Wait() }()
-				var err error
-				select {
-				case err = <-done: // finished before the signal
-				case <-time.After(after):
-					if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-						t.Fatal(err)
-					}
-					select {
-					case err = <-done:
-					case <-time.After(2 * time.Second):
-						cmd.Process.Kill()
-						<-done
-						t.Fatalf("still running 2s after SIGTERM\n%s", stderr.String())
-					}
-				}
+				r := terminate(t, after, c.args(out)...)
 				// A signal that lands before main installs its handler
 				// (the dynamic loader and package init take tens of
 				// milliseconds on a loaded machine) ends the process by
 				// SIGTERM's default action, before any work: prompt too.
 				var ee *exec.ExitError
-				if err != nil && (!errors.As(err, &ee) || (ee.ExitCode() != 1 && !killedByTERM(ee))) {
-					t.Errorf("exit %v, want 1 (or 0 when done)\n%s", err, stderr.String())
+				if r.err != nil && (!errors.As(r.err, &ee) || (ee.ExitCode() != 1 && !killedByTERM(ee))) {
+					t.Errorf("exit %v, want 1 (or 0 when done)\n%s", r.err, r.stderr)
 				}
 				nothingPartial(t, out)
 			})
@@ -514,6 +494,89 @@ func TestSIGTERM(t *testing.T) {
 func killedByTERM(ee *exec.ExitError) bool {
 	ws, ok := ee.Sys().(syscall.WaitStatus)
 	return ok && ws.Signaled() && ws.Signal() == syscall.SIGTERM
+}
+
+// terminated is how a run that terminate signalled ended.
+type terminated struct {
+	err error // cmd.Wait's
+	// signalled is false when the run had ended before the signal;
+	// before is its stderr at the signal.
+	signalled bool
+	before    string
+	stderr    string
+	took      time.Duration // from the signal to the exit
+}
+
+// terminate runs strata with args, sends it SIGTERM after the given time
+// and waits for it to exit, failing the test when it still runs 2 s
+// after the signal (the time is measured from the signal, so a loaded
+// machine's slow start does not count).
+func terminate(t *testing.T, after time.Duration, args ...string) terminated {
+	t.Helper()
+	cmd := exec.Command(strataBin, args...)
+	var stderr testbin.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var r terminated
+	select {
+	case r.err = <-done: // finished before the signal
+	case <-time.After(after):
+		r.before = stderr.String()
+		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		r.signalled = true
+		start := time.Now()
+		select {
+		case r.err = <-done:
+			r.took = time.Since(start)
+		case <-time.After(2 * time.Second):
+			cmd.Process.Kill()
+			<-done
+			t.Fatalf("still running 2s after SIGTERM\n%s", stderr.String())
+		}
+	}
+	r.stderr = stderr.String()
+	return r
+}
+
+// TestConvertSIGTERMInsideLayer sends SIGTERM to convert while it works
+// inside one 2048 x 2048 layer (the monarch projection, the residual's
+// randomized SVD, the exact condition numbers, each long one LAPACK call):
+// it exits 1 within 2 s of the signal and leaves no output directory.
+func TestConvertSIGTERMInsideLayer(t *testing.T) {
+	const n = 2048
+	dir := t.TempDir()
+	rng := rand.New(rand.NewPCG(2048, 1))
+	w := make([]float32, n*n)
+	for i := range w {
+		w[i] = float32(rng.NormFloat64() / n)
+	}
+	model := filepath.Join(dir, "layer.safetensors")
+	if err := arrowio.WriteSafetensors(model, []arrowio.Tensor{{Name: "layer.weight", Shape: []int64{n, n}, Data: w}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, after := range []time.Duration{time.Second, 3 * time.Second, 6 * time.Second} {
+		t.Run(fmt.Sprintf("after %v", after), func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "out")
+			r := terminate(t, after, "convert", "--model", model, "--out", out, "--residual-rank", "16")
+			if !r.signalled || strings.Contains(r.before, "converted layer") {
+				t.Fatalf("the layer was converted before the signal: the test needs a larger one\n%s", r.stderr)
+			}
+			var ee *exec.ExitError
+			if !errors.As(r.err, &ee) || ee.ExitCode() != 1 {
+				t.Errorf("exit %v, want 1\n%s", r.err, r.stderr)
+			}
+			t.Logf("exited %v after SIGTERM", r.took)
+			if got := entries(t, filepath.Dir(out)); len(got) != 0 {
+				t.Errorf("left %v", got)
+			}
+		})
+	}
 }
 
 // nothingPartial fails when dir holds a temporary file, a staging

@@ -150,6 +150,15 @@ type ConvertConfig struct {
 	// Label is the target column of the calibration data (empty:
 	// "label"); a pilot sets its own.
 	Label string `json:"label,omitempty"`
+	// Condition says which layers get condition_dense and condition_trunk
+	// in convert.json: "auto" (also empty) the layers whose smaller side
+	// is at most compute.ConditionExactLimit (2048), where they are exact
+	// (one values-only SVD each); "estimate" every layer, estimated above
+	// the limit (an LU of the layer and Krylov passes, about as long as
+	// the decomposition itself at 4096); "off" none. A layer without them
+	// has null values and its condition_note says why; validate reports
+	// layer_condition for every layer either way.
+	Condition string `yaml:"condition" json:"condition,omitempty"`
 	// Activation is used for a safetensors nn.Sequential checkpoint with
 	// no strata.architecture metadata.
 	Activation compute.Activation `json:"activation,omitempty"`
@@ -158,6 +167,13 @@ type ConvertConfig struct {
 	// Logger receives progress; nil discards it.
 	Logger *slog.Logger `json:"-"`
 }
+
+// Condition policies of ConvertConfig.Condition.
+const (
+	ConditionAuto     = "auto"
+	ConditionEstimate = "estimate"
+	ConditionOff      = "off"
+)
 
 // DefaultConvertConfig returns the defaults the CLI starts from.
 func DefaultConvertConfig() ConvertConfig {
@@ -194,10 +210,15 @@ type ConvertedLayer struct {
 	ConditionDense     validation.NullableFloat `json:"condition_dense"`
 	ConditionTrunk     validation.NullableFloat `json:"condition_trunk"`
 	// ConditionExact is false when the layer was too large for a full
-	// SVD and the condition numbers are estimates (compute.Condition).
-	ConditionExact bool                `json:"condition_exact"`
-	Seconds        float64             `json:"seconds"`
-	Auto           *compute.AutoResult `json:"auto,omitempty"`
+	// SVD and the condition numbers are estimates (compute.Condition), or
+	// when they were not computed.
+	ConditionExact bool `json:"condition_exact"`
+	// ConditionNote says why condition_dense and condition_trunk are null
+	// when convert did not compute them (ConvertConfig.Condition); empty
+	// when it did (null then means +Inf: a singular matrix).
+	ConditionNote string              `json:"condition_note,omitempty"`
+	Seconds       float64             `json:"seconds"`
+	Auto          *compute.AutoResult `json:"auto,omitempty"`
 	// Calibration compares the weight-only and the data-aware fit on the
 	// held-out calibration rows (with --calibration).
 	Calibration *LayerCalibration `json:"calibration,omitempty"`
@@ -414,6 +435,11 @@ func (cfg *ConvertConfig) validate() error {
 		}
 	default:
 		return inputerr.Fieldf("convert", "{conv_structure} %q: want lowrank or auto (only the low-rank family factors a convolution)", cfg.ConvStructure)
+	}
+	switch cfg.Condition {
+	case "", ConditionAuto, ConditionEstimate, ConditionOff:
+	default:
+		return inputerr.Fieldf("convert", "{condition} %q: want auto, estimate or off", cfg.Condition)
 	}
 	switch cfg.WeightLayout {
 	case "", WeightLayoutAuto, WeightLayoutOutIn, WeightLayoutInOut:

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"gonum.org/v1/gonum/mat"
@@ -51,7 +52,13 @@ func convertONNX(ctx context.Context, cfg ConvertConfig, start time.Time) (*Conv
 		linears[k] = *l
 		linears[k].W = nil // the runner reads the graph, not W
 		jobs[k] = layerJob{ref: &refs[idx].ref,
-			weight:  func() (*mat.Dense, error) { return mat.NewDense(l.Out, l.In, l.W), nil },
+			weight: func() (*mat.Dense, rowReader, error) {
+				// convertLayer overwrites its matrix; the errors read the
+				// decoded values (kept by rows until it has stopped).
+				src := l.W
+				rows := func(i int, dst []float64) { copy(dst, src[i*l.In:(i+1)*l.In]) }
+				return mat.NewDense(l.Out, l.In, slices.Clone(src)), rows, nil
+			},
 			release: func() { l.W = nil }} // decoded by Linears; no longer needed
 	}
 	cal, err := cfg.startCalibration(ctx, jobs, func(set calib.Set) (calib.Runner, error) { return calib.NewONNX(m, linears, set) })
@@ -61,7 +68,7 @@ func convertONNX(ctx context.Context, cfg ConvertConfig, start time.Time) (*Conv
 	defer cal.close()
 	var layers []lowering.Layer
 	var factors []factorLayer
-	err = cfg.convertJobs(ctx, jobs, cal, res, func(k int, layer ConvertedLayer, op *compute.Sum[float64]) {
+	_, err = cfg.convertJobs(ctx, jobs, cal, res, func(k int, layer ConvertedLayer, op *compute.Sum[float64]) {
 		l := &refs[shard[k]].linear
 		layers = append(layers, lowering.Layer{Name: layer.Name, Node: l.Node, Op: compute.Convert[float32, float64](op)})
 		factors = append(factors, factorLayer{layer: storageOf(l, layer.Name), op: op, bias: l.B})

@@ -118,7 +118,7 @@ func (c *SweepCandidate) inherit(base ConvertConfig, present func(key string) bo
 // in a sweep config (name, retract and the convert options: structure,
 // blocks, rank, kron_factors, residual, residual_rank, residual_density,
 // target_error, param_budget, conv_structure, weight_layout,
-// allow_larger, calibration and its options, model_budget,
+// allow_larger, condition, calibration and its options, model_budget,
 // loss_tolerance, auto_families), '-' standing for '_' as on the command
 // line, each value read as in the config file. Keys left out keep base's
 // values.
