@@ -140,10 +140,12 @@ func BootstrapCI(n, reps int, level float64, seed uint64, stat func(idx []int) f
 		} else {
 			eval(0, g)
 		}
-	}
-	for _, v := range vals {
-		if math.IsNaN(v) {
-			return math.NaN(), math.NaN()
+		// A NaN decides the interval: stop at the round that drew it
+		// (a caller stops a long bootstrap this way, e.g. on cancel).
+		for _, v := range vals[r0 : r0+g] {
+			if math.IsNaN(v) {
+				return math.NaN(), math.NaN()
+			}
 		}
 	}
 	slices.Sort(vals)

@@ -277,3 +277,23 @@ func TestTrainingStability(t *testing.T) {
 		t.Errorf("3 steps: %+v, want no spike, nothing judged, std 0", st)
 	}
 }
+
+// A NaN from stat ends the bootstrap at the round that drew it, so a
+// caller can stop a long one (validate does on cancel): far fewer calls
+// than resamples, and a NaN interval.
+func TestBootstrapCIStopsAtNaN(t *testing.T) {
+	const reps = 100000
+	var calls atomic.Int64
+	lo, hi := BootstrapCI(1000, reps, 0.95, 1, func(idx []int) float64 {
+		if calls.Add(1) > 10 {
+			return math.NaN()
+		}
+		return float64(idx[0])
+	})
+	if !math.IsNaN(lo) || !math.IsNaN(hi) {
+		t.Errorf("interval [%v, %v], want NaN", lo, hi)
+	}
+	if n := calls.Load(); n > 1000 {
+		t.Errorf("%d calls of stat after its first NaN at call 11, want the bootstrap to stop within a round", n)
+	}
+}
