@@ -41,6 +41,17 @@ factored by the low-rank family only: --conv-structure lowrank or auto
 parameters than its dense weight is kept dense, with a warning, unless
 --allow-larger.
 
+Data-aware conversion (--calibration DATA): convert runs the model on the
+rows (strata's engine for an MLP, ONNX Runtime for an ONNX model; a
+generic checkpoint is refused), collects every converted layer's input
+activations X and fits S + R to minimise ||(W - S - R) X||_F. On a share of
+the rows held out from the fits, convert.json compares per layer the
+output error of the weight-only and the data-aware fit, and writes the
+data-aware one unless its held-out error is the higher. With --structure
+auto, --model-budget F (or --loss-tolerance L) chooses every layer's
+structure over the whole model from the measured increase of the model's
+loss when that layer alone is converted.
+
 Families: ` + strings.Join(compute.TrunkFamilies, ", ") + `, or auto.
 
 Flags:
@@ -60,6 +71,17 @@ func (c *convertCommand) flags(cfg *stages.ConvertConfig, lo *logOptions) *flagS
 	fs.Float64Var(&cfg.ResidualDensity, "residual-density", cfg.ResidualDensity, "share of entries a sparse residual keeps")
 	fs.Float64Var(&cfg.TargetError, "target-error", cfg.TargetError, "auto: fewest parameters with relative error at most this")
 	fs.Float64Var(&cfg.ParamBudget, "param-budget", cfg.ParamBudget, "auto: lowest error within this fraction of each dense layer's parameters")
+	fs.StringVar(&cfg.Calibration, "calibration", cfg.Calibration, "data file (.arrow, .parquet, .csv) the model is run on: fit every layer to the activations it sees (data-aware)")
+	fs.IntVar(&cfg.CalibrationRows, "calibration-rows", cfg.CalibrationRows, "calibration rows used, a seeded sample of the file (0: 1024)")
+	fs.Float64Var(&cfg.CalibrationHoldout, "calibration-holdout", cfg.CalibrationHoldout, "share of the calibration rows held out to measure errors and losses (0: 0.25)")
+	fs.StringVar(&cfg.CalibrationFit, "calibration-fit", cfg.CalibrationFit, "joint: trunk and correction fitted to the activations; residual: trunk by the weights, only the correction R (default joint)")
+	fs.IntVar(&cfg.CalibrationSweeps, "calibration-sweeps", cfg.CalibrationSweeps, "sweeps per round of the iterative data-aware trunk fits: monarch, kronecker (0: 20)")
+	fs.Float64Var(&cfg.CalibrationRidge, "calibration-ridge", cfg.CalibrationRidge, "relative ridge of the data-aware fits: alpha x the mean squared activation (0: 0.01)")
+	fs.BoolVar(&cfg.CalibrationCV, "calibration-cv", cfg.CalibrationCV, "choose the ridge per layer by two-fold cross-validation from 0.01, 0.1, 1, 10 (eight more fits per layer)")
+	fs.StringVar(&cfg.Label, "label", cfg.Label, "target column of the calibration data (default label)")
+	fs.Float64Var(&cfg.ModelBudget, "model-budget", cfg.ModelBudget, "auto over the whole model: least measured loss increase within this fraction of the selected layers' dense parameters (needs --calibration)")
+	fs.Float64Var(&cfg.LossTolerance, "loss-tolerance", cfg.LossTolerance, "auto over the whole model: fewest parameters whose measured loss increase is at most this (needs --calibration)")
+	fs.StringSliceVar(&cfg.AutoFamilies, "auto-families", cfg.AutoFamilies, "trunk families auto tries (default: all)")
 	fs.StringVar(&cfg.ConvStructure, "conv-structure", cfg.ConvStructure, "structure of k x k convolutions: lowrank or auto (default: --structure when lowrank or auto, else kept dense)")
 	fs.StringSliceVar(&cfg.Include, "include", cfg.Include, "globs on weight tensor names (ONNX: initializer names) to convert (default: every weight); a named weight that cannot be converted is an error")
 	fs.StringSliceVar(&cfg.Exclude, "exclude", cfg.Exclude, "globs on weight tensor names to leave dense")

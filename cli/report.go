@@ -48,6 +48,7 @@ func (c *reportCommand) flags(cfg *stages.ReportConfig, lo *logOptions) *flagSet
 	fs.StringVar(&cfg.XComFile, "xcom-file", cfg.XComFile, "write a JSON summary here, e.g. /airflow/xcom/return.json")
 	fs.StringVar(&cfg.MetricsFile, "metrics-file", cfg.MetricsFile, "write OpenMetrics text (decision, metrics of each model) here")
 	fs.BoolVar(&cfg.NoFail, "no-fail", cfg.NoFail, "exit 0 for NO-GO and INCONCLUSIVE too (the decision is in the files)")
+	fs.StringVar(&cfg.Convert, "convert", cfg.Convert, "the candidate's convert.json (or its directory): the report shows its conversion layer by layer")
 	fs.StringVar(&cfg.TrainLog, "train-log", cfg.TrainLog, "read the candidate's training log here instead of where validation.json recorded it (same SHA-256)")
 	fs.StringVar(&cfg.BaselineTrainLog, "baseline-train-log", cfg.BaselineTrainLog, "likewise for the baseline's training log")
 	fs.StringVar(&cfg.ControlTrainLog, "control-train-log", cfg.ControlTrainLog, "likewise for the control's training log")

@@ -228,6 +228,28 @@ func FitSpec(s Spec, out, in int) Spec {
 	return t
 }
 
+// AutoTrunks lists the trunk candidates Auto tries for an out x in layer
+// (Out and In set), by increasing parameter count: powers of two for
+// blocks and ranks up to half the layer's smaller dimension (monarch ranks
+// up to half a block's), Kronecker terms up to 8, and orthogonal,
+// circulant and toeplitz as they are; hyper-parameters that do not fit
+// the shape are left out. families nil means every family of
+// TrunkFamilies; an unknown family is an error wrapping ErrSpec.
+func AutoTrunks(out, in int, families []string) ([]Spec, error) {
+	if families == nil {
+		families = TrunkFamilies
+	}
+	cands, err := autoTrunks(out, in, families)
+	if err != nil {
+		return nil, err
+	}
+	specs := make([]Spec, len(cands))
+	for i, c := range cands {
+		specs[i] = c.spec
+	}
+	return specs, nil
+}
+
 type trunkCandidate struct {
 	spec   Spec
 	params int

@@ -140,7 +140,7 @@ code { font-size: 0.85em; background: #f4f6f8; padding: 0 3px; border-radius: 3p
 <figcaption><strong>{{.Title}}.</strong> {{.Caption}}</figcaption>
 </figure>
 {{end}}
-<h2>Inputs</h2>
+` + htmlConversion + `<h2>Inputs</h2>
 <table id="inputs">
 <thead><tr><th>input</th><th>path</th><th>SHA-256</th></tr></thead>
 <tbody>

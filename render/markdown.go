@@ -90,7 +90,9 @@ func Markdown(r *Report, plots []Plot) []byte {
 		}
 		fmt.Fprintf(&b, "### %s\n\n![%s](%s.svg)\n\n%s\n\n", p.Title, p.Title, p.ID, p.Caption)
 	}
-	b.WriteString("\n## Inputs\n\n")
+	b.WriteString("\n")
+	r.Conversion.markdown(&b)
+	b.WriteString("## Inputs\n\n")
 	for _, in := range r.Inputs.Validations {
 		fmt.Fprintf(&b, "- validation `%s` sha256 `%s`\n", in.Path, in.SHA256)
 	}

@@ -31,6 +31,8 @@ type Report struct {
 		Validations []provenance.File
 		Policy      provenance.File
 	}
+	// Conversion, when set, is the candidate's conversion.
+	Conversion *Conversion
 	Decision   gate.Decision
 	Why        string
 	Rules      []gate.RuleResult

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/strata-ml/strata/arrowio"
 	"github.com/strata-ml/strata/compute"
@@ -32,8 +33,9 @@ const (
 // ConvertSchemaVersion is the schema_version of convert.json. Version 2
 // names the outputs model (the structured model), factors and
 // materialized (version 1 had model and dense) and adds skipped and
-// auto_missed.
-const ConvertSchemaVersion = 2
+// auto_missed; version 3 adds calibration and model_auto, and per layer
+// calibration and choice (data-aware conversion), and seconds.
+const ConvertSchemaVersion = 3
 
 // ConvertConfig configures Convert. The JSON form is recorded in
 // convert.json. The fields with a yaml key are the options of a pilot or
@@ -99,6 +101,56 @@ type ConvertConfig struct {
 	// parameters as its dense weight; by default such a layer is kept
 	// dense, listed in convert.json's skipped and named in a warning.
 	AllowLarger bool `yaml:"allow_larger" json:"allow_larger,omitempty"`
+	// Calibration makes the conversion data-aware: a data file (Arrow,
+	// Parquet or CSV, read as finetune reads its data; the features as the
+	// model's input, before any standardisation it records) on which
+	// convert runs the model and fits every layer to the activations it
+	// sees, minimising the output error ||(W - S - R) X||_F instead of
+	// the weight error (docs/CALIBRATION.md). Empty: weight-only. In a
+	// pilot or sweep config, true (or train) means the pilot's training
+	// data, false none, anything else a file (relative to the config).
+	Calibration string `yaml:"calibration" json:"calibration,omitempty"`
+	// CalibrationRows is the number of calibration rows used, a seeded
+	// sample when the file has more (0: 1024).
+	CalibrationRows int `yaml:"calibration_rows" json:"calibration_rows,omitempty"`
+	// CalibrationHoldout is the share of the calibration rows held out
+	// from the fits, on which each layer's output errors (and auto's
+	// losses) are measured (0: 0.25).
+	CalibrationHoldout float64 `yaml:"calibration_holdout" json:"calibration_holdout,omitempty"`
+	// CalibrationFit is what the activations fit: "joint" (also empty),
+	// trunk and correction alternately (compute.DecomposeCalibrated), or
+	// "residual", the trunk by the weights and only the correction to the
+	// activations (compute.FitResidual: the training-free correction).
+	CalibrationFit string `yaml:"calibration_fit" json:"calibration_fit,omitempty"`
+	// CalibrationSweeps bounds the sweeps of each iterative data-aware
+	// trunk fit (monarch, kronecker, orthogonal when out < in) per round
+	// (0: 20).
+	CalibrationSweeps int `yaml:"calibration_sweeps" json:"calibration_sweeps,omitempty"`
+	// CalibrationRidge is the relative ridge alpha of every data-aware
+	// fit (compute.Calibration: alpha times the mean squared activation
+	// added to the second moment, pulling the fit towards the weights; 0:
+	// compute.DefaultRidge, 0.01). CalibrationCV instead chooses it per
+	// layer by two-fold cross-validation on the fit rows from 0.01, 0.1, 1
+	// and 10, at the cost of eight more fits per layer.
+	CalibrationRidge float64 `yaml:"calibration_ridge" json:"calibration_ridge,omitempty"`
+	CalibrationCV    bool    `yaml:"calibration_cv" json:"calibration_cv,omitempty"`
+	// ModelBudget and LossTolerance make --structure auto choose every
+	// layer's structure for the whole model from the measured increase of
+	// the model's loss on the held-out calibration rows when that layer
+	// alone is converted (Calibration is required): the least total
+	// increase with at most ModelBudget (a fraction of the selected
+	// layers' dense parameters) parameters, or the fewest parameters whose
+	// total increase is at most LossTolerance (in the model's loss units,
+	// mean cross-entropy or squared error). Exclusive with TargetError and
+	// ParamBudget.
+	ModelBudget   float64 `yaml:"model_budget" json:"model_budget,omitempty"`
+	LossTolerance float64 `yaml:"loss_tolerance" json:"loss_tolerance,omitempty"`
+	// AutoFamilies restricts the trunk families auto tries (empty: every
+	// family).
+	AutoFamilies []string `yaml:"auto_families" json:"auto_families,omitempty"`
+	// Label is the target column of the calibration data (empty:
+	// "label"); a pilot sets its own.
+	Label string `json:"label,omitempty"`
 	// Activation is used for a safetensors nn.Sequential checkpoint with
 	// no strata.architecture metadata.
 	Activation compute.Activation `json:"activation,omitempty"`
@@ -147,6 +199,9 @@ type ConvertedLayer struct {
 	ConditionExact bool                `json:"condition_exact"`
 	Seconds        float64             `json:"seconds"`
 	Auto           *compute.AutoResult `json:"auto,omitempty"`
+	// Calibration compares the weight-only and the data-aware fit on the
+	// held-out calibration rows (with --calibration).
+	Calibration *LayerCalibration `json:"calibration,omitempty"`
 }
 
 // Reasons a selected weight is not converted (SkippedWeight.Code).
@@ -161,6 +216,9 @@ const (
 	// node (tied weights, a Cast on the way, a grouped convolution, an
 	// element type other than FLOAT, ...; onnx.Model.Linears).
 	SkipGraph = "graph"
+	// SkipAuto: the whole-model assignment keeps the layer dense (its
+	// measured loss increase costs more than its parameters save).
+	SkipAuto = "auto"
 )
 
 // SkippedWeight is a selected weight that convert keeps dense, with the
@@ -201,9 +259,17 @@ type ConvertResult struct {
 	// candidate that meets --target-error or --param-budget; each got
 	// auto's best effort (or was kept dense, see Skipped). Pilot and Sweep
 	// treat such a candidate as failed (MissedTarget).
-	AutoMissed []string       `json:"auto_missed,omitempty"`
-	Totals     ConvertTotals  `json:"totals"`
-	Outputs    ConvertOutputs `json:"outputs"`
+	AutoMissed []string `json:"auto_missed,omitempty"`
+	// Calibration describes the data-aware conversion's rows (with
+	// --calibration).
+	Calibration *ConvertCalibration `json:"calibration,omitempty"`
+	// ModelAuto is the whole-model assignment (with --model-budget or
+	// --loss-tolerance).
+	ModelAuto *ModelAuto     `json:"model_auto,omitempty"`
+	Totals    ConvertTotals  `json:"totals"`
+	Outputs   ConvertOutputs `json:"outputs"`
+	// Seconds is the wall time of the run (it varies from run to run).
+	Seconds float64 `json:"seconds"`
 }
 
 // ConvertOutputs names the files Convert wrote, relative to Out.
@@ -231,6 +297,9 @@ type ConvertOutputs struct {
 // converted without meeting its target error or budget, or nil when there
 // are none. It wraps ErrInput: the same model and config miss again.
 func (r *ConvertResult) MissedTarget() error {
+	if ma := r.ModelAuto; ma != nil && !ma.Met {
+		return inputerr.Errorf("--structure auto missed %s over the model: %s", ma.goal(), ma.Missed)
+	}
 	if len(r.AutoMissed) == 0 {
 		return nil
 	}
@@ -261,6 +330,7 @@ const InputCopyName = "model.input.onnx"
 // weight is kept dense unless cfg.AllowLarger. Bad input returns an error
 // wrapping ErrInput and writes nothing.
 func Convert(ctx context.Context, cfg ConvertConfig) (*ConvertResult, error) {
+	start := time.Now()
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -271,10 +341,11 @@ func Convert(ctx context.Context, cfg ConvertConfig) (*ConvertResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	convert := convertCheckpoint
 	if format == FormatONNX {
-		return convertONNX(ctx, cfg)
+		convert = convertONNX
 	}
-	return convertCheckpoint(ctx, cfg)
+	return convert(ctx, cfg, start)
 }
 
 // newConvertResult starts the result of a run on input.
@@ -313,8 +384,12 @@ func (cfg *ConvertConfig) validate() error {
 	if cfg.Out == "" {
 		return inputerr.Errorf("convert: --out is required")
 	}
-	switch cfg.Structure {
-	case StructureAuto:
+	if err := cfg.validateCalibration(); err != nil {
+		return err
+	}
+	switch {
+	case cfg.wholeModel():
+	case cfg.Structure == StructureAuto:
 		if err := cfg.autoConfig().Validate(); err != nil {
 			return inputerr.Errorf("convert: --structure auto (--target-error, --param-budget): %w", err)
 		}
@@ -326,7 +401,7 @@ func (cfg *ConvertConfig) validate() error {
 	switch cfg.ConvStructure {
 	case "", compute.FamilyLowRank:
 	case StructureAuto:
-		if err := cfg.autoConfig().Validate(); err != nil {
+		if err := cfg.autoConfig().Validate(); err != nil && !cfg.wholeModel() {
 			return inputerr.Errorf("convert: --conv-structure auto (--target-error, --param-budget): %w", err)
 		}
 	default:
@@ -359,7 +434,7 @@ func (cfg *ConvertConfig) validate() error {
 
 // autoConfig is what --structure auto asks of compute.Auto.
 func (cfg *ConvertConfig) autoConfig() compute.AutoConfig {
-	return compute.AutoConfig{TargetError: cfg.TargetError, ParamBudget: cfg.ParamBudget}
+	return compute.AutoConfig{TargetError: cfg.TargetError, ParamBudget: cfg.ParamBudget, Families: cfg.AutoFamilies}
 }
 
 // selects reports whether the globs select the weight tensor name.

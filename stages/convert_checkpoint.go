@@ -11,6 +11,7 @@ import (
 	"gonum.org/v1/gonum/mat"
 
 	"github.com/strata-ml/strata/arrowio"
+	"github.com/strata-ml/strata/calib"
 	"github.com/strata-ml/strata/compute"
 	"github.com/strata-ml/strata/internal/inputerr"
 	"github.com/strata-ml/strata/modelmap"
@@ -18,7 +19,7 @@ import (
 
 // convertCheckpoint is Convert for an Arrow model file or a safetensors
 // checkpoint.
-func convertCheckpoint(ctx context.Context, cfg ConvertConfig) (*ConvertResult, error) {
+func convertCheckpoint(ctx context.Context, cfg ConvertConfig, start time.Time) (*ConvertResult, error) {
 	log := cfg.Logger
 	lm, err := mapModel(cfg.Model, cfg.Activation)
 	if err != nil {
@@ -37,35 +38,45 @@ func convertCheckpoint(ctx context.Context, cfg ConvertConfig) (*ConvertResult, 
 	for _, r := range refs {
 		res.Selected = append(res.Selected, r.tensor)
 	}
+	jobs := make([]layerJob, len(shard))
+	tensors := make([]string, len(shard))
+	for k, idx := range shard {
+		r := &refs[idx]
+		tensors[k] = r.tensor
+		jobs[k] = layerJob{ref: r, weight: func() (*mat.Dense, error) {
+			t, _ := lm.model.Tensor(r.tensor)
+			w, err := weightMatrix(t, r)
+			if err != nil {
+				return nil, inputerr.Errorf("%s: tensor %q: %w", cfg.Model, r.tensor, err)
+			}
+			return w, nil
+		}}
+	}
+	if cfg.Calibration != "" && lm.model.Arch.Kind == arrowio.ArchGeneric {
+		return nil, inputerr.Errorf("%s: --calibration runs the model on its rows, and this %s checkpoint has no architecture strata can run (an MLP model file or nn.Sequential checkpoint): export it to ONNX and convert that, or convert it weight-only",
+			cfg.Model, lm.format)
+	}
+	cal, err := cfg.startCalibration(jobs, func(set calib.Set) (calib.Runner, error) { return calib.NewMLP(lm.model, tensors, set) })
+	if err != nil {
+		return nil, err
+	}
+	defer cal.close()
 	out := &arrowio.Model{Arch: lm.model.Arch, Meta: lm.model.Meta}
 	out.Arch.Layers = append([]arrowio.Layer(nil), lm.model.Arch.Layers...)
 	replaced := map[string][]arrowio.Tensor{}
-	for i, idx := range shard {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		r := &refs[idx]
-		t, _ := lm.model.Tensor(r.tensor)
-		w, err := weightMatrix(t, r)
-		if err != nil {
-			return nil, inputerr.Errorf("%s: tensor %q: %w", cfg.Model, r.tensor, err)
-		}
-		start := time.Now()
-		layer, op, skip, err := convertLayer(r, w, &cfg, log)
-		if err != nil {
-			return nil, classify(fmt.Errorf("%s: convert tensor %q: %w", cfg.Model, r.tensor, err))
-		}
-		layer.Seconds = time.Since(start).Seconds()
-		if !res.record(layer, skip, i+1, len(shard), log) {
-			continue
-		}
+	err = cfg.convertJobs(ctx, jobs, cal, res, func(k int, layer ConvertedLayer, op *compute.Sum[float64]) {
+		r := jobs[k].ref
 		replaced[r.tensor] = modelmap.OperatorTensors(layer.Name, op)
 		l := arrowio.Layer{Name: r.layer, Out: r.out, In: r.in, Layout: r.layout, Kernel: r.kernel}
 		if r.tensor != r.layer+".weight" {
 			l.Weight = r.tensor
 		}
 		modelmap.SetStructure(out, l, op.Spec())
+	})
+	if err != nil {
+		return nil, err
 	}
+	res.Calibration = cal.record()
 	for _, t := range lm.model.Tensors {
 		if ts, ok := replaced[t.Name]; ok {
 			out.Tensors = append(out.Tensors, ts...)
@@ -74,6 +85,7 @@ func convertCheckpoint(ctx context.Context, cfg ConvertConfig) (*ConvertResult, 
 		out.Tensors = append(out.Tensors, t)
 	}
 	res.finish(log)
+	res.Seconds = time.Since(start).Seconds()
 	if err := writeConvertOutputs(cfg.Out, res, lm, out); err != nil {
 		return nil, fmt.Errorf("convert: write %s: %w", cfg.Out, err)
 	}

@@ -1,10 +1,12 @@
 package stages
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"math"
 	"slices"
+	"time"
 
 	"gonum.org/v1/gonum/mat"
 
@@ -54,21 +56,55 @@ func (cfg *ConvertConfig) structure(r *linearRef) (string, *SkippedWeight) {
 		what, cfg.Structure))
 }
 
-// convertLayer decomposes the weight w of r, out x in, as cfg asks. It
-// returns the layer's record and operator (its parameters rounded to
-// float32, what the outputs store), or a SkippedWeight when the layer is
-// kept dense: a convolution without a low-rank structure, or an S + R of
-// at least as many parameters as w (unless cfg.AllowLarger), which it also
+// layerFit is how one layer is decomposed: its trunk and residual, or
+// (auto set) compute.Auto's choice.
+type layerFit struct {
+	trunk compute.Spec
+	res   compute.Residual
+	auto  *compute.AutoConfig
+	// alpha is the relative ridge of the data-aware fit; 0: ConvertConfig.ridge's.
+	alpha float64
+	// quick bounds the data-aware fit's iterations to a candidate's
+	// (candidateRounds, candidateSweeps).
+	quick bool
+}
+
+// fitFor returns how cfg decomposes r with the given structure (cfg.structure's).
+func (cfg *ConvertConfig) fitFor(r *linearRef, structure string) layerFit {
+	if structure == StructureAuto {
+		ac := cfg.autoConfig()
+		if !r.pointwise {
+			ac.Families = []string{compute.FamilyLowRank}
+		}
+		return layerFit{auto: &ac}
+	}
+	out, in := r.out, r.in
+	res := compute.Residual{Kind: cfg.Residual, Rank: min(cfg.ResidualRank, min(out, in))}
+	if cfg.Residual == compute.ResidualSparse {
+		res.NNZ = max(1, int(math.Ceil(cfg.ResidualDensity*float64(out*in))))
+	}
+	kron, _ := parseKronFactors(cfg.KronFactors)
+	trunk := compute.FitSpec(compute.Spec{Family: structure, Blocks: cfg.Blocks, Rank: cfg.Rank, FactorShape: kron}, out, in)
+	return layerFit{trunk: trunk, res: res}
+}
+
+// newLayer starts the record of r.
+func newLayer(r *linearRef) ConvertedLayer {
+	return ConvertedLayer{Name: r.layer, Tensor: r.tensor, Node: r.node, Op: r.op, Shape: [2]int{r.out, r.in},
+		Layout: r.layout, Kernel: r.kernel, ParamsDense: r.out * r.in}
+}
+
+// convertLayer decomposes the weight w of r, out x in, as fit says, and
+// when ld is not nil also fits the same structure to the layer's
+// activations and writes that fit unless its held-out output error is
+// the higher (chooseFit). It returns the layer's record and operator (its
+// parameters rounded to float32, what the outputs store), or a
+// SkippedWeight when the layer is kept dense because its S + R has at
+// least as many parameters as w (unless cfg.AllowLarger), which it also
 // logs as a warning. The record comes back in both cases: its Auto says
 // whether auto met its goal.
-func convertLayer(r *linearRef, w *mat.Dense, cfg *ConvertConfig, log *slog.Logger) (ConvertedLayer, *compute.Sum[float64], *SkippedWeight, error) {
-	out, in := r.out, r.in
-	layer := ConvertedLayer{Name: r.layer, Tensor: r.tensor, Node: r.node, Op: r.op, Shape: [2]int{out, in},
-		Layout: r.layout, Kernel: r.kernel, ParamsDense: out * in}
-	structure, skip := cfg.structure(r)
-	if skip != nil {
-		return layer, nil, skip, nil
-	}
+func convertLayer(r *linearRef, w *mat.Dense, fit layerFit, ld *layerData, cfg *ConvertConfig, log *slog.Logger) (ConvertedLayer, *compute.Sum[float64], *SkippedWeight, error) {
+	layer := newLayer(r)
 	seed := layerSeed(cfg.Seed, r.tensor)
 	// W's condition number does not depend on the decomposition: estimate
 	// it alongside (for a large layer, Level-2 BLAS bound, so it mostly
@@ -82,36 +118,16 @@ func convertLayer(r *linearRef, w *mat.Dense, cfg *ConvertConfig, log *slog.Logg
 		c, exact := compute.Condition(w, seed)
 		denseCond <- condition{c, exact}
 	}()
-	var sum *compute.Sum[float64]
-	var err error
-	if structure == StructureAuto {
-		ac := cfg.autoConfig()
-		if !r.pointwise {
-			ac.Families = []string{compute.FamilyLowRank}
-		}
-		var ar compute.AutoResult
-		sum, ar, err = compute.Auto(w, ac, seed)
-		layer.Auto = &ar
-	} else {
-		res := compute.Residual{Kind: cfg.Residual, Rank: min(cfg.ResidualRank, min(out, in))}
-		if cfg.Residual == compute.ResidualSparse {
-			res.NNZ = max(1, int(math.Ceil(cfg.ResidualDensity*float64(out*in))))
-		}
-		kron, _ := parseKronFactors(cfg.KronFactors)
-		trunk := compute.FitSpec(compute.Spec{Family: structure, Blocks: cfg.Blocks, Rank: cfg.Rank, FactorShape: kron}, out, in)
-		sum, err = compute.Decompose(w, trunk, res, seed)
-	}
+	sum, err := fitLayer(w, fit, ld, cfg, seed, &layer)
 	if err != nil {
 		<-denseCond
 		return layer, nil, nil, err
 	}
-	// Report what the file stores: parameters rounded to float32.
-	stored := compute.Convert[float64](compute.Convert[float32, float64](sum)).(*compute.Sum[float64])
-	layer.Family = stored.Trunk().Spec().Family
-	layer.Hyperparameters = stored.Spec()
-	layer.Params = compute.NumParams[float64](stored)
-	layer.ParamsTrunk = compute.NumParams(stored.Trunk())
-	layer.ParamsCorrection = compute.NumParams(stored.Correction())
+	layer.Family = sum.Trunk().Spec().Family
+	layer.Hyperparameters = sum.Spec()
+	layer.Params = compute.NumParams[float64](sum)
+	layer.ParamsTrunk = compute.NumParams(sum.Trunk())
+	layer.ParamsCorrection = compute.NumParams(sum.Correction())
 	if layer.Params >= layer.ParamsDense && !cfg.AllowLarger {
 		<-denseCond
 		log.Warn("layer kept dense: S + R would not be smaller (--allow-larger converts it)", "layer", layer.Name,
@@ -121,19 +137,47 @@ func convertLayer(r *linearRef, w *mat.Dense, cfg *ConvertConfig, log *slog.Logg
 		skip.Params, skip.ParamsDense = layer.Params, layer.ParamsDense
 		return layer, nil, skip, nil
 	}
-	if tr := layer.Hyperparameters.Trunk; tr != nil && structure != StructureAuto &&
-		((cfg.Rank > 0 && tr.Rank != cfg.Rank && tr.Rank > 0) || (cfg.Blocks > 0 && tr.Blocks != cfg.Blocks && tr.Blocks > 0)) {
+	if tr := layer.Hyperparameters.Trunk; tr != nil && fit.auto == nil &&
+		((cfg.Rank > 0 && tr.Rank != cfg.Rank && tr.Rank > 0) || (cfg.Blocks > 0 && tr.Blocks != cfg.Blocks && tr.Blocks > 0)) && !cfg.wholeModel() {
 		log.Warn("hyper-parameters capped to fit the layer", "layer", layer.Name, "shape", layer.Shape,
 			"blocks", tr.Blocks, "rank", tr.Rank, "requested_blocks", cfg.Blocks, "requested_rank", cfg.Rank)
 	}
-	layer.RelativeError = validation.NullableFloat(compute.RelativeError(w, compute.Dense[float64](stored)))
-	trunk := compute.Dense(stored.Trunk())
+	layer.RelativeError = validation.NullableFloat(compute.RelativeError(w, compute.Dense[float64](sum)))
+	trunk := compute.Dense(sum.Trunk())
 	layer.TrunkRelativeError = validation.NullableFloat(compute.RelativeError(w, trunk))
 	ct, exactT := compute.Condition(trunk, seed)
 	cd := <-denseCond
 	layer.ConditionDense, layer.ConditionTrunk = validation.NullableFloat(cd.value), validation.NullableFloat(ct)
 	layer.ConditionExact = cd.exact && exactT
-	return layer, stored, nil, nil
+	return layer, sum, nil, nil
+}
+
+// fitLayer returns the S + R of w that fit asks for, as stored, filling
+// layer's Auto and Calibration: the weight-only fit, or with ld the
+// better on held-out rows of it and the data-aware fit of the same
+// structure (auto's choice, made on the weights, for auto).
+func fitLayer(w *mat.Dense, fit layerFit, ld *layerData, cfg *ConvertConfig, seed uint64, layer *ConvertedLayer) (*compute.Sum[float64], error) {
+	trunk, res := fit.trunk, fit.res
+	var sum *compute.Sum[float64]
+	var err error
+	if fit.auto != nil {
+		var ar compute.AutoResult
+		sum, ar, err = compute.Auto(w, *fit.auto, seed)
+		layer.Auto = &ar
+		trunk, res = ar.Chosen.Trunk, compute.Residual{Kind: compute.ResidualLowRank, Rank: ar.Chosen.ResidualRank}
+	} else {
+		sum, err = compute.Decompose(w, trunk, res, seed)
+	}
+	if err != nil {
+		return nil, err
+	}
+	sum = stored(sum)
+	if ld == nil {
+		return sum, nil
+	}
+	fit.trunk, fit.res = trunk, res
+	sum, layer.Calibration, err = cfg.chooseFit(w, sum, fit, ld, seed)
+	return sum, err
 }
 
 // record adds the outcome of convertLayer to r and logs it: the layer
@@ -152,4 +196,104 @@ func (r *ConvertResult) record(layer ConvertedLayer, skip *SkippedWeight, n, of 
 		"family", layer.Family, "params", layer.Params, "params_dense", layer.ParamsDense,
 		"relative_error", float64(layer.RelativeError), "seconds", layer.Seconds)
 	return true
+}
+
+// layerJob is one selected weight of a run: its reference, how to read W
+// (out x in), and, when set, what to call once W is no longer needed.
+type layerJob struct {
+	ref     *linearRef
+	weight  func() (*mat.Dense, error)
+	release func()
+}
+
+// where names the job's weight in errors.
+func (j *layerJob) where(model string) string {
+	if j.ref.node != "" {
+		return fmt.Sprintf("%s: node %q: convert weight %q", model, j.ref.node, j.ref.tensor)
+	}
+	return fmt.Sprintf("%s: convert tensor %q", model, j.ref.tensor)
+}
+
+// convertJobs converts the jobs in order (over the whole model when
+// cfg.wholeModel(), see convertWholeModel), data-aware when cal is not
+// nil, recording each in res and handing each converted layer's job index
+// and operator to emit.
+func (cfg *ConvertConfig) convertJobs(ctx context.Context, jobs []layerJob, cal *calibration, res *ConvertResult, emit func(i int, layer ConvertedLayer, op *compute.Sum[float64])) error {
+	if cfg.wholeModel() {
+		return cfg.convertWholeModel(ctx, jobs, cal, res, emit)
+	}
+	log := cfg.Logger
+	for i := range jobs {
+		j := &jobs[i]
+		structure, err := cfg.jobStructure(ctx, i, jobs, res)
+		if err != nil {
+			return err
+		}
+		if structure == "" {
+			continue
+		}
+		start := time.Now()
+		layer, op, skip, err := cfg.convertJob(ctx, i, j, cfg.fitFor(j.ref, structure), cal)
+		if err != nil {
+			return err
+		}
+		layer.Seconds = time.Since(start).Seconds()
+		if res.record(layer, skip, i+1, len(jobs), log) {
+			emit(i, layer, op)
+		}
+		j.done()
+	}
+	return nil
+}
+
+// done releases the job's weight, when it says how.
+func (j *layerJob) done() {
+	if j.release != nil {
+		j.release()
+	}
+}
+
+// jobStructure returns the structure of job i (cfg.structure), or ""
+// after recording it in res as skipped; an error when ctx is done.
+func (cfg *ConvertConfig) jobStructure(ctx context.Context, i int, jobs []layerJob, res *ConvertResult) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	structure, skip := cfg.structure(jobs[i].ref)
+	if skip != nil {
+		res.record(newLayer(jobs[i].ref), skip, i+1, len(jobs), cfg.Logger)
+		return "", nil
+	}
+	return structure, nil
+}
+
+// convertJob reads job i's weight and activations (cal not nil) and
+// converts it as fit says (convertLayer).
+func (cfg *ConvertConfig) convertJob(ctx context.Context, i int, j *layerJob, fit layerFit, cal *calibration) (ConvertedLayer, *compute.Sum[float64], *SkippedWeight, error) {
+	w, ld, err := cfg.jobInputs(ctx, i, j, cal)
+	if err != nil {
+		return ConvertedLayer{}, nil, nil, err
+	}
+	layer, op, skip, err := convertLayer(j.ref, w, fit, ld, cfg, cfg.Logger)
+	if err != nil {
+		return layer, nil, nil, classify(fmt.Errorf("%s: %w", j.where(cfg.Model), err))
+	}
+	return layer, op, skip, nil
+}
+
+// jobInputs returns job i's weight and, when cal is not nil, its
+// activations.
+func (cfg *ConvertConfig) jobInputs(ctx context.Context, i int, j *layerJob, cal *calibration) (*mat.Dense, *layerData, error) {
+	w, err := j.weight()
+	if err != nil {
+		return nil, nil, err
+	}
+	if cal == nil {
+		return w, nil, nil
+	}
+	ld, err := cal.layer(ctx, i)
+	if err != nil {
+		return nil, nil, classify(err)
+	}
+	return w, ld, nil
 }

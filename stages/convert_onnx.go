@@ -13,6 +13,7 @@ import (
 
 	"github.com/strata-ml/strata/arrowio"
 	"github.com/strata-ml/strata/arrowio/onnx"
+	"github.com/strata-ml/strata/calib"
 	"github.com/strata-ml/strata/compute"
 	"github.com/strata-ml/strata/internal/inputerr"
 	"github.com/strata-ml/strata/internal/provenance"
@@ -24,7 +25,7 @@ import (
 // the graph (onnx.Model.Linears, after NameNodes names the unnamed nodes),
 // the converted ones lowered into model.onnx (lowering.Lower) and made
 // dense into model.materialized.onnx (lowering.Materialize).
-func convertONNX(ctx context.Context, cfg ConvertConfig) (*ConvertResult, error) {
+func convertONNX(ctx context.Context, cfg ConvertConfig, start time.Time) (*ConvertResult, error) {
 	log := cfg.Logger
 	if cfg.WeightLayout != "" && cfg.WeightLayout != WeightLayoutAuto {
 		return nil, inputerr.Errorf("convert: --weight-layout %s: an ONNX graph states each weight's layout (Gemm's transB, MatMul's [in, out])", cfg.WeightLayout)
@@ -43,27 +44,34 @@ func convertONNX(ctx context.Context, cfg ConvertConfig) (*ConvertResult, error)
 	if err != nil {
 		return nil, err
 	}
+	jobs := make([]layerJob, len(shard))
+	linears := make([]onnx.Linear, len(shard))
+	for k, idx := range shard {
+		l := &refs[idx].linear
+		linears[k] = *l
+		linears[k].W = nil // the runner reads the graph, not W
+		jobs[k] = layerJob{ref: &refs[idx].ref,
+			weight:  func() (*mat.Dense, error) { return mat.NewDense(l.Out, l.In, l.W), nil },
+			release: func() { l.W = nil }} // decoded by Linears; no longer needed
+	}
+	cal, err := cfg.startCalibration(jobs, func(set calib.Set) (calib.Runner, error) { return calib.NewONNX(m, linears, set) })
+	if err != nil {
+		return nil, err
+	}
+	defer cal.close()
 	var layers []lowering.Layer
 	var factors []factorLayer
-	for i, idx := range shard {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		l, r := &refs[idx].linear, &refs[idx].ref
-		start := time.Now()
-		layer, op, skip, err := convertLayer(r, mat.NewDense(l.Out, l.In, l.W), &cfg, log)
-		if err != nil {
-			return nil, classify(fmt.Errorf("%s: node %q: convert weight %q: %w", cfg.Model, l.Node, l.Weight, err))
-		}
-		layer.Seconds = time.Since(start).Seconds()
-		l.W = nil // decoded by Linears; no longer needed
-		if !res.record(layer, skip, i+1, len(shard), log) {
-			continue
-		}
-		layers = append(layers, lowering.Layer{Name: r.layer, Node: l.Node, Op: compute.Convert[float32, float64](op)})
-		factors = append(factors, factorLayer{layer: storageOf(l, r.layer), op: op, bias: l.B})
+	err = cfg.convertJobs(ctx, jobs, cal, res, func(k int, layer ConvertedLayer, op *compute.Sum[float64]) {
+		l := &refs[shard[k]].linear
+		layers = append(layers, lowering.Layer{Name: layer.Name, Node: l.Node, Op: compute.Convert[float32, float64](op)})
+		factors = append(factors, factorLayer{layer: storageOf(l, layer.Name), op: op, bias: l.B})
+	})
+	if err != nil {
+		return nil, err
 	}
+	res.Calibration = cal.record()
 	res.finish(log)
+	res.Seconds = time.Since(start).Seconds()
 	if err := writeONNXOutputs(cfg.Out, res, m, data, layers, factors); err != nil {
 		return nil, err
 	}

@@ -106,9 +106,10 @@ func readShard(dir string) (*mergeShard, error) {
 func mergeResults(shards []*mergeShard, out string) *ConvertResult {
 	merged := shards[0].res
 	merged.Config.Layers, merged.Config.Out = "", out
-	merged.Layers, merged.Skipped, merged.AutoMissed = nil, nil, nil
+	merged.Layers, merged.Skipped, merged.AutoMissed, merged.ModelAuto = nil, nil, nil, nil
 	seen := map[string]bool{}
 	for _, s := range shards {
+		merged.ModelAuto = merged.ModelAuto.merge(s.res.ModelAuto)
 		merged.Layers = append(merged.Layers, s.res.Layers...)
 		merged.AutoMissed = append(merged.AutoMissed, s.res.AutoMissed...)
 		for _, sk := range s.res.Skipped {

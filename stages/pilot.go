@@ -163,6 +163,7 @@ func decodeConfigFile(path, what string, v any, pc *PilotConfig) (map[string]int
 			*p = filepath.Join(base, *p)
 		}
 	}
+	pc.Convert.resolveCalibration(base)
 	return lines, nil
 }
 
@@ -316,7 +317,7 @@ func Pilot(ctx context.Context, cfg PilotConfig) (*PilotResult, error) {
 		res.BaselineModel = filepath.Join(ft.Out, res.Baseline.Outputs.Model)
 	}
 
-	cv := cfg.Convert
+	cv := cfg.Convert.pilotCalibration(res.Data.Train, cfg.Label)
 	cv.Model, cv.Out, cv.Seed, cv.Activation, cv.Logger = res.BaselineModel, dir("convert"), cfg.Seed, cfg.Activation, cfg.StageLogger
 	err = stage("convert", "converting to "+cv.Structure+" + "+string(cv.Residual)+" residual", func() error {
 		if res.Convert, err = Convert(ctx, cv); err != nil {
@@ -375,7 +376,7 @@ func Pilot(ctx context.Context, cfg PilotConfig) (*PilotResult, error) {
 	rc := ReportConfig{
 		Validation: filepath.Join(va.Out, res.Validation.Outputs.Report), Policy: cfg.Policy, Out: dir("report"),
 		DecisionFile: cfg.DecisionFile, XComFile: cfg.XComFile, MetricsFile: cfg.MetricsFile, NoFail: cfg.NoFail,
-		Title: "strata pilot report", Logger: cfg.StageLogger,
+		Title: "strata pilot report", Logger: cfg.StageLogger, Convert: filepath.Join(cv.Out, res.Convert.Outputs.Report),
 	}
 	err = stage("report", "judging against the gate policy", func() error {
 		res.Report, err = Report(ctx, rc)

@@ -58,6 +58,9 @@ type ReportConfig struct {
 	TrainLog         string `json:"train_log,omitempty"`
 	BaselineTrainLog string `json:"baseline_train_log,omitempty"`
 	ControlTrainLog  string `json:"control_train_log,omitempty"`
+	// Convert, when set, is the candidate's convert.json (or its
+	// directory): the report shows its conversion, layer by layer.
+	Convert string `json:"convert,omitempty"`
 	// Title heads the report (empty: "strata pilot report").
 	Title string `json:"title,omitempty"`
 	// Logger receives progress; nil discards it.
@@ -76,6 +79,8 @@ type ReportInputs struct {
 	// TrainLogs are the training logs validation.json names, read for
 	// the training curves.
 	TrainLogs []provenance.File `json:"train_logs,omitempty"`
+	// Convert is ReportConfig.Convert's convert.json.
+	Convert *provenance.File `json:"convert,omitempty"`
 }
 
 // ReportOutputs names the files Report wrote: those in Out relative to
@@ -179,6 +184,14 @@ func Report(ctx context.Context, cfg ReportConfig) (*ReportResult, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	var conversion *render.Conversion
+	if cfg.Convert != "" {
+		var in provenance.File
+		if conversion, in, err = readConversion(cfg.Convert); err != nil {
+			return nil, err
+		}
+		res.Inputs.Convert = &in
+	}
 	res.Candidates = gate.MergeSeeds(res.Candidates, groups)
 	res.Decision, res.Why = gate.Select(res.Candidates, len(cfg.SelectBest) > 0)
 	feat := res.Featured()
@@ -215,6 +228,7 @@ func Report(ctx context.Context, cfg ReportConfig) (*ReportResult, error) {
 		"fail", res.Counts[gate.OutcomeFail], "inconclusive", res.Counts[gate.OutcomeInconclusive], "candidates", len(res.Candidates))
 
 	page := res.page()
+	page.Conversion = conversion
 	htmlPage, err := render.HTML(page, plots)
 	if err != nil {
 		return nil, fmt.Errorf("report: render HTML: %w", err)

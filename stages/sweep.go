@@ -72,7 +72,8 @@ type SweepCandidate struct {
 var candidateName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 
 // DefaultName derives a candidate name from its structure, e.g.
-// "monarch-b4-lowrank8" or "orthogonal-retract-none".
+// "monarch-b4-lowrank8", "orthogonal-retract-none" or, data-aware,
+// "monarch-b4-lowrank8-calib".
 func (c *SweepCandidate) DefaultName() string {
 	parts := []string{c.Structure}
 	if c.Blocks > 0 {
@@ -88,7 +89,14 @@ func (c *SweepCandidate) DefaultName() string {
 	if c.Residual == compute.ResidualLowRank {
 		res += strconv.Itoa(c.ResidualRank)
 	}
-	return strings.Join(append(parts, res), "-")
+	parts = append(parts, res)
+	if c.ModelBudget > 0 {
+		parts = append(parts, "mb"+strconv.FormatFloat(c.ModelBudget, 'g', -1, 64))
+	}
+	if c.Calibration != "" && !strings.EqualFold(c.Calibration, "false") {
+		parts = append(parts, "calib")
+	}
+	return strings.Join(parts, "-")
 }
 
 // inherit sets every convert option (a field with a yaml key) whose key
@@ -108,7 +116,8 @@ func (c *SweepCandidate) inherit(base ConvertConfig, present func(key string) bo
 // in a sweep config (name, retract and the convert options: structure,
 // blocks, rank, kron_factors, residual, residual_rank, residual_density,
 // target_error, param_budget, conv_structure, weight_layout,
-// allow_larger), '-' standing for '_' as on the command
+// allow_larger, calibration and its options, model_budget,
+// loss_tolerance, auto_families), '-' standing for '_' as on the command
 // line, each value read as in the config file. Keys left out keep base's
 // values.
 func ParseCandidate(kv map[string]string, base ConvertConfig) (SweepCandidate, error) {
@@ -178,10 +187,14 @@ func LoadSweepConfig(path string) (SweepConfig, error) {
 	}
 	// A candidate's convert key left out keeps the sweep's convert value.
 	for i := range cfg.Candidates {
-		cfg.Candidates[i].inherit(cfg.Convert, func(key string) bool {
+		present := func(key string) bool {
 			_, ok := lines[fmt.Sprintf("candidates[%d].%s", i, key)]
 			return ok
-		})
+		}
+		cfg.Candidates[i].inherit(cfg.Convert, present)
+		if present("calibration") {
+			cfg.Candidates[i].resolveCalibration(filepath.Dir(path))
+		}
 	}
 	return cfg, cfg.check(lines)
 }
@@ -361,7 +374,11 @@ func Sweep(ctx context.Context, cfg SweepConfig) (*SweepResult, error) {
 		}
 		lm.close()
 	}
-	for _, f := range []string{cfg.Train, cfg.Valid, cfg.Test} {
+	files := []string{cfg.Train, cfg.Valid, cfg.Test}
+	for _, c := range cfg.Candidates {
+		files = append(files, c.pilotCalibration("", cfg.Label).Calibration) // a calibration file, not the training data
+	}
+	for _, f := range files {
 		if f != "" {
 			if _, _, err := readData(f, cfg.Label); err != nil {
 				return nil, err
@@ -671,7 +688,7 @@ func (cfg *SweepConfig) prepareSeed(ctx context.Context, sd *sweepSeedRun) error
 // convertAndTune converts the seed's baseline to the candidate and
 // fine-tunes it, or marks the run failed when auto missed its goal.
 func (cfg *SweepConfig) convertAndTune(ctx context.Context, r *sweepCandRun) error {
-	cv := r.cand.ConvertConfig
+	cv := r.cand.ConvertConfig.pilotCalibration(r.seed.Data.Train, cfg.Label)
 	cv.Model, cv.Out, cv.Seed, cv.Activation, cv.Logger = r.seed.BaselineModel, filepath.Join(r.dir, "convert"), r.seed.Seed, cfg.Activation, cfg.StageLogger
 	cres, err := Convert(ctx, cv)
 	if err != nil {
