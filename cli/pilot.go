@@ -146,9 +146,19 @@ func printPilotSummary(w io.Writer, res *stages.PilotResult) {
 	} else {
 		fmt.Fprintf(w, "Baseline:  %s\n", res.BaselineModel)
 	}
-	fmt.Fprintf(w, "Candidate: %s, fine-tuned %d epochs\n", feat.Structure, res.Finetune.Epochs)
-	if res.Control != nil {
+	if res.Finetune != nil {
+		fmt.Fprintf(w, "Candidate: %s, fine-tuned %d epochs\n", feat.Structure, res.Finetune.Epochs)
+	} else {
+		fmt.Fprintf(w, "Candidate: %s, as converted (not fine-tuned)\n", feat.Structure)
+	}
+	switch {
+	case res.Control != nil:
 		fmt.Fprintf(w, "Control:   the dense baseline fine-tuned with the same budget (%d epochs)\n", res.Control.Epochs)
+	case rep.HasControl:
+		fmt.Fprintf(w, "Control:   the baseline itself (the same budget: zero epochs)\n")
+	}
+	for _, s := range res.Skipped {
+		fmt.Fprintf(w, "Skipped:   %s\n", s)
 	}
 	fmt.Fprintln(w)
 

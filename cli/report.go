@@ -53,6 +53,7 @@ func (c *reportCommand) flags(cfg *stages.ReportConfig, lo *logOptions) *flagSet
 	fs.StringVar(&cfg.BaselineTrainLog, "baseline-train-log", cfg.BaselineTrainLog, "likewise for the baseline's training log")
 	fs.StringVar(&cfg.ControlTrainLog, "control-train-log", cfg.ControlTrainLog, "likewise for the control's training log")
 	fs.StringVar(&cfg.Title, "title", cfg.Title, "title of the report")
+	fs.StringArrayVar(&cfg.Notes, "note", cfg.Notes, "a sentence to put first among the report's warnings, e.g. how the candidate was fine-tuned (repeatable)")
 	lo.bind(fs)
 	return fs
 }

@@ -137,6 +137,7 @@ type ArtifactInfo struct {
 // Artifact kinds.
 const (
 	KindModel    = "model"     // Arrow model file (or safetensors by path)
+	KindONNX     = "onnx"      // an ONNX model's protobuf bytes (EncodingFile)
 	KindDataset  = "dataset"   // Arrow / Parquet / CSV table
 	KindLogits   = "logits"    // a table of logits, one row per example
 	KindTrainLog = "train_log" // finetune's training log (Arrow)

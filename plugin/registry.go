@@ -29,14 +29,14 @@ var convertStage = &stageDef{
 		return &c
 	},
 	inputs: []inputSlot{
-		{field: "model", kind: KindModel, doc: "the dense model", example: "model.safetensors"},
+		{field: "model", kind: KindModel, doc: "the dense model (Arrow, safetensors, or an ONNX model's bytes named *.onnx)", example: "model.safetensors"},
 	},
 	outField: "out",
 	outputs: []ArtifactInfo{
-		{Name: "model", Kind: KindModel, Doc: "the structured model: model.onnx for an ONNX input, else model.arrow"},
-		{Name: "factors", Kind: KindModel, Doc: "the trunk and correction factors (model.arrow)"},
-		{Name: "materialized", Kind: KindModel, Doc: "S + R made dense, in the input's format (model.materialized.*)"},
-		{Name: "input", Kind: KindModel, Doc: "an ONNX input, byte for byte (model.input.onnx)"},
+		{Name: "model", Kind: KindModel, Doc: "the structured model: for an ONNX input model.onnx, of kind onnx (its bytes); else model.arrow"},
+		{Name: "factors", Kind: KindModel, Doc: "the trunk and correction factors (model.arrow), for every input format"},
+		{Name: "materialized", Kind: KindModel, Doc: "S + R made dense, in the input's format (model.materialized.*; of kind onnx for an ONNX input)"},
+		{Name: "input", Kind: KindONNX, Doc: "an ONNX input, byte for byte (model.input.onnx)"},
 		{Name: "report", Kind: KindJSON, Doc: "convert.json"},
 	},
 	resultOutput: "report",
@@ -47,13 +47,18 @@ var convertStage = &stageDef{
 		if err != nil {
 			return nil, err
 		}
+		// An ONNX input's structured and materialised models are ONNX too.
+		kind := KindModel
+		if res.Format == stages.FormatONNX {
+			kind = KindONNX
+		}
 		files := []outputFile{
-			{"model", res.Outputs.Model, KindModel},
+			{"model", res.Outputs.Model, kind},
 			{"factors", res.Outputs.Factors, KindModel},
-			{"materialized", res.Outputs.Materialized, KindModel},
+			{"materialized", res.Outputs.Materialized, kind},
 		}
 		if res.Outputs.Input != "" {
-			files = append(files, outputFile{"input", res.Outputs.Input, KindModel})
+			files = append(files, outputFile{"input", res.Outputs.Input, KindONNX})
 		}
 		return &stageRun{result: res, files: append(files, outputFile{"report", res.Outputs.Report, KindJSON})}, nil
 	},
@@ -112,9 +117,9 @@ var validateStage = &stageDef{
 		return &c
 	},
 	inputs: []inputSlot{
-		{field: "baseline", kind: KindModel, doc: "the baseline model", example: "baseline.arrow"},
-		{field: "candidate", kind: KindModel, doc: "the candidate model", example: "candidate.arrow"},
-		{field: "control", kind: KindModel, doc: "the equal-budget control model", example: "control.arrow"},
+		{field: "baseline", kind: KindModel, doc: "the baseline model (Arrow, safetensors, or an ONNX model's bytes named *.onnx)", example: "baseline.arrow"},
+		{field: "candidate", kind: KindModel, doc: "the candidate model (as the baseline: convert's ONNX model output goes in as it came)", example: "candidate.onnx"},
+		{field: "control", kind: KindModel, doc: "the equal-budget control model (as the baseline)", example: "control.arrow"},
 		{field: "baseline_logits", kind: KindLogits, doc: "the baseline's logits (logits mode)", example: "baseline_logits.arrow"},
 		{field: "candidate_logits", kind: KindLogits, doc: "the candidate's logits (logits mode)", example: "candidate_logits.arrow"},
 		{field: "control_logits", kind: KindLogits, doc: "the control's logits (logits mode)", example: "control_logits.arrow"},

@@ -45,8 +45,9 @@ type PilotConfig struct {
 	// Label names the target column of the data.
 	Label string `yaml:"label" json:"label"`
 
-	// Model is the dense baseline (Arrow or safetensors). Empty: Pilot
-	// trains one as Baseline describes.
+	// Model is the dense baseline (Arrow, safetensors or ONNX). Empty:
+	// Pilot trains one as Baseline describes. An ONNX model is converted
+	// and validated, not fine-tuned (see Pilot).
 	Model string `yaml:"model" json:"model,omitempty"`
 	// Activation is for a safetensors nn.Sequential Model without
 	// architecture metadata (default relu).
@@ -61,7 +62,8 @@ type PilotConfig struct {
 	// init or task: both start from a model).
 	Finetune FinetuneConfig `yaml:"finetune" json:"finetune"`
 	// Control also fine-tunes the dense baseline with the candidate's
-	// budget and validates against it (default true).
+	// budget and validates against it (default true); for an ONNX model,
+	// whose candidate has no budget, the baseline itself is the control.
 	Control bool `yaml:"control" json:"control"`
 	// Validate configures the metrics.
 	Validate validation.Config `yaml:"validate" json:"validate"`
@@ -215,10 +217,14 @@ type PilotResult struct {
 	ReportHTML string  `json:"report_html"`
 	Seconds    float64 `json:"seconds"`
 
+	// Skipped lists the stages not run and why: the fine-tuning and the
+	// control's training of an ONNX model.
+	Skipped []PilotSkip `json:"skipped,omitempty"`
+
 	Baseline   *FinetuneResult    `json:"-"` // nil when Model was given
 	Convert    *ConvertResult     `json:"-"`
-	Finetune   *FinetuneResult    `json:"-"`
-	Control    *FinetuneResult    `json:"-"` // nil without the control
+	Finetune   *FinetuneResult    `json:"-"` // nil for an ONNX model
+	Control    *FinetuneResult    `json:"-"` // nil without the control's training
 	Validation *validation.Result `json:"-"`
 	Report     *ReportResult      `json:"-"`
 }
@@ -242,6 +248,13 @@ type PilotData struct {
 // function its subcommand calls and writes the same files, in its own
 // subdirectory of Workdir; Workdir/pilot.json summarises the run. The
 // decision is the report's.
+//
+// An ONNX Model is converted (the structured model.onnx is the candidate)
+// and validated in ONNX Runtime, not fine-tuned: fine-tuning a model of
+// any architecture is the host's (examples/pytorch). The equal-budget
+// control of a candidate fine-tuned for zero epochs is the baseline
+// itself, which is then validated as the control. Both are in
+// PilotResult.Skipped and in the report's warnings, with the reason.
 func Pilot(ctx context.Context, cfg PilotConfig) (*PilotResult, error) {
 	start := time.Now()
 	log := cfg.Logger
@@ -268,7 +281,10 @@ func Pilot(ctx context.Context, cfg PilotConfig) (*PilotResult, error) {
 	if cfg.Model != "" {
 		total--
 	}
-	if !cfg.Control {
+	if !cfg.Control || cfg.onnxPilot() {
+		total--
+	}
+	if cfg.onnxPilot() {
 		total--
 	}
 	n := 0
@@ -330,19 +346,27 @@ func Pilot(ctx context.Context, cfg PilotConfig) (*PilotResult, error) {
 		return nil, err
 	}
 
-	ft := training("finetune", cfg.Finetune)
-	ft.Model = filepath.Join(cv.Out, res.Convert.Outputs.Model)
-	err = stage("finetune", fmt.Sprintf("fine-tuning the candidate S + R (%d epochs)", ft.Epochs), func() error {
-		res.Finetune, err = Finetune(ctx, ft)
-		return err
-	})
-	if err != nil {
-		return nil, err
+	structured := filepath.Join(cv.Out, res.Convert.Outputs.Model)
+	candidate, control := structured, ""
+	if cfg.onnxPilot() {
+		candidate, control = res.skipTraining(&cfg, structured)
+		for _, s := range res.Skipped {
+			log.Info("pilot: "+s.Stage+" skipped", "reason", s.Reason)
+		}
+	} else {
+		ft := training("finetune", cfg.Finetune)
+		ft.Model = structured
+		err = stage("finetune", fmt.Sprintf("fine-tuning the candidate S + R (%d epochs)", ft.Epochs), func() error {
+			res.Finetune, err = Finetune(ctx, ft)
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		candidate = filepath.Join(ft.Out, res.Finetune.Outputs.Model)
 	}
-	candidate := filepath.Join(ft.Out, res.Finetune.Outputs.Model)
 
-	control := ""
-	if cfg.Control {
+	if cfg.Control && res.Finetune != nil {
 		ct := training("control", cfg.Finetune)
 		ct.Model = res.BaselineModel
 		err = stage("control", fmt.Sprintf("fine-tuning the dense control with the same budget (%d epochs)", ct.Epochs), func() error {
@@ -358,11 +382,13 @@ func Pilot(ctx context.Context, cfg PilotConfig) (*PilotResult, error) {
 	va := cfg.Validate
 	va.Baseline, va.Candidate, va.Control = res.BaselineModel, candidate, control
 	va.Data, va.Label, va.Out, va.Seed, va.Activation, va.Logger = res.Data.Test, cfg.Label, dir("validate"), cfg.Seed, cfg.Activation, cfg.StageLogger
-	va.TrainLog = dir("finetune")
+	if res.Finetune != nil {
+		va.TrainLog = dir("finetune")
+	}
 	if res.Baseline != nil {
 		va.BaselineTrainLog = dir("baseline")
 	}
-	if control != "" {
+	if res.Control != nil {
 		va.ControlTrainLog = dir("control")
 	}
 	err = stage("validate", "validating the candidate against the baseline"+map[bool]string{true: " and the control", false: ""}[control != ""], func() error {
@@ -376,7 +402,7 @@ func Pilot(ctx context.Context, cfg PilotConfig) (*PilotResult, error) {
 	rc := ReportConfig{
 		Validation: filepath.Join(va.Out, res.Validation.Outputs.Report), Policy: cfg.Policy, Out: dir("report"),
 		DecisionFile: cfg.DecisionFile, XComFile: cfg.XComFile, MetricsFile: cfg.MetricsFile, NoFail: cfg.NoFail,
-		Title: "strata pilot report", Logger: cfg.StageLogger, Convert: filepath.Join(cv.Out, res.Convert.Outputs.Report),
+		Title: "strata pilot report", Notes: res.notes(), Logger: cfg.StageLogger, Convert: filepath.Join(cv.Out, res.Convert.Outputs.Report),
 	}
 	err = stage("report", "judging against the gate policy", func() error {
 		res.Report, err = Report(ctx, rc)

@@ -63,6 +63,10 @@ type ReportConfig struct {
 	Convert string `json:"convert,omitempty"`
 	// Title heads the report (empty: "strata pilot report").
 	Title string `json:"title,omitempty"`
+	// Notes are sentences the caller puts first among the report's
+	// warnings: what the reader must know of how the validated models were
+	// made (the pilot says which stage it skipped and why).
+	Notes []string `json:"notes,omitempty"`
 	// Logger receives progress; nil discards it.
 	Logger *slog.Logger `json:"-"`
 }
@@ -167,7 +171,7 @@ func Report(ctx context.Context, cfg ReportConfig) (*ReportResult, error) {
 	}
 	res := &ReportResult{
 		SchemaVersion: ReportSchemaVersion, Tool: provenance.Version(), Config: cfg, Policy: pol.Policy,
-		Inputs: ReportInputs{Policy: pol.Input}, Warnings: append([]string{}, failed...),
+		Inputs: ReportInputs{Policy: pol.Input}, Warnings: append(append([]string{}, cfg.Notes...), failed...),
 	}
 	for _, f := range files {
 		v, in, err := validation.Read(f)

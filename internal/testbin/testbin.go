@@ -38,14 +38,16 @@ func Main(m *testing.M, bin *string) int {
 }
 
 // Path returns the path of the strata binary built from the module's
-// sources as they are now (with -race when the calling test is built with
-// the race detector), building it when no test process has yet.
+// sources as they are now, with -race when the calling test is built with
+// the race detector and with the backends it is built with (openblas,
+// fftw, onnxruntime), building it when no test process has yet.
 func Path() (string, error) {
 	root, err := moduleRoot()
 	if err != nil {
 		return "", err
 	}
-	key, err := sourceKey(root)
+	flags := buildFlags()
+	key, err := sourceKey(root, flags)
 	if err != nil {
 		return "", err
 	}
@@ -64,7 +66,7 @@ func Path() (string, error) {
 	// Build under a name of this process's and rename: processes that
 	// build at once each write their own file, and the rename is atomic.
 	tmp := fmt.Sprintf("%s.%d", bin, os.Getpid())
-	args := []string{"build", "-o", tmp}
+	args := append([]string{"build", "-o", tmp}, flags...)
 	if raceEnabled {
 		args = append(args, "-race")
 	}
@@ -95,19 +97,20 @@ func moduleRoot() (string, error) {
 }
 
 // sourceKey hashes what the binary is built from: the Go version, the
-// race flag, CGO_ENABLED and GOFLAGS, go.mod and go.sum (the versions of
-// every dependency), and every source and embedded file of the module's
-// own packages the main package imports.
-func sourceKey(root string) (string, error) {
-	list := exec.Command("go", "list", "-deps", "-f",
-		`{{if and .Module .Module.Main}}{{.Dir}}{{range .GoFiles}} {{.}}{{end}}{{range .CgoFiles}} {{.}}{{end}}{{range .CFiles}} {{.}}{{end}}{{range .HFiles}} {{.}}{{end}}{{range .SFiles}} {{.}}{{end}}{{range .EmbedFiles}} {{.}}{{end}}{{end}}`, ".")
+// race flag, the backends' build flags, CGO_ENABLED, CGO_LDFLAGS and
+// GOFLAGS, go.mod and go.sum (the versions of every dependency), and every
+// source and embedded file of the module's own packages the main package
+// imports with those flags.
+func sourceKey(root string, flags []string) (string, error) {
+	list := exec.Command("go", append(append([]string{"list"}, flags...), "-deps", "-f",
+		`{{if and .Module .Module.Main}}{{.Dir}}{{range .GoFiles}} {{.}}{{end}}{{range .CgoFiles}} {{.}}{{end}}{{range .CFiles}} {{.}}{{end}}{{range .HFiles}} {{.}}{{end}}{{range .SFiles}} {{.}}{{end}}{{range .EmbedFiles}} {{.}}{{end}}{{end}}`, ".")...)
 	list.Dir = root
 	out, err := list.Output()
 	if err != nil {
 		return "", fmt.Errorf("go list: %w", err)
 	}
 	h := sha256.New()
-	fmt.Fprintln(h, runtime.Version(), raceEnabled, os.Getenv("CGO_ENABLED"), os.Getenv("GOFLAGS"))
+	fmt.Fprintln(h, runtime.Version(), raceEnabled, flags, os.Getenv("CGO_ENABLED"), os.Getenv("CGO_LDFLAGS"), os.Getenv("GOFLAGS"))
 	files := []string{filepath.Join(root, "go.mod"), filepath.Join(root, "go.sum")}
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {

@@ -326,19 +326,46 @@ type Result struct {
 
 // Model decodes the output model named name (e.g. "model" or "materialized")
 // from its Arrow IPC stream, or reads it from its path when it stayed on
-// disk.
+// disk. An ONNX model (convert's outputs for an ONNX input) is read with
+// ONNX instead.
 func (r Result) Model(name string) (*arrowio.Model, error) {
 	a, ok := r.Output(name)
 	if !ok {
 		return nil, fmt.Errorf("strata plugin: %s has no output %q", r.Stage, name)
 	}
-	switch a.Encoding {
-	case plugin.EncodingPath:
+	switch {
+	case a.Kind == plugin.KindONNX:
+		return nil, fmt.Errorf("strata plugin: %s output %q (%s) is an ONNX model: read its bytes with Result.ONNX, its factors with Result.Factors", r.Stage, name, a.File)
+	case a.Encoding == plugin.EncodingPath:
 		return arrowio.ReadModel(a.Path)
-	case plugin.EncodingArrowStream:
+	case a.Encoding == plugin.EncodingArrowStream:
 		return arrowio.ReadModelStream(bytes.NewReader(a.Data), int64(len(a.Data)), a.Name)
 	}
 	return nil, fmt.Errorf("strata plugin: %s output %q (%s) is not an Arrow model", r.Stage, name, a.File)
+}
+
+// Factors returns convert's factors output, model.arrow: every converted
+// layer's trunk and correction factors with the architecture, whatever the
+// input's format (for an ONNX input, the converted layers and their biases
+// only; the structured graph is the "model" output, see ONNX). It is what
+// finetune and `strata export --factors` read.
+func (r Result) Factors() (*arrowio.Model, error) { return r.Model("factors") }
+
+// ONNX returns the ONNX model output named name as its protobuf bytes,
+// streamed or read from its path: for an ONNX input, convert's structured
+// model ("model": each converted node replaced by its S + R subgraph), its
+// dense materialisation ("materialized") and the input's byte copy
+// ("input"). An output of another kind is an error. The bytes are the
+// file's; ONNX (the Input) sends them to a further run as they are.
+func (r Result) ONNX(name string) ([]byte, error) {
+	a, ok := r.Output(name)
+	if !ok {
+		return nil, fmt.Errorf("strata plugin: %s has no output %q", r.Stage, name)
+	}
+	if a.Kind != plugin.KindONNX {
+		return nil, fmt.Errorf("strata plugin: %s output %q (%s) is of kind %s, not an ONNX model", r.Stage, name, a.File, a.Kind)
+	}
+	return r.Bytes(name)
 }
 
 // Bytes returns the output named name: its streamed bytes (an Arrow IPC
@@ -377,7 +404,7 @@ type Inputs map[string]Input
 
 func (in Inputs) fields() []string { return slices.Sorted(maps.Keys(in)) }
 
-// Input is an artifact for one config field. Build it with Model,
+// Input is an artifact for one config field. Build it with Model, ONNX,
 // Dataset, Records, Arrow, Bytes or File.
 type Input struct {
 	encoding plugin.Encoding
@@ -393,6 +420,13 @@ type Input struct {
 func Model(m *arrowio.Model) Input {
 	return streamInput(func(w io.Writer) error { return arrowio.EncodeModelStream(w, m) })
 }
+
+// ONNX sends an ONNX model's bytes (a torch.onnx.export, the bytes of
+// Result.ONNX) as the file model.onnx, which convert converts and validate
+// runs in ONNX Runtime. The model must hold its initializers: an external
+// data file beside it is not sent (onnx.save_model with
+// save_as_external_data=False, or host.File on a shared volume).
+func ONNX(data []byte) Input { return Bytes("model.onnx", data) }
 
 // Dataset sends ds as an Arrow IPC stream (arrowio.EncodeDatasetStream
 // with opts: features as one fixed_size_list<float32> column by default,

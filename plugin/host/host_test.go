@@ -200,31 +200,39 @@ func TestStagesMatchCLI(t *testing.T) {
 			if s.name == "export" {
 				out = filepath.Dir(out)
 			}
-			for _, a := range res.Outputs {
-				want, err := os.ReadFile(filepath.Join(out, a.File))
-				if err != nil {
-					t.Fatalf("the CLI did not write %s: %v", a.File, err)
-				}
-				got := a.Data
-				if a.Encoding == plugin.EncodingArrowStream {
-					var file bytes.Buffer
-					if err := arrowio.StreamToFile(&file, bytes.NewReader(got), int64(len(got)), a.Name); err != nil {
-						t.Fatal(err)
-					}
-					got = file.Bytes()
-					if !bytes.Equal(got, want) {
-						t.Errorf("%s: the plugin's %d bytes differ from the CLI's %d", a.File, len(got), len(want))
-					}
-					continue
-				}
-				if g, w := normalise(t, a.File, got), normalise(t, a.File, want); g != w {
-					t.Errorf("%s differs from the CLI's:\n%s", a.File, firstDiff(g, w))
-				}
-			}
-			if a, ok := res.Output("report"); ok && !bytes.Equal(a.Data, res.JSON) {
-				t.Error("the result JSON is not the stage's JSON output")
-			}
+			matchesCLI(t, res, out)
 		})
+	}
+}
+
+// matchesCLI checks that every output of a streamed run is what the CLI
+// wrote into out: an Arrow stream framed as the CLI's file byte for byte,
+// any other file's bytes alike once normalised.
+func matchesCLI(t *testing.T, res host.Result, out string) {
+	t.Helper()
+	for _, a := range res.Outputs {
+		want, err := os.ReadFile(filepath.Join(out, a.File))
+		if err != nil {
+			t.Fatalf("the CLI did not write %s: %v", a.File, err)
+		}
+		got := a.Data
+		if a.Encoding == plugin.EncodingArrowStream {
+			var file bytes.Buffer
+			if err := arrowio.StreamToFile(&file, bytes.NewReader(got), int64(len(got)), a.Name); err != nil {
+				t.Fatal(err)
+			}
+			got = file.Bytes()
+			if !bytes.Equal(got, want) {
+				t.Errorf("%s: the plugin's %d bytes differ from the CLI's %d", a.File, len(got), len(want))
+			}
+			continue
+		}
+		if g, w := normalise(t, a.File, got), normalise(t, a.File, want); g != w {
+			t.Errorf("%s differs from the CLI's:\n%s", a.File, firstDiff(g, w))
+		}
+	}
+	if a, ok := res.Output("report"); ok && !bytes.Equal(a.Data, res.JSON) {
+		t.Error("the result JSON is not the stage's JSON output")
 	}
 }
 

@@ -1,0 +1,5 @@
+//go:build fftw
+
+package testbin
+
+func init() { backendTags = append(backendTags, "fftw") }

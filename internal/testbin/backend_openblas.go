@@ -1,0 +1,5 @@
+//go:build openblas
+
+package testbin
+
+func init() { backendTags = append(backendTags, "openblas") }
