@@ -45,13 +45,31 @@ func NetworkForward[T Float](net *Network[T], ws *Workspace[T]) ForwardFunc {
 // same seed, n and in give every model the same noise. f runs on chunks of
 // at most 256 rows.
 func PerturbationSensitivityOf(f ForwardFunc, in, c int, x []float64, n int, sigma, scale []float64, level float64, seed uint64) (Perturbation, error) {
+	ps, err := PerturbationSensitivitiesOf(f, in, c, x, nil, n, sigma, scale, []float64{level}, seed)
+	if err != nil {
+		return Perturbation{}, err
+	}
+	return ps[0], nil
+}
+
+// PerturbationSensitivitiesOf is PerturbationSensitivityOf at each of the
+// noise levels, with the same z_i for every level (each level's result
+// is the one PerturbationSensitivityOf gives alone, bit for bit): the
+// noise is drawn once per chunk of rows for all the levels, and f(x) too
+// unless clean holds it already (n x c, as f computes it on the chunks of
+// at most 256 rows from row 0 that this function runs; nil: computed).
+func PerturbationSensitivitiesOf(f ForwardFunc, in, c int, x, clean []float64, n int, sigma, scale []float64, levels []float64, seed uint64) ([]Perturbation, error) {
 	checkLen(x, n*in)
-	if len(sigma) != in || (scale != nil && len(scale) != in) {
+	if len(sigma) != in || (scale != nil && len(scale) != in) || (clean != nil && len(clean) != n*c) {
 		panic(ErrShape)
 	}
-	p := Perturbation{Ratio: make([]float64, n), Output: make([]float64, n), Flipped: make([]float64, n)}
+	ps := make([]Perturbation, len(levels))
+	for i := range ps {
+		ps[i] = Perturbation{Ratio: make([]float64, n), Output: make([]float64, n), Flipped: make([]float64, n)}
+	}
 	rng := rand.New(rand.NewPCG(seed, perturbStream))
 	m := min(metricChunk, n)
+	z := make([]float64, m*in)
 	xn := make([]float64, m*in)
 	dn := make([]float64, m)
 	y0 := make([]float64, m*c)
@@ -59,45 +77,54 @@ func PerturbationSensitivityOf(f ForwardFunc, in, c int, x []float64, n int, sig
 	for r0 := 0; r0 < n; r0 += metricChunk {
 		g := min(metricChunk, n-r0)
 		xs := x[r0*in : (r0+g)*in]
-		for e := range g {
-			var s float64
-			for k := range in {
-				d := level * sigma[k] * rng.NormFloat64()
-				s += d * d
-				if scale != nil {
-					d *= scale[k]
+		for i := range z[:g*in] {
+			z[i] = rng.NormFloat64()
+		}
+		a0 := y0[:g*c]
+		if clean != nil {
+			a0 = clean[r0*c : (r0+g)*c]
+		} else if err := f(a0, xs, g); err != nil {
+			return nil, err
+		}
+		for li, level := range levels {
+			p := &ps[li]
+			for e := range g {
+				var s float64
+				for k := range in {
+					d := level * sigma[k] * z[e*in+k]
+					s += d * d
+					if scale != nil {
+						d *= scale[k]
+					}
+					xn[e*in+k] = xs[e*in+k] + d
 				}
-				xn[e*in+k] = xs[e*in+k] + d
+				dn[e] = math.Sqrt(s)
 			}
-			dn[e] = math.Sqrt(s)
-		}
-		if err := f(y0[:g*c], xs, g); err != nil {
-			return Perturbation{}, err
-		}
-		if err := f(y1[:g*c], xn[:g*in], g); err != nil {
-			return Perturbation{}, err
-		}
-		for e := range g {
-			a, b := y0[e*c:(e+1)*c], y1[e*c:(e+1)*c]
-			var num, den float64
-			for k := range c {
-				d := b[k] - a[k]
-				num += d * d
-				den += a[k] * a[k]
+			if err := f(y1[:g*c], xn[:g*in], g); err != nil {
+				return nil, err
 			}
-			r := r0 + e
-			p.Output[r] = math.Sqrt(den)
-			if dn[e] == 0 {
-				p.Ratio[r] = math.NaN()
-			} else {
-				p.Ratio[r] = math.Sqrt(num) / dn[e]
-			}
-			if c > 1 && argmax(a) != argmax(b) {
-				p.Flipped[r] = 1
+			for e := range g {
+				a, b := a0[e*c:(e+1)*c], y1[e*c:(e+1)*c]
+				var num, den float64
+				for k := range c {
+					d := b[k] - a[k]
+					num += d * d
+					den += a[k] * a[k]
+				}
+				r := r0 + e
+				p.Output[r] = math.Sqrt(den)
+				if dn[e] == 0 {
+					p.Ratio[r] = math.NaN()
+				} else {
+					p.Ratio[r] = math.Sqrt(num) / dn[e]
+				}
+				if c > 1 && argmax(a) != argmax(b) {
+					p.Flipped[r] = 1
+				}
 			}
 		}
 	}
-	return p, nil
+	return ps, nil
 }
 
 // CentralJacobian estimates the Jacobian (c x in, row-major) of the model

@@ -2,7 +2,6 @@ package compute
 
 import (
 	"math"
-	"math/rand/v2"
 	"slices"
 
 	"gonum.org/v1/gonum/mat"
@@ -259,68 +258,6 @@ func score[T Float](net *Network[T], x, target []T, n int, ws *Workspace[T]) flo
 	return Mean(exampleScores(nil, net, x, target, n, ws))
 }
 
-// LayerRobustness measures how much the task score drops when one linear
-// layer's effective weight W = S + R is perturbed: for each linear layer
-// (in the order of LinearLayers) and each of draws draws, W is replaced by
-// the dense W + E with E = eps ||W||_F G / ||G||_F, G a matrix of
-// independent standard normals, the bias kept. drops[k][e] is the mean
-// over the draws of example e's score drop, clean minus perturbed, the
-// score of an example being 1 when its first largest logit is its class
-// (else 0) for a classifier, minus its squared error averaged over the
-// outputs for a regressor; the mean over the examples is the drop of
-// Score. A classifier's drops are multiples of 1/draws, so the layer's
-// mean drop resolves 1/(n draws). G is drawn from the PCG stream (seed, a
-// stream of the layer's position k and the draw r), so networks whose
-// layers have the same shapes get the same directions. net is not
-// modified (the perturbed layers live in a copy). Errors wrap ErrTarget.
-func LayerRobustness[T Float](net *Network[T], x, target []T, n int, eps float64, draws int, seed uint64, ws *Workspace[T]) (drops [][]float64, err error) {
-	checkLen(x, n*net.Inputs())
-	if err := net.CheckTargets(target, n); err != nil {
-		return nil, err
-	}
-	clean := exampleScores(nil, net, x, target, n, ws)
-	pert := make([]float64, n)
-	work := CloneNetwork(net)
-	for k, l := range LinearLayers(work) {
-		orig := work.Operator(l)
-		out, in := orig.Shape()
-		w := make([]float64, out*in)
-		orig.DenseTo(w)
-		wn := math.Sqrt(dot(w, w))
-		g := make([]float64, out*in)
-		noisy := make([]T, out*in)
-		row := make([]float64, n)
-		for r := range draws {
-			rng := rand.New(rand.NewPCG(seed, robustnessBase|uint64(k)<<20|uint64(r)))
-			for i := range g {
-				g[i] = rng.NormFloat64()
-			}
-			s := 0.0
-			if gn := math.Sqrt(dot(g, g)); gn > 0 {
-				s = eps * wn / gn
-			}
-			for i := range w {
-				noisy[i] = T(w[i] + s*g[i])
-			}
-			if err := work.SetOperator(l, NewDenseOp(out, in, noisy)); err != nil {
-				panic(err) // same shape: cannot fail
-			}
-			pert = exampleScores(pert, work, x, target, n, ws)
-			for e := range n {
-				row[e] += clean[e] - pert[e]
-			}
-		}
-		for e := range row {
-			row[e] /= float64(max(draws, 1))
-		}
-		if err := work.SetOperator(l, orig); err != nil {
-			panic(err)
-		}
-		drops = append(drops, row)
-	}
-	return drops, nil
-}
-
 // exampleScores sets dst (allocated when short) to each example's score
 // (see LayerRobustness).
 func exampleScores[T Float](dst []float64, net *Network[T], x, target []T, n int, ws *Workspace[T]) []float64 {
@@ -329,28 +266,39 @@ func exampleScores[T Float](dst []float64, net *Network[T], x, target []T, n int
 		dst = make([]float64, n)
 	}
 	dst = dst[:n]
+	tw := 1
+	if net.spec.Task == TaskRegression {
+		tw = c
+	}
 	y := make([]T, min(metricChunk, max(n, 1))*c)
 	for r0 := 0; r0 < n; r0 += metricChunk {
 		g := min(metricChunk, n-r0)
 		net.Forward(y[:g*c], x[r0*in:(r0+g)*in], g, ws)
-		for e := range g {
-			yr := y[e*c : (e+1)*c]
-			if net.spec.Task == TaskClassification {
-				dst[r0+e] = 0
-				if argmax(yr) == int(target[r0+e]) {
-					dst[r0+e] = 1
-				}
-				continue
-			}
-			var se float64
-			for k, v := range yr {
-				d := float64(v) - float64(target[(r0+e)*c+k])
-				se += d * d
-			}
-			dst[r0+e] = -se / float64(c)
-		}
+		scoreRows(dst[r0:r0+g], net, y[:g*c], target[r0*tw:(r0+g)*tw])
 	}
 	return dst
+}
+
+// scoreRows sets dst[e] to the score of the outputs y (len(dst) rows) for
+// their targets (see LayerRobustness).
+func scoreRows[T Float](dst []float64, net *Network[T], y, target []T) {
+	c := net.Outputs()
+	for e := range dst {
+		yr := y[e*c : (e+1)*c]
+		if net.spec.Task == TaskClassification {
+			dst[e] = 0
+			if argmax(yr) == int(target[e]) {
+				dst[e] = 1
+			}
+			continue
+		}
+		var se float64
+		for k, v := range yr {
+			d := float64(v) - float64(target[e*c+k])
+			se += d * d
+		}
+		dst[e] = -se / float64(c)
+	}
 }
 
 // ResidualShares returns, for each linear layer in the order of

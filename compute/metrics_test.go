@@ -253,7 +253,7 @@ func TestLayerRobustnessScaling(t *testing.T) {
 		}
 	}
 	eps := 0.1
-	drops, err := LayerRobustness(net, x, target, in, eps, 5, 1, nil)
+	drops, err := LayerRobustness(net, x, target, nil, in, eps, 5, 1, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,7 +269,7 @@ func TestLayerRobustnessScaling(t *testing.T) {
 	}
 	// eps 0 changes nothing; the network itself is never modified.
 	before := append([]float64(nil), net.Params()[0].Data...)
-	zero, _ := LayerRobustness(net, x, target, in, 0, 2, 1, nil)
+	zero, _ := LayerRobustness(net, x, target, nil, in, 0, 2, 1, nil)
 	for _, d := range zero[0] {
 		if d != 0 {
 			t.Errorf("eps 0: drops %v, want 0", zero[0])
@@ -293,7 +293,7 @@ func TestLayerRobustnessResolution(t *testing.T) {
 	for i := range y {
 		y[i] = float64(i % 3)
 	}
-	drops, err := LayerRobustness(net, x, y, n, 0.8, draws, 4, nil)
+	drops, err := LayerRobustness(net, x, y, nil, n, 0.8, draws, 4, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

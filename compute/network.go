@@ -469,12 +469,25 @@ func normStats[T Float](x []T) (mean, rstd float64) {
 func (net *Network[T]) Forward(y, x []T, n int, ws *Workspace[T]) {
 	checkLen(x, n*net.Inputs())
 	checkLen(y, n*net.Outputs())
+	net.forwardFrom(0, y, x, n, ws, nil)
+}
+
+// forwardFrom runs layers lo, lo+1, ... on x (n rows of layer lo's input
+// width) and sets y (n x Outputs) to the last one's output. Each layer
+// computes exactly what it computes in Forward on the same rows, so a
+// forward that starts from a layer's saved input gives Forward's bits.
+// seen, when not nil, is called with every layer l >= lo and its input
+// (n rows, valid until the call returns). x must not alias y.
+func (net *Network[T]) forwardFrom(lo int, y, x []T, n int, ws *Workspace[T], seen func(l int, in []T)) {
 	mark := ws.mark()
 	defer ws.release(mark)
 	bufs := [2][]T{ws.take(n * net.maxWidth), ws.take(n * net.maxWidth)}
 	cur := x
 	last := len(net.layers) - 1
-	for l := range net.layers {
+	for l := lo; l <= last; l++ {
+		if seen != nil {
+			seen(l, cur[:n*net.layers[l].in])
+		}
 		dst := bufs[l%2]
 		if l == last {
 			dst = y
@@ -858,10 +871,20 @@ func normBackward[T Float](dst, d, x, g, gg, gs []T, n int) {
 	}
 }
 
-// effectiveGradNorm returns ||dY^T X||_F for dY n x out and X n x in.
+// effectiveGradNorm returns ||dY^T X||_F for dY n x out and X n x in:
+// for a batch of fewer than out in / (out + in) rows as
+// sqrt(<dY dY^T, X X^T>_F), the same value from two n x n Gram matrices
+// (2 n^2 (out + in) flops instead of 2 n out in; the rounding differs),
+// else from dY^T X itself.
 func effectiveGradNorm[T Float](dy, x []T, n, out, in int, ws *Workspace[T]) float64 {
 	mark := ws.mark()
 	defer ws.release(mark)
+	if n*(out+in) < out*in {
+		a, b := ws.take(n*n), ws.take(n*n)
+		gemm(false, true, n, n, out, 1, dy, out, dy, out, 0, a, n)
+		gemm(false, true, n, n, in, 1, x, in, x, in, 0, b, n)
+		return math.Sqrt(max(dot(a, b), 0))
+	}
 	g := ws.take(out * in)
 	gemm(true, false, out, in, n, 1, dy, out, x, in, 0, g, in)
 	return math.Sqrt(dot(g, g))

@@ -89,3 +89,18 @@ func parallelFor(k, n int, blas bool, body func(lo, hi int)) {
 		panic(panicked)
 	}
 }
+
+// SerialBLAS limits every BLAS call of the process to one thread until
+// the returned function is called (once; later calls do nothing): for a
+// caller that runs BLAS on one goroutine per core, where a multi-threaded
+// BLAS would put several threads on every core that wait for each other.
+// Regions nest and may be open on several goroutines at once; the thread
+// count comes back when the last one closes. A no-op for gonum, whose
+// calls are single-threaded. OpenBLAS's bits can depend on its thread
+// count (a 256 x 1024 x 784 product differs in the last bit of most
+// entries between one thread and two), so work done inside a region also
+// gives the same bits on machines with any number of cores.
+func SerialBLAS() (done func()) {
+	enterSerialBLAS()
+	return sync.OnceFunc(exitSerialBLAS)
+}

@@ -3,6 +3,7 @@ package compute
 import (
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 )
 
@@ -105,25 +106,45 @@ const bootstrapStream uint64 = 0xB0075_75A9
 // stream (seed, a fixed stream) with a fixed bounded-integer rule
 // (Lemire's multiply-shift on 32 random bits), so a seed gives the same
 // resamples on every machine and for every statistic: computing two
-// statistics with one seed resamples the same examples for both. idx is
-// reused between calls of stat. The interval is NaN when n or reps is
+// statistics with one seed resamples the same examples for both. stat is
+// called from up to GOMAXPROCS goroutines at once, each call with its own
+// idx, which stat must not keep or modify; the interval does not depend
+// on the number of goroutines. The interval is NaN when n or reps is
 // below 1, or when stat returns NaN for any resample.
 func BootstrapCI(n, reps int, level float64, seed uint64, stat func(idx []int) float64) (lo, hi float64) {
 	if n < 1 || reps < 1 {
 		return math.NaN(), math.NaN()
 	}
 	rng := rand.NewPCG(seed, bootstrapStream)
-	idx := make([]int, n)
+	workers := 1
+	if float64(n)*float64(reps) >= parallelMinWork {
+		workers = max(1, min(runtime.GOMAXPROCS(0), reps))
+	}
+	// Rounds of up to batch resamples: drawn in order, then evaluated
+	// by the workers.
+	batch := min(reps, 8*workers)
+	idx := make([]int, batch*n)
 	vals := make([]float64, reps)
-	for r := range vals {
-		for i := range idx {
+	for r0 := 0; r0 < reps; r0 += batch {
+		g := min(batch, reps-r0)
+		for i := range idx[:g*n] {
 			idx[i] = int((rng.Uint64() >> 32) * uint64(n) >> 32)
 		}
-		v := stat(idx)
+		eval := func(lo, hi int) {
+			for j := lo; j < hi; j++ {
+				vals[r0+j] = stat(idx[j*n : (j+1)*n : (j+1)*n])
+			}
+		}
+		if k := min(workers, g); k > 1 {
+			parallelFor(k, g, false, eval)
+		} else {
+			eval(0, g)
+		}
+	}
+	for _, v := range vals {
 		if math.IsNaN(v) {
 			return math.NaN(), math.NaN()
 		}
-		vals[r] = v
 	}
 	slices.Sort(vals)
 	return Quantile(vals, (1-level)/2), Quantile(vals, (1+level)/2)

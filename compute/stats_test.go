@@ -4,6 +4,8 @@ import (
 	"math"
 	"math/big"
 	"math/rand/v2"
+	"runtime"
+	"sync/atomic"
 	"testing"
 )
 
@@ -176,17 +178,56 @@ func TestBootstrapDeterministicAndDegenerate(t *testing.T) {
 	}
 	// The index draws are uniform: over many resamples of 4 items each
 	// index is drawn about a quarter of the time.
-	counts := make([]int, 4)
+	counts := make([]atomic.Int64, 4)
 	BootstrapCI(4, 20000, 0.95, 5, func(idx []int) float64 {
 		for _, i := range idx {
-			counts[i]++
+			counts[i].Add(1)
 		}
 		return 0
 	})
-	for i, c := range counts {
-		if f := float64(c) / 80000; math.Abs(f-0.25) > 0.01 {
+	for i := range counts {
+		if f := float64(counts[i].Load()) / 80000; math.Abs(f-0.25) > 0.01 {
 			t.Errorf("index %d drawn with frequency %.4f, want 0.25", i, f)
 		}
+	}
+}
+
+// TestBootstrapWorkers: the interval of a statistic large enough to be
+// evaluated on several goroutines is the same on one, and a NaN on any
+// resample still makes it NaN.
+func TestBootstrapWorkers(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	n, reps := 3000, 700 // n reps above parallelMinWork
+	v := make([]float64, n)
+	for i := range v {
+		v[i] = rng.ExpFloat64()
+	}
+	mean := func(idx []int) float64 {
+		var s float64
+		for _, i := range idx {
+			s += v[i]
+		}
+		return s / float64(len(idx))
+	}
+	calls := atomic.Int64{}
+	withNaN := func(idx []int) float64 {
+		if calls.Add(1) == 500 {
+			return math.NaN()
+		}
+		return mean(idx)
+	}
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	var got [2][2]float64
+	for k, procs := range []int{1, 4} {
+		runtime.GOMAXPROCS(procs)
+		got[k][0], got[k][1] = BootstrapCI(n, reps, 0.95, 11, mean)
+		calls.Store(0)
+		if lo, hi := BootstrapCI(n, reps, 0.95, 11, withNaN); !math.IsNaN(lo) || !math.IsNaN(hi) {
+			t.Errorf("GOMAXPROCS %d: a NaN resample gave [%v, %v]", procs, lo, hi)
+		}
+	}
+	if got[0] != got[1] || !(got[0][0] < got[0][1]) {
+		t.Errorf("interval [%v, %v] on one goroutine, [%v, %v] on four", got[0][0], got[0][1], got[1][0], got[1][1])
 	}
 }
 

@@ -132,9 +132,9 @@ type validateRun struct {
 }
 
 // loadModels reads the models, puts the data into each one's input space
-// and checks that they fit each other and the data. In the models mode
-// it also computes their outputs; in the logits mode (weightsOnly) the
-// models are read for their weights only.
+// and checks that they fit each other and the data (evaluateModels
+// computes their outputs). In the logits mode (weightsOnly) the models
+// are read for their weights only.
 func (r *validateRun) loadModels(weightsOnly bool) error {
 	paths := [3]string{r.cfg.Baseline, r.cfg.Candidate, r.cfg.Control}
 	ins := [3]**provenance.File{&r.res.Inputs.Baseline, &r.res.Inputs.Candidate, &r.res.Inputs.Control}
@@ -189,20 +189,7 @@ func (r *validateRun) loadModels(weightsOnly bool) error {
 	}
 	b := r.models[sideBaseline]
 	r.task, r.c = b.task, b.outputs
-	if err := r.checkLabels(); err != nil {
-		return err
-	}
-	for s, m := range r.models {
-		if m == nil {
-			continue
-		}
-		y, err := m.outputsOf(r.ds.N)
-		if err != nil {
-			return ortErr(m.path, err)
-		}
-		r.logits[s] = y
-	}
-	return nil
+	return r.checkLabels()
 }
 
 // checkLabels checks the data's targets against the task and the outputs.
@@ -309,8 +296,11 @@ func (r *validateRun) loadTrainLogs() error {
 	return nil
 }
 
-// evaluateModels computes the model metrics of each model, the models in
-// parallel, then times them together (models mode). In the logits mode
+// evaluateModels computes the outputs and the model metrics of each
+// model, the models in parallel, each with one BLAS thread (so that the
+// bits do not depend on the machine's core count either: OpenBLAS sums
+// some products in an order that depends on its thread count), then times
+// them together (models mode). In the logits mode
 // only the weights of the models given beside the logits are read.
 func (r *validateRun) evaluateModels(ctx context.Context) error {
 	if r.res.Mode == validation.ModeLogits {
@@ -349,8 +339,9 @@ func (r *validateRun) evaluateModels(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer compute.SerialBLAS()()
 			t0 := time.Now()
-			r.evals[s], errs[s] = r.evaluateModel(ctx, m)
+			r.evals[s], errs[s] = r.evaluateModel(ctx, s, m)
 			if errs[s] != nil {
 				errs[s] = ortErr(m.path, errs[s])
 			}

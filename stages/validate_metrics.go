@@ -65,16 +65,21 @@ func (r *validateRun) jacobianViews(m *valModel) []compute.JacobianView {
 	}
 }
 
-// evaluateModel computes the model metrics of one model on the data.
-func (r *validateRun) evaluateModel(ctx context.Context, m *valModel) (*sideEval, error) {
+// evaluateModel computes the outputs (r.logits[s]) and the model metrics
+// of the model m of side s on the data.
+func (r *validateRun) evaluateModel(ctx context.Context, s int, m *valModel) (*sideEval, error) {
 	n := r.ds.N
+	y, err := m.outputsOf(n)
+	if err != nil {
+		return nil, err
+	}
+	r.logits[s] = y
 	e := weightEval(m)
 
 	xs := make([]float64, len(r.jacIdx)*m.inputs)
 	for k, i := range r.jacIdx {
 		copy(xs[k*m.inputs:(k+1)*m.inputs], m.x[i*m.inputs:(i+1)*m.inputs])
 	}
-	var err error
 	e.jac, err = m.jacobians(xs, len(r.jacIdx), r.jacobianViews(m))
 	noInput := errors.Is(err, errNoDerivative)
 	switch {
@@ -89,15 +94,11 @@ func (r *validateRun) evaluateModel(ctx context.Context, m *valModel) (*sideEval
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	for _, level := range r.cfg.Noise {
-		if noInput {
-			break
-		}
-		p, err := compute.PerturbationSensitivityOf(m.forward(), m.inputs, m.outputs, m.x, n, r.sigma, m.rawScale, level, r.cfg.Seed)
+	if !noInput {
+		e.pert, err = compute.PerturbationSensitivitiesOf(m.forward(), m.inputs, m.outputs, m.x, m.chunkedOutputs(y), n, r.sigma, m.rawScale, r.cfg.Noise, r.cfg.Seed)
 		if err != nil {
 			return nil, err
 		}
-		e.pert = append(e.pert, p)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -123,7 +124,7 @@ func (r *validateRun) evaluateModel(ctx context.Context, m *valModel) (*sideEval
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	e.drops, err = compute.LayerRobustness(net, m.x, r.ds.Y, n, r.cfg.RobustnessEps, r.cfg.RobustnessDraws, r.cfg.Seed, ws)
+	e.drops, err = compute.LayerRobustness(net, m.x, r.ds.Y, m.chunkedOutputs(y), n, r.cfg.RobustnessEps, r.cfg.RobustnessDraws, r.cfg.Seed, ws)
 	if err != nil {
 		return nil, inputerr.Errorf("%s: %w", r.cfg.Data, err)
 	}
@@ -177,8 +178,32 @@ func finiteAt(v []float64, idx []int) []float64 {
 }
 
 // meanAt returns the mean of v over idx (all of v when idx is nil),
-// skipping NaN values; NaN when none is left.
-func meanAt(v []float64, idx []int) float64 { return compute.Mean(finiteAt(v, idx)) }
+// skipping NaN values; NaN when none is left. It sums in the order of
+// idx, as compute.Mean of finiteAt's values does, without their copy (the
+// bootstrap calls it for every resample).
+func meanAt(v []float64, idx []int) float64 {
+	var s float64
+	k := 0
+	if idx == nil {
+		for _, x := range v {
+			if !math.IsNaN(x) {
+				s += x
+				k++
+			}
+		}
+	} else {
+		for _, i := range idx {
+			if x := v[i]; !math.IsNaN(x) {
+				s += x
+				k++
+			}
+		}
+	}
+	if k == 0 {
+		return math.NaN()
+	}
+	return s / float64(k)
+}
 
 // medianAt returns the median of v over idx (all of v when idx is nil),
 // skipping NaN values (an input whose Jacobian could not be trusted); NaN

@@ -144,6 +144,18 @@ func (m *valModel) outputsOf(n int) ([]float64, error) {
 	return y, nil
 }
 
+// chunkedOutputs returns y, the model's outputs on its data, when its
+// forward pass gives every row the same bits on any chunk of rows (an MLP:
+// compute.NetworkForward runs chunks of its own), so that a metric may
+// reuse them; nil otherwise (ONNX Runtime may compute a row differently
+// in another batch).
+func (m *valModel) chunkedOutputs(y []float64) []float64 {
+	if m.onnx != nil {
+		return nil
+	}
+	return y
+}
+
 // jacobianNote says how the Jacobian of each kind of model is computed.
 func (m *valModel) jacobianNote() string {
 	if m.onnx != nil {
