@@ -118,10 +118,15 @@ func renderReading(b *bytes.Buffer, d *doc) {
 			p("---|---|")
 		}
 		p("\n")
-		for i := range d.Sets[0].Res.Candidates {
-			p("| %s |", rowName(d, i))
-			for _, ds := range d.Sets {
+		for _, r := range d.rows() {
+			p("| %s |", r.name(d))
+			for k, ds := range d.Sets {
+				i := r.At[k]
 				for _, s := range []side{vsBaseline, vsControl} {
+					if i < 0 {
+						p(" not tried |")
+						continue
+					}
 					if s == vsControl && !ds.Res.Config.Control {
 						p(" - (no control) |")
 						continue
@@ -221,6 +226,59 @@ func renderClosing(b *bytes.Buffer, d *doc, tallies []tally) {
 		lead = "only " + joinAnd(most) + " held for most pairs against both references"
 	}
 	fmt.Fprintf(b, "Beyond accuracy, %s (pairs against the baseline / the control): %s.\n", lead, joinAnd(counts))
+	renderChange(b, d)
+}
+
+// largeRows is the size from which a data set counts as real-size in the
+// closing note: at least this many rows, train and test.
+const largeRows = 10000
+
+// large reports whether ds is a real-size data set or a PyTorch
+// architecture: what the reading on the small data sets is compared with.
+func (ds *dataSet) large() bool {
+	s := ds.Res.Seeds[0].Data
+	return ds.Torch != nil || s.TrainRows+s.TestRows >= largeRows
+}
+
+// renderChange writes, when the document has both, what the real-size
+// data sets and the PyTorch architectures changed in the reading of the
+// small data sets: two sentences from the tallies of each group.
+func renderChange(b *bytes.Buffer, d *doc) {
+	var small, large doc
+	for _, ds := range d.Sets {
+		if ds.large() {
+			large.Sets = append(large.Sets, ds)
+		} else {
+			small.Sets = append(small.Sets, ds)
+		}
+	}
+	if len(small.Sets) == 0 || len(large.Sets) == 0 {
+		return
+	}
+	names := func(g *doc) string {
+		var n []string
+		for _, ds := range g.Sets {
+			n = append(n, ds.Name)
+		}
+		return joinAnd(n)
+	}
+	share := func(t tally, s side, v verdict) string {
+		return fmt.Sprintf("%d of %d", t.count[s][v], t.pairs)
+	}
+	acc := [2]tally{tallyClaim(&small, claims[0]), tallyClaim(&large, claims[0])}
+	fmt.Fprintf(b, "\nWhat changed in the reading: on %s, S + R kept accuracy for %s pairs against the baseline and %s against the control (on %s: %s and %s), and lost it for %s and %s (%s and %s). ",
+		names(&large), share(acc[1], vsBaseline, holds), share(acc[1], vsControl, holds), names(&small),
+		share(acc[0], vsBaseline, holds), share(acc[0], vsControl, holds),
+		share(acc[1], vsBaseline, contradicted), share(acc[1], vsControl, contradicted),
+		share(acc[0], vsBaseline, contradicted), share(acc[0], vsControl, contradicted))
+	var parts []string
+	for _, cl := range claims[1:] {
+		t := [2]tally{tallyClaim(&small, cl), tallyClaim(&large, cl)}
+		parts = append(parts, fmt.Sprintf("%s held for %s / %s and was contradicted for %s / %s (small data sets: held %s / %s, contradicted %s / %s)",
+			cl.topic, share(t[1], vsBaseline, holds), share(t[1], vsControl, holds), share(t[1], vsBaseline, contradicted), share(t[1], vsControl, contradicted),
+			share(t[0], vsBaseline, holds), share(t[0], vsControl, holds), share(t[0], vsBaseline, contradicted), share(t[0], vsControl, contradicted)))
+	}
+	fmt.Fprintf(b, "Beyond accuracy, on the larger data set and architectures (pairs against the baseline / the control; measures validate cannot take on an ONNX model count as no clear effect) %s.\n", joinAnd(parts))
 }
 
 func plural(n int, what string) string {
