@@ -58,6 +58,7 @@ type torchRun struct {
 	Epochs          int
 	LR              float64
 	BaselineSeconds []float64 `json:"baseline_seconds"`
+	Validate        []string
 	Steps           map[string][]struct {
 		Convert, Loop, Validate float64
 	}

@@ -208,7 +208,7 @@ func renderProtocol(b *bytes.Buffer, d *doc) {
 	})
 	row("validate", func(ds *dataSet) string {
 		if ds.Torch != nil {
-			return "validate's defaults on the three ONNX files in ONNX Runtime (forward passes only: no gradients, layer perturbations or learning-rate sweep)"
+			return "validate on the three ONNX files in ONNX Runtime, its defaults but `" + strings.Join(ds.Torch.Validate, " ") + "` (forward passes only: no gradients, layer perturbations or learning-rate sweep)"
 		}
 		v := ds.Res.Config.Validate
 		return fmt.Sprintf("%d bootstrap resamples; noise %s of each feature's std (headline the middle level); robustness eps %g, %d draws; Jacobian at up to %d inputs; gradients in batches of %d rows; latency %d runs",
@@ -267,8 +267,11 @@ func convertText(c *stages.SweepCandidateResult) string {
 	if v.Structure == "orthogonal" {
 		s += map[bool]string{true: ", retraction on", false: ", retraction off"}[c.Retract]
 	}
-	if v.Structure == "auto" {
+	switch {
+	case v.Structure == "auto" && v.ModelBudget > 0:
 		s = fmt.Sprintf("auto per layer, whole-model budget %g%% of the dense parameters (families %s)", 100*v.ModelBudget, strings.Join(v.AutoFamilies, ", "))
+	case v.Structure == "auto" && v.ParamBudget > 0:
+		s = fmt.Sprintf("auto per layer, lowest weight error within %g%% of each layer's dense parameters (families %s)", 100*v.ParamBudget, strings.Join(v.AutoFamilies, ", "))
 	}
 	if v.Calibration != "" {
 		fit := v.CalibrationFit

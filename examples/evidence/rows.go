@@ -19,7 +19,7 @@ type row struct {
 // rowKey identifies a candidate across data sets by its conversion: the
 // trunk family, its blocks (monarch, blockdiag), the residual and its
 // rank, the retraction, whether the conversion is data-aware and how, and
-// the whole-model budget. The low-rank trunk's rank is left out: each data
+// the whole-model and per-layer parameter budgets. The low-rank trunk's rank is left out: each data
 // set scales it to its width.
 func rowKey(c *stages.SweepCandidateResult) string {
 	v := c.Convert
@@ -35,7 +35,7 @@ func rowKey(c *stages.SweepCandidateResult) string {
 	if v.Calibration != "" {
 		fit = "calibrated:" + v.CalibrationFit
 	}
-	return fmt.Sprintf("%s/b%d/%s%d/retract=%t/%s/budget=%g", v.Structure, blocks, residual, rank, c.Retract, fit, v.ModelBudget)
+	return fmt.Sprintf("%s/b%d/%s%d/retract=%t/%s/budget=%g,%g", v.Structure, blocks, residual, rank, c.Retract, fit, v.ModelBudget, v.ParamBudget)
 }
 
 // rows lists every conversion any data set tried, in the order the data

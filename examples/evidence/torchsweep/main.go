@@ -77,6 +77,16 @@ func lowrank(rank int, extra ...string) candidate {
 		stages.ConvertConfig{Structure: "lowrank", Rank: rank, Residual: "lowrank", ResidualRank: 4}}
 }
 
+// validate's settings on the PyTorch path: the MLP sweeps' 10 timing
+// rounds, and the Jacobian at 16 inputs instead of 64: on ONNX Runtime it
+// is taken by finite differences, 2 x 784 forward passes an input, and on
+// these ReLU and max-pool models validate finds it unreliable (kinks
+// within the step) at almost every input anyway.
+const (
+	latencyRuns     = 10
+	jacobianSamples = 16
+)
+
 // torchResult is OUT/torch.json.
 type torchResult struct {
 	Command        string      `json:"command"`
@@ -86,6 +96,8 @@ type torchResult struct {
 	Epochs         int         `json:"epochs"`
 	LR             float64     `json:"lr"`
 	Candidates     []candidate `json:"candidates"`
+	// Validate lists the flags validate ran with beyond its defaults.
+	Validate []string `json:"validate"`
 	// BaselineSeconds is the dense training's wall time per seed.
 	BaselineSeconds []float64 `json:"baseline_seconds"`
 	// Steps holds, per candidate and seed, the wall time of each step.
@@ -120,8 +132,8 @@ func main() {
 	flag.StringVar(&o.strata, "strata", "bin/strata", "the strata binary (built with -tags onnxruntime)")
 	flag.StringVar(&o.python, "python", "/usr/bin/python3", "Python with torch and onnx (Debian's python3-torch, python3-onnx)")
 	flag.StringVar(&o.source, "source", "MNIST (Yann LeCun and Corinna Cortes, CC BY-SA 3.0)", "the data's description")
-	flag.IntVar(&o.baselineEpochs, "baseline-epochs", 3, "epochs of the dense classifier's training")
-	flag.IntVar(&o.epochs, "epochs", 2, "epochs of the candidate's and the control's fine-tuning")
+	flag.IntVar(&o.baselineEpochs, "baseline-epochs", 2, "epochs of the dense classifier's training")
+	flag.IntVar(&o.epochs, "epochs", 1, "epochs of the candidate's and the control's fine-tuning")
 	flag.Float64Var(&o.lr, "lr", 1e-3, "learning rate of every training")
 	flag.Parse()
 	var err error
@@ -150,7 +162,8 @@ func run(o options, command string) error {
 	models := filepath.Join(here, "mnist_models.py")
 	loop := filepath.Join(here, "..", "pytorch", "finetune_loop.py")
 	tr := torchResult{Command: command, Class: o.class, Shape: cl.shape, BaselineEpochs: o.baselineEpochs, Epochs: o.epochs, LR: o.lr,
-		Candidates: cl.candidates, Steps: map[string][]stepTimes{}}
+		Candidates: cl.candidates, Steps: map[string][]stepTimes{},
+		Validate: []string{"--latency-runs", strconv.Itoa(latencyRuns), "--max-jacobian-samples", strconv.Itoa(jacobianSamples)}}
 	res := &stages.SweepResult{SchemaVersion: stages.SweepSchemaVersion}
 	res.Config.Model = fmt.Sprintf("PyTorch %s (examples/evidence/mnist_models.py)", o.class)
 	res.Config.Control = true
@@ -199,7 +212,8 @@ func run(o options, command string) error {
 			}
 			onnx := func(n string) string { return filepath.Join(tuned, n+".onnx") }
 			if st.Validate, err = timed(o.strata, "validate", "--baseline", onnx("baseline"), "--candidate", onnx("candidate"),
-				"--control", onnx("control"), "--data", o.test, "--out", val, "--seed", s); err != nil {
+				"--control", onnx("control"), "--data", o.test, "--out", val, "--seed", s,
+				"--latency-runs", strconv.Itoa(latencyRuns), "--max-jacobian-samples", strconv.Itoa(jacobianSamples)); err != nil {
 				return err
 			}
 			v, _, err := validation.Read(filepath.Join(val, validation.FileName))
