@@ -71,11 +71,10 @@ func tallyClaim(d *doc, cl claim) tally {
 // closing note.
 func renderReading(b *bytes.Buffer, d *doc) {
 	p := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
-	n := d.Sets[0].Res.Candidates[0].Metrics[0].Runs
 	p("## A plain reading\n\n")
 	p("The verdicts below are computed from the tables by these criteria, set out with the evidence sweeps and fixed before ")
 	p("the five-seed sweeps were looked at. For a ")
-	p("candidate on a data set against a reference, with n seeds (here %d) and a quorum q = ceil(3n/5) (here %d), ", n, quorum(n))
+	p("candidate on a data set against a reference, with n seeds (here %s) and a quorum q = ceil(3n/5) (%s), ", seedCounts(d), quorums(d))
 	p("D the mean difference candidate - reference, and B / W the seeds significantly better / worse for the ")
 	p("candidate (the [B/W] of the tables):\n\n")
 	p("- **keeps accuracy** holds when D >= -%s and W = 0 (no seed significantly worse); it is ", plural(int(100*accuracyMargin), "point"))
@@ -201,11 +200,10 @@ func renderClosing(b *bytes.Buffer, d *doc, tallies []tally) {
 	for _, ds := range d.Sets {
 		names = append(names, ds.Name)
 	}
-	seeds := len(d.Sets[0].Res.Seeds)
 	acc := tallies[0]
 	fmt.Fprintf(b, "### Closing note\n\n")
-	fmt.Fprintf(b, "On %s (%s each), S + R kept accuracy (within %g point of the reference, no seed significantly worse) for %d of %d candidate-data-set pairs against the dense baseline and %d against the equal-budget control, and clearly lost it for %d and %d. ",
-		joinAnd(names), plural(seeds, "seed"), 100*accuracyMargin, acc.count[vsBaseline][holds], acc.pairs, acc.count[vsControl][holds],
+	fmt.Fprintf(b, "On %s (%s), S + R kept accuracy (within %g point of the reference, no seed significantly worse) for %d of %d candidate-data-set pairs against the dense baseline and %d against the equal-budget control, and clearly lost it for %d and %d. ",
+		joinAnd(names), seedCounts(d), 100*accuracyMargin, acc.count[vsBaseline][holds], acc.pairs, acc.count[vsControl][holds],
 		acc.count[vsBaseline][contradicted], acc.count[vsControl][contradicted])
 	var most, counts []string
 	for k, cl := range claims[1:] {
@@ -279,6 +277,39 @@ func renderChange(b *bytes.Buffer, d *doc) {
 			share(t[0], vsBaseline, holds), share(t[0], vsControl, holds), share(t[0], vsBaseline, contradicted), share(t[0], vsControl, contradicted)))
 	}
 	fmt.Fprintf(b, "Beyond accuracy, on the larger data set and architectures (pairs against the baseline / the control; measures validate cannot take on an ONNX model count as no clear effect) %s.\n", joinAnd(parts))
+}
+
+// seedCounts says how many seeds the data sets ran: "5 seeds each", or
+// per data set when they differ.
+func seedCounts(d *doc) string {
+	return perSet(d, func(ds *dataSet) string { return plural(len(ds.Res.Seeds), "seed") })
+}
+
+// quorums says the quorum of each seed count, as seedCounts does.
+func quorums(d *doc) string {
+	return perSet(d, func(ds *dataSet) string { return fmt.Sprintf("q = %d", quorum(len(ds.Res.Seeds))) })
+}
+
+// perSet is f's value for every data set: "V each" when they agree, else
+// "V on A and B, W on C" in the order the values first occur.
+func perSet(d *doc, f func(*dataSet) string) string {
+	var vals []string
+	on := map[string][]string{}
+	for _, ds := range d.Sets {
+		v := f(ds)
+		if _, ok := on[v]; !ok {
+			vals = append(vals, v)
+		}
+		on[v] = append(on[v], ds.Name)
+	}
+	if len(vals) == 1 {
+		return vals[0] + " each"
+	}
+	parts := make([]string, len(vals))
+	for i, v := range vals {
+		parts[i] = v + " on " + joinAnd(on[v])
+	}
+	return strings.Join(parts, ", ")
 }
 
 func plural(n int, what string) string {
