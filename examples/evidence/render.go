@@ -183,13 +183,13 @@ func renderProtocol(b *bytes.Buffer, d *doc) {
 	})
 	row("baseline training", func(ds *dataSet) string {
 		if t := ds.Torch; t != nil {
-			return fmt.Sprintf("PyTorch, Adam, lr %g (constant), batch 64, %d epochs, no validation split", t.LR, t.BaselineEpochs)
+			return fmt.Sprintf("PyTorch, Adam, lr %g (constant), batch 64, %s, no validation split", t.LR, plural(t.BaselineEpochs, "epoch"))
 		}
 		return training(ds.Res.Config.Baseline)
 	})
 	row("fine-tuning (candidates, control, each lr run)", func(ds *dataSet) string {
 		if t := ds.Torch; t != nil {
-			return fmt.Sprintf("examples/pytorch/finetune_loop.py: Adam, lr %g (constant), batch 64, %d epochs, every parameter trained (the S + R factors and the layers left dense)", t.LR, t.Epochs)
+			return fmt.Sprintf("examples/pytorch/finetune_loop.py: Adam, lr %g (constant), batch 64, %s, every parameter trained (the S + R factors and the layers left dense)", t.LR, plural(t.Epochs, "epoch"))
 		}
 		return training(ds.Res.Config.Finetune)
 	})
@@ -209,7 +209,11 @@ func renderProtocol(b *bytes.Buffer, d *doc) {
 	})
 	row("validate", func(ds *dataSet) string {
 		if ds.Torch != nil {
-			return "validate on the three ONNX files in ONNX Runtime, its defaults but `" + strings.Join(ds.Torch.Validate, " ") + "` (forward passes only: no gradients, layer perturbations or learning-rate sweep)"
+			flags := "its defaults"
+			if len(ds.Torch.Validate) > 0 {
+				flags += " but `" + strings.Join(ds.Torch.Validate, " ") + "`"
+			}
+			return "validate on the three ONNX files in ONNX Runtime, " + flags + " (forward passes only: no gradients, layer perturbations or learning-rate sweep)"
 		}
 		v := ds.Res.Config.Validate
 		return fmt.Sprintf("%d bootstrap resamples; noise %s of each feature's std (headline the middle level); robustness eps %g, %d draws; Jacobian at up to %d inputs; gradients in batches of %d rows; latency %d runs",
@@ -268,11 +272,15 @@ func convertText(c *stages.SweepCandidateResult) string {
 	if v.Structure == "orthogonal" {
 		s += map[bool]string{true: ", retraction on", false: ", retraction off"}[c.Retract]
 	}
+	families := "every family"
+	if len(v.AutoFamilies) > 0 {
+		families = "families " + strings.Join(v.AutoFamilies, ", ")
+	}
 	switch {
 	case v.Structure == "auto" && v.ModelBudget > 0:
-		s = fmt.Sprintf("auto per layer, whole-model budget %g%% of the dense parameters (families %s)", 100*v.ModelBudget, strings.Join(v.AutoFamilies, ", "))
+		s = fmt.Sprintf("auto per layer, whole-model budget %g%% of the dense parameters (%s)", 100*v.ModelBudget, families)
 	case v.Structure == "auto" && v.ParamBudget > 0:
-		s = fmt.Sprintf("auto per layer, lowest weight error within %g%% of each layer's dense parameters (families %s)", 100*v.ParamBudget, strings.Join(v.AutoFamilies, ", "))
+		s = fmt.Sprintf("auto per layer, lowest weight error within %g%% of each layer's dense parameters (%s)", 100*v.ParamBudget, families)
 	}
 	if v.Calibration != "" {
 		fit := v.CalibrationFit
@@ -339,6 +347,18 @@ func renderDataSet(b *bytes.Buffer, ds *dataSet) {
 	p("%s; %d candidates x %s, %.0f s.\n\n", ds.Res.Seeds[0].Data.Source, len(ds.Res.Candidates), plural(len(ds.Res.Seeds), "seed"), ds.Res.Seconds)
 	if ds.Res.Config.Model == "" {
 		renderBaselines(b, ds)
+	}
+	if t := ds.Torch; t != nil {
+		p("Dense training per seed (PyTorch, %s), and the test accuracy of the baseline and of the control (validation.json):\n\n", plural(t.BaselineEpochs, "epoch"))
+		p("| seed | training wall time, s | test accuracy: baseline / control |\n|---:|---:|---:|\n")
+		for i, s := range ds.Seeds {
+			wall := nan
+			if i < len(t.BaselineSeconds) {
+				wall = t.BaselineSeconds[i]
+			}
+			p("| %d | %.1f | %.4f / %.4f |\n", s.Seed, wall, s.BaselineAcc, s.ControlAcc)
+		}
+		p("\n")
 	}
 	for _, s := range []side{vsBaseline, vsControl} {
 		p("### %s: candidates %s\n\n", ds.Name, s)
