@@ -94,10 +94,12 @@ func renderRun(b *bytes.Buffer, d *doc) {
 	p("## How it was run\n\n")
 	p("```\nmake evidence\n```\n\n")
 	p("builds `%s` (`make build`) and runs, one after the other:\n\n```\n", d.Strata)
-	if d.MNIST != nil {
-		p("%s\n", d.MNIST.Command)
-	}
+	data := d.MNIST != nil
 	for _, ds := range d.Sets {
+		if data && (ds.Torch != nil || ds.Res.Config.Data == "") {
+			p("%s\n", d.MNIST.Command)
+			data = false
+		}
 		if ds.Torch != nil {
 			p("%s\n", ds.Torch.Command)
 			continue
@@ -123,15 +125,20 @@ func renderRun(b *bytes.Buffer, d *doc) {
 		p("(The %d torchsweep commands run at the same time: PyTorch trains on one thread.)\n\n", torch)
 	}
 	var last time.Time
-	var total float64
+	var total, torchLongest float64
 	var walls []string
 	for _, ds := range d.Sets {
 		if ds.Finished.After(last) {
 			last = ds.Finished
 		}
-		total += ds.Res.Seconds
+		if ds.Torch != nil {
+			torchLongest = max(torchLongest, ds.Res.Seconds)
+		} else {
+			total += ds.Res.Seconds
+		}
 		walls = append(walls, fmt.Sprintf("%s %.0f s", ds.Name, ds.Res.Seconds))
 	}
+	total += torchLongest // the PyTorch runs go at the same time
 	tool := d.Sets[0].Res.Tool
 	p("| | |\n|---|---|\n")
 	p("| CPU | %s, %d logical CPUs (/proc/cpuinfo) |\n", d.Machine.CPU, d.Machine.CPUs)
