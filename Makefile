@@ -164,7 +164,12 @@ evidence-quick: build
 #   - strata convert of a 4096 x 4096 layer end to end (bin/strata, time
 #     and peak RSS by /usr/bin/time -v, against the input file), and the
 #     decomposition alone; polar; loading a 1 GiB model file;
-#   - rows for validate and serving, pending until their code lands.
+#   - validate of three 784-1024-1024-10 models on 2,000 rows
+#     (BenchmarkValidate; its models and data are made once, kept in
+#     bin/bench-validate and not timed), the fastest of BENCHCOUNT runs;
+#   - serving: the structured ONNX model of a 3-layer 4096-wide MLP
+#     (monarch b4 + rank-16) against the dense one in ONNX Runtime, batch 1
+#     and 64 (BenchmarkMLP4096, one thread each, run alternately).
 #
 # Every command runs with its backends' own kernel choice: OPENBLAS_CORETYPE
 # and OPENBLAS_L2_SIZE are unset for these commands only (BENCHENV). PyTorch
@@ -195,10 +200,13 @@ bench: bin build
 	rm -rf bin/bench-big-out
 	echo "convert input bytes: $$(stat -c %s $(BIGMODEL))" > bin/bench-convert-e2e.txt
 	$(BENCHENV) /usr/bin/time -v $(BIN) convert --model $(BIGMODEL) --out bin/bench-big-out \
-	  --structure monarch --blocks 4 --residual-rank 16 2>> bin/bench-convert-e2e.txt >/dev/null || true
+	  --structure monarch --blocks 4 --residual-rank 16 --activation identity 2>> bin/bench-convert-e2e.txt >/dev/null || true
+	$(BENCHENV) $(SIMDENV) $(GO) test -tags '$(TAGS)' -ldflags '$(ORTFLAGS)' -run '^$$' -bench 'BenchmarkValidate$$' -benchtime 1x -count $(BENCHCOUNT) ./stages/ \
+	  -args -validate-bench-dir $(CURDIR)/bin/bench-validate | tee bin/bench-validate.txt
+	$(BENCHENV) $(GO) test -tags '$(TAGS)' -ldflags '$(ORTFLAGS)' -run '^$$' -bench 'BenchmarkMLP4096$$' -count $(BENCHCOUNT) ./lowering/ | tee bin/bench-serving.txt
 	$(GO) test -run '^$$' -bench 'BenchmarkLoadModel$$' -benchtime 3x ./arrowio/ | tee bin/bench-load.txt
 	echo "load: end $$(uptime)" >> bin/bench-load-avg.txt
-	$(GO) run .ci/benchperf.go bin/bench-load-avg.txt bin/bench-train.txt bin/bench-torch.txt bin/bench-applygrad.txt bin/bench-convert.txt bin/bench-convert-e2e.txt bin/bench-load.txt
+	$(GO) run .ci/benchperf.go bin/bench-load-avg.txt bin/bench-train.txt bin/bench-torch.txt bin/bench-applygrad.txt bin/bench-convert.txt bin/bench-convert-e2e.txt bin/bench-load.txt bin/bench-validate.txt bin/bench-serving.txt
 
 # fuzz: a short run of every fuzz target.
 fuzz:

@@ -10,9 +10,11 @@ import (
 	"syscall"
 
 	"github.com/strata-ml/strata/cli"
+	"github.com/strata-ml/strata/internal/crashexit"
 )
 
 func main() {
+	crashexit.Setup() // a crash must not exit 2, strata's code for bad input
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := cli.Main(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()

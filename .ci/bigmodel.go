@@ -6,7 +6,7 @@
 //
 //	go run .ci/bigmodel.go -n 4096 -out /tmp/big.safetensors
 //	/usr/bin/time -v bin/strata convert --model /tmp/big.safetensors --out /tmp/big \
-//	    --structure monarch --blocks 4 --residual-rank 16
+//	    --structure monarch --blocks 4 --residual-rank 16 --activation identity
 package main
 
 import (

@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"syscall"
+
+	"github.com/strata-ml/strata/internal/inputerr"
 )
 
 // WriteFileAtomic writes a file so that it appears complete under path or not
@@ -20,11 +22,26 @@ import (
 // flushes, fsyncs and closes it, renames it to path, and fsyncs the
 // directory. If write or any step fails, the temporary file is removed, path
 // is left as it was (absent, or the previous complete version), and the first
-// error is returned.
+// error is returned. A symlink at path is followed: the file it names is
+// replaced, the link stays.
+//
+// A path that names an existing device or named pipe (/dev/stdout, a FIFO a
+// reader waits on) is written in place instead: renaming over it would
+// replace the device or pipe with a file nobody reads. What cannot succeed
+// on any retry is bad input (inputerr.ErrInput): a directory at path, a
+// missing directory or a file on the path to it, a socket. A failing write
+// (a full disk, /dev/full) is not.
 //
 // The new file gets mode 0644 less the process umask, like os.Create. write
 // must not retain w.
 func WriteFileAtomic(path string, write func(w io.Writer) error) error {
+	if err := CheckTarget(path); err != nil {
+		return fmt.Errorf("arrowio: write %w", err)
+	}
+	if st, err := os.Stat(path); err == nil && !st.Mode().IsRegular() {
+		return writeInPlace(path, write)
+	}
+	path = followLinks(path)
 	dir := filepath.Dir(path)
 	tmp, err := createTemp(dir, "."+filepath.Base(path)+".tmp-")
 	if err != nil {
@@ -65,6 +82,74 @@ func WriteFileAtomic(path string, write func(w io.Writer) error) error {
 	// directory sync is reported but the file stays.
 	if err := SyncDir(dir); err != nil {
 		return fmt.Errorf("arrowio: write %s: fsync directory: %w", path, err)
+	}
+	return nil
+}
+
+// followLinks returns the path a chain of symlinks at path leads to (the
+// target may not exist yet), or path itself when it is no symlink.
+func followLinks(path string) string {
+	for range 40 {
+		st, err := os.Lstat(path)
+		if err != nil || st.Mode()&fs.ModeSymlink == 0 {
+			return path
+		}
+		to, err := os.Readlink(path)
+		if err != nil {
+			return path
+		}
+		if !filepath.IsAbs(to) {
+			to = filepath.Join(filepath.Dir(path), to)
+		}
+		path = to
+	}
+	return path
+}
+
+// CheckTarget returns the bad-input error (inputerr.ErrInput) of an
+// output path WriteFileAtomic cannot write on any retry, before any work:
+// a directory or a socket at path, a directory to hold it that is
+// missing or is a file. The message starts with path.
+func CheckTarget(path string) error {
+	if st, err := os.Stat(path); err == nil {
+		switch {
+		case st.IsDir():
+			return inputerr.Errorf("%s: is a directory, want a file", path)
+		case st.Mode()&fs.ModeSocket != 0:
+			return inputerr.Errorf("%s: is a socket, want a file, a device or a pipe", path)
+		}
+		return nil
+	}
+	dir := filepath.Dir(path)
+	st, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ENOTDIR):
+		return inputerr.Errorf("%s: its directory %s does not exist", path, dir)
+	case err == nil && !st.IsDir():
+		return inputerr.Errorf("%s: %s is a file, not a directory", path, dir)
+	}
+	return nil
+}
+
+// writeInPlace writes to the existing device or named pipe at path,
+// opened without creating or truncating anything. A pipe is opened
+// without blocking, so that one nobody reads fails at once instead of
+// hanging; writes to it still wait for the reader.
+func writeInPlace(path string, write func(w io.Writer) error) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|nonblock, 0)
+	if err != nil {
+		return fmt.Errorf("arrowio: write %s: %w", path, err)
+	}
+	bw := bufio.NewWriter(f)
+	err = write(onlyWriter{bw})
+	if err == nil {
+		err = bw.Flush()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("arrowio: write %s: %w", path, err)
 	}
 	return nil
 }

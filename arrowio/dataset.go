@@ -1,9 +1,9 @@
 package arrowio
 
 import (
+	"bufio"
 	"bytes"
 	"compress/gzip"
-	"context"
 	"encoding/base64"
 	"encoding/csv"
 	"encoding/json"
@@ -20,6 +20,8 @@ import (
 	"github.com/apache/arrow-go/v18/parquet"
 	"github.com/apache/arrow-go/v18/parquet/file"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+
+	"github.com/strata-ml/strata/internal/limits"
 )
 
 // Dataset is a table of examples: N rows of D features and a target.
@@ -140,7 +142,12 @@ func ReadDatasetFrom(r io.ReaderAt, size int64, name string, opts ...Option) (ds
 		if zerr != nil {
 			return nil, fileErr(name, ErrFormat, "not a gzip file: %w", zerr)
 		}
-		err = b.readCSV(zr)
+		bounded := &boundedReader{r: zr, n: cfg.decompressed}
+		err = b.readCSV(bounded)
+		if bounded.n <= 0 && err != nil {
+			err = fileErr(name, ErrFormat, "decompresses to more than the limit of %s (docs/FORMATS.md, Input limits; convert large data to Parquet or Arrow)",
+				limits.Size(cfg.decompressed))
+		}
 		if err == nil {
 			err = zr.Close()
 			if err != nil {
@@ -204,7 +211,7 @@ func (b *dsBuilder) readIPC(sr *io.SectionReader, size int64, tryFile bool) erro
 			return nil
 		}
 	}
-	if err := verifyIPCStream(sr, size); err != nil {
+	if err := verifyIPCStream(sr, size, true); err != nil {
 		return fileErr(b.file, ErrFormat, "not a readable Arrow IPC stream: %w", err)
 	}
 	// ipc.NewReader ignores the size limits (arrow-go v18.8.0): a corrupt
@@ -228,7 +235,17 @@ func (b *dsBuilder) readIPC(sr *io.SectionReader, size int64, tryFile bool) erro
 	return nil
 }
 
+// parquetMagic starts and ends every (unencrypted) Parquet file.
+var parquetMagic = []byte("PAR1")
+
 func (b *dsBuilder) readParquet(sr *io.SectionReader) error {
+	// The Parquet reader looks at the trailing magic only.
+	for _, at := range []int64{0, sr.Size() - int64(len(parquetMagic))} {
+		magic := make([]byte, len(parquetMagic))
+		if n, _ := sr.ReadAt(magic, max(at, 0)); n != len(magic) || !bytes.Equal(magic, parquetMagic) {
+			return fileErr(b.file, ErrFormat, "not a Parquet file: %q at byte %d, want %q", magic[:n], max(at, 0), parquetMagic)
+		}
+	}
 	pf, err := file.NewParquetReader(sr, file.WithReadProps(parquet.NewReaderProperties(b.cfg.alloc)))
 	if err != nil {
 		return fileErr(b.file, ErrFormat, "not a readable Parquet file: %w", err)
@@ -251,7 +268,10 @@ func (b *dsBuilder) readParquet(sr *io.SectionReader) error {
 	if pf.NumRows() == 0 {
 		return nil
 	}
-	rr, err := fr.GetRecordReader(context.Background(), nil, nil)
+	if err := b.reserve(pf.NumRows()); err != nil {
+		return err
+	}
+	rr, err := fr.GetRecordReader(b.cfg.ctx, nil, nil)
 	if err != nil {
 		return fileErr(b.file, ErrFormat, "Parquet: %w", err)
 	}
@@ -262,6 +282,9 @@ func (b *dsBuilder) readParquet(sr *io.SectionReader) error {
 		}
 	}
 	if err := rr.Err(); err != nil && !errors.Is(err, io.EOF) {
+		if ctxErr := b.cfg.ctx.Err(); ctxErr != nil {
+			return ctxErr
+		}
 		return fileErr(b.file, ErrFormat, "Parquet: %w", err)
 	}
 	return nil
@@ -290,7 +313,7 @@ func verifyStoredArrowSchema(pf *file.Reader) error {
 			return nil // pqarrow reports undecodable metadata
 		}
 	}
-	return verifyIPCStream(bytes.NewReader(decoded), int64(len(decoded)))
+	return verifyIPCStream(bytes.NewReader(decoded), int64(len(decoded)), false)
 }
 
 // isNumeric reports whether t is an integer or floating-point type.
@@ -530,9 +553,15 @@ func (b *dsBuilder) add(rec arrow.RecordBatch) error {
 	if !b.planned {
 		return fileErr(b.file, ErrFormat, "record batch before schema")
 	}
+	if err := b.cfg.ctx.Err(); err != nil {
+		return err
+	}
 	n := int(rec.NumRows())
 	if n == 0 {
 		return nil
+	}
+	if err := b.reserve(int64(b.ds.N) + int64(n)); err != nil {
+		return err
 	}
 	row0 := b.ds.N
 	cols := make([]arrow.Array, 0, len(b.featCols)+1)
@@ -560,8 +589,8 @@ func (b *dsBuilder) add(rec arrow.RecordBatch) error {
 		return fieldErr(b.file, "column", labelName, ErrUnsupported, "label has type %s, want an integer or float type", cols[0].DataType())
 	}
 	for i := len(b.ds.Y); i < len(y); i++ {
-		if v := y[i]; math.IsNaN(v) || math.IsInf(v, 0) {
-			return fieldErr(b.file, "column", labelName, ErrFormat, "row %d is %v", i, v)
+		if bad := b.badValue(y[i]); bad != "" {
+			return fieldErr(b.file, "column", labelName, ErrFormat, "row %d %s", i, bad)
 		}
 	}
 	b.ds.Y = y
@@ -592,8 +621,8 @@ func (b *dsBuilder) addColumns(rec arrow.RecordBatch, cols []arrow.Array, n, row
 			return fieldErr(b.file, "column", rec.ColumnName(b.featCols[j]), ErrUnsupported, "feature has type %s, want a number type", col.DataType())
 		}
 		for i, v := range buf {
-			if math.IsNaN(v) || math.IsInf(v, 0) {
-				return fieldErr(b.file, "column", rec.ColumnName(b.featCols[j]), ErrFormat, "row %d is %v", row0+i, v)
+			if bad := b.badValue(v); bad != "" {
+				return fieldErr(b.file, "column", rec.ColumnName(b.featCols[j]), ErrFormat, "row %d %s", row0+i, bad)
 			}
 			b.ds.X[x0+i*d+j] = v
 		}
@@ -618,6 +647,9 @@ func (b *dsBuilder) addList(name string, col arrow.Array, n, row0 int) error {
 				return fieldErr(b.file, "column", name, ErrFormat, "row %d has no features", row0+i)
 			}
 			b.ds.D = w
+			if err := b.reserve(int64(b.ds.N) + int64(n)); err != nil {
+				return err
+			}
 		}
 		if w != b.ds.D {
 			return fieldErr(b.file, "column", name, ErrFormat, "inconsistent widths: row %d has %d features, earlier rows have %d", row0+i, w, b.ds.D)
@@ -636,8 +668,8 @@ func (b *dsBuilder) addList(name string, col arrow.Array, n, row0 int) error {
 			return fieldErr(b.file, "column", name, ErrUnsupported, "feature list has element type %s, want a number type", values.DataType())
 		}
 		for j, v := range b.ds.X[x0:] {
-			if math.IsNaN(v) || math.IsInf(v, 0) {
-				return fieldErr(b.file, "column", name, ErrFormat, "row %d feature %d is %v", row0+i, j, v)
+			if bad := b.badValue(v); bad != "" {
+				return fieldErr(b.file, "column", name, ErrFormat, "row %d feature %d %s", row0+i, j, bad)
 			}
 		}
 	}
@@ -646,19 +678,34 @@ func (b *dsBuilder) addList(name string, col arrow.Array, n, row0 int) error {
 
 // readCSV reads a CSV file with a header row.
 func (b *dsBuilder) readCSV(r io.Reader) error {
-	cr := csv.NewReader(r)
+	in := newCSVInput(r)
+	cr := csv.NewReader(in)
 	cr.ReuseRecord = true
-	header, err := cr.Read()
+	line := 0 // the last line of the last record read
+	next := func() ([]string, error) {
+		rec, err := cr.Read()
+		if errors.Is(err, errBound) {
+			fe := fileErr(b.file, ErrFormat, "a CSV record longer than the limit of %s (docs/FORMATS.md, Input limits)", limits.Size(limits.CSVLineBytes))
+			fe.Line = line + 1
+			return nil, fe
+		}
+		if err != nil && err != io.EOF {
+			return nil, csvErr(b.file, err)
+		}
+		if err == nil {
+			in.startRecord(cr.InputOffset())
+			line, _ = cr.FieldPos(len(rec) - 1)
+		}
+		return rec, err
+	}
+	header, err := next()
 	if err == io.EOF {
 		return fileErr(b.file, ErrFormat, "empty CSV file: a header row is required")
 	}
 	if err != nil {
-		return csvErr(b.file, err)
+		return err
 	}
 	header = append([]string(nil), header...)
-	if len(header) > 0 {
-		header[0] = strings.TrimPrefix(header[0], "\ufeff")
-	}
 	fields := make([]arrow.Field, len(header))
 	for i, h := range header {
 		fields[i] = arrow.Field{Name: strings.TrimSpace(h), Type: arrow.PrimitiveTypes.Float64}
@@ -676,12 +723,20 @@ func (b *dsBuilder) readCSV(r io.Reader) error {
 	}
 	d := b.ds.D
 	for {
-		rec, err := cr.Read()
+		rec, err := next()
 		if err == io.EOF {
 			return nil
 		}
 		if err != nil {
-			return csvErr(b.file, err)
+			return err
+		}
+		if b.ds.N%4096 == 0 {
+			if err := b.cfg.ctx.Err(); err != nil {
+				return err
+			}
+		}
+		if err := b.reserve(int64(b.ds.N) + 1); err != nil {
+			return err
 		}
 		if b.labelCol >= 0 {
 			y, err := b.csvValue(cr, rec, b.labelCol, header[b.labelCol])
@@ -723,10 +778,97 @@ func (b *dsBuilder) csvValue(cr *csv.Reader, rec []string, c int, col string) (f
 		}
 		return bad(ErrUnsupported, "row %d: %q is not a number (non-numeric column)", row, s)
 	}
-	if math.IsNaN(v) || math.IsInf(v, 0) {
-		return bad(ErrFormat, "row %d is %v", row, v)
+	if why := b.badValue(v); why != "" {
+		return bad(ErrFormat, "row %d %s", row, why)
 	}
 	return v, nil
+}
+
+// badValue says what is wrong with a value of a data set ("is NaN", or
+// with WithFloat32Range "is 1e+39, beyond the float32 range"), or ""
+// when nothing is.
+func (b *dsBuilder) badValue(v float64) string {
+	switch {
+	case math.IsNaN(v) || math.IsInf(v, 0):
+		return fmt.Sprintf("is %v", v)
+	case b.cfg.float32Range && math.Abs(v) > math.MaxFloat32:
+		return fmt.Sprintf("is %g, beyond the float32 range", v)
+	}
+	return ""
+}
+
+// reserve checks that a data set of rows rows of the planned width stays
+// within limits.DatasetValues (a width not known yet counts as 1).
+func (b *dsBuilder) reserve(rows int64) error {
+	if rows > b.cfg.values/int64(max(b.ds.D, 1)) {
+		return fileErr(b.file, ErrFormat, "%s rows of %d features: over the limit of %s values (docs/FORMATS.md, Input limits)",
+			limits.Count(rows), b.ds.D, limits.Count(b.cfg.values))
+	}
+	return nil
+}
+
+// errBound is the error of a read past a limit (boundedReader, csvInput).
+var errBound = errors.New("read past the limit")
+
+// boundedReader reads at most n bytes from r; past them it fails with
+// errBound.
+type boundedReader struct {
+	r io.Reader
+	n int64
+}
+
+func (l *boundedReader) Read(p []byte) (int, error) {
+	if l.n <= 0 {
+		return 0, errBound
+	}
+	if int64(len(p)) > l.n {
+		p = p[:l.n]
+	}
+	k, err := l.r.Read(p)
+	l.n -= int64(k)
+	return k, err
+}
+
+// csvInput is what encoding/csv reads: r without a leading UTF-8 byte
+// order mark (pandas' encoding="utf-8-sig" writes one, which the CSV
+// reader would take for a bare quote's neighbour in a quoted header), and
+// never more than limits.CSVLineBytes past the end of the last record, so
+// that one endless line cannot take the memory: past it, a read fails
+// with errBound.
+type csvInput struct {
+	r     *bufio.Reader
+	read  int64 // bytes handed to the CSV reader
+	limit int64
+}
+
+// csvSlack is how far the CSV reader reads ahead of the record it is in
+// (the size of its buffer).
+const csvSlack = 4096
+
+func newCSVInput(r io.Reader) *csvInput {
+	br := bufio.NewReader(r)
+	if bom, err := br.Peek(3); err == nil && string(bom) == "\ufeff" {
+		_, _ = br.Discard(3)
+	}
+	return &csvInput{r: br, limit: limits.CSVLineBytes + csvSlack}
+}
+
+// startRecord says the CSV reader has read up to offset, the end of a
+// record: the next one may take limits.CSVLineBytes more.
+func (c *csvInput) startRecord(offset int64) {
+	c.limit = offset + limits.CSVLineBytes + csvSlack
+}
+
+func (c *csvInput) Read(p []byte) (int, error) {
+	if c.read >= c.limit {
+		return 0, errBound
+	}
+	if int64(len(p)) > c.limit-c.read {
+		p = p[:c.limit-c.read]
+	}
+	n, err := c.r.Read(p)
+	c.read += int64(n)
+	return n, err
 }
 
 // csvErr is the error of a CSV the reader could not split into records,

@@ -410,7 +410,7 @@ func TestReadDatasetErrors(t *testing.T) {
 		}, nil, ErrFormat, []string{"not a readable Arrow IPC"}},
 		{"not a Parquet file", func(t *testing.T) string {
 			return writeTemp(t, "d.parquet", []byte("PAR1 nope"))
-		}, nil, ErrFormat, []string{"not a readable Parquet file"}},
+		}, nil, ErrFormat, []string{"not a Parquet file"}},
 		{"unknown extension", func(t *testing.T) string { return writeTemp(t, "d.xlsx", []byte("x")) }, nil, ErrUnsupported, []string{"unknown dataset extension"}},
 		{"CSV missing label", func(t *testing.T) string { return writeTemp(t, "d.csv", []byte("a,b\n1,2\n")) }, nil, ErrFormat,
 			[]string{`column "label": label column missing (columns: "a", "b")`}},

@@ -113,8 +113,18 @@ func errorf(kind error, format string, args ...any) error {
 			cause = errors.Join(errs...)
 		}
 	}
-	return &detail{kind: kind, msg: wrapped.Error(), cause: cause}
+	msg := wrapped.Error()
+	if strings.Contains(msg, "runtime error:") && !strings.Contains(msg, runtimeNote) {
+		msg = runtimeNote + ": " + msg
+	}
+	return &detail{kind: kind, msg: msg, cause: cause}
 }
+
+// runtimeNote explains a message that carries a Go runtime error the
+// Arrow or Parquet reader raised on a corrupt file (a slice past its
+// data, for a length that claims 2 GiB): the runtime's words alone say
+// nothing of the file.
+const runtimeNote = "corrupt data: a length or offset in the file points outside its data"
 
 // fileErr builds a *FormatError about a whole file.
 func fileErr(file string, kind error, format string, args ...any) *FormatError {
@@ -134,6 +144,10 @@ func fieldErr(file, what, field string, kind error, format string, args ...any) 
 func recoverAsFormatError(file string, err *error) {
 	if r := recover(); r != nil {
 		if e, ok := r.(error); ok {
+			if strings.Contains(e.Error(), "runtime error:") {
+				*err = fileErr(file, ErrFormat, "%w", e) // errorf says what it means
+				return
+			}
 			*err = fileErr(file, ErrFormat, "corrupt data: %w", e)
 			return
 		}

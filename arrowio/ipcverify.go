@@ -305,15 +305,12 @@ func verifyBatchFB(b fbTable) ([]ipcBuffer, bool, error) {
 	if _, _, err := b.vector(slotBatchVariadics, 8); err != nil {
 		return nil, false, err
 	}
-	var bufs []ipcBuffer
-	if compressed {
-		bufs = make([]ipcBuffer, n)
-		for i := range bufs {
-			p := start + 16*i
-			bufs[i] = ipcBuffer{
-				offset: int64(binary.LittleEndian.Uint64(b.f.b[p:])),
-				length: int64(binary.LittleEndian.Uint64(b.f.b[p+8:])),
-			}
+	bufs := make([]ipcBuffer, n)
+	for i := range bufs {
+		p := start + 16*i
+		bufs[i] = ipcBuffer{
+			offset: int64(binary.LittleEndian.Uint64(b.f.b[p:])),
+			length: int64(binary.LittleEndian.Uint64(b.f.b[p+8:])),
 		}
 	}
 	return bufs, compressed, nil
@@ -323,7 +320,7 @@ func verifyBatchFB(b fbTable) ([]ipcBuffer, bool, error) {
 type ipcMessage struct {
 	header     int
 	bodyLength int64
-	buffers    []ipcBuffer // of a compressed record or dictionary batch
+	buffers    []ipcBuffer // of a record or dictionary batch
 	compressed bool
 }
 
@@ -359,7 +356,18 @@ func verifyMessageFB(meta []byte) (ipcMessage, error) {
 		}
 		m.buffers, m.compressed, err = verifyBatchFB(data)
 	}
-	return m, err
+	if err != nil {
+		return m, err
+	}
+	// arrow-go slices each buffer out of the body it read: one that
+	// claims more than the body (a corrupt 2 GiB length) would panic
+	// there with a message that says nothing of the file.
+	for i, b := range m.buffers {
+		if b.offset < 0 || b.length < 0 || b.offset > m.bodyLength || b.length > m.bodyLength-b.offset {
+			return m, fmt.Errorf("%w: buffer %d [%d, +%d) lies outside the message body of %d bytes", errFlatbuffer, i, b.offset, b.length, m.bodyLength)
+		}
+	}
+	return m, nil
 }
 
 // maxDecompressed bounds the total uncompressed size the buffers of one
@@ -514,7 +522,12 @@ func verifyIPCFile(r io.ReaderAt, size int64) error {
 }
 
 // verifyIPCStream checks every message of an IPC stream of size bytes.
-func verifyIPCStream(r io.ReaderAt, size int64) error {
+// With ended, the stream must end with the end-of-stream marker every
+// writer writes when it closes: a stream cut at a message boundary reads
+// as a valid shorter stream otherwise, and the rows after the cut would
+// be lost without a word. (The serialised schema Parquet stores has no
+// marker.)
+func verifyIPCStream(r io.ReaderAt, size int64, ended bool) error {
 	pos := int64(0)
 	for {
 		meta, next, eos, err := readMessageMeta(r, size, pos, -1)
@@ -522,6 +535,9 @@ func verifyIPCStream(r io.ReaderAt, size int64) error {
 			return fmt.Errorf("message at offset %d: %w", pos, err)
 		}
 		if eos {
+			if ended && pos == size {
+				return fmt.Errorf("%w: no end-of-stream marker after %d bytes: the stream is cut short", errFlatbuffer, size)
+			}
 			return nil
 		}
 		m, err := verifyMessageFB(meta)

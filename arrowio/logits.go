@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -51,9 +49,9 @@ func ReadLogits(path string, opts ...Option) (*Dataset, error) {
 	if format == fmtCSV || format == fmtCSVGzip {
 		return ReadDataset(path, append(slices.Clone(opts), withOptionalLabel())...)
 	}
-	data, err := os.ReadFile(path)
+	data, err := readInput(path)
 	if err != nil {
-		return nil, fmt.Errorf("arrowio: %w", err)
+		return nil, err
 	}
 	hasLabel := false
 	var stream bytes.Buffer
@@ -160,7 +158,7 @@ func eachRecord(name string, data []byte, format dsFormat, mem memory.Allocator,
 			}
 			return nil
 		}
-		if err := verifyIPCStream(sr, size); err != nil {
+		if err := verifyIPCStream(sr, size, true); err != nil {
 			return fileErr(name, ErrFormat, "not a readable Arrow IPC stream: %w", err)
 		}
 		rd, err := ipc.NewReaderFromMessageReader(ipc.NewMessageReader(sr, opts...), opts...)

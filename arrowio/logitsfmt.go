@@ -3,9 +3,7 @@ package arrowio
 import (
 	"bytes"
 	"encoding/binary"
-	"fmt"
 	"math"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,9 +20,9 @@ const MaxNpyHeader = 1 << 16
 // readTensorLogits reads the logits of a .safetensors or .npy file at
 // path as a Dataset (see ReadLogits).
 func readTensorLogits(path, ext, label string) (*Dataset, error) {
-	data, err := os.ReadFile(path)
+	data, err := readInput(path)
 	if err != nil {
-		return nil, fmt.Errorf("arrowio: %w", err)
+		return nil, err
 	}
 	if ext == ".npy" {
 		shape, values, err := ParseNpy(data, path)

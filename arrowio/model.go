@@ -17,6 +17,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/strata-ml/strata/compute"
+	"github.com/strata-ml/strata/internal/limits"
 )
 
 // FormatVersion is the newest model file format version this package
@@ -914,6 +915,9 @@ func appendTensors(file string, ts []Tensor, rec arrow.RecordBatch, idx [6]int, 
 	}
 	dimv := dims.Int64Values()
 	valv := vals.Float32Values()
+	if len(ts)+int(rec.NumRows()) > limits.Tensors {
+		return ts, fileErr(file, ErrFormat, "more than %s tensors: over the limit (docs/FORMATS.md, Input limits)", limits.Count(limits.Tensors))
+	}
 	for i := 0; i < int(rec.NumRows()); i++ {
 		// Strings from the reader may alias a memory mapping: copy them.
 		name := strings.Clone(names.Value(i))

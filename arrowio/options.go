@@ -1,6 +1,12 @@
 package arrowio
 
-import "github.com/apache/arrow-go/v18/arrow/memory"
+import (
+	"context"
+
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/strata-ml/strata/internal/limits"
+)
 
 // Option configures the readers and writers of this package: ReadModel,
 // ReadModelFrom, MapModel and ReadModelStream; ReadDataset,
@@ -10,6 +16,7 @@ type Option func(*config)
 
 type config struct {
 	alloc memory.Allocator
+	ctx   context.Context
 	mmap  bool
 	// Datasets.
 	label     string
@@ -18,10 +25,16 @@ type config struct {
 	layout    FeatureLayout
 	float64   bool
 	batchRows int
+	// float32Range refuses values beyond the float32 range on reading.
+	float32Range bool
+	// decompressed bounds what a .csv.gz decompresses to; values the
+	// values of a data set.
+	decompressed, values int64
 }
 
 func newConfig(opts []Option) *config {
-	cfg := &config{alloc: memory.DefaultAllocator, mmap: true, label: "label", layout: LayoutList, batchRows: 1 << 16}
+	cfg := &config{alloc: memory.DefaultAllocator, ctx: context.Background(), mmap: true, label: "label", layout: LayoutList, batchRows: 1 << 16,
+		decompressed: limits.DecompressedBytes, values: limits.DatasetValues}
 	for _, o := range opts {
 		if o != nil {
 			o(cfg)
@@ -39,6 +52,17 @@ func WithAllocator(mem memory.Allocator) Option {
 	return func(c *config) {
 		if mem != nil {
 			c.alloc = mem
+		}
+	}
+}
+
+// WithContext makes ReadDataset, ReadDatasetFrom and ReadLogits stop with
+// ctx's error when ctx is done: they check it between record batches and
+// every few thousand CSV rows. The default never stops.
+func WithContext(ctx context.Context) Option {
+	return func(c *config) {
+		if ctx != nil {
+			c.ctx = ctx
 		}
 	}
 }
@@ -75,6 +99,24 @@ func WithFeatureLayout(l FeatureLayout) Option {
 // trains in.
 func WithFloat64Features() Option {
 	return func(c *config) { c.float64 = true }
+}
+
+// WithFloat32Range makes ReadDataset, ReadDatasetFrom and ReadLogits
+// refuse a value beyond the float32 range (its magnitude above
+// math.MaxFloat32) as they refuse a NaN: in float32 it is an infinity.
+// The default accepts every finite value.
+func WithFloat32Range() Option {
+	return func(c *config) { c.float32Range = true }
+}
+
+// withDecompressedBytes sets the bound of a .csv.gz (tests).
+func withDecompressedBytes(n int64) Option {
+	return func(c *config) { c.decompressed = n }
+}
+
+// withDatasetValues sets the bound of a data set's values (tests).
+func withDatasetValues(n int64) Option {
+	return func(c *config) { c.values = n }
 }
 
 // withBatchRows sets the rows per record batch when writing (tests).

@@ -4,31 +4,19 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/strata-ml/strata/internal/inputfile"
 )
 
-// openInput opens path for reading. For a regular file it returns the open
-// file and its size, and data is nil; the caller closes f. For a pipe or
-// device, whose size is unknown until read, it reads everything, closes
-// the file and returns the bytes with f nil.
+// openInput opens the input file path for reading through
+// inputfile.Open, the one opener of every input strata reads: it returns
+// the open regular file and its size; the caller closes f. A directory, a
+// device, a pipe or a socket is refused as bad input (inputerr.ErrInput)
+// before anything is read. data is always nil: it was the whole content
+// of a pipe, which is no longer read.
 func openInput(path string) (f *os.File, size int64, data []byte, err error) {
-	f, err = os.Open(path)
-	if err != nil {
-		return nil, 0, nil, fmt.Errorf("arrowio: %w", err)
-	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, 0, nil, fmt.Errorf("arrowio: %w", err)
-	}
-	if st.Mode().IsRegular() {
-		return f, st.Size(), nil, nil
-	}
-	defer f.Close()
-	data, err = io.ReadAll(f)
-	if err != nil {
-		return nil, 0, nil, fmt.Errorf("arrowio: read %s: %w", path, err)
-	}
-	return nil, int64(len(data)), data, nil
+	f, size, err = inputfile.Open(path)
+	return f, size, nil, err
 }
 
 // readAll reads exactly size bytes from the start of f.
@@ -38,4 +26,19 @@ func readAll(f *os.File, size int64) ([]byte, func(), error) {
 		return nil, nil, err
 	}
 	return data, func() {}, nil
+}
+
+// readInput reads the input file at path whole, opened by openInput: its
+// size bounds what is read.
+func readInput(path string) ([]byte, error) {
+	f, size, _, err := openInput(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, _, err := readAll(f, size)
+	if err != nil {
+		return nil, fmt.Errorf("arrowio: read %s: %w", path, err)
+	}
+	return data, nil
 }

@@ -17,6 +17,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/strata-ml/strata/compute"
+	"github.com/strata-ml/strata/internal/limits"
 )
 
 // SafetensorsMaxHeader is the largest safetensors header accepted, in bytes,
@@ -301,6 +302,9 @@ func parseSafeHeader(file string, header []byte) ([]safeEntry, map[string]string
 				return nil, nil, err
 			}
 			continue
+		}
+		if len(entries) == limits.Tensors {
+			return nil, nil, &FormatError{File: file, Offset: at, Err: errorf(ErrFormat, "more than %s tensors: over the limit (docs/FORMATS.md, Input limits)", limits.Count(limits.Tensors))}
 		}
 		e, err := w.entry(key, at)
 		if err != nil {

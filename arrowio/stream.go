@@ -124,7 +124,7 @@ func StreamToFile(w io.Writer, r io.ReaderAt, size int64, name string) (err erro
 	if size < 0 {
 		return fileErr(name, ErrFormat, "negative size %d", size)
 	}
-	if err := verifyIPCStream(r, size); err != nil {
+	if err := verifyIPCStream(r, size, true); err != nil {
 		return fileErr(name, ErrFormat, "not a readable Arrow IPC stream: %w", err)
 	}
 	mem := memory.DefaultAllocator

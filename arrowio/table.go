@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -54,9 +53,9 @@ func encodeTable(w io.Writer, schema *arrow.Schema, rows int, batch func(mem mem
 // record batch in order (the record is released after batchFn returns).
 // Panics of the Arrow reader on corrupt input become *FormatError.
 func readTable(path string, schemaFn func(*arrow.Schema) error, batchFn func(arrow.RecordBatch) error) (err error) {
-	data, err := os.ReadFile(path)
+	data, err := readInput(path)
 	if err != nil {
-		return fmt.Errorf("arrowio: %w", err)
+		return err
 	}
 	defer recoverAsFormatError(path, &err)
 	size := int64(len(data))

@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/strata-ml/strata/internal/inputerr"
 	"github.com/strata-ml/strata/stages"
 )
 
@@ -51,7 +52,13 @@ type command interface {
 // env is what every command writes to.
 type env struct {
 	stdout, stderr io.Writer
+	// parsed records the flag set the command builds, for exitCode to
+	// name config fields in errors by their flags; nil records nothing.
+	parsed *parsedFlags
 }
+
+// parsedFlags holds the flag set of the command that runs.
+type parsedFlags struct{ fs *pflag.FlagSet }
 
 // commands lists the subcommands for help, in display order.
 var commands = []struct{ name, summary string }{
@@ -105,7 +112,7 @@ func lookup(name string, e env) command {
 // Main runs strata with args (without the program name) and returns the
 // process exit code. Only main exits.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	e := env{stdout: stdout, stderr: stderr}
+	e := env{stdout: stdout, stderr: stderr, parsed: &parsedFlags{}}
 	if len(args) == 0 {
 		fmt.Fprint(stderr, topUsage())
 		return ExitUsage
@@ -130,11 +137,12 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return ExitUsage
 	}
 	err := c.Run(ctx, rest)
-	return exitCode(err, stderr)
+	return exitCode(err, stderr, e.parsed.fs)
 }
 
-// exitCode reports err on stderr and maps it to an exit code.
-func exitCode(err error, stderr io.Writer) int {
+// exitCode reports err on stderr, the config fields its messages name
+// called by their flags in flags (nameFields), and maps it to an exit code.
+func exitCode(err error, stderr io.Writer, flags *pflag.FlagSet) int {
 	if err == nil {
 		return ExitOK
 	}
@@ -155,9 +163,58 @@ func exitCode(err error, stderr io.Writer) int {
 		code = ExitUsage
 	}
 	if ee == nil || ee.Err != nil {
-		fmt.Fprintf(stderr, "strata: %v\n", err)
+		fmt.Fprintf(stderr, "strata: %s\n", nameFields(err, flags))
 	}
 	return code
+}
+
+// nameFields returns err's message with every config field a
+// *inputerr.FieldError in it names called by its flag in fs: the stages
+// name fields by their config keys (batch_size, as a plugin host and a
+// config file know them), the CLI by the flag bound to the field
+// (--batch-size). This is the one place the CLI maps one to the other: a
+// key (dots and underscores read as dashes, so baseline.epochs is
+// --baseline-epochs) names the flag of that name when fs has one, and
+// stays the key otherwise.
+func nameFields(err error, fs *pflag.FlagSet) string {
+	msg := err.Error()
+	if fs == nil {
+		return msg
+	}
+	flag := func(key string) string {
+		name := strings.NewReplacer("_", "-", ".", "-").Replace(key)
+		if fs.Lookup(name) != nil {
+			return "--" + name
+		}
+		return key
+	}
+	for _, fe := range fieldErrors(err) {
+		msg = strings.Replace(msg, fe.Error(), fe.Render(flag), 1)
+	}
+	return msg
+}
+
+// fieldErrors returns every *inputerr.FieldError in err's tree.
+func fieldErrors(err error) []*inputerr.FieldError {
+	var out []*inputerr.FieldError
+	var walk func(error)
+	walk = func(err error) {
+		if fe, ok := err.(*inputerr.FieldError); ok {
+			out = append(out, fe)
+		}
+		switch u := err.(type) {
+		case interface{ Unwrap() error }:
+			if next := u.Unwrap(); next != nil {
+				walk(next)
+			}
+		case interface{ Unwrap() []error }:
+			for _, next := range u.Unwrap() {
+				walk(next)
+			}
+		}
+	}
+	walk(err)
+	return out
 }
 
 func topUsage() string {
@@ -168,7 +225,7 @@ func topUsage() string {
 		fmt.Fprintf(&b, "  %-10s %s\n", c.name, c.summary)
 	}
 	b.WriteString("\nRun 'strata help COMMAND' or 'strata COMMAND --help' for a command's flags.\n")
-	b.WriteString("Exit codes: 0 ok (report: GO), 1 runtime error, 2 bad input, 3 NO-GO, 4 INCONCLUSIVE.\n")
+	b.WriteString("Exit codes: 0 ok (report: GO), 1 runtime error, 2 bad input, 3 NO-GO, 4 INCONCLUSIVE;\na crash aborts (SIGABRT, status 134).\n")
 	return b.String()
 }
 
@@ -202,6 +259,10 @@ func flagUsages(fs *flagSet) string {
 // instead of exiting and prints usage on --help.
 func newFlagSet(name string, e env, usage func() string) *pflag.FlagSet {
 	fs := pflag.NewFlagSet("strata "+name, pflag.ContinueOnError)
+	if e.parsed != nil {
+		// The flag set of the help text has the same flags.
+		e.parsed.fs = fs
+	}
 	fs.SetOutput(e.stderr)
 	fs.Usage = func() { fmt.Fprint(e.stderr, usage()) }
 	fs.SortFlags = false

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"runtime/debug"
 	"strings"
 
 	"github.com/strata-ml/strata/compute"
@@ -52,6 +53,12 @@ auto, --model-budget F (or --loss-tolerance L) chooses every layer's
 structure over the whole model from the measured increase of the model's
 loss when that layer alone is converted.
 
+Condition numbers: convert.json gives each layer's condition_dense and
+condition_trunk, exact, for layers up to 2048 on their smaller side; above,
+they are null with a condition_note unless --condition estimate (an
+estimate costing about as long as the decomposition); validate reports
+layer_condition for every layer.
+
 Families: ` + strings.Join(compute.TrunkFamilies, ", ") + `, or auto.
 
 Flags:
@@ -87,12 +94,17 @@ func (c *convertCommand) flags(cfg *stages.ConvertConfig, lo *logOptions) *flagS
 	fs.StringSliceVar(&cfg.Exclude, "exclude", cfg.Exclude, "globs on weight tensor names to leave dense")
 	fs.StringVar(&cfg.Layers, "layers", cfg.Layers, "convert only this shard of the selected weights, e.g. 0-3 or 0,2,5-7")
 	fs.StringVar(&cfg.WeightLayout, "weight-layout", cfg.WeightLayout, "2-D weights of a generic checkpoint: out-in, in-out (Conv1D) or auto (in-out when the bias matches the second dimension)")
+	fs.StringVar(&cfg.Condition, "condition", cfg.Condition, "condition numbers in convert.json: auto (layers up to 2048 on their smaller side, exact), estimate (every layer; estimated above 2048, about as long as the decomposition) or off")
 	fs.BoolVar(&cfg.AllowLarger, "allow-larger", cfg.AllowLarger, "convert layers whose S + R is not smaller than the dense weight (default: keep them dense)")
 	nameVar(fs, &cfg.Activation, "activation", "activation of an nn.Sequential safetensors checkpoint without strata's metadata (without it such a checkpoint is refused)")
 	fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "random seed (randomized SVDs)")
 	lo.bind(fs)
 	return fs
 }
+
+// convertGCPercent is the GOGC convert runs with: the peak heap stays
+// within a tenth above the live matrices.
+const convertGCPercent = 10
 
 func (c *convertCommand) Run(ctx context.Context, args []string) error {
 	cfg := stages.DefaultConvertConfig()
@@ -109,6 +121,10 @@ func (c *convertCommand) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	cfg.Logger = log
+	// convert's heap is a few large pointer-free matrices (the weight in
+	// float64, the factors, the materialised copy): a GC cycle costs
+	// little, and with the default GOGC the heap grows to twice them.
+	defer debug.SetGCPercent(debug.SetGCPercent(convertGCPercent))
 	res, err := stages.Convert(ctx, cfg)
 	if err != nil {
 		return err

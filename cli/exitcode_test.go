@@ -27,7 +27,7 @@ func TestExitCodeClassification(t *testing.T) {
 		{"interrupted", fmt.Errorf("finetune: interrupted: %w", errors.New("context canceled")), ExitRuntime},
 	}
 	for _, tt := range tests {
-		if got := exitCode(tt.err, io.Discard); got != tt.want {
+		if got := exitCode(tt.err, io.Discard, nil); got != tt.want {
 			t.Errorf("%s: exit %d, want %d", tt.name, got, tt.want)
 		}
 	}

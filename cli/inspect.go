@@ -35,7 +35,7 @@ func (c *inspectCommand) flags(asJSON *bool, activation *string) *flagSet {
 	return fs
 }
 
-func (c *inspectCommand) Run(_ context.Context, args []string) error {
+func (c *inspectCommand) Run(ctx context.Context, args []string) error {
 	var asJSON bool
 	var activation string
 	fs := c.flags(&asJSON, &activation)
@@ -45,7 +45,7 @@ func (c *inspectCommand) Run(_ context.Context, args []string) error {
 	if fs.NArg() != 1 {
 		return usageErrorf("inspect takes exactly one FILE, got %d arguments", fs.NArg())
 	}
-	res, err := stages.Inspect(fs.Arg(0), compute.Activation(activation))
+	res, err := stages.Inspect(ctx, fs.Arg(0), compute.Activation(activation))
 	if err != nil {
 		return err
 	}

@@ -14,7 +14,13 @@ import (
 // (internal/testbin builds it once for every package's tests).
 var strataBin string
 
-func TestMain(m *testing.M) { os.Exit(testbin.Main(m, &strataBin)) }
+func TestMain(m *testing.M) {
+	code := testbin.Main(m, &strataBin)
+	if fixtureDir != "" {
+		os.RemoveAll(fixtureDir)
+	}
+	os.Exit(code)
+}
 
 // result is what one run of the binary produced.
 type result struct {

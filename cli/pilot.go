@@ -62,6 +62,7 @@ func (c *pilotCommand) flags(o *pilotOptions, cfg *stages.PilotConfig) *flagSet 
 	fs.StringVar(&cfg.XComFile, "xcom-file", cfg.XComFile, "write the report's JSON summary here, e.g. /airflow/xcom/return.json")
 	fs.StringVar(&cfg.MetricsFile, "metrics-file", cfg.MetricsFile, "write OpenMetrics text here")
 	fs.BoolVar(&cfg.NoFail, "no-fail", cfg.NoFail, "exit 0 for NO-GO and INCONCLUSIVE too")
+	fs.BoolVar(&cfg.Resume, "resume", cfg.Resume, "continue an interrupted pilot in the same --workdir: each training run from its checkpoint, a finished one not again")
 	o.log.bind(fs)
 	return fs
 }

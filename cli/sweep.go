@@ -5,10 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"text/tabwriter"
 
+	"github.com/strata-ml/strata/internal/inputfile"
+	"github.com/strata-ml/strata/internal/limits"
 	"github.com/strata-ml/strata/render/number"
 	"github.com/strata-ml/strata/stages"
 	"github.com/strata-ml/strata/validation"
@@ -79,6 +80,7 @@ func (c *sweepCommand) flags(o *sweepOptions, cfg *stages.SweepConfig) *flagSet 
 	fs.BoolVar(&cfg.Control, "control", cfg.Control, "fine-tune the dense baseline with the same budget and compare with it too")
 	fs.IntVar(&cfg.Validate.Bootstrap, "bootstrap", cfg.Validate.Bootstrap, "bootstrap resamples of every interval")
 	fs.StringVar(&cfg.Policy, "policy", cfg.Policy, "gate policy each run is judged against (default: the embedded one)")
+	fs.BoolVar(&cfg.Resume, "resume", cfg.Resume, "continue an interrupted sweep in the same --out: each training run from its checkpoint, a finished one not again")
 	o.log.bind(fs)
 	return fs
 }
@@ -157,7 +159,7 @@ func (c *sweepCommand) candidates(o *sweepOptions, cfg *stages.SweepConfig) erro
 	if src := o.candidatesJSON; src != "" {
 		what := "--candidates"
 		if name, ok := strings.CutPrefix(src, "@"); ok {
-			b, err := os.ReadFile(name)
+			b, err := inputfile.ReadFile(name, limits.ConfigBytes, "config file")
 			if err != nil {
 				return usageErrorf("sweep: --candidates: %v", err)
 			}

@@ -2,6 +2,7 @@ package compute
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"math"
 	"slices"
@@ -82,6 +83,13 @@ type AutoResult struct {
 // skipped. The residual is always low-rank (sparse residuals are chosen
 // explicitly, not by Auto).
 func Auto(w *mat.Dense, cfg AutoConfig, seed uint64) (*Sum[float64], AutoResult, error) {
+	return AutoContext(context.Background(), w, cfg, seed)
+}
+
+// AutoContext is Auto stopping early with ctx's error when ctx is done:
+// before each candidate and inside the projections and SVDs as
+// DecomposeContext does.
+func AutoContext(ctx context.Context, w *mat.Dense, cfg AutoConfig, seed uint64) (*Sum[float64], AutoResult, error) {
 	out, in := w.Dims()
 	if err := cfg.Validate(); err != nil {
 		return nil, AutoResult{}, err
@@ -120,7 +128,10 @@ func Auto(w *mat.Dense, cfg AutoConfig, seed uint64) (*Sum[float64], AutoResult,
 		if cfg.ParamBudget > 0 && c.params > budget {
 			continue
 		}
-		s, err := Project(w, c.spec, seed)
+		if err := ctx.Err(); err != nil {
+			return nil, AutoResult{}, err
+		}
+		s, err := ProjectContext(ctx, w, c.spec, seed)
 		if err != nil {
 			return nil, AutoResult{}, fmt.Errorf("auto: %s: %w", c.spec.Family, err)
 		}
@@ -130,7 +141,7 @@ func Auto(w *mat.Dense, cfg AutoConfig, seed uint64) (*Sum[float64], AutoResult,
 		base := mat.Norm(diff, 2)
 		var sv []float64
 		if maxRes > 0 {
-			_, sv, _, err = TruncatedSVD(diff, maxRes, seed)
+			_, sv, _, err = truncatedSVD(ctx, diff, maxRes, seed)
 			if err != nil {
 				return nil, AutoResult{}, fmt.Errorf("auto: residual of %s: %w", c.spec.Family, err)
 			}
@@ -179,7 +190,7 @@ func Auto(w *mat.Dense, cfg AutoConfig, seed uint64) (*Sum[float64], AutoResult,
 	} else {
 		return nil, res, fmt.Errorf("%w: no trunk candidate fits a budget of %d parameters for a %dx%d layer", ErrSpec, budget, out, in)
 	}
-	sum, err := Decompose(w, res.Chosen.Trunk, Residual{Kind: ResidualLowRank, Rank: res.Chosen.ResidualRank}, seed)
+	sum, err := DecomposeContext(ctx, w, res.Chosen.Trunk, Residual{Kind: ResidualLowRank, Rank: res.Chosen.ResidualRank}, seed)
 	if err != nil {
 		return nil, res, err
 	}

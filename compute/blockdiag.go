@@ -1,6 +1,7 @@
 package compute
 
 import (
+	"context"
 	"fmt"
 	"slices"
 
@@ -69,7 +70,7 @@ func NewBlockDiag[T Float](out, in, b int, d []T) *BlockDiag[T] {
 // of b): the Frobenius-optimal member, whose squared error is the mass of w
 // outside the blocks. Padding does not change that, since the padded
 // entries of w are zero.
-func projectBlockDiag(w *mat.Dense, s Spec, _ uint64) (Operator[float64], error) {
+func projectBlockDiag(_ context.Context, w *mat.Dense, s Spec, _ uint64) (Operator[float64], error) {
 	po, pi, err := blockDiagPadded(s)
 	if err != nil {
 		return nil, err

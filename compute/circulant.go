@@ -2,6 +2,7 @@ package compute
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"math/cmplx"
 	"slices"
@@ -78,7 +79,7 @@ func NewCirculant[T Float](out, in int, c []T) *Circulant[T] {
 // every entry of the corner depends on exactly one c[k], so the mean is the
 // least-squares optimum. Each wrapped diagonal has min(out, in) visible
 // entries. Cost O(out in).
-func projectCirculant(w *mat.Dense, s Spec, _ uint64) (Operator[float64], error) {
+func projectCirculant(_ context.Context, w *mat.Dense, s Spec, _ uint64) (Operator[float64], error) {
 	op := NewCirculant[float64](s.Out, s.In, nil)
 	n := op.n
 	count := make([]int, n)

@@ -1,11 +1,13 @@
 package compute
 
 import (
+	"context"
 	"math"
 	"math/rand/v2"
 
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/blas64"
+	"gonum.org/v1/gonum/lapack/gonum"
 	"gonum.org/v1/gonum/lapack/lapack64"
 	"gonum.org/v1/gonum/mat"
 )
@@ -32,6 +34,11 @@ const (
 	conditionSteps = 8
 )
 
+// ConditionExactLimit is the largest min(out, in) for which Condition and
+// ConditionInPlace compute every singular value (one values-only SVD);
+// above it they estimate the extremes.
+func ConditionExactLimit() int { return exactConditionLimit }
+
 // Condition returns the 2-norm condition number sigma_max / sigma_min of w
 // (+Inf when w is singular) and whether it is exact. Up to
 // exactConditionLimit it takes the values-only SVD. Beyond, it estimates
@@ -54,7 +61,28 @@ func Condition(w *mat.Dense, seed uint64) (cond float64, exact bool) {
 	} else {
 		f = mat.DenseCopyOf(w)
 	}
-	return estimateCondition(w, f, seed), false
+	cond, _ = estimateCondition(context.Background(), w, f, seed)
+	return cond, false
+}
+
+// ConditionInPlace is Condition on w, which it may overwrite: above the
+// exact limit a tall or square w is factored in place (a wide one is
+// transposed into a copy first), so it allocates no buffer of w's size.
+// It returns ctx's error when ctx is done between the estimate's passes
+// over the matrix; the exact SVD and the factorisation are one LAPACK call
+// each and run to their end.
+func ConditionInPlace(ctx context.Context, w *mat.Dense, seed uint64) (cond float64, exact bool, err error) {
+	m, n := w.Dims()
+	if min(m, n) <= exactConditionLimit {
+		cond, exact = exactCondition(SingularValuesOf(w, nil))
+		return cond, exact, nil
+	}
+	f := w
+	if m < n {
+		f = mat.DenseCopyOf(w.T())
+	}
+	cond, err = estimateCondition(ctx, w, f, seed)
+	return cond, false, err
 }
 
 // ConditionOf returns the condition number of op as Condition does, from
@@ -73,39 +101,53 @@ func ConditionOf[T Float](op Operator[T], scratch []float64, seed uint64) (cond 
 	}
 	w := mat.NewDense(out, in, scratch[:out*in])
 	op.DenseTo(w.RawMatrix().Data)
-	if out >= in {
-		return estimateCondition(w, w, seed), false
-	}
-	return estimateCondition(w, mat.DenseCopyOf(w.T()), seed), false
+	cond, _, _ = ConditionInPlace(context.Background(), w, seed)
+	return cond, false
 }
 
 // RelativeErrorOf returns ||W - op||_F / ||W||_F (||W - op||_F when W is
 // zero), op of W's shape, with op's dense matrix materialised into scratch
-// (nil or too short allocates; overwritten) and compared entry by entry,
-// without the difference matrix RelativeError allocates.
+// (nil or too short allocates; overwritten) and compared row by row,
+// without the difference matrix RelativeError allocates; the value is
+// RelativeError's to the bit.
 func RelativeErrorOf[T Float](w *mat.Dense, op Operator[T], scratch []float64) float64 {
 	out, in := w.Dims()
 	if o, i := op.Shape(); o != out || i != in {
 		panic(ErrShape)
 	}
+	return RelativeErrorRows(func(i int, row []float64) { copy(row, w.RawRowView(i)) }, op, scratch)
+}
+
+// RelativeErrorRows is RelativeErrorOf for a W known by its rows: rows(i,
+// dst) sets dst (op's in values) to row i of W. scratch may be the buffer W
+// was decomposed in: W is read through rows only, one row at a time, after
+// op has been materialised into scratch (out x in values; nil or too short
+// allocates; overwritten: it holds op's dense matrix on return). Both norms accumulate row by row in LAPACK's
+// scaled sum of squares (dlassq), as mat.Norm(·, 2) does, so the value is
+// RelativeError's to the bit.
+func RelativeErrorRows[T Float](rows func(i int, dst []float64), op Operator[T], scratch []float64) float64 {
+	out, in := op.Shape()
 	if len(scratch) < out*in {
 		scratch = make([]float64, out*in)
 	}
 	d := scratch[:out*in]
 	op.DenseTo(d)
-	var num, den float64
+	row, diff := make([]float64, in), make([]float64, in)
+	var lapack gonum.Implementation
+	numScale, numSum, denScale, denSum := 0.0, 1.0, 0.0, 1.0
 	for i := range out {
-		row := w.RawRowView(i)
+		rows(i, row)
+		denScale, denSum = lapack.Dlassq(in, row, 1, denScale, denSum)
 		for j, v := range row {
-			e := v - d[i*in+j]
-			num += e * e
-			den += v * v
+			diff[j] = v - d[i*in+j]
 		}
+		numScale, numSum = lapack.Dlassq(in, diff, 1, numScale, numSum)
 	}
+	num, den := numScale*math.Sqrt(numSum), denScale*math.Sqrt(denSum)
 	if den == 0 {
-		return math.Sqrt(num)
+		return num
 	}
-	return math.Sqrt(num / den)
+	return num / den
 }
 
 func exactCondition(sv []float64) (float64, bool) {
@@ -122,9 +164,12 @@ func exactCondition(sv []float64) (float64, bool) {
 // extremes; f is w, or w^T when w is wide, or a copy of either, and is
 // overwritten by its triangular factor (so sigma_max is estimated first,
 // from w).
-func estimateCondition(w, f *mat.Dense, seed uint64) float64 {
+func estimateCondition(ctx context.Context, w, f *mat.Dense, seed uint64) (float64, error) {
 	rng := rand.New(rand.NewPCG(seed, 0xc0dd))
-	sigmaMax := krylovNorm(denseMap{w}, rng)
+	sigmaMax, err := krylovNorm(ctx, denseMap{w}, rng)
+	if err != nil {
+		return 0, err
+	}
 
 	// Square factor T with the singular values of f: R of a QR for a tall
 	// matrix, L U of the LU of a square one (P f = L U, and the
@@ -139,7 +184,7 @@ func estimateCondition(w, f *mat.Dense, seed uint64) float64 {
 	case rows == n:
 		transposed, ok := getrfTransposed(n, g.Data, g.Stride)
 		if !ok {
-			return math.Inf(1)
+			return math.Inf(1), nil
 		}
 		if transposed {
 			// P f^T = L U with L and U column-major in f's buffer: read
@@ -157,16 +202,19 @@ func estimateCondition(w, f *mat.Dense, seed uint64) float64 {
 		lapack64.Geqrf(g, tau, work, len(work))
 		for i := range n {
 			if g.Data[i*g.Stride+i] == 0 {
-				return math.Inf(1)
+				return math.Inf(1), nil
 			}
 		}
 		t = triangularMap{second: tri(blas.Upper, blas.NonUnit)}
 	}
-	inv := krylovNorm(t, rng) // ||T^-1||_2 = 1 / sigma_min
-	if math.IsInf(inv, 0) || math.IsNaN(inv) {
-		return math.Inf(1)
+	inv, err := krylovNorm(ctx, t, rng) // ||T^-1||_2 = 1 / sigma_min
+	if err != nil {
+		return 0, err
 	}
-	return sigmaMax * inv
+	if math.IsInf(inv, 0) || math.IsNaN(inv) {
+		return math.Inf(1), nil
+	}
+	return sigmaMax * inv, nil
 }
 
 // linearMap is a matrix A (m x n) known through its products: mul sets
@@ -228,8 +276,9 @@ func (t triangularMap) mulT(dst, y *mat.Dense) {
 // estimate is at most ||A||_2; with a gap between the two largest singular
 // values it converges like a Chebyshev polynomial of degree 2s in the
 // gap, far faster than power iteration. A non-finite product (an exactly
-// singular triangular factor) returns +Inf.
-func krylovNorm(a linearMap, rng *rand.Rand) float64 {
+// singular triangular factor) returns +Inf. ctx is checked before every
+// pass over A.
+func krylovNorm(ctx context.Context, a linearMap, rng *rand.Rand) (float64, error) {
 	m, n := a.Dims()
 	p := min(conditionBlock, m, n)
 	steps := min(conditionSteps, min(m, n)/p-1)
@@ -242,8 +291,11 @@ func krylovNorm(a linearMap, rng *rand.Rand) float64 {
 	z := mat.NewDense(n, p, nil)
 	a.mul(y, g)
 	for s := 0; s <= steps; s++ {
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
 		if !allFinite(y.RawMatrix().Data) {
-			return math.Inf(1)
+			return math.Inf(1), nil
 		}
 		if s > 0 {
 			// Against the earlier blocks, twice (classical
@@ -264,10 +316,13 @@ func krylovNorm(a linearMap, rng *rand.Rand) float64 {
 			a.mul(y, z)
 		}
 	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
 	b := mat.NewDense(n, p*(steps+1), nil)
 	a.mulT(b, basis)
 	if !allFinite(b.RawMatrix().Data) {
-		return math.Inf(1)
+		return math.Inf(1), nil
 	}
-	return SingularValuesOf(b, nil)[0]
+	return SingularValuesOf(b, nil)[0], nil
 }

@@ -71,7 +71,7 @@ func TestRelativeErrorOf(t *testing.T) {
 	}
 	want := RelativeError(w, Dense(op))
 	for _, scratch := range [][]float64{nil, make([]float64, 40*24+3)} {
-		if got := RelativeErrorOf(w, op, scratch); math.Abs(got-want) > 1e-14*want {
+		if got := RelativeErrorOf(w, op, scratch); got != want {
 			t.Errorf("RelativeErrorOf = %.17g, RelativeError %.17g", got, want)
 		}
 	}

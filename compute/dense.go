@@ -1,6 +1,7 @@
 package compute
 
 import (
+	"context"
 	"fmt"
 	"slices"
 
@@ -20,7 +21,7 @@ func init() {
 	register(FamilyDense,
 		func(s Spec) (Operator[float64], error) { return NewDenseOp[float64](s.Out, s.In, nil), nil },
 		func(s Spec) (Operator[float32], error) { return NewDenseOp[float32](s.Out, s.In, nil), nil },
-		func(w *mat.Dense, s Spec, _ uint64) (Operator[float64], error) {
+		func(_ context.Context, w *mat.Dense, s Spec, _ uint64) (Operator[float64], error) {
 			return NewDenseOp(s.Out, s.In, slices.Clone(w.RawMatrix().Data)), nil
 		})
 }

@@ -1,6 +1,7 @@
 package compute
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"slices"
@@ -112,13 +113,13 @@ func NewKronecker[T Float](m1, n1, m2, n2, r int, a, b []T) *Kronecker[T] {
 // Kronecker products: A_i = reshape(sqrt(s_i) u_i), B_i =
 // reshape(sqrt(s_i) v_i). For a padded layer it is the nearest to the
 // zero-padded W, an upper bound on the best error for the corner alone.
-func projectKronecker(w *mat.Dense, s Spec, seed uint64) (Operator[float64], error) {
+func projectKronecker(ctx context.Context, w *mat.Dense, s Spec, seed uint64) (Operator[float64], error) {
 	m1, n1, m2, n2, err := kroneckerShape(s)
 	if err != nil {
 		return nil, err
 	}
 	r := kroneckerRearrange(denseData(padDense(w, m1*m2, n1*n2)), m1, n1, m2, n2)
-	u, sv, v, err := TruncatedSVD(r, s.Rank, seed)
+	u, sv, v, err := truncatedSVD(ctx, r, s.Rank, seed)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package compute
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -87,6 +88,12 @@ func RelativeError(a, b mat.Matrix) float64 {
 // iterations, seeded by seed, whose error is within a small factor of the
 // optimum and usually equal to it to many digits.
 func TruncatedSVD(a *mat.Dense, k int, seed uint64) (u *mat.Dense, s []float64, v *mat.Dense, err error) {
+	return truncatedSVD(context.Background(), a, k, seed)
+}
+
+// truncatedSVD is TruncatedSVD stopping with ctx's error between the
+// passes of the randomized path (the exact path is one LAPACK call).
+func truncatedSVD(ctx context.Context, a *mat.Dense, k int, seed uint64) (u *mat.Dense, s []float64, v *mat.Dense, err error) {
 	m, n := a.Dims()
 	if k < 0 || k > min(m, n) {
 		return nil, nil, nil, fmt.Errorf("%w: rank %d outside [0, %d] for a %dx%d matrix", ErrSpec, k, min(m, n), m, n)
@@ -100,7 +107,7 @@ func TruncatedSVD(a *mat.Dense, k int, seed uint64) (u *mat.Dense, s []float64, 
 	if exactTruncation(m, n, k) {
 		return exactTruncatedSVD(a, k)
 	}
-	return randomizedSVD(a, k, seed)
+	return randomizedSVDOf(ctx, denseMap{a}, k, seed)
 }
 
 // exactTruncation reports whether TruncatedSVD factorises an m x n
@@ -120,14 +127,10 @@ func exactTruncatedSVD(a mat.Matrix, k int) (*mat.Dense, []float64, *mat.Dense, 
 	return u, s, v, nil
 }
 
-// randomizedSVD is TruncatedSVD's randomized path.
-func randomizedSVD(a *mat.Dense, k int, seed uint64) (*mat.Dense, []float64, *mat.Dense, error) {
-	return randomizedSVDOf(denseMap{a}, k, seed)
-}
-
-// randomizedSVDOf is randomizedSVD on any linearMap: it reads A only
-// through products with blocks of k + max(10, k/5) vectors.
-func randomizedSVDOf(a linearMap, k int, seed uint64) (*mat.Dense, []float64, *mat.Dense, error) {
+// randomizedSVDOf is TruncatedSVD's randomized path on any linearMap: it
+// reads A only through products with blocks of k + max(10, k/5) vectors,
+// and returns ctx's error when ctx is done before a pass.
+func randomizedSVDOf(ctx context.Context, a linearMap, k int, seed uint64) (*mat.Dense, []float64, *mat.Dense, error) {
 	m, n := a.Dims()
 	l := min(k+max(10, k/5), min(m, n))
 	const powerIterations = 3
@@ -142,10 +145,16 @@ func randomizedSVDOf(a linearMap, k int, seed uint64) (*mat.Dense, []float64, *m
 	// The power iterations only need well-conditioned bases (one
 	// CholeskyQR pass); the final basis must be orthonormal.
 	for range powerIterations {
+		if err := ctx.Err(); err != nil {
+			return nil, nil, nil, err
+		}
 		condition(y)
 		a.mulT(z, y)
 		condition(z)
 		a.mul(y, z)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, nil, nil, err
 	}
 	orthonormalize(y)
 	// B = Q^T A is l x n; factor B^T = A^T Q (n x l), so the thin SVD is

@@ -1,6 +1,7 @@
 package compute
 
 import (
+	"context"
 	"fmt"
 	"math"
 
@@ -45,8 +46,8 @@ func NewLowRank[T Float](out, in, k int, u, v []T) *LowRank[T] {
 // projectLowRank is the truncated SVD (Eckart-Young): W ~ U_k S_k V_k^T,
 // split as U = U_k S_k^(1/2), V = V_k S_k^(1/2) so both factors carry the
 // same scale.
-func projectLowRank(w *mat.Dense, s Spec, seed uint64) (Operator[float64], error) {
-	u, sv, v, err := TruncatedSVD(w, s.Rank, seed)
+func projectLowRank(ctx context.Context, w *mat.Dense, s Spec, seed uint64) (Operator[float64], error) {
+	u, sv, v, err := truncatedSVD(ctx, w, s.Rank, seed)
 	if err != nil {
 		return nil, err
 	}
@@ -129,7 +130,13 @@ func (l *LowRank[T]) Backward(dx, x, dy []T, n int, grads [][]T, ws *Workspace[T
 	}
 }
 
-func (l *LowRank[T]) DenseTo(dst []float64) {
+func (l *LowRank[T]) DenseTo(dst []float64) { l.dense(dst, false) }
+
+// denseAddTo adds W to dst (out x in), each entry as DenseTo computes it,
+// so that a Sum materialises its low-rank correction without a buffer.
+func (l *LowRank[T]) denseAddTo(dst []float64) { l.dense(dst, true) }
+
+func (l *LowRank[T]) dense(dst []float64, add bool) {
 	checkLen(dst, l.out*l.in)
 	for i := range l.out {
 		row := dst[i*l.in : (i+1)*l.in]
@@ -138,7 +145,11 @@ func (l *LowRank[T]) DenseTo(dst []float64) {
 			for t := range l.k {
 				s += float64(l.u[i*l.k+t]) * float64(l.v[j*l.k+t])
 			}
-			row[j] = s
+			if add {
+				row[j] += s
+			} else {
+				row[j] = s
+			}
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package compute
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"runtime"
@@ -124,8 +125,9 @@ func NewMonarch[T Float](out, in, b, r int, l, rt []T) *Monarch[T] {
 // The b^2 SVDs are of (out/b) x (in/b) matrices, exact below the
 // TruncatedSVD threshold and randomized (seeded per block from seed)
 // above; they run in parallel over GOMAXPROCS workers and the result does
-// not depend on the schedule.
-func projectMonarch(w *mat.Dense, s Spec, seed uint64) (Operator[float64], error) {
+// not depend on the schedule. When ctx is done the workers stop before
+// their next block (or pass of a randomized SVD) and ctx's error returns.
+func projectMonarch(ctx context.Context, w *mat.Dense, s Spec, seed uint64) (Operator[float64], error) {
 	po, pi, err := monarchPadded(s)
 	if err != nil {
 		return nil, err
@@ -154,11 +156,15 @@ func projectMonarch(w *mat.Dense, s Spec, seed uint64) (Operator[float64], error
 				if blk >= b*b {
 					return
 				}
+				if err := ctx.Err(); err != nil {
+					errs[blk] = err
+					continue
+				}
 				j, k := blk/b, blk%b
 				for i := range mo {
 					sub.SetRow(i, wp.RawRowView(j + i*b)[k*mi:(k+1)*mi])
 				}
-				u, sv, v, err := TruncatedSVD(sub, r, monarchBlockSeed(seed+uint64(blk)))
+				u, sv, v, err := truncatedSVD(ctx, sub, r, monarchBlockSeed(seed+uint64(blk)))
 				if err != nil {
 					errs[blk] = fmt.Errorf("monarch block (%d, %d): %w", j, k, err)
 					continue
@@ -176,6 +182,9 @@ func projectMonarch(w *mat.Dense, s Spec, seed uint64) (Operator[float64], error
 		}()
 	}
 	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	for _, err := range errs {
 		if err != nil {
 			return nil, err

@@ -1,6 +1,7 @@
 package compute
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -136,7 +137,7 @@ type builder[T Float] func(s Spec) (Operator[T], error)
 // projector returns the operator of a family nearest to w in Frobenius
 // norm (or as near as the family's documented algorithm gets), for the
 // hyper-parameters of s; s.Out and s.In equal w's shape.
-type projector func(w *mat.Dense, s Spec, seed uint64) (Operator[float64], error)
+type projector func(ctx context.Context, w *mat.Dense, s Spec, seed uint64) (Operator[float64], error)
 
 var (
 	builders64 = map[string]builder[float64]{}
@@ -198,6 +199,18 @@ func Convert[U, T Float](op Operator[T]) Operator[U] {
 		}
 	}
 	return dst
+}
+
+// RoundToFloat32 rounds every parameter of op to float32 in place: op
+// then holds what Convert[float32] of it stores, with the values
+// Convert[float64](Convert[float32, float64](op)) would have, without the
+// two copies.
+func RoundToFloat32(op Operator[float64]) {
+	for _, p := range op.Params() {
+		for j, v := range p.Data {
+			p.Data[j] = float64(float32(v))
+		}
+	}
 }
 
 // Clone returns a deep copy of op.

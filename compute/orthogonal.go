@@ -1,6 +1,7 @@
 package compute
 
 import (
+	"context"
 	"math"
 
 	"gonum.org/v1/gonum/blas"
@@ -58,7 +59,7 @@ func NewOrthogonal[T Float](out, in int, q []T, scale T) *Orthogonal[T] {
 // W = U Sigma V^T, which maximises <Q, W> = trace(Q^T W) to the nuclear
 // norm, and s = trace(Q^T W) / min(out, in) is the mean singular value.
 // The squared error is ||W||_F^2 - (sum sigma)^2 / min(out, in).
-func projectOrthogonal(w *mat.Dense, s Spec, _ uint64) (Operator[float64], error) {
+func projectOrthogonal(_ context.Context, w *mat.Dense, s Spec, _ uint64) (Operator[float64], error) {
 	q, err := PolarFactor(w)
 	if err != nil {
 		return nil, err

@@ -2,6 +2,7 @@ package compute
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"math"
 
@@ -15,6 +16,15 @@ import (
 // ErrSpec for hyper-parameters that do not fit w and ErrNotFinite for a w
 // with NaN or Inf.
 func Project(w *mat.Dense, s Spec, seed uint64) (Operator[float64], error) {
+	return ProjectContext(context.Background(), w, s, seed)
+}
+
+// ProjectContext is Project stopping early with ctx's error when ctx is
+// done: the families whose projection takes long check ctx between
+// bounded pieces of work (monarch between its blocks' SVDs, the
+// randomized SVDs of lowrank and kronecker between their passes over w);
+// the others are a few passes over w and run to the end.
+func ProjectContext(ctx context.Context, w *mat.Dense, s Spec, seed uint64) (Operator[float64], error) {
 	s.Out, s.In = w.Dims()
 	if s.Out == 0 || s.In == 0 {
 		return nil, fmt.Errorf("%w: empty %dx%d matrix", ErrSpec, s.Out, s.In)
@@ -31,7 +41,7 @@ func Project(w *mat.Dense, s Spec, seed uint64) (Operator[float64], error) {
 	if _, err := New[float64](s); err != nil {
 		return nil, err
 	}
-	return p(w, s, seed)
+	return p(ctx, w, s, seed)
 }
 
 // Residual selects the correction R fitted to W - S.
@@ -54,7 +64,14 @@ type Residual struct {
 // taken through products (W X - S X, the second through the trunk
 // operator), so no dense copy of w - S is made; the other cases form it.
 func Decompose(w *mat.Dense, trunk Spec, residual Residual, seed uint64) (*Sum[float64], error) {
-	s, err := Project(w, trunk, seed)
+	return DecomposeContext(context.Background(), w, trunk, residual, seed)
+}
+
+// DecomposeContext is Decompose stopping early with ctx's error when ctx
+// is done, as ProjectContext does, and between the passes of the
+// residual's randomized SVD; the result does not depend on ctx otherwise.
+func DecomposeContext(ctx context.Context, w *mat.Dense, trunk Spec, residual Residual, seed uint64) (*Sum[float64], error) {
+	s, err := ProjectContext(ctx, w, trunk, seed)
 	if err != nil {
 		return nil, fmt.Errorf("trunk %s: %w", trunk.Family, err)
 	}
@@ -69,7 +86,7 @@ func Decompose(w *mat.Dense, trunk Spec, residual Residual, seed uint64) (*Sum[f
 		if _, err := New[float64](rs); err != nil {
 			return nil, fmt.Errorf("residual %s: %w", residual.Kind, err)
 		}
-		u, sv, v, err := randomizedSVDOf(residualMap{w, s}, rs.Rank, rseed)
+		u, sv, v, err := randomizedSVDOf(ctx, residualMap{w, s}, rs.Rank, rseed)
 		if err != nil {
 			return nil, fmt.Errorf("residual %s: %w", residual.Kind, err)
 		}
@@ -78,7 +95,7 @@ func Decompose(w *mat.Dense, trunk Spec, residual Residual, seed uint64) (*Sum[f
 	diff := mat.NewDense(out, in, nil)
 	s.DenseTo(diff.RawMatrix().Data)
 	diff.Sub(w, diff)
-	r, err := Project(diff, rs, rseed)
+	r, err := ProjectContext(ctx, diff, rs, rseed)
 	if err != nil {
 		return nil, fmt.Errorf("residual %s: %w", residual.Kind, err)
 	}

@@ -2,6 +2,7 @@ package compute
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"math"
 	"slices"
@@ -40,7 +41,7 @@ func newSparseFromSpec[T Float](s Spec) (Operator[T], error) {
 // projectSparse keeps the NNZ largest-magnitude entries of W, the
 // Frobenius-optimal choice for a fixed count; ties go to the earlier
 // entry in row-major order.
-func projectSparse(w *mat.Dense, s Spec, _ uint64) (Operator[float64], error) {
+func projectSparse(_ context.Context, w *mat.Dense, s Spec, _ uint64) (Operator[float64], error) {
 	data := rowMajor(w)
 	idx := make([]int, len(data))
 	for i := range idx {

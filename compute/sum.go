@@ -152,11 +152,19 @@ func (s *Sum[T]) Backward(dx, x, dy []T, n int, grads [][]T, ws *Workspace[T]) {
 	}
 }
 
+// denseAdder is a correction that adds its dense matrix to dst in place
+// (the same values as DenseTo and a sum), without a buffer of its size.
+type denseAdder interface{ denseAddTo(dst []float64) }
+
 func (s *Sum[T]) DenseTo(dst []float64) {
 	out, in := s.Shape()
 	checkLen(dst, out*in)
 	s.trunk.DenseTo(dst)
 	if isZero(s.correction) {
+		return
+	}
+	if a, ok := s.correction.(denseAdder); ok {
+		a.denseAddTo(dst)
 		return
 	}
 	r := make([]float64, out*in)

@@ -1,6 +1,7 @@
 package compute
 
 import (
+	"context"
 	"gonum.org/v1/gonum/mat"
 )
 
@@ -53,7 +54,7 @@ func NewToeplitz[T Float](out, in int, t []T) *Toeplitz[T] {
 // projectToeplitz sets each t[d + in - 1] to the mean of diagonal d of w,
 // the Frobenius optimum since every entry depends on exactly one
 // parameter. Cost O(out in).
-func projectToeplitz(w *mat.Dense, s Spec, _ uint64) (Operator[float64], error) {
+func projectToeplitz(_ context.Context, w *mat.Dense, s Spec, _ uint64) (Operator[float64], error) {
 	op := NewToeplitz[float64](s.Out, s.In, nil)
 	for i := range s.Out {
 		// Row i covers diagonals i - in + 1 .. i: t indices i .. i + in - 1,

@@ -1,6 +1,10 @@
 package compute
 
-import "gonum.org/v1/gonum/mat"
+import (
+	"context"
+
+	"gonum.org/v1/gonum/mat"
+)
 
 // Zero is the operator W = 0 with no parameters: the correction of a layer
 // converted with residual "none".
@@ -12,7 +16,7 @@ func init() {
 	register(FamilyZero,
 		func(s Spec) (Operator[float64], error) { return &Zero[float64]{s.Out, s.In}, nil },
 		func(s Spec) (Operator[float32], error) { return &Zero[float32]{s.Out, s.In}, nil },
-		func(_ *mat.Dense, s Spec, _ uint64) (Operator[float64], error) {
+		func(_ context.Context, _ *mat.Dense, s Spec, _ uint64) (Operator[float64], error) {
 			return &Zero[float64]{s.Out, s.In}, nil
 		})
 }

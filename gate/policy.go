@@ -2,11 +2,11 @@ package gate
 
 import (
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 
-	"github.com/strata-ml/strata/internal/inputerr"
+	"github.com/strata-ml/strata/internal/inputfile"
+	"github.com/strata-ml/strata/internal/limits"
 	"github.com/strata-ml/strata/internal/provenance"
 	"github.com/strata-ml/strata/internal/yamlstrict"
 	"github.com/strata-ml/strata/manifests/policy"
@@ -118,9 +118,9 @@ type LoadedPolicy struct {
 func LoadPolicy(path string) (*LoadedPolicy, error) {
 	name, src := policy.DefaultName, policy.Default
 	if path != "" {
-		b, err := os.ReadFile(path)
+		b, err := inputfile.ReadFile(path, limits.ConfigBytes, "config file")
 		if err != nil {
-			return nil, inputerr.Errorf("policy: %w", err)
+			return nil, fmt.Errorf("policy: %w", err)
 		}
 		name, src = path, b
 	}
@@ -135,7 +135,7 @@ func LoadPolicy(path string) (*LoadedPolicy, error) {
 // cite. Every problem is a *yamlstrict.ConfigError naming the line and the key: an
 // unknown key, a value of the wrong type, an unknown metric, direction or
 // versus, a rule with no bound or more than one, a negative margin or
-// ratio, a version other than 1, no rules.
+// ratio, a version other than 1, no rules or more than limits.PolicyRules.
 func ParsePolicy(name string, src []byte) (*Policy, error) {
 	var p Policy
 	lines, err := yamlstrict.Decode(name, src, &p)
@@ -154,6 +154,9 @@ func ParsePolicy(name string, src []byte) (*Policy, error) {
 	}
 	if len(p.Rules) == 0 {
 		return nil, bad("rules", "the policy has no rules")
+	}
+	if len(p.Rules) > limits.PolicyRules {
+		return nil, bad("rules", "%d rules: over the limit of %s (docs/FORMATS.md, Input limits)", len(p.Rules), limits.Count(limits.PolicyRules))
 	}
 	for i := range p.Rules {
 		r := &p.Rules[i]

@@ -2,15 +2,19 @@ package gate
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/strata-ml/strata/internal/inputerr"
+	"github.com/strata-ml/strata/internal/limits"
 	"github.com/strata-ml/strata/internal/provenance"
 	"github.com/strata-ml/strata/internal/yamlstrict"
 	"github.com/strata-ml/strata/manifests/policy"
+	"github.com/strata-ml/strata/validation"
 )
 
 func TestParsePolicy(t *testing.T) {
@@ -83,6 +87,8 @@ func TestParsePolicyErrors(t *testing.T) {
 		{"not YAML", "version: 1\nrules:\n  - {metric: loss\n", 2, "not valid YAML"},
 		{"empty", "", 0, "the file is empty"},
 		{"two documents", "version: 1\nrules:\n  - {metric: loss, max_value: 1}\n---\nversion: 1\n", 4, "more than one YAML document"},
+		{"too many rules", "version: 1\nrules:\n" + strings.Repeat("  - {metric: loss, max_value: 1}\n", limits.PolicyRules+1), 2,
+			fmt.Sprintf("%d rules: over the limit of %s", limits.PolicyRules+1, limits.Count(limits.PolicyRules))},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -121,4 +127,37 @@ func TestDefaultPolicy(t *testing.T) {
 	if p.Input.Path != policy.DefaultName || p.Input.SHA256 != provenance.Bytes("", b).SHA256 || len(p.Rules) == 0 {
 		t.Errorf("default policy input %+v with %d rules", p.Input, len(p.Rules))
 	}
+}
+
+// FuzzParsePolicy: any bytes give a policy every rule of which has a
+// known metric and exactly one bound, or a bad-input *yamlstrict.ConfigError
+// naming the file; never a panic.
+func FuzzParsePolicy(f *testing.F) {
+	f.Add([]byte(policy.Default))
+	for _, s := range []string{
+		"version: 1\nrules:\n  - {metric: accuracy, min_value: 0.9}\n",
+		"version: 1\nrules: [{metric: params, max_ratio: 0.5, versus: control, optional: true}]\n",
+		"version: 1\nr: &r {metric: loss, max_value: 1}\nrules: [*r, *r]\n",
+		"version: 1.5\nrules: []\n", "{", "- - - -", "rules: !!binary aGVsbG8=\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, src []byte) {
+		p, err := ParsePolicy("policy.yaml", src)
+		if err != nil {
+			var ce *yamlstrict.ConfigError
+			if !errors.As(err, &ce) || !errors.Is(err, inputerr.ErrInput) || !strings.HasPrefix(err.Error(), "policy.yaml") {
+				t.Fatalf("error %v is not a bad-input ConfigError naming the file", err)
+			}
+			return
+		}
+		if p.Version != PolicyVersion || len(p.Rules) == 0 || len(p.Rules) > limits.PolicyRules {
+			t.Fatalf("accepted version %d with %d rules", p.Version, len(p.Rules))
+		}
+		for i, r := range p.Rules {
+			if kind, _ := r.Bound(); kind == "" || !slices.Contains(validation.MetricKeys, r.Metric) {
+				t.Fatalf("rule %d accepted with metric %q and bound %q", i, r.Metric, kind)
+			}
+		}
+	})
 }

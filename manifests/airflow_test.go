@@ -114,7 +114,7 @@ func TestAirflowDAGPods(t *testing.T) {
 			t.Errorf("%s: activeDeadlineSeconds %v, execution_timeout %v s: want both, the timeout past the deadline",
 				task.TaskID, d, task.ExecutionTimeout)
 		}
-		want := map[string]string{"1": "retry", "2": "fail", "3": "fail", "4": "fail", "137": "retry", "evicted": "retry"}
+		want := map[string]string{"1": "retry", "2": "fail", "3": "fail", "4": "fail", "134": "fail", "137": "retry", "evicted": "retry"}
 		if !maps.Equal(task.Retry, want) {
 			t.Errorf("%s: failures %v, want %v", task.TaskID, task.Retry, want)
 		}

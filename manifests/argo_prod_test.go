@@ -75,6 +75,7 @@ var retryCases = []struct {
 	{"executor failed saving outputs", "0", "Error", "wait: Error (exit code 1): failed to put file", true},
 	{"bad input, node in Error", "2", "Error", "main: Error (exit code 2)", false},
 	{"emissary error", "64", "Failed", "main: Error (exit code 64)", false},
+	{"crash in strata (SIGABRT)", "134", "Failed", "main: Error (exit code 134)", false},
 }
 
 // TestArgoRetryTruthTable: every container template of every Argo file

@@ -200,15 +200,15 @@ func TestK8sPilotJob(t *testing.T) {
 		t.Fatal("k8s/pilot-job.yaml: want a ConfigMap with pilot.yaml and a Job")
 	}
 
-	// 2, 3 and 4 fail the Job at once; a disruption (eviction,
+	// 2, 3, 4 and 134 fail the Job at once; a disruption (eviction,
 	// preemption) is retried without counting; the rest (1, 137) is
 	// retried up to backoffLimit.
 	rules := job.Spec.PodFailurePolicy.Rules
 	if job.Spec.BackoffLimit < 1 || len(rules) != 2 ||
 		rules[0].Action != "Ignore" || len(rules[0].OnPodConditions) != 1 || rules[0].OnPodConditions[0].Type != "DisruptionTarget" ||
 		rules[1].Action != "FailJob" || rules[1].OnExitCodes == nil ||
-		rules[1].OnExitCodes.Operator != "In" || !slices.Equal(rules[1].OnExitCodes.Values, []int{2, 3, 4}) {
-		t.Errorf("podFailurePolicy %+v, backoffLimit %d: want Ignore on DisruptionTarget, FailJob on exit codes 2, 3, 4, retries of the rest",
+		rules[1].OnExitCodes.Operator != "In" || !slices.Equal(rules[1].OnExitCodes.Values, []int{2, 3, 4, 134}) {
+		t.Errorf("podFailurePolicy %+v, backoffLimit %d: want Ignore on DisruptionTarget, FailJob on exit codes 2, 3, 4, 134, retries of the rest",
 			rules, job.Spec.BackoffLimit)
 	}
 	if got := job.Spec.Template.Spec.RestartPolicy; got != "Never" {

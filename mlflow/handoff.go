@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"os"
 	"path/filepath"
 	"sort"
 	"time"
+
+	"github.com/strata-ml/strata/internal/inputfile"
+	"github.com/strata-ml/strata/internal/limits"
 )
 
 // Handoff is what a pilot hands to MLflow.
@@ -65,7 +67,7 @@ var metricFields = []string{"baseline", "candidate", "control", "delta", "delta_
 
 // readReport reads and checks report.json.
 func readReport(path string) (*report, error) {
-	b, err := os.ReadFile(path)
+	b, err := inputfile.ReadFile(path, limits.JSONBytes, "JSON file")
 	if err != nil {
 		return nil, fmt.Errorf("%w: report %s: %v", ErrRejected, path, err)
 	}
@@ -116,9 +118,11 @@ func HandOff(ctx context.Context, c *Client, h Handoff) (*Result, error) {
 		return nil, err
 	}
 	if h.Model != "" {
-		if _, err := os.Stat(h.Model); err != nil {
+		f, _, err := inputfile.Open(h.Model)
+		if err != nil {
 			return nil, fmt.Errorf("%w: model %s: %v", ErrRejected, h.Model, err)
 		}
+		f.Close()
 	}
 	res := &Result{Decision: rep.Decision}
 	if res.ExperimentID, err = c.ExperimentID(ctx, h.Experiment); err != nil {
@@ -181,7 +185,7 @@ func handoff(ctx context.Context, c *Client, h Handoff, rep *report, run Run, re
 }
 
 func upload(ctx context.Context, c *Client, run Run, file, path string, res *Result) error {
-	b, err := os.ReadFile(file)
+	b, err := inputfile.ReadFile(file, 0, "")
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrRejected, err)
 	}

@@ -34,13 +34,20 @@ func Structure(l arrowio.Layer) (*compute.Spec, error) {
 // from its tensors "<layer>.<param>". A missing tensor, a tensor of the
 // wrong length and invalid sparse indices are bad input.
 func Operator[T compute.Float](m *arrowio.Model, layer string, spec compute.Spec) (compute.Operator[T], error) {
+	return operator[T](m.Tensor, layer, spec)
+}
+
+// operator is Operator with the model's tensors looked up by tensor: a
+// caller rebuilding every layer passes an index, not the model's linear
+// search (quadratic in the tensors of a large checkpoint).
+func operator[T compute.Float](tensor func(name string) (*arrowio.Tensor, bool), layer string, spec compute.Spec) (compute.Operator[T], error) {
 	op, err := compute.New[T](spec)
 	if err != nil {
 		return nil, inputerr.Errorf("layer %q: %w", layer, err)
 	}
 	for _, p := range op.Params() {
 		name := layer + "." + p.Name
-		t, ok := m.Tensor(name)
+		t, ok := tensor(name)
 		if !ok {
 			return nil, inputerr.Errorf("layer %q: missing tensor %q of its %s structure", layer, name, spec.Family)
 		}
@@ -135,7 +142,12 @@ func tensor[T compute.Float](name string, role compute.Role, shape []int, data [
 func Materialize(m *arrowio.Model) (*arrowio.Model, error) {
 	dense := &arrowio.Model{Arch: m.Arch, Meta: m.Meta}
 	dense.Arch.Layers = append([]arrowio.Layer(nil), m.Arch.Layers...)
-	decomposed := map[string]bool{}
+	index := make(map[string]*arrowio.Tensor, len(m.Tensors))
+	for i := range m.Tensors {
+		index[m.Tensors[i].Name] = &m.Tensors[i]
+	}
+	tensor := func(name string) (*arrowio.Tensor, bool) { t, ok := index[name]; return t, ok }
+	// The dense weight of each decomposed layer, by layer name.
 	weights := map[string]arrowio.Tensor{}
 	for i, l := range dense.Arch.Layers {
 		spec, err := Structure(l)
@@ -145,11 +157,10 @@ func Materialize(m *arrowio.Model) (*arrowio.Model, error) {
 		if spec == nil {
 			continue
 		}
-		op, err := Operator[float64](m, l.Name, *spec)
+		op, err := operator[float64](tensor, l.Name, *spec)
 		if err != nil {
 			return nil, err
 		}
-		decomposed[l.Name] = true
 		weights[l.Name] = denseWeight(&l, op)
 		dense.Arch.Layers[i].Structure = nil
 	}
@@ -157,12 +168,13 @@ func Materialize(m *arrowio.Model) (*arrowio.Model, error) {
 	for _, t := range m.Tensors {
 		if t.Role == compute.RoleTrunk || t.Role == compute.RoleCorrection {
 			layer := PartLayer(t.Name, t.Role)
-			if !decomposed[layer] {
+			w, ok := weights[layer]
+			if !ok {
 				return nil, inputerr.Errorf("tensor %q has role %s but layer %q is not decomposed in the architecture", t.Name, t.Role, layer)
 			}
 			if !added[layer] {
 				added[layer] = true
-				dense.Tensors = append(dense.Tensors, weights[layer])
+				dense.Tensors = append(dense.Tensors, w)
 			}
 			continue
 		}

@@ -72,6 +72,12 @@ func Serve(opts ServeOptions) error {
 	term := make(chan os.Signal, 1)
 	signal.Notify(term, syscall.SIGTERM, os.Interrupt)
 	defer signal.Stop(term)
+	// A host that dies closes the pipes of our stdout and stderr: the
+	// next log line would kill the process by SIGPIPE before it could
+	// stop its runs and remove their directories. Ignored, the write
+	// fails instead and the parent poll below finds the host gone.
+	signal.Ignore(syscall.SIGPIPE)
+	srv.RemoveStale()
 
 	ppid := os.Getppid()
 	served := make(chan struct{})

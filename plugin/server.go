@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/strata-ml/strata/arrowio"
+	"github.com/strata-ml/strata/internal/dirlock"
 	"github.com/strata-ml/strata/internal/provenance"
 )
 
@@ -32,6 +34,8 @@ type Server struct {
 	Logger *slog.Logger
 
 	runs   sync.WaitGroup
+	dirsMu sync.Mutex
+	dirs   map[string]bool // the private directories of the runs in progress
 	baseMu sync.Mutex
 	base   context.Context // cancelled by Shutdown; nil until first use
 	cancel context.CancelFunc
@@ -63,7 +67,9 @@ func Stages() []string {
 }
 
 // Shutdown cancels every run in progress and waits, at most until ctx
-// ends, for them to return and remove their private directories.
+// ends, for them to return and remove their private directories. The
+// directories of runs still going then are removed under them: the
+// caller is about to exit.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.baseContext()
 	s.cancel()
@@ -73,6 +79,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-done:
 		return nil
 	case <-ctx.Done():
+		s.dirsMu.Lock()
+		defer s.dirsMu.Unlock()
+		for d := range s.dirs {
+			os.RemoveAll(d)
+		}
 		return ctx.Err()
 	}
 }
@@ -112,11 +123,16 @@ func (s *Server) Run(ctx context.Context, req *Request, progress func(Event)) (r
 	if err := decodeConfig(def.name, req.Config, cfg); err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp(s.WorkDir, "strata-run-")
+	dir, lock, err := s.runDir()
 	if err != nil {
 		return nil, fmt.Errorf("%s: create the run's directory: %w", def.name, err)
 	}
-	defer os.RemoveAll(dir)
+	s.track(dir, true)
+	defer func() {
+		os.RemoveAll(dir)
+		lock.Unlock()
+		s.track(dir, false)
+	}()
 
 	start := time.Now()
 	if s.Logger != nil {
@@ -203,6 +219,67 @@ func (s *Server) Run(ctx context.Context, req *Request, progress func(Event)) (r
 		}
 	}
 	return res, nil
+}
+
+// runDirPrefix names the private directory of a run in WorkDir.
+const runDirPrefix = "strata-run-"
+
+// runDir creates and locks the private directory of a run: made under a
+// name RemoveStale does not look at, locked (dirlock), then renamed, so
+// that no plugin process ever sees it unlocked. The lock, released by
+// the kernel when this process dies however it dies, tells the next
+// plugin that a directory left behind is stale.
+func (s *Server) runDir() (string, *dirlock.Held, error) {
+	tmp, err := os.MkdirTemp(s.WorkDir, ".strata-new-")
+	if err != nil {
+		return "", nil, err
+	}
+	lock, err := dirlock.Lock(tmp)
+	if err != nil {
+		os.RemoveAll(tmp)
+		return "", nil, err
+	}
+	dir := filepath.Join(filepath.Dir(tmp), runDirPrefix+strings.TrimPrefix(filepath.Base(tmp), ".strata-new-"))
+	if err := os.Rename(tmp, dir); err != nil {
+		lock.Unlock()
+		os.RemoveAll(tmp)
+		return "", nil, err
+	}
+	lock.Moved(dir)
+	return dir, lock, nil
+}
+
+// track records the private directory of a run in progress (add), or
+// forgets it.
+func (s *Server) track(dir string, add bool) {
+	s.dirsMu.Lock()
+	defer s.dirsMu.Unlock()
+	if s.dirs == nil {
+		s.dirs = map[string]bool{}
+	}
+	if add {
+		s.dirs[dir] = true
+	} else {
+		delete(s.dirs, dir)
+	}
+}
+
+// RemoveStale removes the run directories in WorkDir whose process is
+// gone (a plugin killed in the middle of a run: SIGKILL leaves no time to
+// clean up), as Serve does when it starts. A directory another live
+// process holds, or that cannot be locked, is left alone.
+func (s *Server) RemoveStale() {
+	dirs, err := filepath.Glob(filepath.Join(cmp.Or(s.WorkDir, os.TempDir()), runDirPrefix+"*"))
+	if err != nil {
+		return
+	}
+	for _, d := range dirs {
+		if dirlock.Free(d) {
+			if err := os.RemoveAll(d); err == nil && s.Logger != nil {
+				s.Logger.Info("removed the run directory of a plugin that is gone", "dir", d)
+			}
+		}
+	}
 }
 
 // runStage runs def, turning a panic into an error: one run's bug must

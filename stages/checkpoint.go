@@ -17,6 +17,8 @@ import (
 	"github.com/strata-ml/strata/arrowio"
 	"github.com/strata-ml/strata/compute"
 	"github.com/strata-ml/strata/internal/inputerr"
+	"github.com/strata-ml/strata/internal/inputfile"
+	"github.com/strata-ml/strata/internal/limits"
 	"github.com/strata-ml/strata/internal/provenance"
 	"github.com/strata-ml/strata/modelmap"
 )
@@ -83,6 +85,35 @@ func hashesOf(in FinetuneInputs) FinetuneInputs {
 		out.Valid = &provenance.File{SHA256: in.Valid.SHA256}
 	}
 	return out
+}
+
+// finished returns the result of a finished run in Out that p would
+// reproduce (Out/finetune.json of the same config, resumeKey, and the
+// same input hashes, with every output it names in place), or nil.
+func (p *finetunePlan) finished() *FinetuneResult {
+	names := p.outputNames()
+	b, err := inputfile.ReadFile(filepath.Join(p.cfg.Out, names.Report), limits.JSONBytes, "JSON file")
+	if err != nil {
+		return nil
+	}
+	var res FinetuneResult
+	if json.Unmarshal(b, &res) != nil || res.Outputs != names {
+		return nil
+	}
+	same := func(a, b any) bool {
+		ja, err1 := json.Marshal(a)
+		jb, err2 := json.Marshal(b)
+		return err1 == nil && err2 == nil && bytes.Equal(ja, jb)
+	}
+	if !same(res.Config.resumeKey(), p.cfg.resumeKey()) || !same(hashesOf(res.Inputs), hashesOf(p.inputs)) {
+		return nil
+	}
+	for _, f := range []string{names.Model, names.Materialized, names.Log} {
+		if st, err := os.Stat(filepath.Join(p.cfg.Out, f)); err != nil || !st.Mode().IsRegular() {
+			return nil
+		}
+	}
+	return &res
 }
 
 // Prefixes of the state vectors of state.arrow; each is followed by a
@@ -211,7 +242,7 @@ func loadCheckpoint[T compute.Float](p *finetunePlan) (*loadedCheckpoint[T], err
 		return inputerr.Errorf("checkpoint %s: %s", sub, fmt.Sprintf(format, args...))
 	}
 
-	raw, err := os.ReadFile(filepath.Join(sub, "state.json"))
+	raw, err := inputfile.ReadFile(filepath.Join(sub, "state.json"), limits.JSONBytes, "JSON file")
 	if err != nil {
 		return nil, bad("%v", err)
 	}
@@ -225,10 +256,10 @@ func loadCheckpoint[T compute.Float](p *finetunePlan) (*loadedCheckpoint[T], err
 		return nil, bad("state.json: schema_version %d, this build reads %d", meta.SchemaVersion, checkpointVersion)
 	}
 	if diff := configDiff(meta.Config, p.cfg.resumeKey()); diff != "" {
-		return nil, inputerr.Errorf("checkpoint %s was made with other settings (%s); run with the original settings, or without --resume to start over", dir, diff)
+		return nil, inputerr.Fieldf("", "checkpoint %s was made with other settings (%s); run with the original settings, or without {resume} to start over", dir, diff)
 	}
 	if got, want := hashesOf(p.inputs), meta.Inputs; !sameInputs(got, want) {
-		return nil, inputerr.Errorf("checkpoint %s was made from other input files (their SHA-256 differ); run without --resume to start over", dir)
+		return nil, inputerr.Fieldf("", "checkpoint %s was made from other input files (their SHA-256 differ); run without {resume} to start over", dir)
 	}
 	if meta.Step < 1 || meta.Step > p.totalSteps {
 		return nil, bad("step %d is outside [1, %d]", meta.Step, p.totalSteps)

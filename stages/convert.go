@@ -2,7 +2,6 @@ package stages
 
 import (
 	"context"
-	"fmt"
 	"hash/fnv"
 	"log/slog"
 	"path"
@@ -151,6 +150,15 @@ type ConvertConfig struct {
 	// Label is the target column of the calibration data (empty:
 	// "label"); a pilot sets its own.
 	Label string `json:"label,omitempty"`
+	// Condition says which layers get condition_dense and condition_trunk
+	// in convert.json: "auto" (also empty) the layers whose smaller side
+	// is at most compute.ConditionExactLimit (2048), where they are exact
+	// (one values-only SVD each); "estimate" every layer, estimated above
+	// the limit (an LU of the layer and Krylov passes, about as long as
+	// the decomposition itself at 4096); "off" none. A layer without them
+	// has null values and its condition_note says why; validate reports
+	// layer_condition for every layer either way.
+	Condition string `yaml:"condition" json:"condition,omitempty"`
 	// Activation is used for a safetensors nn.Sequential checkpoint with
 	// no strata.architecture metadata.
 	Activation compute.Activation `json:"activation,omitempty"`
@@ -159,6 +167,13 @@ type ConvertConfig struct {
 	// Logger receives progress; nil discards it.
 	Logger *slog.Logger `json:"-"`
 }
+
+// Condition policies of ConvertConfig.Condition.
+const (
+	ConditionAuto     = "auto"
+	ConditionEstimate = "estimate"
+	ConditionOff      = "off"
+)
 
 // DefaultConvertConfig returns the defaults the CLI starts from.
 func DefaultConvertConfig() ConvertConfig {
@@ -195,10 +210,15 @@ type ConvertedLayer struct {
 	ConditionDense     validation.NullableFloat `json:"condition_dense"`
 	ConditionTrunk     validation.NullableFloat `json:"condition_trunk"`
 	// ConditionExact is false when the layer was too large for a full
-	// SVD and the condition numbers are estimates (compute.Condition).
-	ConditionExact bool                `json:"condition_exact"`
-	Seconds        float64             `json:"seconds"`
-	Auto           *compute.AutoResult `json:"auto,omitempty"`
+	// SVD and the condition numbers are estimates (compute.Condition), or
+	// when they were not computed.
+	ConditionExact bool `json:"condition_exact"`
+	// ConditionNote says why condition_dense and condition_trunk are null
+	// when convert did not compute them (ConvertConfig.Condition); empty
+	// when it did (null then means +Inf: a singular matrix).
+	ConditionNote string              `json:"condition_note,omitempty"`
+	Seconds       float64             `json:"seconds"`
+	Auto          *compute.AutoResult `json:"auto,omitempty"`
 	// Calibration compares the weight-only and the data-aware fit on the
 	// held-out calibration rows (with --calibration).
 	Calibration *LayerCalibration `json:"calibration,omitempty"`
@@ -298,17 +318,21 @@ type ConvertOutputs struct {
 // are none. It wraps ErrInput: the same model and config miss again.
 func (r *ConvertResult) MissedTarget() error {
 	if ma := r.ModelAuto; ma != nil && !ma.Met {
-		return inputerr.Errorf("--structure auto missed %s over the model: %s", ma.goal(), ma.Missed)
+		goal, value := "{model_budget}", ma.ModelBudget
+		if ma.LossTolerance > 0 {
+			goal, value = "{loss_tolerance}", ma.LossTolerance
+		}
+		return inputerr.Fieldf("", "{structure} auto missed "+goal+" %g over the model: %s", value, ma.Missed)
 	}
 	if len(r.AutoMissed) == 0 {
 		return nil
 	}
-	goal := fmt.Sprintf("--target-error %g", r.Config.TargetError)
+	goal, value := "{target_error}", r.Config.TargetError
 	if r.Config.ParamBudget > 0 {
-		goal = fmt.Sprintf("--param-budget %g", r.Config.ParamBudget)
+		goal, value = "{param_budget}", r.Config.ParamBudget
 	}
-	return inputerr.Errorf("--structure auto missed %s on %d layers (%s): relax it or choose a structure",
-		goal, len(r.AutoMissed), strings.Join(r.AutoMissed, ", "))
+	return inputerr.Fieldf("", "{structure} auto missed "+goal+" %g on %d layers (%s): relax it or choose a structure",
+		value, len(r.AutoMissed), strings.Join(r.AutoMissed, ", "))
 }
 
 // MaterializedName is the name of the dense copy of an S + R model that
@@ -337,6 +361,11 @@ func Convert(ctx context.Context, cfg ConvertConfig) (*ConvertResult, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	outDir, err := claimOutput("convert", "out", cfg.Out)
+	if err != nil {
+		return nil, err
+	}
+	defer outDir.release()
 	format, err := modelFormat(cfg.Model)
 	if err != nil {
 		return nil, err
@@ -379,10 +408,10 @@ func (r *ConvertResult) finish(log *slog.Logger) {
 
 func (cfg *ConvertConfig) validate() error {
 	if cfg.Model == "" {
-		return inputerr.Errorf("convert: --model is required")
+		return inputerr.Fieldf("convert", "{model} is required")
 	}
 	if cfg.Out == "" {
-		return inputerr.Errorf("convert: --out is required")
+		return inputerr.Fieldf("convert", "{out} is required")
 	}
 	if err := cfg.validateCalibration(); err != nil {
 		return err
@@ -391,35 +420,40 @@ func (cfg *ConvertConfig) validate() error {
 	case cfg.wholeModel():
 	case cfg.Structure == StructureAuto:
 		if err := cfg.autoConfig().Validate(); err != nil {
-			return inputerr.Errorf("convert: --structure auto (--target-error, --param-budget): %w", err)
+			return inputerr.Fieldf("convert", "{structure} auto ({target_error}, {param_budget}): %w", err)
 		}
 	default:
 		if !slices.Contains(compute.TrunkFamilies, cfg.Structure) {
-			return inputerr.Errorf("convert: --structure %q: want auto or one of %s", cfg.Structure, strings.Join(compute.TrunkFamilies, ", "))
+			return inputerr.Fieldf("convert", "{structure} %q: want auto or one of %s", cfg.Structure, strings.Join(compute.TrunkFamilies, ", "))
 		}
 	}
 	switch cfg.ConvStructure {
 	case "", compute.FamilyLowRank:
 	case StructureAuto:
 		if err := cfg.autoConfig().Validate(); err != nil && !cfg.wholeModel() {
-			return inputerr.Errorf("convert: --conv-structure auto (--target-error, --param-budget): %w", err)
+			return inputerr.Fieldf("convert", "{conv_structure} auto ({target_error}, {param_budget}): %w", err)
 		}
 	default:
-		return inputerr.Errorf("convert: --conv-structure %q: want lowrank or auto (only the low-rank family factors a convolution)", cfg.ConvStructure)
+		return inputerr.Fieldf("convert", "{conv_structure} %q: want lowrank or auto (only the low-rank family factors a convolution)", cfg.ConvStructure)
+	}
+	switch cfg.Condition {
+	case "", ConditionAuto, ConditionEstimate, ConditionOff:
+	default:
+		return inputerr.Fieldf("convert", "{condition} %q: want auto, estimate or off", cfg.Condition)
 	}
 	switch cfg.WeightLayout {
 	case "", WeightLayoutAuto, WeightLayoutOutIn, WeightLayoutInOut:
 	default:
-		return inputerr.Errorf("convert: --weight-layout %q: want auto, out-in or in-out", cfg.WeightLayout)
+		return inputerr.Fieldf("convert", "{weight_layout} %q: want auto, out-in or in-out", cfg.WeightLayout)
 	}
 	if !cfg.Residual.Valid() {
-		return inputerr.Errorf("convert: --residual %q: want %s", cfg.Residual, compute.JoinNames(compute.ResidualKinds))
+		return inputerr.Fieldf("convert", "{residual} %q: want %s", cfg.Residual, compute.JoinNames(compute.ResidualKinds))
 	}
 	if cfg.Residual == compute.ResidualSparse && !(cfg.ResidualDensity > 0 && cfg.ResidualDensity <= 1) {
-		return inputerr.Errorf("convert: --residual-density %g: want (0, 1]", cfg.ResidualDensity)
+		return inputerr.Fieldf("convert", "{residual_density} %g: want (0, 1]", cfg.ResidualDensity)
 	}
 	if cfg.Blocks < 0 || cfg.Rank < 0 || cfg.ResidualRank < 0 {
-		return inputerr.Errorf("convert: --blocks, --rank and --residual-rank must not be negative")
+		return inputerr.Fieldf("convert", "{blocks}, {rank} and {residual_rank} must not be negative")
 	}
 	if _, err := parseKronFactors(cfg.KronFactors); err != nil {
 		return err
@@ -450,7 +484,7 @@ func (cfg *ConvertConfig) asked(name string) bool {
 
 // noneSelected is the error for a selection that matches no weight.
 func (cfg *ConvertConfig) noneSelected() error {
-	return inputerr.Errorf("%s: no weight matches --include %q --exclude %q", cfg.Model, cfg.Include, cfg.Exclude)
+	return inputerr.Fieldf("convert", "%s: no weight matches {include} %q {exclude} %q", cfg.Model, cfg.Include, cfg.Exclude)
 }
 
 func matchAny(globs []string, name string) bool {
@@ -482,10 +516,10 @@ func parseShard(s string, n int) ([]int, error) {
 			b, err2 = strconv.Atoi(hi)
 		}
 		if err1 != nil || err2 != nil || a < 0 || b < a {
-			return nil, inputerr.Errorf("--layers %q: want positions like 0-3 or 0,2,5-7", s)
+			return nil, inputerr.Fieldf("", "{layers} %q: want positions like 0-3 or 0,2,5-7", s)
 		}
 		if b >= n {
-			return nil, inputerr.Errorf("--layers %q: position %d out of range, %d weights are selected (0-%d)", s, b, n, n-1)
+			return nil, inputerr.Fieldf("", "{layers} %q: position %d out of range, %d weights are selected (0-%d)", s, b, n, n-1)
 		}
 		for i := a; i <= b; i++ {
 			if !seen[i] {
@@ -505,7 +539,7 @@ func parseKronFactors(s string) ([2]int, error) {
 	m1, err1 := strconv.Atoi(a)
 	n1, err2 := strconv.Atoi(b)
 	if !ok || err1 != nil || err2 != nil || m1 < 1 || n1 < 1 {
-		return [2]int{}, inputerr.Errorf("--kron-factors %q: want M1xN1, e.g. 8x8", s)
+		return [2]int{}, inputerr.Fieldf("", "{kron_factors} %q: want M1xN1, e.g. 8x8", s)
 	}
 	return [2]int{m1, n1}, nil
 }

@@ -130,17 +130,17 @@ func (cfg *ConvertConfig) wholeModel() bool {
 func (cfg *ConvertConfig) validateCalibration() error {
 	switch {
 	case cfg.CalibrationRows < 0 || cfg.CalibrationSweeps < 0:
-		return inputerr.Errorf("convert: --calibration-rows and --calibration-sweeps must not be negative")
+		return inputerr.Fieldf("convert", "{calibration_rows} and {calibration_sweeps} must not be negative")
 	case cfg.CalibrationRidge < 0 || math.IsInf(cfg.CalibrationRidge, 0):
-		return inputerr.Errorf("convert: --calibration-ridge %g: want a finite relative ridge >= 0 (0: %g)", cfg.CalibrationRidge, compute.DefaultRidge)
+		return inputerr.Fieldf("convert", "{calibration_ridge} %g: want a finite relative ridge >= 0 (0: %g)", cfg.CalibrationRidge, compute.DefaultRidge)
 	case cfg.CalibrationHoldout != 0 && !(cfg.CalibrationHoldout > 0 && cfg.CalibrationHoldout < 1):
-		return inputerr.Errorf("convert: --calibration-holdout %g: want a share in (0, 1)", cfg.CalibrationHoldout)
+		return inputerr.Fieldf("convert", "{calibration_holdout} %g: want a share in (0, 1)", cfg.CalibrationHoldout)
 	case cfg.CalibrationFit != "" && cfg.CalibrationFit != CalibrationFitJoint && cfg.CalibrationFit != CalibrationFitResidual:
-		return inputerr.Errorf("convert: --calibration-fit %q: want joint or residual", cfg.CalibrationFit)
+		return inputerr.Fieldf("convert", "{calibration_fit} %q: want joint or residual", cfg.CalibrationFit)
 	}
 	for _, f := range cfg.AutoFamilies {
 		if !slices.Contains(compute.TrunkFamilies, f) {
-			return inputerr.Errorf("convert: --auto-families: %q is not a trunk family (want %s)", f, compute.JoinNames(compute.TrunkFamilies))
+			return inputerr.Fieldf("convert", "{auto_families}: %q is not a trunk family (want %s)", f, compute.JoinNames(compute.TrunkFamilies))
 		}
 	}
 	if cfg.ModelBudget == 0 && cfg.LossTolerance == 0 {
@@ -148,17 +148,17 @@ func (cfg *ConvertConfig) validateCalibration() error {
 	}
 	switch {
 	case cfg.Structure != StructureAuto:
-		return inputerr.Errorf("convert: --model-budget and --loss-tolerance choose structures: they need --structure auto, not %s", cfg.Structure)
+		return inputerr.Fieldf("convert", "{model_budget} and {loss_tolerance} choose structures: they need {structure} auto, not %s", cfg.Structure)
 	case cfg.Calibration == "":
-		return inputerr.Errorf("convert: --model-budget and --loss-tolerance measure the model's loss: they need --calibration")
+		return inputerr.Fieldf("convert", "{model_budget} and {loss_tolerance} measure the model's loss: they need {calibration}")
 	case cfg.ModelBudget != 0 && cfg.LossTolerance != 0:
-		return inputerr.Errorf("convert: give one of --model-budget and --loss-tolerance")
+		return inputerr.Fieldf("convert", "give one of {model_budget} and {loss_tolerance}")
 	case cfg.TargetError != 0 || cfg.ParamBudget != 0:
-		return inputerr.Errorf("convert: --model-budget and --loss-tolerance choose per model; --target-error and --param-budget per layer: give one kind")
+		return inputerr.Fieldf("convert", "{model_budget} and {loss_tolerance} choose per model; {target_error} and {param_budget} per layer: give one kind")
 	case cfg.ModelBudget != 0 && !(cfg.ModelBudget > 0 && cfg.ModelBudget <= 1):
-		return inputerr.Errorf("convert: --model-budget %g: want a fraction in (0, 1] of the selected layers' dense parameters", cfg.ModelBudget)
+		return inputerr.Fieldf("convert", "{model_budget} %g: want a fraction in (0, 1] of the selected layers' dense parameters", cfg.ModelBudget)
 	case cfg.LossTolerance != 0 && !(cfg.LossTolerance > 0 && !math.IsInf(cfg.LossTolerance, 0)):
-		return inputerr.Errorf("convert: --loss-tolerance %g: want a finite increase of the loss > 0", cfg.LossTolerance)
+		return inputerr.Fieldf("convert", "{loss_tolerance} %g: want a finite increase of the loss > 0", cfg.LossTolerance)
 	}
 	return nil
 }
@@ -185,13 +185,13 @@ func (cfg *ConvertConfig) calibrationOptions() (rows int, holdout float64, fit s
 // readCalibration reads the calibration rows: at most CalibrationRows of
 // the file (a seeded sample, kept in file order), split into fit and
 // held-out examples (seeded). Problems are bad input naming the file.
-func (cfg *ConvertConfig) readCalibration() (calib.Set, *ConvertCalibration, error) {
+func (cfg *ConvertConfig) readCalibration(ctx context.Context) (calib.Set, *ConvertCalibration, error) {
 	nRows, holdout, fit, sweeps := cfg.calibrationOptions()
 	label := cfg.Label
 	if label == "" {
 		label = DefaultFinetuneConfig().Label
 	}
-	ds, in, err := readData(cfg.Calibration, label)
+	ds, in, err := readData(ctx, cfg.Calibration, label)
 	if err != nil {
 		return calib.Set{}, nil, inputerr.InFile(cfg.Calibration, err)
 	}
@@ -484,11 +484,11 @@ func stored(sum *compute.Sum[float64]) *compute.Sum[float64] {
 // startCalibration reads the calibration rows and runs the model on them
 // for the jobs that will be converted (newRunner builds the runner of the
 // model's format, its layers the jobs'); nil without cfg.Calibration.
-func (cfg *ConvertConfig) startCalibration(jobs []layerJob, newRunner func(calib.Set) (calib.Runner, error)) (*calibration, error) {
+func (cfg *ConvertConfig) startCalibration(ctx context.Context, jobs []layerJob, newRunner func(calib.Set) (calib.Runner, error)) (*calibration, error) {
 	if cfg.Calibration == "" {
 		return nil, nil
 	}
-	set, rec, err := cfg.readCalibration()
+	set, rec, err := cfg.readCalibration(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -39,7 +39,7 @@ type digitsModel struct {
 func evidenceModels(t *testing.T, dir string) (*testmodels.Set, []digitsModel) {
 	t.Helper()
 	set := testmodels.Build(t)
-	eval, _, err := readData(set.EvalCSV, "label")
+	eval, _, err := readData(context.Background(), set.EvalCSV, "label")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +55,7 @@ func evidenceModels(t *testing.T, dir string) (*testmodels.Set, []digitsModel) {
 			if res != nil {
 				path = filepath.Join(dir, res.Outputs.Model)
 			}
-			_, acc, _, err := scoreModelFile(path, "", eval)
+			_, acc, _, err := scoreModelFile(context.Background(), path, "", eval)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -58,7 +58,7 @@ func calibrationFixture(t *testing.T) (dir, model, data string) {
 // again, as convert does.
 func heldOutRows(t *testing.T, cfg ConvertConfig, tensors []string, i int) *calib.Activations {
 	t.Helper()
-	set, rec, err := cfg.readCalibration()
+	set, rec, err := cfg.readCalibration(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,14 +291,14 @@ func TestConvertCalibrationBadInput(t *testing.T) {
 		{"wrong width", func(c *ConvertConfig) { c.Calibration = wide }, "33 features"},
 		{"no label column", func(c *ConvertConfig) { c.Label = "target" }, "target"},
 		{"generic checkpoint", func(c *ConvertConfig) { c.Model = generic }, "no architecture"},
-		{"holdout of 1", func(c *ConvertConfig) { c.CalibrationHoldout = 1 }, "--calibration-holdout"},
-		{"unknown fit", func(c *ConvertConfig) { c.CalibrationFit = "both" }, "--calibration-fit"},
-		{"negative ridge", func(c *ConvertConfig) { c.CalibrationRidge = -1 }, "--calibration-ridge"},
-		{"budget without auto", func(c *ConvertConfig) { c.ModelBudget = 0.5 }, "--structure auto"},
+		{"holdout of 1", func(c *ConvertConfig) { c.CalibrationHoldout = 1 }, "calibration_holdout"},
+		{"unknown fit", func(c *ConvertConfig) { c.CalibrationFit = "both" }, "calibration_fit"},
+		{"negative ridge", func(c *ConvertConfig) { c.CalibrationRidge = -1 }, "calibration_ridge"},
+		{"budget without auto", func(c *ConvertConfig) { c.ModelBudget = 0.5 }, "structure auto"},
 		{"budget without calibration", func(c *ConvertConfig) {
 			c.Calibration, c.Structure, c.ModelBudget = "", StructureAuto, 0.5
-		}, "need --calibration"},
-		{"budget over 1", func(c *ConvertConfig) { c.Structure, c.ModelBudget = StructureAuto, 1.5 }, "--model-budget"},
+		}, "need calibration"},
+		{"budget over 1", func(c *ConvertConfig) { c.Structure, c.ModelBudget = StructureAuto, 1.5 }, "model_budget"},
 		{"budget and tolerance", func(c *ConvertConfig) { c.Structure, c.ModelBudget, c.LossTolerance = StructureAuto, 0.5, 0.1 }, "one of"},
 		{"budget and target error", func(c *ConvertConfig) { c.Structure, c.ModelBudget, c.TargetError = StructureAuto, 0.5, 0.1 }, "one kind"},
 		{"unknown auto family", func(c *ConvertConfig) {

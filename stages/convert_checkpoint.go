@@ -21,11 +21,20 @@ import (
 // checkpoint.
 func convertCheckpoint(ctx context.Context, cfg ConvertConfig, start time.Time) (*ConvertResult, error) {
 	log := cfg.Logger
-	lm, err := mapModel(cfg.Model, cfg.Activation)
+	lm, err := mapModel(ctx, cfg.Model, cfg.Activation)
 	if err != nil {
 		return nil, err
 	}
-	defer lm.close()
+	// A layer abandoned on cancel may still read the mapped file: the last
+	// one to finish unmaps it.
+	var pending <-chan struct{}
+	defer func() {
+		if pending == nil {
+			lm.close()
+			return
+		}
+		go func() { <-pending; lm.close() }()
+	}()
 	refs, err := checkpointLinears(lm.model, &cfg, log)
 	if err != nil {
 		return nil, err
@@ -43,20 +52,20 @@ func convertCheckpoint(ctx context.Context, cfg ConvertConfig, start time.Time) 
 	for k, idx := range shard {
 		r := &refs[idx]
 		tensors[k] = r.tensor
-		jobs[k] = layerJob{ref: r, weight: func() (*mat.Dense, error) {
+		jobs[k] = layerJob{ref: r, weight: func() (*mat.Dense, rowReader, error) {
 			t, _ := lm.model.Tensor(r.tensor)
 			w, err := weightMatrix(t, r)
 			if err != nil {
-				return nil, inputerr.Errorf("%s: tensor %q: %w", cfg.Model, r.tensor, err)
+				return nil, nil, inputerr.Errorf("%s: tensor %q: %w", cfg.Model, r.tensor, err)
 			}
-			return w, nil
+			return w, tensorRows(t, r), nil
 		}}
 	}
 	if cfg.Calibration != "" && lm.model.Arch.Kind == arrowio.ArchGeneric {
 		return nil, inputerr.Errorf("%s: --calibration runs the model on its rows, and this %s checkpoint has no architecture strata can run (an MLP model file or nn.Sequential checkpoint): export it to ONNX and convert that, or convert it weight-only",
 			cfg.Model, lm.format)
 	}
-	cal, err := cfg.startCalibration(jobs, func(set calib.Set) (calib.Runner, error) { return calib.NewMLP(lm.model, tensors, set) })
+	cal, err := cfg.startCalibration(ctx, jobs, func(set calib.Set) (calib.Runner, error) { return calib.NewMLP(lm.model, tensors, set) })
 	if err != nil {
 		return nil, err
 	}
@@ -64,9 +73,14 @@ func convertCheckpoint(ctx context.Context, cfg ConvertConfig, start time.Time) 
 	out := &arrowio.Model{Arch: lm.model.Arch, Meta: lm.model.Meta}
 	out.Arch.Layers = append([]arrowio.Layer(nil), lm.model.Arch.Layers...)
 	replaced := map[string][]arrowio.Tensor{}
-	err = cfg.convertJobs(ctx, jobs, cal, res, func(k int, layer ConvertedLayer, op *compute.Sum[float64]) {
+	pending, err = cfg.convertJobs(ctx, jobs, cal, res, func(k int, layer ConvertedLayer, op *compute.Sum[float64]) {
 		r := jobs[k].ref
+		t, _ := lm.model.Tensor(r.tensor)
 		replaced[r.tensor] = modelmap.OperatorTensors(layer.Name, op)
+		// The outputs do not hold the dense weight: let it go before the
+		// next layer and the materialisation (safetensors values are Go
+		// memory; a mapped Arrow file's stay mapped).
+		t.Data = nil
 		l := arrowio.Layer{Name: r.layer, Out: r.out, In: r.in, Layout: r.layout, Kernel: r.kernel}
 		if r.tensor != r.layer+".weight" {
 			l.Weight = r.tensor
@@ -103,7 +117,7 @@ func convertCheckpoint(ctx context.Context, cfg ConvertConfig, start time.Time) 
 func checkpointLinears(m *arrowio.Model, cfg *ConvertConfig, log *slog.Logger) ([]linearRef, error) {
 	generic := m.Arch.Kind == arrowio.ArchGeneric
 	if !generic && cfg.WeightLayout == WeightLayoutInOut {
-		return nil, inputerr.Errorf("%s: --weight-layout in-out: the weights of an MLP model are [out, in]", cfg.Model)
+		return nil, inputerr.Fieldf("", "%s: {weight_layout} in-out: the weights of an MLP model are [out, in]", cfg.Model)
 	}
 	layers := map[string]bool{}
 	var refs []linearRef
@@ -153,6 +167,22 @@ func inOut(m *arrowio.Model, t *arrowio.Tensor, layout string) bool {
 	}
 	b, ok := m.Tensor(layerOfWeight(t.Name) + ".bias")
 	return ok && !b.IsRaw() && len(b.Shape) == 1 && b.Shape[0] == t.Shape[1] && t.Shape[0] != t.Shape[1]
+}
+
+// tensorRows reads the rows of W (r.out x r.in) from the weight tensor t
+// as weightMatrix does, in float64.
+func tensorRows(t *arrowio.Tensor, r *linearRef) rowReader {
+	return func(i int, dst []float64) {
+		if r.layout == arrowio.LayoutInOut {
+			for j := range dst {
+				dst[j] = float64(t.Data[j*r.out+i])
+			}
+			return
+		}
+		for j, v := range t.Data[i*r.in : (i+1)*r.in] {
+			dst[j] = float64(v)
+		}
+	}
 }
 
 // weightMatrix returns W (r.out x r.in) of the weight tensor t, in

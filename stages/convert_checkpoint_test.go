@@ -352,7 +352,7 @@ func TestConvertAutoMissed(t *testing.T) {
 		t.Errorf("auto_missed %v, want the 64 x 64 layer 2 in it", res.AutoMissed)
 	}
 	err = res.MissedTarget()
-	if !errors.Is(err, ErrInput) || !strings.Contains(err.Error(), "--structure auto missed --target-error 1e-09 on") ||
+	if !errors.Is(err, ErrInput) || !strings.Contains(err.Error(), "structure auto missed target_error 1e-09 on") ||
 		!strings.Contains(err.Error(), strings.Join(res.AutoMissed, ", ")) {
 		t.Errorf("MissedTarget: %v", err)
 	}
@@ -369,7 +369,7 @@ func TestConvertAutoMissed(t *testing.T) {
 	pc.Workdir, pc.Data, pc.Model = filepath.Join(dir, "pilot"), "iris", writeTestModel(t, dir, "iris.arrow", testMLP([]int{4, 64, 64, 3}, 2))
 	pc.Convert.Structure, pc.Convert.TargetError = StructureAuto, 1e-9
 	_, err = Pilot(context.Background(), pc)
-	if !errors.Is(err, ErrInput) || !strings.Contains(err.Error(), "convert stage: --structure auto missed --target-error 1e-09") {
+	if !errors.Is(err, ErrInput) || !strings.Contains(err.Error(), "convert stage: structure auto missed target_error 1e-09") {
 		t.Errorf("pilot with an unreachable target: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(pc.Workdir, "finetune")); !os.IsNotExist(err) {

@@ -94,6 +94,11 @@ func newLayer(r *linearRef) ConvertedLayer {
 		Layout: r.layout, Kernel: r.kernel, ParamsDense: r.out * r.in}
 }
 
+// rowReader sets dst (the layer's in values) to row i of W, read from
+// where the caller keeps the weight (the input file's float32 values or
+// the ONNX graph's), not from the float64 matrix convertLayer decomposes.
+type rowReader func(i int, dst []float64)
+
 // convertLayer decomposes the weight w of r, out x in, as fit says, and
 // when ld is not nil also fits the same structure to the layer's
 // activations and writes that fit unless its held-out output error is
@@ -103,24 +108,20 @@ func newLayer(r *linearRef) ConvertedLayer {
 // least as many parameters as w (unless cfg.AllowLarger), which it also
 // logs as a warning. The record comes back in both cases: its Auto says
 // whether auto met its goal.
-func convertLayer(r *linearRef, w *mat.Dense, fit layerFit, ld *layerData, cfg *ConvertConfig, log *slog.Logger) (ConvertedLayer, *compute.Sum[float64], *SkippedWeight, error) {
+//
+// w is convertLayer's: after the fits it is overwritten, first by W's
+// condition number (which factors it in place), then by the dense S + R
+// and S whose errors are taken against rows, so the layer costs one
+// float64 matrix of its size beyond the decomposition's own work. When ctx
+// is done the decomposition and the condition numbers stop between
+// bounded pieces of work (see compute.DecomposeContext) and ctx's error
+// returns.
+func convertLayer(ctx context.Context, r *linearRef, w *mat.Dense, rows rowReader, fit layerFit, ld *layerData, cfg *ConvertConfig, log *slog.Logger) (ConvertedLayer, *compute.Sum[float64], *SkippedWeight, error) {
 	layer := newLayer(r)
+	out, in := r.out, r.in
 	seed := layerSeed(cfg.Seed, r.tensor)
-	// W's condition number does not depend on the decomposition: estimate
-	// it alongside (for a large layer, Level-2 BLAS bound, so it mostly
-	// uses the core the decomposition's GEMMs leave).
-	type condition struct {
-		value float64
-		exact bool
-	}
-	denseCond := make(chan condition, 1)
-	go func() {
-		c, exact := compute.Condition(w, seed)
-		denseCond <- condition{c, exact}
-	}()
-	sum, err := fitLayer(w, fit, ld, cfg, seed, &layer)
+	sum, err := fitLayer(ctx, w, fit, ld, cfg, seed, &layer)
 	if err != nil {
-		<-denseCond
 		return layer, nil, nil, err
 	}
 	layer.Family = sum.Trunk().Spec().Family
@@ -129,7 +130,6 @@ func convertLayer(r *linearRef, w *mat.Dense, fit layerFit, ld *layerData, cfg *
 	layer.ParamsTrunk = compute.NumParams(sum.Trunk())
 	layer.ParamsCorrection = compute.NumParams(sum.Correction())
 	if layer.Params >= layer.ParamsDense && !cfg.AllowLarger {
-		<-denseCond
 		log.Warn("layer kept dense: S + R would not be smaller (--allow-larger converts it)", "layer", layer.Name,
 			"structure", layer.Hyperparameters.String(), "params", layer.Params, "params_dense", layer.ParamsDense)
 		skip := r.skip(SkipLarger, fmt.Sprintf("S + R (%s) has %d parameters, the dense weight %d: kept dense (--allow-larger converts it)",
@@ -142,42 +142,111 @@ func convertLayer(r *linearRef, w *mat.Dense, fit layerFit, ld *layerData, cfg *
 		log.Warn("hyper-parameters capped to fit the layer", "layer", layer.Name, "shape", layer.Shape,
 			"blocks", tr.Blocks, "rank", tr.Rank, "requested_blocks", cfg.Blocks, "requested_rank", cfg.Rank)
 	}
-	layer.RelativeError = validation.NullableFloat(compute.RelativeError(w, compute.Dense[float64](sum)))
-	trunk := compute.Dense(sum.Trunk())
-	layer.TrunkRelativeError = validation.NullableFloat(compute.RelativeError(w, trunk))
-	ct, exactT := compute.Condition(trunk, seed)
-	cd := <-denseCond
-	layer.ConditionDense, layer.ConditionTrunk = validation.NullableFloat(cd.value), validation.NullableFloat(ct)
-	layer.ConditionExact = cd.exact && exactT
+	conditions, note := cfg.conditions(out, in)
+	layer.ConditionNote = note
+	var condDense float64
+	exactDense := true
+	if conditions {
+		// W's condition first: above the exact limit it factors w in place.
+		if condDense, exactDense, err = compute.ConditionInPlace(ctx, w, seed); err != nil {
+			return layer, nil, nil, err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return layer, nil, nil, err // the caller may no longer hold rows' source
+	}
+	scratch := w.RawMatrix().Data
+	layer.RelativeError = validation.NullableFloat(compute.RelativeErrorRows(rows, sum, scratch))
+	// Leaves S dense in scratch, where its condition is taken.
+	layer.TrunkRelativeError = validation.NullableFloat(compute.RelativeErrorRows(rows, sum.Trunk(), scratch))
+	if conditions {
+		condTrunk, exactTrunk, err := compute.ConditionInPlace(ctx, mat.NewDense(out, in, scratch[:out*in]), seed)
+		if err != nil {
+			return layer, nil, nil, err
+		}
+		layer.ConditionDense, layer.ConditionTrunk = validation.NullableFloat(condDense), validation.NullableFloat(condTrunk)
+		layer.ConditionExact = exactDense && exactTrunk
+	} else {
+		layer.ConditionDense, layer.ConditionTrunk = validation.NullableFloat(math.NaN()), validation.NullableFloat(math.NaN())
+	}
 	return layer, sum, nil, nil
 }
 
-// fitLayer returns the S + R of w that fit asks for, as stored, filling
-// layer's Auto and Calibration: the weight-only fit, or with ld the
-// better on held-out rows of it and the data-aware fit of the same
-// structure (auto's choice, made on the weights, for auto).
-func fitLayer(w *mat.Dense, fit layerFit, ld *layerData, cfg *ConvertConfig, seed uint64, layer *ConvertedLayer) (*compute.Sum[float64], error) {
+// fitLayer returns the S + R of w that fit asks for, as stored (its
+// parameters rounded to float32), filling layer's Auto and Calibration:
+// the weight-only fit, or with ld the better on held-out rows of it and
+// the data-aware fit of the same structure (auto's choice, made on the
+// weights, for auto). w is left as it was.
+func fitLayer(ctx context.Context, w *mat.Dense, fit layerFit, ld *layerData, cfg *ConvertConfig, seed uint64, layer *ConvertedLayer) (*compute.Sum[float64], error) {
 	trunk, res := fit.trunk, fit.res
 	var sum *compute.Sum[float64]
 	var err error
 	if fit.auto != nil {
 		var ar compute.AutoResult
-		sum, ar, err = compute.Auto(w, *fit.auto, seed)
+		sum, ar, err = compute.AutoContext(ctx, w, *fit.auto, seed)
 		layer.Auto = &ar
 		trunk, res = ar.Chosen.Trunk, compute.Residual{Kind: compute.ResidualLowRank, Rank: ar.Chosen.ResidualRank}
 	} else {
-		sum, err = compute.Decompose(w, trunk, res, seed)
+		sum, err = compute.DecomposeContext(ctx, w, trunk, res, seed)
 	}
 	if err != nil {
 		return nil, err
 	}
-	sum = stored(sum)
+	compute.RoundToFloat32(sum)
 	if ld == nil {
 		return sum, nil
 	}
 	fit.trunk, fit.res = trunk, res
 	sum, layer.Calibration, err = cfg.chooseFit(w, sum, fit, ld, seed)
 	return sum, err
+}
+
+// layerRun is convertLayer on its own goroutine, so that a cancelled
+// convert returns at once even inside one long LAPACK call (an exact SVD,
+// an LU), which cannot check ctx.
+type layerRun struct {
+	layer ConvertedLayer
+	op    *compute.Sum[float64]
+	skip  *SkippedWeight
+	err   error
+	// done is closed when convertLayer has returned.
+	done chan struct{}
+}
+
+// convertLayerAsync runs convertLayer and returns its outcome, or ctx's
+// error as soon as ctx is done. In the second case convertLayer is left to
+// stop at its next check of ctx (within one bounded piece of work, or at
+// the end of the LAPACK call it is in) and its result is dropped: what it
+// reads (w, and rows' source) must stay valid until the returned channel
+// is closed.
+func convertLayerAsync(ctx context.Context, r *linearRef, w *mat.Dense, rows rowReader, fit layerFit, ld *layerData, cfg *ConvertConfig, log *slog.Logger) (ConvertedLayer, *compute.Sum[float64], *SkippedWeight, <-chan struct{}, error) {
+	run := &layerRun{done: make(chan struct{})}
+	go func() {
+		defer close(run.done)
+		run.layer, run.op, run.skip, run.err = convertLayer(ctx, r, w, rows, fit, ld, cfg, log)
+	}()
+	select {
+	case <-run.done:
+		return run.layer, run.op, run.skip, run.done, run.err
+	case <-ctx.Done():
+		return ConvertedLayer{}, nil, nil, run.done, ctx.Err()
+	}
+}
+
+// conditions reports whether convert takes the condition numbers of an
+// out x in layer under cfg.Condition, and when not, the reason
+// convert.json gives.
+func (cfg *ConvertConfig) conditions(out, in int) (bool, string) {
+	limit := compute.ConditionExactLimit()
+	switch {
+	case cfg.Condition == ConditionOff:
+		return false, "not computed: {condition} off"
+	case cfg.Condition == ConditionEstimate || min(out, in) <= limit:
+		return true, ""
+	}
+	return false, fmt.Sprintf("not computed: the layer's smaller side %d is above %d, where the condition numbers are estimates "+
+		"costing an LU of the layer and Krylov passes over it (about as long as the decomposition); {condition} estimate computes them, "+
+		"and validate reports layer_condition from every layer's spectrum", min(out, in), limit)
 }
 
 // record adds the outcome of convertLayer to r and logs it: the layer
@@ -199,10 +268,12 @@ func (r *ConvertResult) record(layer ConvertedLayer, skip *SkippedWeight, n, of 
 }
 
 // layerJob is one selected weight of a run: its reference, how to read W
-// (out x in), and, when set, what to call once W is no longer needed.
+// (out x in, a matrix convertLayer may overwrite, and the rows of W where
+// the model keeps them), and, when set, what to call once W is no longer
+// needed.
 type layerJob struct {
 	ref     *linearRef
-	weight  func() (*mat.Dense, error)
+	weight  func() (*mat.Dense, rowReader, error)
 	release func()
 }
 
@@ -217,8 +288,10 @@ func (j *layerJob) where(model string) string {
 // convertJobs converts the jobs in order (over the whole model when
 // cfg.wholeModel(), see convertWholeModel), data-aware when cal is not
 // nil, recording each in res and handing each converted layer's job index
-// and operator to emit.
-func (cfg *ConvertConfig) convertJobs(ctx context.Context, jobs []layerJob, cal *calibration, res *ConvertResult, emit func(i int, layer ConvertedLayer, op *compute.Sum[float64])) error {
+// and operator to emit. When ctx is done it returns at once with ctx's
+// error and, when a layer's work is still stopping, pending: closed once
+// nothing reads the jobs' weights any more (see convertLayerAsync).
+func (cfg *ConvertConfig) convertJobs(ctx context.Context, jobs []layerJob, cal *calibration, res *ConvertResult, emit func(i int, layer ConvertedLayer, op *compute.Sum[float64])) (pending <-chan struct{}, err error) {
 	if cfg.wholeModel() {
 		return cfg.convertWholeModel(ctx, jobs, cal, res, emit)
 	}
@@ -227,15 +300,15 @@ func (cfg *ConvertConfig) convertJobs(ctx context.Context, jobs []layerJob, cal 
 		j := &jobs[i]
 		structure, err := cfg.jobStructure(ctx, i, jobs, res)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if structure == "" {
 			continue
 		}
 		start := time.Now()
-		layer, op, skip, err := cfg.convertJob(ctx, i, j, cfg.fitFor(j.ref, structure), cal)
+		layer, op, skip, done, err := cfg.convertJob(ctx, i, j, cfg.fitFor(j.ref, structure), cal)
 		if err != nil {
-			return err
+			return done, err
 		}
 		layer.Seconds = time.Since(start).Seconds()
 		if res.record(layer, skip, i+1, len(jobs), log) {
@@ -243,7 +316,7 @@ func (cfg *ConvertConfig) convertJobs(ctx context.Context, jobs []layerJob, cal 
 		}
 		j.done()
 	}
-	return nil
+	return nil, nil
 }
 
 // done releases the job's weight, when it says how.
@@ -268,32 +341,37 @@ func (cfg *ConvertConfig) jobStructure(ctx context.Context, i int, jobs []layerJ
 }
 
 // convertJob reads job i's weight and activations (cal not nil) and
-// converts it as fit says (convertLayer).
-func (cfg *ConvertConfig) convertJob(ctx context.Context, i int, j *layerJob, fit layerFit, cal *calibration) (ConvertedLayer, *compute.Sum[float64], *SkippedWeight, error) {
-	w, ld, err := cfg.jobInputs(ctx, i, j, cal)
+// converts it as fit says (convertLayerAsync). When ctx is done it
+// returns at once with ctx's error; done, when not nil, is closed once
+// the layer's work has stopped reading the job's weight.
+func (cfg *ConvertConfig) convertJob(ctx context.Context, i int, j *layerJob, fit layerFit, cal *calibration) (ConvertedLayer, *compute.Sum[float64], *SkippedWeight, <-chan struct{}, error) {
+	w, rows, ld, err := cfg.jobInputs(ctx, i, j, cal)
 	if err != nil {
-		return ConvertedLayer{}, nil, nil, err
+		return ConvertedLayer{}, nil, nil, nil, err
 	}
-	layer, op, skip, err := convertLayer(j.ref, w, fit, ld, cfg, cfg.Logger)
+	layer, op, skip, done, err := convertLayerAsync(ctx, j.ref, w, rows, fit, ld, cfg, cfg.Logger)
 	if err != nil {
-		return layer, nil, nil, classify(fmt.Errorf("%s: %w", j.where(cfg.Model), err))
+		if ctx.Err() != nil {
+			return layer, nil, nil, done, ctx.Err()
+		}
+		return layer, nil, nil, nil, classify(fmt.Errorf("%s: %w", j.where(cfg.Model), err))
 	}
-	return layer, op, skip, nil
+	return layer, op, skip, nil, nil
 }
 
-// jobInputs returns job i's weight and, when cal is not nil, its
-// activations.
-func (cfg *ConvertConfig) jobInputs(ctx context.Context, i int, j *layerJob, cal *calibration) (*mat.Dense, *layerData, error) {
-	w, err := j.weight()
+// jobInputs returns job i's weight (a matrix of its own and the rows as
+// the model keeps them) and, when cal is not nil, its activations.
+func (cfg *ConvertConfig) jobInputs(ctx context.Context, i int, j *layerJob, cal *calibration) (*mat.Dense, rowReader, *layerData, error) {
+	w, rows, err := j.weight()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if cal == nil {
-		return w, nil, nil
+		return w, rows, nil, nil
 	}
 	ld, err := cal.layer(ctx, i)
 	if err != nil {
-		return nil, nil, classify(err)
+		return nil, nil, nil, classify(err)
 	}
-	return w, ld, nil
+	return w, rows, ld, nil
 }

@@ -105,11 +105,11 @@ type modelLayer struct {
 // compute.AssignTolerance (LossTolerance: the fewest parameters whose
 // total increase is at most LossTolerance) picks one per layer, and each
 // layer is converted as chosen, or kept dense (SkipAuto).
-func (cfg *ConvertConfig) convertWholeModel(ctx context.Context, jobs []layerJob, cal *calibration, res *ConvertResult, emit func(int, ConvertedLayer, *compute.Sum[float64])) error {
+func (cfg *ConvertConfig) convertWholeModel(ctx context.Context, jobs []layerJob, cal *calibration, res *ConvertResult, emit func(int, ConvertedLayer, *compute.Sum[float64])) (pending <-chan struct{}, err error) {
 	log := cfg.Logger
 	base, err := cal.loss(ctx)
 	if err != nil {
-		return classify(fmt.Errorf("%s: calibration with %s: %w", cfg.Model, cfg.Calibration, err))
+		return nil, classify(fmt.Errorf("%s: calibration with %s: %w", cfg.Model, cfg.Calibration, err))
 	}
 	cal.rec.BaselineLoss = validation.NullableFloat(base)
 	ma := &ModelAuto{ModelBudget: cfg.ModelBudget, LossTolerance: cfg.LossTolerance, BaselineLoss: base, Forwards: 1}
@@ -118,19 +118,19 @@ func (cfg *ConvertConfig) convertWholeModel(ctx context.Context, jobs []layerJob
 		j := &jobs[i]
 		structure, err := cfg.jobStructure(ctx, i, jobs, res)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if structure == "" {
 			continue
 		}
-		w, ld, err := cfg.jobInputs(ctx, i, j, cal)
+		w, _, ld, err := cfg.jobInputs(ctx, i, j, cal)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		start := time.Now()
 		opts, n, err := cfg.layerOptions(ctx, i, j.ref, w, structure, ld, cal, base)
 		if err != nil {
-			return classify(fmt.Errorf("%s: %w", j.where(cfg.Model), err))
+			return nil, classify(fmt.Errorf("%s: %w", j.where(cfg.Model), err))
 		}
 		ma.Forwards += n
 		layers = append(layers, &modelLayer{job: i, ModelAutoLayer: ModelAutoLayer{Name: j.ref.layer, Tensor: j.ref.tensor, Options: opts}})
@@ -140,11 +140,11 @@ func (cfg *ConvertConfig) convertWholeModel(ctx context.Context, jobs []layerJob
 	if len(layers) == 0 {
 		ma.Met = true // nothing to assign: every selected layer is kept dense for its own reason
 		res.ModelAuto = ma
-		return nil
+		return nil, nil
 	}
 	a, err := cfg.assign(layers, ma)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var swaps []calib.Swap
 	for k, ml := range layers {
@@ -158,9 +158,9 @@ func (cfg *ConvertConfig) convertWholeModel(ctx context.Context, jobs []layerJob
 		start := time.Now()
 		fit := opt.fit
 		fit.quick = false // the chosen one gets the full fit
-		layer, op, skip, err := cfg.convertJob(ctx, ml.job, j, fit, cal)
+		layer, op, skip, done, err := cfg.convertJob(ctx, ml.job, j, fit, cal)
 		if err != nil {
-			return err
+			return done, err
 		}
 		layer.Seconds = time.Since(start).Seconds()
 		if res.record(layer, skip, ml.job+1, len(jobs), log) {
@@ -174,7 +174,7 @@ func (cfg *ConvertConfig) convertWholeModel(ctx context.Context, jobs []layerJob
 		ma.MeasuredLossIncrease = validation.NullableFloat(all - base)
 		ma.Forwards++
 	} else {
-		return err
+		return nil, err
 	}
 	for _, ml := range layers {
 		ma.Layers = append(ma.Layers, ml.ModelAutoLayer)
@@ -182,7 +182,7 @@ func (cfg *ConvertConfig) convertWholeModel(ctx context.Context, jobs []layerJob
 	res.ModelAuto = ma
 	log.Info("whole-model assignment", "goal", ma.goal(), "met", ma.Met, "params", ma.Params, "params_dense", ma.ParamsDense,
 		"loss_increase", ma.LossIncrease, "measured_loss_increase", float64(ma.MeasuredLossIncrease))
-	return nil
+	return nil, nil
 }
 
 // assign runs the assignment over the layers' options and fills ma.
@@ -277,7 +277,7 @@ func (cfg *ConvertConfig) layerOptions(ctx context.Context, i int, r *linearRef,
 			return nil, 0, err
 		}
 		var layer ConvertedLayer
-		op, err := fitLayer(w, fit, ld, cfg, seed, &layer)
+		op, err := fitLayer(ctx, w, fit, ld, cfg, seed, &layer)
 		if err != nil {
 			return nil, 0, err
 		}

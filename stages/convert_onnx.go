@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"gonum.org/v1/gonum/mat"
@@ -16,6 +16,7 @@ import (
 	"github.com/strata-ml/strata/calib"
 	"github.com/strata-ml/strata/compute"
 	"github.com/strata-ml/strata/internal/inputerr"
+	"github.com/strata-ml/strata/internal/inputfile"
 	"github.com/strata-ml/strata/internal/provenance"
 	"github.com/strata-ml/strata/lowering"
 	"github.com/strata-ml/strata/modelmap"
@@ -28,7 +29,7 @@ import (
 func convertONNX(ctx context.Context, cfg ConvertConfig, start time.Time) (*ConvertResult, error) {
 	log := cfg.Logger
 	if cfg.WeightLayout != "" && cfg.WeightLayout != WeightLayoutAuto {
-		return nil, inputerr.Errorf("convert: --weight-layout %s: an ONNX graph states each weight's layout (Gemm's transB, MatMul's [in, out])", cfg.WeightLayout)
+		return nil, inputerr.Fieldf("convert", "{weight_layout} %s: an ONNX graph states each weight's layout (Gemm's transB, MatMul's [in, out])", cfg.WeightLayout)
 	}
 	m, data, input, err := readONNX(cfg.Model)
 	if err != nil {
@@ -51,17 +52,23 @@ func convertONNX(ctx context.Context, cfg ConvertConfig, start time.Time) (*Conv
 		linears[k] = *l
 		linears[k].W = nil // the runner reads the graph, not W
 		jobs[k] = layerJob{ref: &refs[idx].ref,
-			weight:  func() (*mat.Dense, error) { return mat.NewDense(l.Out, l.In, l.W), nil },
+			weight: func() (*mat.Dense, rowReader, error) {
+				// convertLayer overwrites its matrix; the errors read the
+				// decoded values (kept by rows until it has stopped).
+				src := l.W
+				rows := func(i int, dst []float64) { copy(dst, src[i*l.In:(i+1)*l.In]) }
+				return mat.NewDense(l.Out, l.In, slices.Clone(src)), rows, nil
+			},
 			release: func() { l.W = nil }} // decoded by Linears; no longer needed
 	}
-	cal, err := cfg.startCalibration(jobs, func(set calib.Set) (calib.Runner, error) { return calib.NewONNX(m, linears, set) })
+	cal, err := cfg.startCalibration(ctx, jobs, func(set calib.Set) (calib.Runner, error) { return calib.NewONNX(m, linears, set) })
 	if err != nil {
 		return nil, err
 	}
 	defer cal.close()
 	var layers []lowering.Layer
 	var factors []factorLayer
-	err = cfg.convertJobs(ctx, jobs, cal, res, func(k int, layer ConvertedLayer, op *compute.Sum[float64]) {
+	_, err = cfg.convertJobs(ctx, jobs, cal, res, func(k int, layer ConvertedLayer, op *compute.Sum[float64]) {
 		l := &refs[shard[k]].linear
 		layers = append(layers, lowering.Layer{Name: layer.Name, Node: l.Node, Op: compute.Convert[float32, float64](op)})
 		factors = append(factors, factorLayer{layer: storageOf(l, layer.Name), op: op, bias: l.B})
@@ -102,7 +109,7 @@ func onnxLinears(m *onnx.Model, cfg *ConvertConfig, res *ConvertResult) ([]onnxR
 			continue
 		}
 		if cfg.asked(s.Weight) {
-			return nil, inputerr.Errorf("%s: node %q (%s): weight %q, which --include names, cannot be converted: %s",
+			return nil, inputerr.Fieldf("convert", "%s: node %q (%s): weight %q, which {include} names, cannot be converted: %s",
 				cfg.Model, s.Node, s.Op, s.Weight, s.Reason)
 		}
 		res.Skipped = append(res.Skipped, SkippedWeight{Tensor: s.Weight, Node: s.Node, Op: s.Op, Code: SkipGraph, Reason: s.Reason})
@@ -136,18 +143,9 @@ func onnxLinears(m *onnx.Model, cfg *ConvertConfig, res *ConvertResult) ([]onnxR
 // it with the file's bytes and hash. Problems are bad input naming the
 // file and the node, tensor or field at fault.
 func readONNX(path string) (*onnx.Model, []byte, provenance.File, error) {
-	f, err := os.Open(path)
+	data, err := inputfile.ReadFile(path, onnx.DefaultMaxBytes, "ONNX model")
 	if err != nil {
-		return nil, nil, provenance.File{}, inputerr.Errorf("%w", err)
-	}
-	defer f.Close()
-	if st, err := f.Stat(); err == nil && st.Size() > onnx.DefaultMaxBytes {
-		_, err := onnx.Read(path) // refuses it by its size, unread
-		return nil, nil, provenance.File{}, classify(err)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, onnx.DefaultMaxBytes+1))
-	if err != nil {
-		return nil, nil, provenance.File{}, fmt.Errorf("read %s: %w", path, err)
+		return nil, nil, provenance.File{}, err
 	}
 	m, err := onnx.Decode(data, path)
 	if err != nil {

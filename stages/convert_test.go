@@ -298,7 +298,7 @@ func TestExportMatchesDenseCopy(t *testing.T) {
 				t.Error("exported safetensors differ from convert's dense copy")
 			}
 		}
-		res, err := Inspect(out, "")
+		res, err := Inspect(context.Background(), out, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -319,7 +319,7 @@ func TestInspectDescribesStructure(t *testing.T) {
 	if _, err := Convert(context.Background(), cfg); err != nil {
 		t.Fatal(err)
 	}
-	res, err := Inspect(filepath.Join(cfg.Out, "model.arrow"), "")
+	res, err := Inspect(context.Background(), filepath.Join(cfg.Out, "model.arrow"), "")
 	if err != nil {
 		t.Fatal(err)
 	}

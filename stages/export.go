@@ -44,10 +44,10 @@ func DefaultExportConfig() ExportConfig {
 // node). With Factors it re-emits the factors instead (see ExportConfig).
 func Export(ctx context.Context, cfg ExportConfig) error {
 	if cfg.Model == "" || cfg.Out == "" {
-		return inputerr.Errorf("export: --model and --out are required")
+		return inputerr.Fieldf("export", "{model} and {out} are required")
 	}
 	if !slices.Contains([]string{FormatSafetensors, FormatArrow, FormatONNX}, cfg.Format) {
-		return inputerr.Errorf("export: --format %q: want safetensors, arrow or onnx", cfg.Format)
+		return inputerr.Fieldf("export", "{format} %q: want safetensors, arrow or onnx", cfg.Format)
 	}
 	format, err := modelFormat(cfg.Model)
 	if err != nil {
@@ -57,9 +57,12 @@ func Export(ctx context.Context, cfg ExportConfig) error {
 		return exportONNX(ctx, cfg)
 	}
 	if cfg.Format == FormatONNX {
-		return inputerr.Errorf("export: --format onnx materialises a structured ONNX model (the model.onnx strata convert writes); %s is a %s model", cfg.Model, format)
+		return inputerr.Fieldf("export", "{format} onnx materialises a structured ONNX model (the model.onnx strata convert writes); %s is a %s model", cfg.Model, format)
 	}
-	lm, err := mapModel(cfg.Model, cfg.Activation)
+	if err := arrowio.CheckTarget(cfg.Out); err != nil {
+		return inputerr.Fieldf("export", "{out} %w", err)
+	}
+	lm, err := mapModel(ctx, cfg.Model, cfg.Activation)
 	if err != nil {
 		return err
 	}
@@ -98,7 +101,7 @@ func exportONNX(ctx context.Context, cfg ExportConfig) error {
 	}
 	if cfg.Factors {
 		if cfg.Format == FormatONNX {
-			return inputerr.Errorf("export: --factors writes --format safetensors or arrow")
+			return inputerr.Fieldf("export", "{factors} writes {format} safetensors or arrow")
 		}
 		factors, err := structuredFactors(m)
 		if err != nil {
@@ -107,7 +110,7 @@ func exportONNX(ctx context.Context, cfg ExportConfig) error {
 		return exportFactors(ctx, cfg, factors)
 	}
 	if cfg.Format != FormatONNX {
-		return inputerr.Errorf("export: %s is an ONNX model: --format onnx materialises it, --factors writes its factors as %s", cfg.Model, cfg.Format)
+		return inputerr.Fieldf("export", "%s is an ONNX model: {format} onnx materialises it, {factors} writes its factors as %s", cfg.Model, cfg.Format)
 	}
 	dense, err := lowering.Densify(m)
 	if err != nil {

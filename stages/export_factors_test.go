@@ -72,7 +72,7 @@ func TestExportFactors(t *testing.T) {
 		t.Errorf("architecture\n%s\nwant\n%s", a, b)
 	}
 	// The export is a model strata reads back: the same network.
-	lm, err := loadModel(out, "")
+	lm, err := loadModel(context.Background(), out, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/strata-ml/strata/arrowio"
 	"github.com/strata-ml/strata/compute"
 	"github.com/strata-ml/strata/internal/inputerr"
+	"github.com/strata-ml/strata/internal/limits"
 	"github.com/strata-ml/strata/internal/provenance"
 	"github.com/strata-ml/strata/modelmap"
 	"github.com/strata-ml/strata/validation"
@@ -113,7 +114,10 @@ type FinetuneConfig struct {
 	// end of every epoch. A cancelled context (SIGTERM, SIGINT)
 	// checkpoints too.
 	CheckpointEvery int `json:"checkpoint_every"`
-	// Resume continues from Out/checkpoint when there is one.
+	// Resume continues from Out/checkpoint when there is one, and
+	// returns the result recorded in Out/finetune.json, training nothing,
+	// when Out holds the finished outputs of a run of the same config
+	// and inputs (a retried step that had finished).
 	Resume bool `json:"resume"`
 
 	// Logger receives progress; nil discards it.
@@ -254,13 +258,24 @@ func Finetune(ctx context.Context, cfg FinetuneConfig) (*FinetuneResult, error) 
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	p, err := prepareFinetune(cfg)
+	out, err := claimOutput("finetune", "out", cfg.Out)
+	if err != nil {
+		return nil, err
+	}
+	defer out.release()
+	p, err := prepareFinetune(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
 	p.start = start
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	if cfg.Resume {
+		if res := p.finished(); res != nil {
+			cfg.Logger.Info("finetune already done: its outputs are in place", "out", cfg.Out)
+			return res, nil
+		}
 	}
 	if cfg.Precision == PrecisionFloat64 {
 		return runFinetune[float64](ctx, p)
@@ -271,50 +286,52 @@ func Finetune(ctx context.Context, cfg FinetuneConfig) (*FinetuneResult, error) 
 func (cfg *FinetuneConfig) validate() error {
 	switch {
 	case (cfg.Model == "") == (cfg.Init == ""):
-		return inputerr.Errorf("finetune: exactly one of --model and --init is required")
+		return inputerr.Fieldf("finetune", "exactly one of {model} and {init} is required")
 	case cfg.Train == "":
-		return inputerr.Errorf("finetune: --train is required")
+		return inputerr.Fieldf("finetune", "{train} is required")
 	case cfg.Out == "":
-		return inputerr.Errorf("finetune: --out is required")
+		return inputerr.Fieldf("finetune", "{out} is required")
 	case cfg.Label == "":
-		return inputerr.Errorf("finetune: --label must not be empty")
+		return inputerr.Fieldf("finetune", "{label} must not be empty")
 	case cfg.Model != "" && cfg.Task != "":
-		return inputerr.Errorf("finetune: --task applies to --init only (a model file has its task)")
+		return inputerr.Fieldf("finetune", "{task} applies to {init} only (a model file has its task)")
 	case cfg.Valid != "" && cfg.ValidFraction != 0:
-		return inputerr.Errorf("finetune: give --valid or --valid-fraction, not both")
+		return inputerr.Fieldf("finetune", "give {valid} or {valid_fraction}, not both")
 	case cfg.ValidFraction != 0 && !(cfg.ValidFraction > 0 && cfg.ValidFraction < 1):
-		return inputerr.Errorf("finetune: --valid-fraction %v: want a value in (0, 1)", cfg.ValidFraction)
+		return inputerr.Fieldf("finetune", "{valid_fraction} %v: want a value in (0, 1)", cfg.ValidFraction)
 	case cfg.Epochs < 1:
-		return inputerr.Errorf("finetune: --epochs %d: want at least 1", cfg.Epochs)
+		return inputerr.Fieldf("finetune", "{epochs} %d: want at least 1", cfg.Epochs)
+	case cfg.Epochs > limits.TrainSteps:
+		return inputerr.Fieldf("finetune", "{epochs} %d: over the limit of %s training steps (docs/FORMATS.md, Input limits)", cfg.Epochs, limits.Count(limits.TrainSteps))
 	case cfg.BatchSize < 1:
-		return inputerr.Errorf("finetune: --batch-size %d: want at least 1", cfg.BatchSize)
+		return inputerr.Fieldf("finetune", "{batch_size} %d: want at least 1", cfg.BatchSize)
 	case !(cfg.LR > 0) || math.IsInf(cfg.LR, 0):
-		return inputerr.Errorf("finetune: --lr %v: want a positive number", cfg.LR)
+		return inputerr.Fieldf("finetune", "{lr} %v: want a positive number", cfg.LR)
 	case !(cfg.Warmup >= 0) || math.IsInf(cfg.Warmup, 0) || (cfg.Warmup >= 1 && cfg.Warmup != math.Trunc(cfg.Warmup)):
-		return inputerr.Errorf("finetune: --warmup %v: want a fraction of the steps in [0, 1) or a whole number of steps", cfg.Warmup)
+		return inputerr.Fieldf("finetune", "{warmup} %v: want a fraction of the steps in [0, 1) or a whole number of steps", cfg.Warmup)
 	case cfg.Patience < 0:
-		return inputerr.Errorf("finetune: --patience %d: want 0 (off) or more", cfg.Patience)
+		return inputerr.Fieldf("finetune", "{patience} %d: want 0 (off) or more", cfg.Patience)
 	case cfg.Patience > 0 && cfg.Valid == "" && cfg.ValidFraction == 0:
-		return inputerr.Errorf("finetune: --patience needs validation data (--valid or --valid-fraction)")
+		return inputerr.Fieldf("finetune", "{patience} needs validation data ({valid} or {valid_fraction})")
 	case cfg.CheckpointEvery < 0:
-		return inputerr.Errorf("finetune: --checkpoint-every %d: want 0 (every epoch) or more", cfg.CheckpointEvery)
+		return inputerr.Fieldf("finetune", "{checkpoint_every} %d: want 0 (every epoch) or more", cfg.CheckpointEvery)
 	case cfg.Retract && cfg.Freeze == compute.RoleTrunk:
-		return inputerr.Errorf("finetune: --retract re-projects the trunk, which --freeze trunk keeps fixed")
+		return inputerr.Fieldf("finetune", "{retract} re-projects the trunk, which {freeze} trunk keeps fixed")
 	}
 	switch cfg.Freeze {
 	case "", compute.RoleTrunk, compute.RoleCorrection:
 	default:
-		return inputerr.Errorf("finetune: --freeze %q: want trunk or correction", cfg.Freeze)
+		return inputerr.Fieldf("finetune", "{freeze} %q: want trunk or correction", cfg.Freeze)
 	}
 	switch cfg.Standardize {
 	case StandardizeAuto, StandardizeFit, StandardizeNone:
 	default:
-		return inputerr.Errorf("finetune: --standardize %q: want auto, fit or none", cfg.Standardize)
+		return inputerr.Fieldf("finetune", "{standardize} %q: want auto, fit or none", cfg.Standardize)
 	}
 	switch cfg.Precision {
 	case PrecisionFloat32, PrecisionFloat64:
 	default:
-		return inputerr.Errorf("finetune: --precision %q: want float32 or float64", cfg.Precision)
+		return inputerr.Fieldf("finetune", "{precision} %q: want float32 or float64", cfg.Precision)
 	}
 	tc := cfg.trainerConfig()
 	if err := tc.Optimizer.Validate(); err != nil {
@@ -323,13 +340,18 @@ func (cfg *FinetuneConfig) validate() error {
 	switch tc.FactorLR {
 	case compute.FactorLRAuto, compute.FactorLRMuP, compute.FactorLRNone:
 	default:
-		return inputerr.Errorf("finetune: --factor-lr %q: want auto, mup or none", cfg.FactorLR)
+		return inputerr.Fieldf("finetune", "{factor_lr} %q: want auto, mup or none", cfg.FactorLR)
 	}
 	if !(cfg.Clip >= 0) || math.IsInf(cfg.Clip, 0) || !(cfg.ResidualL2 >= 0) || math.IsInf(cfg.ResidualL2, 0) {
-		return inputerr.Errorf("finetune: --clip and --residual-l2 must be finite and >= 0")
+		return inputerr.Fieldf("finetune", "{clip} and {residual_l2} must be finite and >= 0")
 	}
 	if cfg.Shards < 1 || cfg.Shards > 256 {
-		return inputerr.Errorf("finetune: --shards %d: want 1 to 256", cfg.Shards)
+		return inputerr.Fieldf("finetune", "{shards} %d: want 1 to 256", cfg.Shards)
+	}
+	if cfg.Init != "" {
+		if _, err := InitArchitecture(cfg.Init, cfg.Task); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -367,9 +389,9 @@ type finetunePlan struct {
 }
 
 // prepareFinetune reads and checks every input.
-func prepareFinetune(cfg FinetuneConfig) (*finetunePlan, error) {
+func prepareFinetune(ctx context.Context, cfg FinetuneConfig) (*finetunePlan, error) {
 	p := &finetunePlan{cfg: cfg}
-	train, trainIn, err := readData(cfg.Train, cfg.Label)
+	train, trainIn, err := readData(ctx, cfg.Train, cfg.Label)
 	if err != nil {
 		return nil, err
 	}
@@ -378,7 +400,7 @@ func prepareFinetune(cfg FinetuneConfig) (*finetunePlan, error) {
 	switch {
 	case cfg.Valid != "":
 		var in provenance.File
-		valid, in, err = readData(cfg.Valid, cfg.Label)
+		valid, in, err = readData(ctx, cfg.Valid, cfg.Label)
 		if err != nil {
 			return nil, err
 		}
@@ -391,7 +413,7 @@ func prepareFinetune(cfg FinetuneConfig) (*finetunePlan, error) {
 	}
 
 	if cfg.Model != "" {
-		lm, err := loadModel(cfg.Model, cfg.Activation)
+		lm, err := loadModel(ctx, cfg.Model, cfg.Activation)
 		if err != nil {
 			return nil, err
 		}
@@ -450,24 +472,31 @@ func prepareFinetune(cfg FinetuneConfig) (*finetunePlan, error) {
 	}
 
 	p.stepsPerEpoch = ceilDiv(p.train.N, cfg.BatchSize)
+	// No overflow: epochs <= TrainSteps and rows <= DatasetValues.
+	if int64(cfg.Epochs)*int64(p.stepsPerEpoch) > limits.TrainSteps {
+		return nil, inputerr.Fieldf("finetune", "{epochs} %d of %d steps each: over the limit of %s training steps (docs/FORMATS.md, Input limits)",
+			cfg.Epochs, p.stepsPerEpoch, limits.Count(limits.TrainSteps))
+	}
 	p.totalSteps = cfg.Epochs * p.stepsPerEpoch
 	p.warmupSteps = int(cfg.Warmup)
 	if cfg.Warmup < 1 {
 		p.warmupSteps = int(math.Round(cfg.Warmup * float64(p.totalSteps)))
 	}
 	if p.warmupSteps >= p.totalSteps {
-		return nil, inputerr.Errorf("finetune: --warmup of %d steps leaves none of the %d steps after it", p.warmupSteps, p.totalSteps)
+		return nil, inputerr.Fieldf("finetune", "{warmup} of %d steps leaves none of the %d steps after it", p.warmupSteps, p.totalSteps)
 	}
 	return p, nil
 }
 
-// readData reads a dataset with its hash. Problems are input errors.
-func readData(path, label string) (*arrowio.Dataset, provenance.File, error) {
-	in, err := provenance.HashFile(path)
+// readData reads a dataset with its hash, stopping when ctx is done.
+// Problems are input errors.
+func readData(ctx context.Context, path, label string) (*arrowio.Dataset, provenance.File, error) {
+	in, err := provenance.HashFile(ctx, path)
 	if err != nil {
 		return nil, provenance.File{}, err
 	}
-	ds, err := arrowio.ReadDataset(path, arrowio.WithLabel(label))
+	// Values beyond the float32 range would train and run as infinities.
+	ds, err := arrowio.ReadDataset(path, arrowio.WithLabel(label), arrowio.WithContext(ctx), arrowio.WithFloat32Range())
 	if err != nil {
 		return nil, provenance.File{}, classify(err)
 	}

@@ -72,7 +72,7 @@ func runFinetune[T compute.Float](ctx context.Context, p *finetunePlan) (*Finetu
 	}
 	trainable := net.NumParams()
 	if cfg.Freeze != "" && net.Freeze(cfg.Freeze) == 0 {
-		return nil, inputerr.Errorf("finetune: --freeze %s: the model has no %s parameters (it has no decomposed layers)", cfg.Freeze, cfg.Freeze)
+		return nil, inputerr.Fieldf("finetune", "{freeze} %s: the model has no %s parameters (it has no decomposed layers)", cfg.Freeze, cfg.Freeze)
 	}
 	frozen := trainable - net.NumParams()
 	if fresh {
@@ -92,8 +92,6 @@ func runFinetune[T compute.Float](ctx context.Context, p *finetunePlan) (*Finetu
 		}
 	}
 
-	_, statErr := os.Stat(cfg.Out)
-	outExisted := statErr == nil
 	d, n := p.train.D, p.train.N
 	trainX, trainY := toT[T](p.train.X), toT[T](p.train.Y)
 	var validX, validY []T
@@ -104,7 +102,9 @@ func runFinetune[T compute.Float](ctx context.Context, p *finetunePlan) (*Finetu
 		"train_rows", n, "valid_rows", rowsOf(p.valid), "epochs", cfg.Epochs, "steps", p.totalSteps,
 		"batch_size", cfg.BatchSize, "precision", cfg.Precision, "standardization", p.standardization)
 
-	bs, spe, total := cfg.BatchSize, p.stepsPerEpoch, p.totalSteps
+	// A batch larger than the data is the whole data: the buffers need
+	// no more rows than there are (the batches are the same).
+	bs, spe, total := min(cfg.BatchSize, n), p.stepsPerEpoch, p.totalSteps
 	xb, yb := make([]T, bs*d), make([]T, bs)
 	ws := compute.NewWorkspace[T]()
 	var perm []int
@@ -137,12 +137,13 @@ func runFinetune[T compute.Float](ctx context.Context, p *finetunePlan) (*Finetu
 		stats, err := trainer.Step(xb[:m*d], yb[:m], m, lr)
 		dt := time.Since(t0).Seconds()
 		if err != nil {
-			err = classify(fmt.Errorf("finetune: step %d: %w (try a lower --lr or --clip)", st.step+1, err))
+			err = classify(fmt.Errorf("step %d: %w", st.step+1, err))
 			if errors.Is(err, ErrInput) {
 				// Resuming would fail the same way: leave nothing behind.
-				removeCheckpoint(cfg.Out, outExisted)
+				_ = os.RemoveAll(checkpointDir(cfg.Out))
+				return nil, inputerr.Fieldf("finetune", "%w (try a lower {lr} or {clip})", err)
 			}
-			return nil, err
+			return nil, fmt.Errorf("finetune: %w", err)
 		}
 		st.step++
 		st.trainSeconds += dt
@@ -261,17 +262,8 @@ func interrupted[T compute.Float](p *finetunePlan, net *compute.Network[T], tr *
 		}
 	}
 	p.cfg.Logger.Warn("interrupted; checkpoint written", "step", st.step, "of", p.totalSteps, "dir", checkpointDir(p.cfg.Out))
-	return fmt.Errorf("finetune: interrupted after step %d of %d; checkpoint in %s, rerun with --resume to continue: %w",
+	return inputerr.Hintf("finetune", "interrupted after step %d of %d; checkpoint in %s, rerun with {resume} to continue: %w",
 		st.step, p.totalSteps, checkpointDir(p.cfg.Out), cause)
-}
-
-// removeCheckpoint removes the checkpoint of out, and out itself when this
-// run created it and it is now empty.
-func removeCheckpoint(out string, outExisted bool) {
-	_ = os.RemoveAll(checkpointDir(out))
-	if !outExisted {
-		_ = os.Remove(out) // fails, harmlessly, unless empty
-	}
 }
 
 // initialNetwork builds the network a fresh run starts from: the input
@@ -290,10 +282,13 @@ func initialNetwork[T compute.Float](p *finetunePlan) (*compute.Network[T], erro
 	}
 	net, err := compute.NewNetwork[T](spec)
 	if err != nil {
-		return nil, inputerr.Errorf("--init %q: %w", p.cfg.Init, err)
+		return nil, inputerr.Fieldf("", "{init} %q: %w", p.cfg.Init, err)
 	}
 	if err := net.InitStructured(rand.New(rand.NewPCG(p.cfg.Seed, initStream))); err != nil {
-		return nil, classify(fmt.Errorf("--init %q: %w", p.cfg.Init, err))
+		if err := classify(err); errors.Is(err, ErrInput) {
+			return nil, inputerr.Fieldf("", "{init} %q: %w", p.cfg.Init, err)
+		}
+		return nil, fmt.Errorf("init %q: %w", p.cfg.Init, err)
 	}
 	return net, nil
 }

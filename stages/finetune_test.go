@@ -326,6 +326,37 @@ func TestFinetuneResumeChecks(t *testing.T) {
 	}
 }
 
+// TestFinetuneResumeFinished: resuming a run whose outputs are in place
+// (a retried step that had finished) returns the recorded result and
+// trains nothing; another config or other data trains.
+func TestFinetuneResumeFinished(t *testing.T) {
+	dir := t.TempDir()
+	train := irisFile(t, dir)
+	cfg := smallConfig(filepath.Join(dir, "out"), train)
+	first, err := Finetune(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := outputBytes(t, cfg.Out)
+	again := cfg
+	again.Resume = true
+	steps := 0
+	again.Progress = func(FinetuneProgress) { steps++ }
+	res, err := Finetune(context.Background(), again)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if steps != 0 || res.WallSeconds != first.WallSeconds {
+		t.Errorf("resuming a finished run trained %d steps (wall %v, recorded %v)", steps, res.WallSeconds, first.WallSeconds)
+	}
+	sameOutputs(t, outputBytes(t, cfg.Out), before)
+	other := again
+	other.LR = 0.02
+	if _, err := Finetune(context.Background(), other); err != nil || steps == 0 {
+		t.Errorf("another lr: %v after %d steps, want a run that trains", err, steps)
+	}
+}
+
 func TestFinetuneEarlyStopping(t *testing.T) {
 	dir := t.TempDir()
 	train := irisFile(t, dir)
@@ -489,8 +520,8 @@ func TestFinetuneBadInput(t *testing.T) {
 		mod  func(*FinetuneConfig)
 		want string
 	}{
-		{"no model or init", func(c *FinetuneConfig) { c.Init = "" }, "--model and --init"},
-		{"model and init", func(c *FinetuneConfig) { c.Model = model }, "--model and --init"},
+		{"no model or init", func(c *FinetuneConfig) { c.Init = "" }, "model and init"},
+		{"model and init", func(c *FinetuneConfig) { c.Model = model }, "model and init"},
 		{"NaN in the data", func(c *FinetuneConfig) { c.Train = nan }, "NaN"},
 		{"empty data", func(c *FinetuneConfig) { c.Train = empty }, "empty"},
 		{"feature width", func(c *FinetuneConfig) { c.Train = wide }, "5 features, the model takes 4"},
@@ -501,16 +532,16 @@ func TestFinetuneBadInput(t *testing.T) {
 		{"missing data file", func(c *FinetuneConfig) { c.Train = filepath.Join(dir, "absent.csv") }, "absent.csv"},
 		{"generic model", func(c *FinetuneConfig) { c.Init, c.Model = "", genericPath }, "this checkpoint is generic"},
 		{"model width", func(c *FinetuneConfig) { c.Init = "mlp:5-8-3" }, "4 features, the model takes 5"},
-		{"bad init", func(c *FinetuneConfig) { c.Init = "mlp:4-8:swish" }, "--init"},
+		{"bad init", func(c *FinetuneConfig) { c.Init = "mlp:4-8:swish" }, "init \"mlp:4-8:swish\""},
 		{"freeze a dense model", func(c *FinetuneConfig) { c.Freeze = compute.RoleTrunk }, "no trunk parameters"},
-		{"patience without validation", func(c *FinetuneConfig) { c.Patience = 2 }, "--patience needs validation"},
+		{"patience without validation", func(c *FinetuneConfig) { c.Patience = 2 }, "patience needs validation"},
 		{"both validations", func(c *FinetuneConfig) { c.Valid, c.ValidFraction = train, 0.2 }, "not both"},
-		{"warmup too long", func(c *FinetuneConfig) { c.Warmup = 1000 }, "--warmup"},
-		{"warmup not whole", func(c *FinetuneConfig) { c.Warmup = 2.5 }, "--warmup"},
+		{"warmup too long", func(c *FinetuneConfig) { c.Warmup = 1000 }, "warmup of 1000 steps"},
+		{"warmup not whole", func(c *FinetuneConfig) { c.Warmup = 2.5 }, "warmup 2.5"},
 		{"bad optimizer", func(c *FinetuneConfig) { c.Optimizer = "lion" }, "lion"},
-		{"bad precision", func(c *FinetuneConfig) { c.Precision = "float16" }, "--precision"},
-		{"zero epochs", func(c *FinetuneConfig) { c.Epochs = 0 }, "--epochs"},
-		{"diverges", func(c *FinetuneConfig) { c.LR, c.Clip = 1e30, 0 }, "try a lower --lr"},
+		{"bad precision", func(c *FinetuneConfig) { c.Precision = "float16" }, "precision \"float16\""},
+		{"zero epochs", func(c *FinetuneConfig) { c.Epochs = 0 }, "epochs 0"},
+		{"diverges", func(c *FinetuneConfig) { c.LR, c.Clip = 1e30, 0 }, "try a lower lr"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -558,7 +589,7 @@ func TestFinetuneSafetensorsModel(t *testing.T) {
 	if res.Outputs.Materialized != "model.materialized.safetensors" || res.Standardization != "none" {
 		t.Errorf("dense output %q, standardization %q; want model.materialized.safetensors and none (the model has none)", res.Outputs.Materialized, res.Standardization)
 	}
-	lm, err := loadModel(filepath.Join(cfg.Out, res.Outputs.Materialized), "")
+	lm, err := loadModel(context.Background(), filepath.Join(cfg.Out, res.Outputs.Materialized), "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,8 @@
 package stages
 
 import (
+	"context"
+
 	"github.com/strata-ml/strata/arrowio"
 	"github.com/strata-ml/strata/compute"
 	"github.com/strata-ml/strata/internal/provenance"
@@ -51,11 +53,11 @@ type InspectResult struct {
 // its opsets, its linear maps with their orientation, the weights convert
 // would keep dense with the reason, and a structured model's recorded
 // structure.
-func Inspect(path string, activation compute.Activation) (*InspectResult, error) {
+func Inspect(ctx context.Context, path string, activation compute.Activation) (*InspectResult, error) {
 	if format, err := modelFormat(path); err == nil && format == FormatONNX {
 		return inspectONNX(path)
 	}
-	lm, err := mapModel(path, activation)
+	lm, err := mapModel(ctx, path, activation)
 	if err != nil {
 		return nil, err
 	}

@@ -2,10 +2,10 @@ package stages
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"math"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,6 +13,8 @@ import (
 	"github.com/strata-ml/strata/arrowio"
 	"github.com/strata-ml/strata/compute"
 	"github.com/strata-ml/strata/internal/inputerr"
+	"github.com/strata-ml/strata/internal/inputfile"
+	"github.com/strata-ml/strata/internal/limits"
 	"github.com/strata-ml/strata/internal/provenance"
 	"github.com/strata-ml/strata/validation"
 )
@@ -86,9 +88,9 @@ func checkLRs(lrs []float64) error {
 
 // readLRSweep reads and checks an lr_sweep.json.
 func readLRSweep(path string) (*LRSweepFile, provenance.File, error) {
-	b, err := os.ReadFile(path)
+	b, err := inputfile.ReadFile(path, limits.JSONBytes, "JSON file")
 	if err != nil {
-		return nil, provenance.File{}, inputerr.Errorf("%w", err)
+		return nil, provenance.File{}, err
 	}
 	var f LRSweepFile
 	dec := json.NewDecoder(bytes.NewReader(b))
@@ -128,8 +130,8 @@ func readLRSweep(path string) (*LRSweepFile, provenance.File, error) {
 // scoreModelFile evaluates a model file on raw evaluation data: accuracy
 // (null for regression; rows with a non-finite logit count as wrong) and
 // the mean loss (null when some row's loss is not finite).
-func scoreModelFile(path string, activation compute.Activation, ds *arrowio.Dataset) (task compute.Task, acc, loss *validation.NullableFloat, err error) {
-	m, err := loadValModel(path, activation, "")
+func scoreModelFile(ctx context.Context, path string, activation compute.Activation, ds *arrowio.Dataset) (task compute.Task, acc, loss *validation.NullableFloat, err error) {
+	m, err := loadValModel(ctx, path, activation, "")
 	if err != nil {
 		return "", nil, nil, err
 	}

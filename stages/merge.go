@@ -5,13 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"slices"
 
 	"github.com/strata-ml/strata/arrowio"
 	"github.com/strata-ml/strata/compute"
 	"github.com/strata-ml/strata/internal/inputerr"
+	"github.com/strata-ml/strata/internal/inputfile"
+	"github.com/strata-ml/strata/internal/limits"
 	"github.com/strata-ml/strata/lowering"
 	"github.com/strata-ml/strata/modelmap"
 )
@@ -42,15 +43,20 @@ type mergeShard struct {
 // twice.
 func Merge(ctx context.Context, cfg MergeConfig) (*ConvertResult, error) {
 	if len(cfg.Shards) == 0 || cfg.Out == "" {
-		return nil, inputerr.Errorf("merge: --out and at least one shard directory are required")
+		return nil, inputerr.Fieldf("merge", "{out} and at least one shard directory are required")
 	}
+	out, err := claimOutput("merge", "out", cfg.Out)
+	if err != nil {
+		return nil, err
+	}
+	defer out.release()
 	var shards []*mergeShard
 	owner := map[string]string{} // layer -> shard
 	for _, dir := range cfg.Shards {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		s, err := readShard(dir)
+		s, err := readShard(ctx, dir)
 		if err != nil {
 			return nil, err
 		}
@@ -67,11 +73,10 @@ func Merge(ctx context.Context, cfg MergeConfig) (*ConvertResult, error) {
 		shards = append(shards, s)
 	}
 	merged := mergeResults(shards, cfg.Out)
-	var err error
 	if merged.Format == FormatONNX {
-		err = mergeONNX(shards, merged)
+		err = mergeONNX(ctx, shards, merged)
 	} else {
-		err = mergeCheckpoint(shards, merged)
+		err = mergeCheckpoint(ctx, shards, merged)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("merge: %w", err)
@@ -80,12 +85,12 @@ func Merge(ctx context.Context, cfg MergeConfig) (*ConvertResult, error) {
 }
 
 // readShard reads a shard's convert.json and factors model.
-func readShard(dir string) (*mergeShard, error) {
+func readShard(ctx context.Context, dir string) (*mergeShard, error) {
 	s := &mergeShard{dir: dir}
 	path := filepath.Join(dir, "convert.json")
-	b, err := os.ReadFile(path)
+	b, err := inputfile.ReadFile(path, limits.JSONBytes, "JSON file")
 	if err != nil {
-		return nil, inputerr.Errorf("merge: %w", err)
+		return nil, fmt.Errorf("merge: %w", err)
 	}
 	if err := json.Unmarshal(b, &s.res); err != nil {
 		return nil, inputerr.Errorf("merge: %s: %v", path, err)
@@ -93,7 +98,7 @@ func readShard(dir string) (*mergeShard, error) {
 	if s.res.SchemaVersion != ConvertSchemaVersion {
 		return nil, inputerr.Errorf("merge: %s: schema_version %d, want %d: convert the shards with this strata", path, s.res.SchemaVersion, ConvertSchemaVersion)
 	}
-	lm, err := loadModel(filepath.Join(dir, s.res.Outputs.Factors), "")
+	lm, err := loadModel(ctx, filepath.Join(dir, s.res.Outputs.Factors), "")
 	if err != nil {
 		return nil, err
 	}
@@ -128,11 +133,11 @@ func mergeResults(shards []*mergeShard, out string) *ConvertResult {
 // mergeCheckpoint writes the merge of the shards of an Arrow or
 // safetensors input: the first shard's model with every other shard's
 // layers taken in.
-func mergeCheckpoint(shards []*mergeShard, merged *ConvertResult) error {
+func mergeCheckpoint(ctx context.Context, shards []*mergeShard, merged *ConvertResult) error {
 	base := &loadedModel{format: merged.Format, model: shards[0].factors}
 	if base.format == FormatSafetensors {
 		// Keep the input's safetensors metadata for the dense copy.
-		if orig, err := loadModel(merged.Input.Path, merged.Config.Activation); err == nil {
+		if orig, err := loadModel(ctx, merged.Input.Path, merged.Config.Activation); err == nil {
 			base.safeMeta = orig.safeMeta
 		}
 	}
@@ -149,7 +154,7 @@ func mergeCheckpoint(shards []*mergeShard, merged *ConvertResult) error {
 // mergeONNX writes the merge of the shards of an ONNX input: every
 // shard's layers, rebuilt from its factors, lowered into the input that
 // the first shard kept.
-func mergeONNX(shards []*mergeShard, merged *ConvertResult) error {
+func mergeONNX(ctx context.Context, shards []*mergeShard, merged *ConvertResult) error {
 	inputPath := filepath.Join(shards[0].dir, shards[0].res.Outputs.Input)
 	m, data, input, err := readONNX(inputPath)
 	if err != nil {

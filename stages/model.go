@@ -1,6 +1,7 @@
 package stages
 
 import (
+	"context"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -58,23 +59,23 @@ func modelFormat(path string) (string, error) {
 // all named like nn.Sequential's ("0.weight", "0.bias", "2.weight", ...) is
 // an MLP, with activations from its metadata or the activation argument;
 // any other safetensors checkpoint is generic.
-func loadModel(path string, activation compute.Activation) (*loadedModel, error) {
-	return readModelFile(path, activation, false)
+func loadModel(ctx context.Context, path string, activation compute.Activation) (*loadedModel, error) {
+	return readModelFile(ctx, path, activation, false)
 }
 
 // mapModel is loadModel for callers that only read the tensor values: an
 // Arrow model file's values stay in a read-only memory mapping of the file
 // (arrowio.MapModel) until the caller calls close.
-func mapModel(path string, activation compute.Activation) (*loadedModel, error) {
-	return readModelFile(path, activation, true)
+func mapModel(ctx context.Context, path string, activation compute.Activation) (*loadedModel, error) {
+	return readModelFile(ctx, path, activation, true)
 }
 
-func readModelFile(path string, activation compute.Activation, mapped bool) (*loadedModel, error) {
+func readModelFile(ctx context.Context, path string, activation compute.Activation, mapped bool) (*loadedModel, error) {
 	format, err := modelFormat(path)
 	if err != nil {
 		return nil, err
 	}
-	in, err := provenance.HashFile(path)
+	in, err := provenance.HashFile(ctx, path)
 	if err != nil {
 		return nil, err
 	}
@@ -115,7 +116,7 @@ func readModelFile(path string, activation compute.Activation, mapped bool) (*lo
 			if _, ok := sf.Metadata[arrowio.MetaArchitecture]; !ok && activation == "" {
 				// The checkpoint does not say its activation: running it
 				// as ReLU would validate or fine-tune another model.
-				return nil, inputerr.Errorf("%s: an nn.Sequential checkpoint without %s metadata does not say its activation: give --activation (one of %s)",
+				return nil, inputerr.Fieldf("", "%s: an nn.Sequential checkpoint without %s metadata does not say its activation: give {activation} (one of %s)",
 					path, arrowio.MetaArchitecture, compute.JoinNames(compute.Activations))
 			}
 			m, err := arrowio.ModelFromSequential(sf, activation, path)

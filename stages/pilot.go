@@ -3,7 +3,9 @@ package stages
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"math"
 	"os"
@@ -17,8 +19,11 @@ import (
 	"github.com/strata-ml/strata/gate"
 	"github.com/strata-ml/strata/internal/datasets"
 	"github.com/strata-ml/strata/internal/inputerr"
+	"github.com/strata-ml/strata/internal/inputfile"
+	"github.com/strata-ml/strata/internal/limits"
 	"github.com/strata-ml/strata/internal/provenance"
 	"github.com/strata-ml/strata/internal/yamlstrict"
+	"github.com/strata-ml/strata/modelmap"
 	"github.com/strata-ml/strata/validation"
 )
 
@@ -83,6 +88,11 @@ type PilotConfig struct {
 	XComFile     string `yaml:"-" json:"xcom_file,omitempty"`
 	MetricsFile  string `yaml:"-" json:"metrics_file,omitempty"`
 	NoFail       bool   `yaml:"-" json:"no_fail,omitempty"`
+	// Resume makes every training run continue from its checkpoint, or
+	// return at once when it had finished (FinetuneConfig.Resume): a
+	// pilot or sweep run again after an interruption redoes only what
+	// was not done.
+	Resume bool `yaml:"-" json:"resume,omitempty"`
 	// Logger receives one line per stage; StageLogger the stages' own
 	// logs (nil: discarded).
 	Logger      *slog.Logger `yaml:"-" json:"-"`
@@ -90,6 +100,12 @@ type PilotConfig struct {
 	// TrainProgress, when set, is called after every training step of
 	// the stage named (baseline, finetune, control).
 	TrainProgress func(stage string, p FinetuneProgress) `yaml:"-" json:"-"`
+
+	// lines holds the line of every key of ConfigFile, for the checks'
+	// errors to cite; nil for a config built in Go. kind names the config
+	// in errors when there is no file (default "pilot config").
+	lines map[string]int
+	kind  string
 }
 
 // DefaultPilotConfig returns the defaults a pilot config file starts from:
@@ -129,35 +145,36 @@ func DemoPilotConfig() PilotConfig {
 
 // LoadPilotConfig reads a pilot config file onto DefaultPilotConfig,
 // strictly (an unknown key or a value of the wrong type is a *yamlstrict.ConfigError
-// naming the line and the key), and resolves its relative paths against
-// the file's directory.
+// naming the line and the key), resolves its relative paths against the
+// file's directory and checks every setting (PilotConfig.Check).
 func LoadPilotConfig(path string) (PilotConfig, error) {
-	cfg := DefaultPilotConfig()
-	lines, err := decodeConfigFile(path, "pilot", &cfg, &cfg)
+	src, err := inputfile.ReadFile(path, limits.ConfigBytes, "config file")
 	if err != nil {
-		return cfg, err
+		return DefaultPilotConfig(), fmt.Errorf("pilot: %w", err)
 	}
-	if err := cfg.check(lines); err != nil {
-		return cfg, err
-	}
-	return cfg, nil
+	return parsePilotConfig(path, src)
 }
 
-// decodeConfigFile reads the config file path strictly into v, which is
-// or embeds pc, checks its version and resolves pc's relative paths
-// against the file's directory. It returns the line of every key.
-func decodeConfigFile(path, what string, v any, pc *PilotConfig) (map[string]int, error) {
-	src, err := os.ReadFile(path)
-	if err != nil {
-		return nil, inputerr.Errorf("%s: %w", what, err)
+// parsePilotConfig is LoadPilotConfig of the file path holding src.
+func parsePilotConfig(path string, src []byte) (PilotConfig, error) {
+	cfg := DefaultPilotConfig()
+	if err := decodeConfig(path, src, &cfg, &cfg); err != nil {
+		return cfg, err
 	}
+	return cfg, cfg.Check()
+}
+
+// decodeConfig decodes the config file path, holding src, strictly into
+// v, which is or embeds pc, checks its version and resolves pc's relative
+// paths against the file's directory. pc keeps the line of every key.
+func decodeConfig(path string, src []byte, v any, pc *PilotConfig) error {
 	lines, err := yamlstrict.Decode(path, src, v)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	pc.ConfigFile = path
+	pc.ConfigFile, pc.lines = path, lines
 	if pc.Version != 1 {
-		return nil, &yamlstrict.ConfigError{File: path, Line: lines["version"], Key: "version", Err: fmt.Errorf("%d: want 1", pc.Version)}
+		return &yamlstrict.ConfigError{File: path, Line: lines["version"], Key: "version", Err: fmt.Errorf("%d: want 1", pc.Version)}
 	}
 	base := filepath.Dir(path)
 	for _, p := range []*string{&pc.Train, &pc.Valid, &pc.Test, &pc.Model, &pc.Policy} {
@@ -166,14 +183,40 @@ func decodeConfigFile(path, what string, v any, pc *PilotConfig) (map[string]int
 		}
 	}
 	pc.Convert.resolveCalibration(base)
-	return lines, nil
+	return nil
 }
 
-// check validates what the stages do not: the data sources.
-func (cfg *PilotConfig) check(lines map[string]int) error {
-	bad := func(key, format string, args ...any) error {
-		return &yamlstrict.ConfigError{File: cmp.Or(cfg.ConfigFile, "pilot config"), Line: lines[key], Key: key, Err: fmt.Errorf(format, args...)}
+// configError is a problem with the setting key of the config, at its
+// line in the file when the config came from one.
+func (cfg *PilotConfig) configError(key, format string, args ...any) error {
+	return &yamlstrict.ConfigError{File: cmp.Or(cfg.ConfigFile, cfg.kind, "pilot config"), Line: cfg.lines[key], Key: key, Err: fmt.Errorf(format, args...)}
+}
+
+// sectionError is the config error of err, a stage's check of the
+// config's section (baseline, convert, candidates[2], ...): a field the
+// stage names is the key section.field, at its line (the section's when
+// the file does not set it).
+func (cfg *PilotConfig) sectionError(section string, err error) error {
+	var fe *inputerr.FieldError
+	if !errors.As(err, &fe) || len(fe.Fields()) == 0 {
+		return cfg.configError(section, "%w", err)
 	}
+	line, ok := cfg.lines[section+"."+fe.Fields()[0]]
+	if !ok {
+		line = cfg.lines[section]
+	}
+	msg := fe.Message(func(key string) string { return section + "." + key })
+	return &yamlstrict.ConfigError{File: cmp.Or(cfg.ConfigFile, cfg.kind, "pilot config"), Line: line, Err: inputerr.Errorf("%s", msg)}
+}
+
+// Check validates the whole config before any work, as Pilot and Sweep
+// do first: the data sources, every stage's settings (the baseline's and
+// the candidate's training, convert and validate: each stage's own
+// check, on placeholder paths) and the orchestrator files. Problems are
+// *yamlstrict.ConfigError citing the key and its line. The inputs it
+// names are checked by checkInputs.
+func (cfg *PilotConfig) Check() error {
+	bad := cfg.configError
 	switch {
 	case cfg.Data != "" && (cfg.Train != "" || cfg.Test != "" || cfg.Valid != ""):
 		return bad("data", "give an embedded data set or train/test files, not both")
@@ -189,6 +232,154 @@ func (cfg *PilotConfig) check(lines map[string]int) error {
 		return bad("finetune.init", "belongs under baseline: the candidate and the control fine-tune a model")
 	case cfg.Finetune.Task != "":
 		return bad("finetune.task", "belongs under baseline: the candidate and the control fine-tune a model")
+	}
+	// Every stage's own check, on placeholders for the paths the pilot
+	// fills in per run.
+	const placeholder = "-"
+	data := PilotData{Train: placeholder, Valid: cfg.Valid}
+	if cfg.Model == "" {
+		ft := cfg.training(cfg.Baseline, data, cfg.Seed, placeholder)
+		if ft.Init == "" {
+			ft.Init = "mlp:1-2" // the data's default, made once the data is read
+		}
+		if err := ft.validate(); err != nil {
+			return cfg.sectionError("baseline", err)
+		}
+	}
+	ft := cfg.training(cfg.Finetune, data, cfg.Seed, placeholder)
+	ft.Model = placeholder
+	if err := ft.validate(); err != nil {
+		return cfg.sectionError("finetune", err)
+	}
+	cv := cfg.Convert
+	cv.Model, cv.Out = placeholder, placeholder
+	if err := cv.validate(); err != nil {
+		return cfg.sectionError("convert", err)
+	}
+	va := cfg.Validate
+	va.Baseline, va.Candidate, va.Data, va.Out, va.Label = placeholder, placeholder, placeholder, placeholder, cfg.Label
+	if err := va.Check(); err != nil {
+		return cfg.sectionError("validate", err)
+	}
+	for _, f := range []struct{ key, path string }{{"decision_file", cfg.DecisionFile}, {"xcom_file", cfg.XComFile}, {"metrics_file", cfg.MetricsFile}} {
+		if f.path == "" || cfg.inWorkdir(f.path) {
+			continue
+		}
+		if err := arrowio.CheckTarget(f.path); err != nil {
+			return inputerr.Fieldf("pilot", "{"+f.key+"} %w", err)
+		}
+	}
+	return nil
+}
+
+// inWorkdir reports whether path is a file directly in a work directory
+// that does not exist yet: the pilot creates it (a Kubernetes job writes
+// its decision beside the run's outputs), so its absence is no error.
+func (cfg *PilotConfig) inWorkdir(path string) bool {
+	if cfg.Workdir == "" {
+		return false
+	}
+	dir, err1 := filepath.Abs(filepath.Dir(path))
+	wd, err2 := filepath.Abs(cfg.Workdir)
+	_, err3 := os.Stat(wd)
+	return err1 == nil && err2 == nil && dir == wd && errors.Is(err3, fs.ErrNotExist)
+}
+
+// pilotInputs is the data checkInputs read, for the run to reuse.
+type pilotInputs struct {
+	// source describes the data (PilotData.Source).
+	source string
+	// train is the embedded set or the Train file; test the Test file
+	// (nil without).
+	train, test *arrowio.Dataset
+}
+
+// checkInputs reads and checks, before any work, what the config names:
+// the policy, the data (which must read with the label) and the baseline,
+// a model file or an init, which must fit the data's width and labels.
+func (cfg *PilotConfig) checkInputs(ctx context.Context) (*pilotInputs, error) {
+	if _, err := gate.LoadPolicy(cfg.Policy); err != nil {
+		return nil, err
+	}
+	in := &pilotInputs{}
+	switch {
+	case cfg.Data != "":
+		set, err := datasets.Load(cfg.Data)
+		if err != nil {
+			return nil, cfg.configError("data", "%w", err)
+		}
+		in.train, in.source = set.Dataset, set.Describe()
+	case cfg.Test == "":
+		in.source = "files: " + cfg.Train + " split"
+	default:
+		in.source = "files"
+	}
+	for _, f := range []struct {
+		path string
+		ds   **arrowio.Dataset
+	}{{cfg.Train, &in.train}, {cfg.Valid, nil}, {cfg.Test, &in.test}} {
+		if f.path == "" {
+			continue
+		}
+		ds, _, err := readData(ctx, f.path, cfg.Label)
+		if err != nil {
+			return nil, err
+		}
+		if f.ds != nil {
+			*f.ds = ds
+		}
+		if ds.D != in.train.D {
+			return nil, inputerr.Errorf("%s: the data has %d features, %s has %d", f.path, ds.D, cfg.Train, in.train.D)
+		}
+	}
+	if f := cfg.Convert.pilotCalibration("", cfg.Label).Calibration; f != "" { // a calibration file, not the training split
+		if _, _, err := readData(ctx, f, cfg.Label); err != nil {
+			return nil, err
+		}
+	}
+	name := cmp.Or(cfg.Train, cfg.Data)
+	if cfg.onnxPilot() {
+		// ONNX Runtime checks the model's widths against the data when
+		// validate feeds it; here the file must be an ONNX model strata
+		// reads.
+		if _, _, _, err := readONNX(cfg.Model); err != nil {
+			return nil, inputerr.InFile(cfg.Model, err)
+		}
+		return in, nil
+	}
+	if cfg.Model != "" {
+		lm, err := mapModel(ctx, cfg.Model, cfg.Activation)
+		if err != nil {
+			return nil, inputerr.InFile(cfg.Model, err)
+		}
+		defer lm.close()
+		if lm.model.Arch.Kind == arrowio.ArchGeneric {
+			return nil, cfg.configError("model", "%s: %w", cfg.Model, modelmap.ErrGeneric)
+		}
+		return in, cfg.fits("model", cfg.Model, lm.model.Arch, in.train, name)
+	}
+	if cfg.Baseline.Init == "" {
+		return in, nil
+	}
+	arch, err := InitArchitecture(cfg.Baseline.Init, cfg.Baseline.Task)
+	if err != nil {
+		return nil, cfg.sectionError("baseline", err)
+	}
+	return in, cfg.fits("baseline.init", cfg.Baseline.Init, arch, in.train, name)
+}
+
+// fits checks that the baseline arch (the setting key, what) takes the
+// data's features and has an output for every label.
+func (cfg *PilotConfig) fits(key, what string, arch arrowio.Architecture, ds *arrowio.Dataset, name string) error {
+	if arch.Inputs != ds.D {
+		return cfg.configError(key, "%s takes %d features, the data (%s) has %d", what, arch.Inputs, name, ds.D)
+	}
+	spec, err := modelmap.NetworkSpec(arch)
+	if err != nil {
+		return cfg.configError(key, "%s: %w", what, err)
+	}
+	if err := checkLabels(name, ds, arch.Task, spec.Outputs()); err != nil {
+		return cfg.configError(key, "%s: %w", what, err)
 	}
 	return nil
 }
@@ -262,9 +453,13 @@ func Pilot(ctx context.Context, cfg PilotConfig) (*PilotResult, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Workdir == "" {
-		return nil, inputerr.Errorf("pilot: --workdir is required")
+		return nil, inputerr.Fieldf("pilot", "{workdir} is required")
 	}
-	if err := cfg.check(nil); err != nil {
+	if err := cfg.Check(); err != nil {
+		return nil, err
+	}
+	inputs, err := cfg.checkInputs(ctx)
+	if err != nil {
 		return nil, err
 	}
 	wd, err := filepath.Abs(cfg.Workdir)
@@ -272,9 +467,11 @@ func Pilot(ctx context.Context, cfg PilotConfig) (*PilotResult, error) {
 		return nil, fmt.Errorf("pilot: %w", err)
 	}
 	cfg.Workdir = wd
-	if err := os.MkdirAll(wd, 0o755); err != nil {
-		return nil, fmt.Errorf("pilot: create workdir: %w", err)
+	out, err := claimOutput("pilot", "workdir", wd)
+	if err != nil {
+		return nil, err
 	}
+	defer out.release()
 	res := &PilotResult{SchemaVersion: PilotSchemaVersion, Tool: provenance.Version(), Config: cfg}
 	dir := func(name string) string { return filepath.Join(wd, name) }
 	total := 6
@@ -302,7 +499,7 @@ func Pilot(ctx context.Context, cfg PilotConfig) (*PilotResult, error) {
 		return nil
 	}
 
-	if err := cfg.prepareData(dir("data"), &res.Data); err != nil {
+	if err := cfg.prepareData(dir("data"), &res.Data, inputs); err != nil {
 		return nil, err
 	}
 	res.Stages = append(res.Stages, PilotStage{Name: "data", Dir: dir("data")})
@@ -319,7 +516,7 @@ func Pilot(ctx context.Context, cfg PilotConfig) (*PilotResult, error) {
 
 	res.BaselineModel = cfg.Model
 	if cfg.Model == "" {
-		ft, err := cfg.baselineInit(training("baseline", cfg.Baseline), res.Data.Train)
+		ft, err := cfg.baselineInit(ctx, training("baseline", cfg.Baseline), res.Data.Train)
 		if err != nil {
 			return nil, err
 		}
@@ -421,39 +618,16 @@ func Pilot(ctx context.Context, cfg PilotConfig) (*PilotResult, error) {
 	return res, nil
 }
 
-// prepareData writes the pilot's data files (an embedded set or a split
-// of Train) to dir and fills d.
-func (cfg *PilotConfig) prepareData(dir string, d *PilotData) error {
-	var ds *arrowio.Dataset
-	switch {
-	case cfg.Data != "":
-		set, err := datasets.Load(cfg.Data)
-		if err != nil {
-			return inputerr.Errorf("pilot: %w", err)
-		}
-		ds = set.Dataset
-		d.Source = set.Describe()
-	case cfg.Test == "":
-		var err error
-		if ds, _, err = readData(cfg.Train, cfg.Label); err != nil {
-			return err
-		}
-		d.Source = "files: " + cfg.Train + " split"
-	default:
-		d.Source = "files"
+// prepareData writes the pilot's data files (a split of the embedded set
+// or of Train, which checkInputs read into in) to dir and fills d.
+func (cfg *PilotConfig) prepareData(dir string, d *PilotData, in *pilotInputs) error {
+	d.Source = in.source
+	if in.test != nil {
 		d.Train, d.Valid, d.Test = cfg.Train, cfg.Valid, cfg.Test
-		for _, f := range []struct {
-			path string
-			n    *int
-		}{{cfg.Train, &d.TrainRows}, {cfg.Test, &d.TestRows}} {
-			ds, _, err := readData(f.path, cfg.Label)
-			if err != nil {
-				return err
-			}
-			*f.n = ds.N
-		}
+		d.TrainRows, d.TestRows = in.train.N, in.test.N
 		return nil
 	}
+	ds := in.train
 	train, test, err := Split(ds, cfg.TestFraction, cfg.Seed)
 	if err != nil {
 		return err
@@ -477,19 +651,19 @@ func (cfg *PilotConfig) prepareData(dir string, d *PilotData) error {
 // baselineInit gives ft, the training of the dense baseline, its default
 // architecture (defaultInit of the training data) when Baseline has no
 // Init.
-func (cfg *PilotConfig) baselineInit(ft FinetuneConfig, train string) (FinetuneConfig, error) {
+func (cfg *PilotConfig) baselineInit(ctx context.Context, ft FinetuneConfig, train string) (FinetuneConfig, error) {
 	if ft.Init != "" {
 		return ft, nil
 	}
 	var err error
-	ft.Init, err = defaultInit(train, cfg.Label, cfg.Baseline.Task)
+	ft.Init, err = defaultInit(ctx, train, cfg.Label, cfg.Baseline.Task)
 	return ft, err
 }
 
 // defaultInit is the baseline architecture for data without one given:
 // mlp:D-128-128-K.
-func defaultInit(train, label string, task compute.Task) (string, error) {
-	ds, _, err := readData(train, label)
+func defaultInit(ctx context.Context, train, label string, task compute.Task) (string, error) {
+	ds, _, err := readData(ctx, train, label)
 	if err != nil {
 		return "", err
 	}

@@ -211,7 +211,7 @@ func TestLogitsModePilotDemo(t *testing.T) {
 	ds := mustReadData(t, test)
 	logits := func(model string) (string, int64) {
 		t.Helper()
-		m, err := loadValModel(model, "", "")
+		m, err := loadValModel(context.Background(), model, "", "")
 		if err != nil {
 			t.Fatal(err)
 		}

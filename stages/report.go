@@ -12,6 +12,7 @@ import (
 	"github.com/strata-ml/strata/arrowio"
 	"github.com/strata-ml/strata/gate"
 	"github.com/strata-ml/strata/internal/inputerr"
+	"github.com/strata-ml/strata/internal/inputfile"
 	"github.com/strata-ml/strata/internal/provenance"
 	"github.com/strata-ml/strata/render"
 	"github.com/strata-ml/strata/validation"
@@ -161,6 +162,17 @@ func Report(ctx context.Context, cfg ReportConfig) (*ReportResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := cfg.checkOrchestratorFiles(); err != nil {
+		return nil, err
+	}
+	if err := cfg.checkTrainLogs(); err != nil {
+		return nil, err
+	}
+	out, err := claimOutput("report", "out", cfg.Out)
+	if err != nil {
+		return nil, err
+	}
+	defer out.release()
 	files, groups, failed, err := expandSweeps(files)
 	if err != nil {
 		return nil, err
@@ -214,7 +226,7 @@ func Report(ctx context.Context, cfg ReportConfig) (*ReportResult, error) {
 		}
 	}
 
-	logs, logInputs, warnings := readTrainLogs(feat, cfg)
+	logs, logInputs, warnings := readTrainLogs(ctx, feat, cfg)
 	res.Inputs.TrainLogs = logInputs
 	res.Warnings = append(res.Warnings, warnings...)
 	plots := render.Plots(feat.Result, logs)
@@ -253,7 +265,12 @@ func Report(ctx context.Context, cfg ReportConfig) (*ReportResult, error) {
 		if err := writeFileAtomic(filepath.Join(dir, res.Outputs.Markdown), md); err != nil {
 			return err
 		}
-		return writeJSON(filepath.Join(dir, res.Outputs.JSON), res)
+		if err := writeJSON(filepath.Join(dir, res.Outputs.JSON), res); err != nil {
+			return err
+		}
+		// Before the report is moved into Out: an orchestrator file that
+		// cannot be written leaves no report that looks complete.
+		return res.writeOrchestratorFiles(cfg)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("report: write %s: %w", cfg.Out, err)
@@ -264,20 +281,17 @@ func Report(ctx context.Context, cfg ReportConfig) (*ReportResult, error) {
 			_ = os.Remove(filepath.Join(cfg.Out, p.ID+".svg"))
 		}
 	}
-	if err := res.writeOrchestratorFiles(cfg); err != nil {
-		return nil, err
-	}
 	return res, nil
 }
 
 // validationFiles returns the validation.json files to judge.
 func (cfg *ReportConfig) validationFiles() ([]string, error) {
 	if cfg.Out == "" {
-		return nil, inputerr.Errorf("report: --out is required")
+		return nil, inputerr.Fieldf("report", "{out} is required")
 	}
 	if len(cfg.SelectBest) == 0 {
 		if cfg.Validation == "" {
-			return nil, inputerr.Errorf("report: --validation is required (or --select-best with several)")
+			return nil, inputerr.Fieldf("report", "{validation} is required (or {select_best} with several)")
 		}
 		return []string{cfg.Validation}, nil
 	}
@@ -288,17 +302,44 @@ func (cfg *ReportConfig) validationFiles() ([]string, error) {
 	seen := map[string]bool{}
 	for _, f := range files {
 		if seen[f] {
-			return nil, inputerr.Errorf("report: --select-best lists %s twice", f)
+			return nil, inputerr.Fieldf("report", "{select_best} lists %s twice", f)
 		}
 		seen[f] = true
 	}
 	return files, nil
 }
 
+// trainLogOverride returns where the training log path given instead of a
+// recorded one is: path itself, or its train_log.arrow when it is a
+// directory.
+func trainLogOverride(path string) string {
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		return filepath.Join(path, "train_log.arrow")
+	}
+	return path
+}
+
+// checkTrainLogs refuses, before any work, a training log given in place
+// of a recorded one that is no file to read (inputfile.Open): the user
+// named it, so unlike a recorded log that moved, it is no warning.
+func (cfg *ReportConfig) checkTrainLogs() error {
+	for _, f := range [3][2]string{{"train_log", cfg.TrainLog}, {"baseline_train_log", cfg.BaselineTrainLog}, {"control_train_log", cfg.ControlTrainLog}} {
+		if f[1] == "" {
+			continue
+		}
+		file, _, err := inputfile.Open(trainLogOverride(f[1]))
+		if err != nil {
+			return inputerr.Fieldf("report", "{"+f[0]+"} %w", err)
+		}
+		file.Close()
+	}
+	return nil
+}
+
 // readTrainLogs reads the training logs validation.json names, for the
 // training curves. A log that is gone or changed since validate read it
 // is left out with a warning: the report still judges.
-func readTrainLogs(c *gate.Candidate, cfg ReportConfig) (render.TrainLogs, []provenance.File, []string) {
+func readTrainLogs(ctx context.Context, c *gate.Candidate, cfg ReportConfig) (render.TrainLogs, []provenance.File, []string) {
 	var logs render.TrainLogs
 	var ins []provenance.File
 	var warnings []string
@@ -317,10 +358,7 @@ func readTrainLogs(c *gate.Candidate, cfg ReportConfig) (render.TrainLogs, []pro
 		}
 		path := side.in.Path
 		if side.override != "" {
-			path = side.override
-			if st, err := os.Stat(path); err == nil && st.IsDir() {
-				path = filepath.Join(path, "train_log.arrow")
-			}
+			path = trainLogOverride(side.override)
 		} else if _, err := os.Stat(path); err != nil && !filepath.IsAbs(path) {
 			// Relative to where validate ran; try next to validation.json.
 			alt := filepath.Join(filepath.Dir(c.Validation.Path), path)
@@ -328,7 +366,7 @@ func readTrainLogs(c *gate.Candidate, cfg ReportConfig) (render.TrainLogs, []pro
 				path = alt
 			}
 		}
-		got, err := provenance.HashFile(path)
+		got, err := provenance.HashFile(ctx, path)
 		if err != nil {
 			warnings = append(warnings, fmt.Sprintf("training log %s: %v; its curve is left out", side.in.Path, err))
 			continue
@@ -348,21 +386,41 @@ func readTrainLogs(c *gate.Candidate, cfg ReportConfig) (render.TrainLogs, []pro
 	return logs, ins, warnings
 }
 
+// orchestratorFiles are the orchestrator outputs of cfg: their config
+// fields and paths, empty when not set.
+func (cfg *ReportConfig) orchestratorFiles() [3][2]string {
+	return [3][2]string{{"decision_file", cfg.DecisionFile}, {"xcom_file", cfg.XComFile}, {"metrics_file", cfg.MetricsFile}}
+}
+
+// checkOrchestratorFiles refuses, before any work, an orchestrator file
+// that can never be written (arrowio.CheckTarget).
+func (cfg *ReportConfig) checkOrchestratorFiles() error {
+	for _, f := range cfg.orchestratorFiles() {
+		if f[1] == "" {
+			continue
+		}
+		if err := arrowio.CheckTarget(f[1]); err != nil {
+			return inputerr.Fieldf("report", "{"+f[0]+"} %w", err)
+		}
+	}
+	return nil
+}
+
 // writeOrchestratorFiles writes the decision, XCom and metrics files.
 func (r *ReportResult) writeOrchestratorFiles(cfg ReportConfig) error {
 	if cfg.DecisionFile != "" {
 		if err := writeFileAtomic(cfg.DecisionFile, []byte(string(r.Decision)+"\n")); err != nil {
-			return fmt.Errorf("report: --decision-file: %w", err)
+			return fmt.Errorf("decision file: %w", err)
 		}
 	}
 	if cfg.XComFile != "" {
 		if err := writeJSON(cfg.XComFile, r.xcom(cfg)); err != nil {
-			return fmt.Errorf("report: --xcom-file: %w", err)
+			return fmt.Errorf("XCom file: %w", err)
 		}
 	}
 	if cfg.MetricsFile != "" {
 		if err := writeFileAtomic(cfg.MetricsFile, render.OpenMetrics(r.Decision, r.Counts, r.Metrics)); err != nil {
-			return fmt.Errorf("report: --metrics-file: %w", err)
+			return fmt.Errorf("metrics file: %w", err)
 		}
 	}
 	return nil

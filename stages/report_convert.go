@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 
 	"github.com/strata-ml/strata/internal/inputerr"
+	"github.com/strata-ml/strata/internal/inputfile"
+	"github.com/strata-ml/strata/internal/limits"
 	"github.com/strata-ml/strata/internal/provenance"
 	"github.com/strata-ml/strata/render"
 	"github.com/strata-ml/strata/validation"
@@ -18,14 +20,11 @@ func readConversion(path string) (*render.Conversion, provenance.File, error) {
 	if st, err := os.Stat(path); err == nil && st.IsDir() {
 		path = filepath.Join(path, "convert.json")
 	}
-	in, err := provenance.HashFile(path)
+	b, err := inputfile.ReadFile(path, limits.JSONBytes, "JSON file")
 	if err != nil {
-		return nil, in, err
+		return nil, provenance.File{}, err
 	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, in, inputerr.Errorf("%w", err)
-	}
+	in := provenance.Bytes(path, b)
 	var res ConvertResult
 	if err := json.Unmarshal(b, &res); err != nil {
 		return nil, in, inputerr.Errorf("%s: not a convert.json: %v", path, err)

@@ -9,6 +9,8 @@ import (
 
 	"github.com/strata-ml/strata/gate"
 	"github.com/strata-ml/strata/internal/inputerr"
+	"github.com/strata-ml/strata/internal/inputfile"
+	"github.com/strata-ml/strata/internal/limits"
 )
 
 // expandSweeps replaces every sweep output directory or sweep.json in
@@ -30,9 +32,9 @@ func expandSweeps(files []string) ([]string, map[string]gate.SweepRun, []string,
 			out = append(out, f)
 			continue
 		}
-		b, err := os.ReadFile(path)
+		b, err := inputfile.ReadFile(path, limits.JSONBytes, "JSON file")
 		if err != nil {
-			return nil, nil, nil, inputerr.Errorf("report: %w", err)
+			return nil, nil, nil, fmt.Errorf("report: %w", err)
 		}
 		var sw SweepResult
 		if err := json.Unmarshal(b, &sw); err != nil {

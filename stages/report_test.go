@@ -44,7 +44,7 @@ func addTrainLogs(t *testing.T, dir string, v *validation.Result) {
 		if err := arrowio.WriteTrainLog(path, l); err != nil {
 			t.Fatal(err)
 		}
-		in, err := provenance.HashFile(path)
+		in, err := provenance.HashFile(context.Background(), path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -222,8 +222,8 @@ func TestReportBadInput(t *testing.T) {
 		cfg  ReportConfig
 		want string
 	}{
-		{"no out", ReportConfig{Validation: good}, "--out is required"},
-		{"no validation", ReportConfig{}, "--validation is required"},
+		{"no out", ReportConfig{Validation: good}, "report: out is required"},
+		{"no validation", ReportConfig{}, "report: validation is required"},
 		{"missing file", ReportConfig{Validation: filepath.Join(dir, "nope.json")}, "no such file"},
 		{"wrong type", ReportConfig{Validation: notJSON}, "bad.json:4: metrics: want an object, got a JSON number"},
 		{"no metrics", ReportConfig{Validation: other}, "no metrics"},

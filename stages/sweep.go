@@ -19,6 +19,8 @@ import (
 	"github.com/strata-ml/strata/compute"
 	"github.com/strata-ml/strata/gate"
 	"github.com/strata-ml/strata/internal/inputerr"
+	"github.com/strata-ml/strata/internal/inputfile"
+	"github.com/strata-ml/strata/internal/limits"
 	"github.com/strata-ml/strata/internal/provenance"
 	"github.com/strata-ml/strata/internal/yamlstrict"
 	"github.com/strata-ml/strata/render"
@@ -116,7 +118,7 @@ func (c *SweepCandidate) inherit(base ConvertConfig, present func(key string) bo
 // in a sweep config (name, retract and the convert options: structure,
 // blocks, rank, kron_factors, residual, residual_rank, residual_density,
 // target_error, param_budget, conv_structure, weight_layout,
-// allow_larger, calibration and its options, model_budget,
+// allow_larger, condition, calibration and its options, model_budget,
 // loss_tolerance, auto_families), '-' standing for '_' as on the command
 // line, each value read as in the config file. Keys left out keep base's
 // values.
@@ -173,22 +175,32 @@ func ParseSeeds(s string) ([]uint64, error) {
 
 // DefaultSweepConfig returns the pilot defaults with one job.
 func DefaultSweepConfig() SweepConfig {
-	return SweepConfig{PilotConfig: DefaultPilotConfig(), Jobs: 1}
+	cfg := SweepConfig{PilotConfig: DefaultPilotConfig(), Jobs: 1}
+	cfg.kind = "sweep config"
+	return cfg
 }
 
 // LoadSweepConfig reads a sweep config file onto DefaultSweepConfig as
 // strictly as LoadPilotConfig, resolving relative paths against the
 // file's directory.
 func LoadSweepConfig(path string) (SweepConfig, error) {
-	cfg := DefaultSweepConfig()
-	lines, err := decodeConfigFile(path, "sweep", &cfg, &cfg.PilotConfig)
+	src, err := inputfile.ReadFile(path, limits.ConfigBytes, "config file")
 	if err != nil {
+		return DefaultSweepConfig(), fmt.Errorf("sweep: %w", err)
+	}
+	return parseSweepConfig(path, src)
+}
+
+// parseSweepConfig is LoadSweepConfig of the file path holding src.
+func parseSweepConfig(path string, src []byte) (SweepConfig, error) {
+	cfg := DefaultSweepConfig()
+	if err := decodeConfig(path, src, &cfg, &cfg.PilotConfig); err != nil {
 		return cfg, err
 	}
 	// A candidate's convert key left out keeps the sweep's convert value.
 	for i := range cfg.Candidates {
 		present := func(key string) bool {
-			_, ok := lines[fmt.Sprintf("candidates[%d].%s", i, key)]
+			_, ok := cfg.lines[fmt.Sprintf("candidates[%d].%s", i, key)]
 			return ok
 		}
 		cfg.Candidates[i].inherit(cfg.Convert, present)
@@ -196,16 +208,16 @@ func LoadSweepConfig(path string) (SweepConfig, error) {
 			cfg.Candidates[i].resolveCalibration(filepath.Dir(path))
 		}
 	}
-	return cfg, cfg.check(lines)
+	return cfg, cfg.Check()
 }
 
-// check validates what the stages do not check before work starts.
-func (cfg *SweepConfig) check(lines map[string]int) error {
-	file := cmp.Or(cfg.ConfigFile, "sweep config")
-	bad := func(key, format string, args ...any) error {
-		return &yamlstrict.ConfigError{File: file, Line: lines[key], Key: key, Err: fmt.Errorf(format, args...)}
-	}
-	if err := cfg.PilotConfig.check(lines); err != nil {
+// Check validates the whole config before any work, as PilotConfig.Check
+// does, and the sweep's own settings: the candidates (each one's convert
+// settings by convert's own check), the learning rates, the seeds and
+// the jobs.
+func (cfg *SweepConfig) Check() error {
+	bad := cfg.configError
+	if err := cfg.PilotConfig.Check(); err != nil {
 		return err
 	}
 	if len(cfg.Candidates) == 0 {
@@ -228,7 +240,7 @@ func (cfg *SweepConfig) check(lines map[string]int) error {
 		cv := c.ConvertConfig
 		cv.Model, cv.Out = "-", "-"
 		if err := cv.validate(); err != nil {
-			return bad(key, "%v", strings.TrimPrefix(err.Error(), "convert: "))
+			return cfg.sectionError(key, err)
 		}
 	}
 	if len(cfg.LRs) > 0 {
@@ -352,7 +364,7 @@ func Sweep(ctx context.Context, cfg SweepConfig) (*SweepResult, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Out == "" {
-		return nil, inputerr.Errorf("sweep: --out is required")
+		return nil, inputerr.Fieldf("sweep", "{out} is required")
 	}
 	if cfg.Jobs == 0 {
 		cfg.Jobs = 1
@@ -360,27 +372,20 @@ func Sweep(ctx context.Context, cfg SweepConfig) (*SweepResult, error) {
 	if len(cfg.Seeds) == 0 {
 		cfg.Seeds = []uint64{cfg.Seed}
 	}
-	if err := cfg.check(nil); err != nil {
+	if err := cfg.Check(); err != nil {
+		return nil, err
+	}
+	inputs, err := cfg.checkInputs(ctx)
+	if err != nil {
 		return nil, err
 	}
 	pol, err := gate.LoadPolicy(cfg.Policy)
 	if err != nil {
 		return nil, err
 	}
-	if cfg.Model != "" {
-		lm, err := mapModel(cfg.Model, cfg.Activation)
-		if err != nil {
-			return nil, inputerr.InFile(cfg.Model, err)
-		}
-		lm.close()
-	}
-	files := []string{cfg.Train, cfg.Valid, cfg.Test}
 	for _, c := range cfg.Candidates {
-		files = append(files, c.pilotCalibration("", cfg.Label).Calibration) // a calibration file, not the training data
-	}
-	for _, f := range files {
-		if f != "" {
-			if _, _, err := readData(f, cfg.Label); err != nil {
+		if f := c.pilotCalibration("", cfg.Label).Calibration; f != "" { // a calibration file, not the training split
+			if _, _, err := readData(ctx, f, cfg.Label); err != nil {
 				return nil, err
 			}
 		}
@@ -390,9 +395,11 @@ func Sweep(ctx context.Context, cfg SweepConfig) (*SweepResult, error) {
 		return nil, fmt.Errorf("sweep: %w", err)
 	}
 	cfg.Out = out
-	if err := os.MkdirAll(out, 0o755); err != nil {
-		return nil, fmt.Errorf("sweep: create %s: %w", out, err)
+	claim, err := claimOutput("sweep", "out", out)
+	if err != nil {
+		return nil, err
 	}
+	defer claim.release()
 	// A summary from an earlier run into Out must not outlive a failure.
 	for _, f := range []string{"sweep.json", "sweep.md"} {
 		if err := os.Remove(filepath.Join(out, f)); err != nil && !os.IsNotExist(err) {
@@ -420,7 +427,7 @@ func Sweep(ctx context.Context, cfg SweepConfig) (*SweepResult, error) {
 	var tasks []sweepTask
 	for _, sd := range seeds {
 		tasks = append(tasks, sweepTask{fmt.Sprintf("seed %d: data and baseline", sd.Seed), func(ctx context.Context) error {
-			return cfg.prepareSeed(ctx, sd)
+			return cfg.prepareSeed(ctx, sd, inputs)
 		}})
 	}
 	if err := pool.run(ctx, tasks); err != nil {
@@ -470,7 +477,7 @@ func Sweep(ctx context.Context, cfg SweepConfig) (*SweepResult, error) {
 	for _, sd := range seeds {
 		if own >= 0 && cfg.Control {
 			tasks = append(tasks, sweepTask{fmt.Sprintf("seed %d: dense at lr %g (the control)", sd.Seed, cfg.LRs[own]), func(ctx context.Context) error {
-				run, err := cfg.scoreRun(sd, sd.ControlModel, cfg.LRs[own])
+				run, err := cfg.scoreRun(ctx, sd, sd.ControlModel, cfg.LRs[own])
 				sd.DenseLR[own] = run
 				return err
 			}})
@@ -485,7 +492,7 @@ func Sweep(ctx context.Context, cfg SweepConfig) (*SweepResult, error) {
 		for i, lr := range cfg.LRs {
 			if i == own {
 				tasks = append(tasks, sweepTask{fmt.Sprintf("seed %d: %s at lr %g (its fine-tuning)", r.seed.Seed, r.cand.Name, lr), func(ctx context.Context) error {
-					run, err := cfg.scoreRun(r.seed, r.model, lr)
+					run, err := cfg.scoreRun(ctx, r.seed, r.model, lr)
 					r.lr[i] = run
 					return err
 				}})
@@ -653,27 +660,27 @@ func (cfg *PilotConfig) training(t FinetuneConfig, d PilotData, seed uint64, out
 	if t.Valid != "" {
 		t.ValidFraction = 0
 	}
-	t.Out, t.Activation, t.Logger = out, cfg.Activation, cfg.StageLogger
+	t.Out, t.Activation, t.Logger, t.Resume = out, cfg.Activation, cfg.StageLogger, cfg.Resume
 	return t
 }
 
 // prepareSeed writes the seed's data and trains its baseline.
-func (cfg *SweepConfig) prepareSeed(ctx context.Context, sd *sweepSeedRun) error {
+func (cfg *SweepConfig) prepareSeed(ctx context.Context, sd *sweepSeedRun, in *pilotInputs) error {
 	pc := cfg.PilotConfig
 	pc.Seed = sd.Seed
-	if err := pc.prepareData(filepath.Join(sd.Dir, "data"), &sd.Data); err != nil {
+	if err := pc.prepareData(filepath.Join(sd.Dir, "data"), &sd.Data, in); err != nil {
 		return err
 	}
-	test, in, err := readData(sd.Data.Test, cfg.Label)
+	test, testInput, err := readData(ctx, sd.Data.Test, cfg.Label)
 	if err != nil {
 		return err
 	}
-	sd.test, sd.testInput = test, in
+	sd.test, sd.testInput = test, testInput
 	sd.BaselineModel = cfg.Model
 	if cfg.Model != "" {
 		return nil
 	}
-	ft, err := cfg.baselineInit(cfg.training(cfg.Baseline, sd.Data, sd.Seed, filepath.Join(sd.Dir, "baseline")), sd.Data.Train)
+	ft, err := cfg.baselineInit(ctx, cfg.training(cfg.Baseline, sd.Data, sd.Seed, filepath.Join(sd.Dir, "baseline")), sd.Data.Train)
 	if err != nil {
 		return err
 	}
@@ -728,13 +735,13 @@ func (cfg *SweepConfig) lrRun(ctx context.Context, sd *sweepSeedRun, model strin
 	if err != nil {
 		return LRRun{}, err
 	}
-	return cfg.scoreRun(sd, filepath.Join(ft.Out, res.Outputs.Model), lr)
+	return cfg.scoreRun(ctx, sd, filepath.Join(ft.Out, res.Outputs.Model), lr)
 }
 
 // scoreRun scores a fine-tuned model of a learning-rate sweep on the
 // seed's evaluation data; the run's directory is the model's.
-func (cfg *SweepConfig) scoreRun(sd *sweepSeedRun, model string, lr float64) (LRRun, error) {
-	_, acc, loss, err := scoreModelFile(model, cfg.Activation, sd.test)
+func (cfg *SweepConfig) scoreRun(ctx context.Context, sd *sweepSeedRun, model string, lr float64) (LRRun, error) {
+	_, acc, loss, err := scoreModelFile(ctx, model, cfg.Activation, sd.test)
 	return LRRun{LR: lr, Accuracy: acc, Loss: loss, Dir: filepath.Dir(model)}, err
 }
 

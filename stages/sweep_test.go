@@ -268,7 +268,7 @@ func TestSweepFailedCandidate(t *testing.T) {
 	}
 	failed := res.Candidates[1]
 	if failed.Decision != "no-go" || len(failed.Runs) != 1 || failed.Runs[0].Validation != "" ||
-		!strings.Contains(failed.Runs[0].Failed, "--structure auto missed --target-error 1e-09") || !strings.Contains(failed.Runs[0].Why, failed.Runs[0].Failed) {
+		!strings.Contains(failed.Runs[0].Failed, "structure auto missed target_error 1e-09") || !strings.Contains(failed.Runs[0].Why, failed.Runs[0].Failed) {
 		t.Fatalf("the failed candidate: %+v", failed)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "sweep", "seed-3", "unreachable", "finetune")); !os.IsNotExist(err) {

@@ -44,13 +44,18 @@ func Validate(ctx context.Context, cfg validation.Config) (*validation.Result, e
 	if err := cfg.Check(); err != nil {
 		return nil, err
 	}
+	out, err := claimOutput("validate", "out", cfg.Out)
+	if err != nil {
+		return nil, err
+	}
+	defer out.release()
 	cfg.Noise = slices.Clone(cfg.Noise)
 	slices.Sort(cfg.Noise)
 	res := &validation.Result{
 		SchemaVersion: validation.SchemaVersion, Tool: provenance.Version(), Config: cfg,
 		Warnings: []string{}, Layers: []validation.Layer{}, VaryingFields: validation.VaryingFields,
 	}
-	ds, dataIn, err := readData(cfg.Data, cfg.Label)
+	ds, dataIn, err := readData(ctx, cfg.Data, cfg.Label)
 	if err != nil {
 		return nil, err
 	}
@@ -61,18 +66,18 @@ func Validate(ctx context.Context, cfg validation.Config) (*validation.Result, e
 	defer run.closeModels()
 	if cfg.BaselineLogits != "" {
 		res.Mode = validation.ModeLogits
-		err = run.loadLogits()
+		err = run.loadLogits(ctx)
 		if err == nil {
-			err = run.loadModels(true)
+			err = run.loadModels(ctx, true)
 		}
 	} else {
 		res.Mode = validation.ModeModels
-		err = run.loadModels(false)
+		err = run.loadModels(ctx, false)
 	}
 	if err != nil {
 		return nil, err
 	}
-	if err := run.loadTrainLogs(); err != nil {
+	if err := run.loadTrainLogs(ctx); err != nil {
 		return nil, err
 	}
 	if err := run.loadLRSweep(); err != nil {
@@ -84,7 +89,10 @@ func Validate(ctx context.Context, cfg validation.Config) (*validation.Result, e
 	if err := run.evaluateModels(ctx); err != nil {
 		return nil, err
 	}
-	run.assemble()
+	run.assemble(ctx)
+	if err := ctx.Err(); err != nil {
+		return nil, err // the intervals stopped short
+	}
 	res.Outputs = validation.Outputs{Report: validation.FileName}
 	res.WallSeconds = time.Since(start).Seconds()
 	err = writeOutputs(cfg.Out, func(dir string) error {
@@ -135,14 +143,14 @@ type validateRun struct {
 // and checks that they fit each other and the data (evaluateModels
 // computes their outputs). In the logits mode (weightsOnly) the models
 // are read for their weights only.
-func (r *validateRun) loadModels(weightsOnly bool) error {
+func (r *validateRun) loadModels(ctx context.Context, weightsOnly bool) error {
 	paths := [3]string{r.cfg.Baseline, r.cfg.Candidate, r.cfg.Control}
 	ins := [3]**provenance.File{&r.res.Inputs.Baseline, &r.res.Inputs.Candidate, &r.res.Inputs.Control}
 	for s, path := range paths {
 		if path == "" {
 			continue
 		}
-		m, err := loadValModel(path, r.cfg.Activation, r.cfg.Task)
+		m, err := loadValModel(ctx, path, r.cfg.Activation, r.cfg.Task)
 		if err != nil {
 			return err
 		}
@@ -218,14 +226,14 @@ func (r *validateRun) closeModels() {
 }
 
 // loadLogits reads the logits of the logits mode.
-func (r *validateRun) loadLogits() error {
+func (r *validateRun) loadLogits(ctx context.Context) error {
 	paths := [3]string{r.cfg.BaselineLogits, r.cfg.CandidateLogits, r.cfg.ControlLogits}
 	ins := [3]**provenance.File{&r.res.Inputs.BaselineLogits, &r.res.Inputs.CandidateLogits, &r.res.Inputs.ControlLogits}
 	for s, path := range paths {
 		if path == "" {
 			continue
 		}
-		in, err := provenance.HashFile(path)
+		in, err := provenance.HashFile(ctx, path)
 		if err != nil {
 			return err
 		}
@@ -266,7 +274,7 @@ func (r *validateRun) loadLogits() error {
 }
 
 // loadTrainLogs reads the training logs given for training_stability.
-func (r *validateRun) loadTrainLogs() error {
+func (r *validateRun) loadTrainLogs(ctx context.Context) error {
 	paths := [3]string{r.cfg.BaselineTrainLog, r.cfg.TrainLog, r.cfg.ControlTrainLog}
 	flags := [3]string{"--baseline-train-log", "--train-log", "--control-train-log"}
 	ins := [3]**provenance.File{&r.res.Inputs.BaselineTrainLog, &r.res.Inputs.TrainLog, &r.res.Inputs.ControlTrainLog}
@@ -278,7 +286,7 @@ func (r *validateRun) loadTrainLogs() error {
 		if st, err := os.Stat(path); err == nil && st.IsDir() {
 			path = filepath.Join(path, "train_log.arrow")
 		}
-		in, err := provenance.HashFile(path)
+		in, err := provenance.HashFile(ctx, path)
 		if err != nil {
 			return err
 		}

@@ -252,6 +252,7 @@ func taskValues(task compute.Task, z, y []float64, c int) (correct, loss []float
 
 // metricBuilder fills Metrics for one run.
 type metricBuilder struct {
+	ctx         context.Context // done: the intervals stop (NaN) at once
 	r           *validateRun
 	withControl bool
 	sides       []int // the sides of the run
@@ -355,6 +356,9 @@ func (b *metricBuilder) bootstrap(m *validation.Metric, n int, unit string, stat
 				n, unit, validation.MinBootstrapUnits)
 		}
 		lo, hi := compute.BootstrapCI(n, cfg.Bootstrap, 0.95, cfg.Seed, func(idx []int) float64 {
+			if b.ctx.Err() != nil {
+				return math.NaN() // BootstrapCI stops at a NaN
+			}
 			return stat(sideCandidate, idx) - stat(ref, idx)
 		})
 		if !isFinite(lo) || !isFinite(hi) {
@@ -429,8 +433,8 @@ func (b *metricBuilder) nullMetric(better, why string, na bool) *validation.Metr
 }
 
 // assemble builds the metrics and the layers of the result.
-func (r *validateRun) assemble() {
-	b := &metricBuilder{r: r, withControl: r.has[sideControl]}
+func (r *validateRun) assemble(ctx context.Context) {
+	b := &metricBuilder{ctx: ctx, r: r, withControl: r.has[sideControl]}
 	for s := range 3 {
 		if r.has[s] {
 			b.sides = append(b.sides, s)

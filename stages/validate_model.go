@@ -1,6 +1,7 @@
 package stages
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -67,11 +68,11 @@ func (m *valModel) kind() string {
 // loadValModel reads the model file at path: .onnx through ONNX Runtime,
 // anything else as a strata model file of the MLP family. task is the
 // task of an ONNX model (empty: inferred from its width).
-func loadValModel(path string, activation compute.Activation, task compute.Task) (*valModel, error) {
+func loadValModel(ctx context.Context, path string, activation compute.Activation, task compute.Task) (*valModel, error) {
 	if strings.EqualFold(filepath.Ext(path), ".onnx") {
 		return loadONNXModel(path, task)
 	}
-	lm, err := loadModel(path, activation)
+	lm, err := loadModel(ctx, path, activation)
 	if err != nil {
 		return nil, inputerr.InFile(path, err)
 	}

@@ -13,7 +13,6 @@ import (
 	"github.com/strata-ml/strata/arrowio/onnx/onnxpb"
 	"github.com/strata-ml/strata/compute"
 	"github.com/strata-ml/strata/internal/inputerr"
-	"github.com/strata-ml/strata/internal/provenance"
 	"github.com/strata-ml/strata/lowering"
 	"github.com/strata-ml/strata/onnxrt"
 )
@@ -74,13 +73,9 @@ type onnxModel struct {
 // opens it in ONNX Runtime. Its widths are known once prepare has seen the
 // data.
 func loadONNXModel(path string, task compute.Task) (*valModel, error) {
-	in, err := provenance.HashFile(path)
+	m, _, in, err := readONNX(path)
 	if err != nil {
 		return nil, err
-	}
-	m, err := onnx.Read(path)
-	if err != nil {
-		return nil, classify(err)
 	}
 	sess, err := onnxrt.OpenFile(path, onnxrt.Options{})
 	if err != nil {
@@ -249,7 +244,7 @@ func (om *onnxModel) prepare(m *valModel, ds *arrowio.Dataset) error {
 		}
 	}
 	if m.task == compute.TaskClassification && m.outputs < 2 {
-		return inputerr.Errorf("%s: output %s has %d value per row: a classifier has at least 2 logits (give --task regression?)", m.path, om.out, m.outputs)
+		return inputerr.Fieldf("validate", "%s: output %s has %d value per row: a classifier has at least 2 logits (give {task} regression?)", m.path, om.out, m.outputs)
 	}
 	if m.task == compute.TaskRegression {
 		for i := range om.layers {

@@ -227,7 +227,7 @@ func TestONNXJacobianAgainstAutograd(t *testing.T) {
 	}
 	for _, tm := range []*testmodels.Model{set.MLP, set.CNN, set.Transformer} {
 		t.Run(tm.Name, func(t *testing.T) {
-			m, err := loadValModel(tm.ONNX, "", "")
+			m, err := loadValModel(context.Background(), tm.ONNX, "", "")
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -245,7 +245,7 @@ func TestValidateSelf(t *testing.T) {
 	vcfg.TrainLog, vcfg.BaselineTrainLog, vcfg.ControlTrainLog = cfg.Out, cfg.Out, cfg.Out
 	// The same runs on both sides of the learning-rate sweep, scored by
 	// the sweep's own scorer.
-	_, acc, loss, err := scoreModelFile(model, "", mustReadData(t, test))
+	_, acc, loss, err := scoreModelFile(context.Background(), model, "", mustReadData(t, test))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -507,24 +507,24 @@ func TestValidateBadInput(t *testing.T) {
 		mod  func(*validation.Config)
 		want string
 	}{
-		{"no data", func(c *validation.Config) { c.Data = "" }, "--data is required"},
-		{"no candidate", func(c *validation.Config) { c.Candidate = "" }, "--candidate are required"},
-		{"half the logits", func(c *validation.Config) { c.BaselineLogits = data }, "logits mode needs --baseline-logits and --candidate-logits"},
+		{"no data", func(c *validation.Config) { c.Data = "" }, "validate: data is required"},
+		{"no candidate", func(c *validation.Config) { c.Candidate = "" }, "candidate are required"},
+		{"half the logits", func(c *validation.Config) { c.BaselineLogits = data }, "logits mode needs baseline_logits and candidate_logits"},
 		{"params in the models mode", func(c *validation.Config) { c.ControlParams = 10 }, "for the logits mode"},
 		{"params beside a model", func(c *validation.Config) { c.BaselineLogits, c.CandidateLogits, c.CandidateParams = data, data, 10 },
-			"--candidate-params and --candidate both"},
+			"candidate_params and candidate both"},
 		{"other outputs", func(c *validation.Config) { c.Candidate = m5 }, "4 outputs, the candidate 5"},
 		{"other inputs", func(c *validation.Config) { c.Control = m8 }, "m8.arrow: the data has 16 features, the model takes 8"},
 		{"other task", func(c *validation.Config) { c.Candidate = mreg }, "regression"},
 		{"data width", func(c *validation.Config) { c.Baseline, c.Candidate = m8, m8 }, "16 features, the model takes 8"},
 		{"label out of range", func(c *validation.Config) { c.Data = badLabels }, "row 3: label 9"},
 		{"missing model", func(c *validation.Config) { c.Candidate = filepath.Join(dir, "absent.arrow") }, "absent.arrow"},
-		{"bad noise", func(c *validation.Config) { c.Noise = []float64{0.1, -1} }, "--noise"},
-		{"repeated noise", func(c *validation.Config) { c.Noise = []float64{0.1, 0.1} }, "--noise"},
-		{"bad eps", func(c *validation.Config) { c.RobustnessEps = math.NaN() }, "--robustness-eps"},
-		{"task with models", func(c *validation.Config) { c.Task = "regression" }, "--task"},
+		{"bad noise", func(c *validation.Config) { c.Noise = []float64{0.1, -1} }, "noise [0.1 -1]"},
+		{"repeated noise", func(c *validation.Config) { c.Noise = []float64{0.1, 0.1} }, "noise [0.1 0.1]"},
+		{"bad eps", func(c *validation.Config) { c.RobustnessEps = math.NaN() }, "robustness_eps NaN"},
+		{"task with models", func(c *validation.Config) { c.Task = "regression" }, "validate: task applies"},
 		{"missing train log", func(c *validation.Config) { c.TrainLog = filepath.Join(dir, "nolog") }, "nolog"},
-		{"no activation", func(c *validation.Config) { c.Candidate = bare }, "bare.safetensors: an nn.Sequential checkpoint without strata.architecture metadata does not say its activation: give --activation"},
+		{"no activation", func(c *validation.Config) { c.Candidate = bare }, "bare.safetensors: an nn.Sequential checkpoint without strata.architecture metadata does not say its activation: give activation"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -633,7 +633,7 @@ func TestValidateRegression(t *testing.T) {
 // mustReadData reads a dataset file with the label column "label".
 func mustReadData(t *testing.T, path string) *arrowio.Dataset {
 	t.Helper()
-	ds, _, err := readData(path, "label")
+	ds, _, err := readData(context.Background(), path, "label")
 	if err != nil {
 		t.Fatal(err)
 	}

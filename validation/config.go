@@ -7,6 +7,7 @@ import (
 
 	"github.com/strata-ml/strata/compute"
 	"github.com/strata-ml/strata/internal/inputerr"
+	"github.com/strata-ml/strata/internal/limits"
 )
 
 // Config configures Validate. The JSON form is recorded in
@@ -136,50 +137,59 @@ func (cfg *Config) Check() error {
 	}{{"baseline", cfg.Baseline, cfg.BaselineParams}, {"candidate", cfg.Candidate, cfg.CandidateParams}, {"control", cfg.Control, cfg.ControlParams}} {
 		switch {
 		case pc.n < 0:
-			return inputerr.Errorf("validate: --%s-params %d: want a count > 0", pc.flag, pc.n)
+			return inputerr.Fieldf("validate", "{"+pc.flag+"_params} %d: want a count > 0", pc.n)
 		case pc.n > 0 && pc.model != "":
-			return inputerr.Errorf("validate: --%s-params and --%s both give the %s's parameters: keep one", pc.flag, pc.flag, pc.flag)
+			return inputerr.Fieldf("validate", "{"+pc.flag+"_params} and {"+pc.flag+"} both give the %s's parameters: keep one", pc.flag)
 		}
 	}
 	switch {
 	case params && !logits:
-		return inputerr.Errorf("validate: --baseline-params, --candidate-params and --control-params are for the logits mode (a model file has its parameters)")
+		return inputerr.Fieldf("validate", "{baseline_params}, {candidate_params} and {control_params} are for the logits mode (a model file has its parameters)")
 	case logits && (cfg.BaselineLogits == "" || cfg.CandidateLogits == ""):
-		return inputerr.Errorf("validate: logits mode needs --baseline-logits and --candidate-logits")
+		return inputerr.Fieldf("validate", "logits mode needs {baseline_logits} and {candidate_logits}")
 	case !logits && (cfg.Baseline == "" || cfg.Candidate == ""):
-		return inputerr.Errorf("validate: --baseline and --candidate are required (or --baseline-logits and --candidate-logits)")
+		return inputerr.Fieldf("validate", "{baseline} and {candidate} are required (or {baseline_logits} and {candidate_logits})")
 	case cfg.Data == "":
-		return inputerr.Errorf("validate: --data is required")
+		return inputerr.Fieldf("validate", "{data} is required")
 	case cfg.Out == "":
-		return inputerr.Errorf("validate: --out is required")
+		return inputerr.Fieldf("validate", "{out} is required")
 	case cfg.Label == "":
-		return inputerr.Errorf("validate: --label must not be empty")
+		return inputerr.Fieldf("validate", "{label} must not be empty")
 	case cfg.Task != "" && !logits && !onnx:
-		return inputerr.Errorf("validate: --task applies to the logits mode and ONNX models only (a strata model file has its task)")
+		return inputerr.Fieldf("validate", "{task} applies to the logits mode and ONNX models only (a strata model file has its task)")
 	case cfg.Bootstrap < 0:
-		return inputerr.Errorf("validate: --bootstrap %d: want 0 (no intervals) or more", cfg.Bootstrap)
+		return inputerr.Fieldf("validate", "{bootstrap} %d: want 0 (no intervals) or more", cfg.Bootstrap)
+	case cfg.Bootstrap > limits.Bootstrap:
+		return inputerr.Fieldf("validate", "{bootstrap} %d: over the limit of %s resamples (docs/FORMATS.md, Input limits)", cfg.Bootstrap, limits.Count(limits.Bootstrap))
 	case cfg.MaxJacobianSamples < 0:
-		return inputerr.Errorf("validate: --max-jacobian-samples %d: want 0 (none) or more", cfg.MaxJacobianSamples)
+		return inputerr.Fieldf("validate", "{max_jacobian_samples} %d: want 0 (none) or more", cfg.MaxJacobianSamples)
 	case len(cfg.Noise) == 0:
-		return inputerr.Errorf("validate: --noise needs at least one level")
+		return inputerr.Fieldf("validate", "{noise} needs at least one level")
+	case len(cfg.Noise) > limits.NoiseLevels:
+		return inputerr.Fieldf("validate", "{noise}: %d levels, over the limit of %d (docs/FORMATS.md, Input limits)", len(cfg.Noise), limits.NoiseLevels)
+	case cfg.RobustnessDraws > limits.RobustnessDraws:
+		return inputerr.Fieldf("validate", "{robustness_draws} %d: over the limit of %d (docs/FORMATS.md, Input limits)", cfg.RobustnessDraws, limits.RobustnessDraws)
+	case cfg.LatencyRuns > limits.LatencyRuns || cfg.LatencyWarmup > limits.LatencyRuns:
+		return inputerr.Fieldf("validate", "{latency_runs} %d or {latency_warmup} %d: over the limit of %s (docs/FORMATS.md, Input limits)",
+			cfg.LatencyRuns, cfg.LatencyWarmup, limits.Count(limits.LatencyRuns))
 	case !(cfg.RobustnessEps >= 0) || math.IsInf(cfg.RobustnessEps, 0):
-		return inputerr.Errorf("validate: --robustness-eps %v: want a finite value >= 0", cfg.RobustnessEps)
+		return inputerr.Fieldf("validate", "{robustness_eps} %v: want a finite value >= 0", cfg.RobustnessEps)
 	case cfg.RobustnessDraws < 1:
-		return inputerr.Errorf("validate: --robustness-draws %d: want at least 1", cfg.RobustnessDraws)
+		return inputerr.Fieldf("validate", "{robustness_draws} %d: want at least 1", cfg.RobustnessDraws)
 	case cfg.GradBatch < 1 || cfg.LatencyBatch < 1 || cfg.LatencyRuns < 1 || cfg.LatencyWarmup < 0:
 		return inputerr.Errorf("validate: grad and latency batch sizes and runs must be positive")
 	case cfg.SpikeWindow < 5 || !(cfg.SpikeThreshold > 0) || math.IsInf(cfg.SpikeThreshold, 0):
-		return inputerr.Errorf("validate: --spike-window %d (want >= 5) or --spike-threshold %v (want > 0) out of range", cfg.SpikeWindow, cfg.SpikeThreshold)
+		return inputerr.Fieldf("validate", "{spike_window} %d (want >= 5) or {spike_threshold} %v (want > 0) out of range", cfg.SpikeWindow, cfg.SpikeThreshold)
 	}
 	switch cfg.Task {
 	case "", compute.TaskClassification, compute.TaskRegression:
 	default:
-		return inputerr.Errorf("validate: --task %q: want classification or regression", cfg.Task)
+		return inputerr.Fieldf("validate", "{task} %q: want classification or regression", cfg.Task)
 	}
 	seen := map[float64]bool{}
 	for _, v := range cfg.Noise {
 		if !(v > 0) || math.IsInf(v, 0) || seen[v] {
-			return inputerr.Errorf("validate: --noise %v: want distinct positive levels", cfg.Noise)
+			return inputerr.Fieldf("validate", "{noise} %v: want distinct positive levels", cfg.Noise)
 		}
 		seen[v] = true
 	}

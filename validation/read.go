@@ -7,22 +7,23 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"reflect"
 	"slices"
 	"strings"
 
 	"github.com/strata-ml/strata/compute"
 	"github.com/strata-ml/strata/internal/inputerr"
+	"github.com/strata-ml/strata/internal/inputfile"
+	"github.com/strata-ml/strata/internal/limits"
 	"github.com/strata-ml/strata/internal/provenance"
 )
 
 // Read reads a validation.json with its hash (see Parse). A file that does
 // not read is bad input too.
 func Read(path string) (*Result, provenance.File, error) {
-	b, err := os.ReadFile(path)
+	b, err := inputfile.ReadFile(path, limits.JSONBytes, "JSON file")
 	if err != nil {
-		return nil, provenance.File{}, inputerr.Errorf("report: %w", err)
+		return nil, provenance.File{}, fmt.Errorf("report: %w", err)
 	}
 	v, err := Parse(b, path)
 	if err != nil {

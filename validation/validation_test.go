@@ -238,18 +238,18 @@ func TestConfigCheck(t *testing.T) {
 		edit func(c *Config)
 		want string
 	}{
-		{"half the logits", func(c *Config) { c.BaselineLogits = "l.arrow" }, "logits mode needs --baseline-logits and --candidate-logits"},
+		{"half the logits", func(c *Config) { c.BaselineLogits = "l.arrow" }, "logits mode needs baseline_logits and candidate_logits"},
 		{"params and a model", func(c *Config) { c.BaselineLogits, c.CandidateLogits, c.CandidateParams = "b.arrow", "c.arrow", 5 }, "keep one"},
 		{"negative params", func(c *Config) {
 			c.Candidate = ""
 			c.BaselineLogits, c.CandidateLogits, c.CandidateParams = "b.arrow", "c.arrow", -5
 		}, "want a count"},
-		{"no candidate", func(c *Config) { c.Candidate = "" }, "--baseline and --candidate are required"},
-		{"no data", func(c *Config) { c.Data = "" }, "--data is required"},
-		{"task with models", func(c *Config) { c.Task = "regression" }, "--task applies to the logits mode and ONNX models only"},
+		{"no candidate", func(c *Config) { c.Candidate = "" }, "baseline and candidate are required"},
+		{"no data", func(c *Config) { c.Data = "" }, "data is required"},
+		{"task with models", func(c *Config) { c.Task = "regression" }, "task applies to the logits mode and ONNX models only"},
 		{"noise", func(c *Config) { c.Noise = []float64{0.1, 0.1} }, "distinct positive levels"},
-		{"eps", func(c *Config) { c.RobustnessEps = math.Inf(1) }, "--robustness-eps"},
-		{"spike window", func(c *Config) { c.SpikeWindow = 4 }, "--spike-window 4"},
+		{"eps", func(c *Config) { c.RobustnessEps = math.Inf(1) }, "robustness_eps +Inf"},
+		{"spike window", func(c *Config) { c.SpikeWindow = 4 }, "spike_window 4"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

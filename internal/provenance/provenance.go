@@ -4,16 +4,16 @@
 package provenance
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"io"
-	"os"
 	"runtime"
 	"runtime/debug"
 
 	"github.com/strata-ml/strata/compute"
-	"github.com/strata-ml/strata/internal/inputerr"
+	"github.com/strata-ml/strata/internal/inputfile"
 )
 
 // File identifies an input by path and content hash.
@@ -23,16 +23,29 @@ type File struct {
 }
 
 // HashFile returns the file at path with the hex SHA-256 of its content.
-// A file that cannot be opened is bad input.
-func HashFile(path string) (File, error) {
-	f, err := os.Open(path)
+// The file must be a regular file (inputfile.Open: a device or a pipe
+// would be read for ever); one that cannot be opened is bad input. The
+// read stops with ctx's error when ctx is done.
+func HashFile(ctx context.Context, path string) (File, error) {
+	f, _, err := inputfile.Open(path)
 	if err != nil {
-		return File{}, inputerr.Errorf("%w", err)
+		return File{}, err
 	}
 	defer f.Close()
 	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return File{}, fmt.Errorf("hash %s: %w", path, err)
+	buf := make([]byte, 1<<20)
+	for {
+		if err := ctx.Err(); err != nil {
+			return File{}, fmt.Errorf("hash %s: %w", path, err)
+		}
+		n, err := f.Read(buf)
+		h.Write(buf[:n])
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return File{}, fmt.Errorf("hash %s: %w", path, err)
+		}
 	}
 	return File{Path: path, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
 }

@@ -189,6 +189,13 @@ func (d *yamlDecoder) decode(n *yaml.Node, v reflect.Value, key string) error {
 	if isNull(n) {
 		return fail("want %s, got nothing (null)", describeKind(v.Kind()))
 	}
+	if isInteger(v.Kind()) && n.ShortTag() == "!!float" {
+		// yaml.v3 truncates a float into an integer field (2.5 -> 2).
+		var f float64
+		if err := n.Decode(&f); err != nil || f != math.Trunc(f) {
+			return fail("want %s, got %q", describeKind(v.Kind()), n.Value)
+		}
+	}
 	p := reflect.New(v.Type())
 	if err := n.Decode(p.Interface()); err != nil {
 		return fail("want %s, got %q", describeKind(v.Kind()), n.Value)
@@ -198,6 +205,11 @@ func (d *yamlDecoder) decode(n *yaml.Node, v reflect.Value, key string) error {
 	}
 	v.Set(p.Elem())
 	return nil
+}
+
+// isInteger reports whether k is a signed or unsigned integer kind.
+func isInteger(k reflect.Kind) bool {
+	return reflect.Int <= k && k <= reflect.Uint64
 }
 
 func isNull(n *yaml.Node) bool {

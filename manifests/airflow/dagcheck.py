@@ -172,7 +172,7 @@ def _remote_pod(code):
 def retry_table(operator):
     """What each failure of the pod does to the task: retry, fail or skip."""
     out = {}
-    for label, code in [("1", 1), ("2", 2), ("3", 3), ("4", 4), ("137", 137), ("evicted", None)]:
+    for label, code in [("1", 1), ("2", 2), ("3", 3), ("4", 4), ("134", 134), ("137", 137), ("evicted", None)]:
         try:
             operator.cleanup(None, _remote_pod(code))
             out[label] = "success"

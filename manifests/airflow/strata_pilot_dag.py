@@ -65,7 +65,7 @@ XCOM_SIDECAR = "airflow-xcom-sidecar"
 
 # strata's exit codes that a retry cannot change: bad input, NO-GO and
 # INCONCLUSIVE (report runs with --no-fail and exits 0 for the last two).
-NEVER_RETRY = {2: "bad input", 3: "NO-GO", 4: "INCONCLUSIVE"}
+NEVER_RETRY = {2: "bad input", 3: "NO-GO", 4: "INCONCLUSIVE", 134: "a crash in strata, which the same input repeats"}
 
 # The DAG's parameters (override them when triggering a run). Model and data
 # are paths under /shared/in.
@@ -212,7 +212,7 @@ def exit_code(remote_pod):
 
 class StrataPodOperator(KubernetesPodOperator):
     """KubernetesPodOperator for strata: a failure a retry cannot change
-    (exit 2, 3 or 4) fails the task without its retries; every other
+    (exit 2, 3, 4, or 134, a crash) fails the task without its retries; every other
     failure, exit 1 and the failures of the infrastructure, is retried."""
 
     def build_pod_request_obj(self, context=None):

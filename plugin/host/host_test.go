@@ -555,7 +555,7 @@ func TestBadInput(t *testing.T) {
 		{"bad config while sending 16 MiB", "convert", map[string]any{"modle": "x"}, host.Inputs{"model": host.Model(big)}, `unknown field "modle"`},
 		{"unknown stage", "pilot", nil, nil, `unknown stage "pilot"`},
 		{"unknown field", "convert", map[string]any{"modle": "x"}, nil, `unknown field "modle"`},
-		{"missing model", "convert", nil, nil, "--model is required"},
+		{"missing model", "convert", nil, nil, "convert: model is required"},
 		{"not Arrow", "convert", nil, host.Inputs{"model": host.Arrow(strings.NewReader("PAR1 not arrow"))}, "not a readable Arrow IPC stream"},
 		{"no such file", "finetune", map[string]any{"init": "mlp:4-3"}, host.Inputs{"train": host.File("/nonexistent/train.arrow")}, "nonexistent"},
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/strata-ml/strata/internal/datasets"
 	"github.com/strata-ml/strata/internal/testbin"
 	"github.com/strata-ml/strata/plugin/host"
 )
@@ -37,22 +38,7 @@ func TestMain(m *testing.M) {
 }
 
 // syncBuffer collects the plugin's log lines, shown when a test fails.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testbin.Buffer
 
 // open starts the plugin with a private work directory, closed when the
 // test ends.
@@ -155,15 +141,42 @@ const helperEnv = "STRATA_TEST_HOST_HELPER"
 
 func helperHost() int {
 	host.HandleSignals()
-	c, err := host.Open(context.Background(), os.Getenv(helperEnv),
-		host.WithLogger(hclog.New(&hclog.LoggerOptions{Output: io.Discard})))
+	opts := []host.Option{host.WithLogger(hclog.New(&hclog.LoggerOptions{Output: io.Discard}))}
+	work := os.Getenv(helperWorkEnv)
+	if work != "" {
+		opts = append(opts, host.WithWorkDir(work))
+	}
+	c, err := host.Open(context.Background(), os.Getenv(helperEnv), opts...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	fmt.Println(c.Pid())
-	select {} // until a signal ends the process
+	if work == "" {
+		fmt.Println(c.Pid())
+		select {} // until a signal ends the process
+	}
+	// With a work directory: a long finetune, the pid printed once it
+	// trains (its run directory holds the input copy and, soon, a
+	// checkpoint).
+	ds, err := datasets.Digits()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	var once sync.Once
+	_, err = c.Run(context.Background(), "finetune",
+		map[string]any{"init": "mlp:64-256-256-10", "epochs": 100000, "seed": 1, "checkpoint_every": 1},
+		host.Inputs{"train": host.Dataset(ds)}, func(e host.Event) {
+			if e.Step > 2 {
+				once.Do(func() { fmt.Println(c.Pid()) })
+			}
+		})
+	fmt.Fprintln(os.Stderr, err)
+	select {}
 }
+
+// helperWorkEnv gives the helper host a work directory and a run.
+const helperWorkEnv = "STRATA_TEST_HOST_WORK"
 
 // TestHostSignal: a host that gets SIGTERM kills its plugin processes
 // (the handler HandleSignals installs), and a plugin whose host was
@@ -171,33 +184,95 @@ func helperHost() int {
 func TestHostSignal(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
 		t.Run(sig.String(), func(t *testing.T) {
-			self, err := os.Executable()
-			if err != nil {
-				t.Fatal(err)
-			}
-			cmd := exec.Command(self, "-test.run=^$")
-			cmd.Env = append(os.Environ(), helperEnv+"="+strataBin)
-			out, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			defer cmd.Process.Kill()
-			line := make([]byte, 32)
-			n, _ := out.Read(line)
-			pid, err := strconv.Atoi(strings.TrimSpace(string(line[:n])))
-			if err != nil || !alive(pid) {
-				t.Fatalf("helper host printed %q (%v), want a live plugin pid", line[:n], err)
-			}
-			if err := cmd.Process.Signal(sig); err != nil {
-				t.Fatal(err)
-			}
-			cmd.Wait()
-			waitGone(t, pid, 5*time.Second)
+			waitGone(t, startHelper(t, sig), 5*time.Second)
 		})
 	}
+}
+
+// TestHostDiesMidRun: whether its host is terminated (its handler kills
+// the plugin) or killed (the plugin sees it gone), a plugin in the middle
+// of a run leaves no run directory behind: neither the input copy nor
+// the checkpoint.
+func TestHostDiesMidRun(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
+		t.Run(sig.String(), func(t *testing.T) {
+			work := t.TempDir()
+			pid := startHelper(t, sig, helperWorkEnv+"="+work)
+			if len(runDirs(t, work)) == 0 {
+				t.Fatal("no run directory while the run trains")
+			}
+			waitGone(t, pid, 10*time.Second)
+			if left := runDirs(t, work); len(left) > 0 {
+				t.Errorf("the plugin left %v", left)
+			}
+		})
+	}
+}
+
+// TestStaleRunDirs: the run directory of a plugin that was killed (no
+// handler runs) is removed by the next plugin that serves from the same
+// work directory; a live run's is not.
+func TestStaleRunDirs(t *testing.T) {
+	c, work := open(t)
+	cfg, inputs := longFinetune(t)
+	var once sync.Once
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.Run(context.Background(), "finetune", cfg, inputs, func(e host.Event) {
+			if e.Step > 0 {
+				once.Do(func() { syscall.Kill(c.Pid(), syscall.SIGKILL) })
+			}
+		})
+	}()
+	<-done
+	waitGone(t, c.Pid(), 5*time.Second)
+	stale := runDirs(t, work)
+	if len(stale) == 0 {
+		t.Fatal("a killed plugin left no run directory: nothing to test")
+	}
+	live, err := host.Open(context.Background(), strataBin, host.WithWorkDir(work),
+		host.WithLogger(hclog.New(&hclog.LoggerOptions{Output: io.Discard})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	if _, err := live.Describe(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if left := runDirs(t, work); len(left) > 0 {
+		t.Errorf("the next plugin left the stale %v", left)
+	}
+}
+
+// startHelper starts the helper host with env, waits for the plugin pid
+// it prints, signals the host with sig and returns the plugin's pid.
+func startHelper(t *testing.T, sig syscall.Signal, env ...string) int {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(self, "-test.run=^$")
+	cmd.Env = append(append(os.Environ(), helperEnv+"="+strataBin), env...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	line := make([]byte, 32)
+	n, _ := out.Read(line)
+	pid, err := strconv.Atoi(strings.TrimSpace(string(line[:n])))
+	if err != nil || !alive(pid) {
+		t.Fatalf("helper host printed %q (%v), want a live plugin pid", line[:n], err)
+	}
+	if err := cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+	return pid
 }
 
 // TestOpenLeavesSignalsAlone: Open installs no signal handler (the host

@@ -1,0 +1,5 @@
+//go:build !unix
+
+package arrowio
+
+const nonblock = 0
