@@ -141,7 +141,7 @@ evidence-quick: build
 	@$(call timed,mnist data,$(GO) run ./examples/evidence/mnist -train-rows 1000 -test-rows 300 -out $(EVIDENCE_QUICK_DIR)/mnist-data)
 	@$(call timed,mnist MLP,$(BIN) sweep --config examples/evidence/mnist.yaml --train $(EVIDENCE_QUICK_DIR)/mnist-data/train.csv --test $(EVIDENCE_QUICK_DIR)/mnist-data/test.csv \
 	  --init mlp:784-64-64-10:relu --baseline-epochs 3 --seeds 0 --lrs 1e-3$(comma)1e-2 \
-	  $(EVIDENCE_QUICK_CANDIDATES) --out $(EVIDENCE_QUICK_DIR)/mnist >/dev/null 2>&1)
+	  $(EVIDENCE_QUICK_CANDIDATES) --out $(EVIDENCE_QUICK_DIR)/mnist >/dev/null 2>$(EVIDENCE_QUICK_DIR)/mnist.log || { tail -40 $(EVIDENCE_QUICK_DIR)/mnist.log; exit 1; })
 	@$(call timed,mnist CNN and transformer,{ $(TORCHSWEEP) -class MnistCNN -seeds 0 -baseline-epochs 1 -epochs 1 -train $(EVIDENCE_QUICK_DIR)/mnist-data/train.csv -test $(EVIDENCE_QUICK_DIR)/mnist-data/test.csv -out $(EVIDENCE_QUICK_DIR)/mnist-cnn & \
 	  $(TORCHSWEEP) -class MnistTransformer -seeds 0 -baseline-epochs 1 -epochs 1 -train $(EVIDENCE_QUICK_DIR)/mnist-data/train.csv -test $(EVIDENCE_QUICK_DIR)/mnist-data/test.csv -out $(EVIDENCE_QUICK_DIR)/mnist-transformer; b=$$?; wait $$! && [ $$b = 0 ]; })
 	@$(call timed,render,$(GO) run ./examples/evidence -out $(EVIDENCE_QUICK_DIR)/EVIDENCE.md -mnist $(EVIDENCE_QUICK_DIR)/mnist-data $(addprefix $(EVIDENCE_QUICK_DIR)/,$(EVIDENCE_QUICK_SETS)))
