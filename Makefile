@@ -53,7 +53,7 @@ export CGO_ENABLED := 1
 endif
 export STRATA_DEPS_PREFIX := $(DEPS_PREFIX)
 
-.PHONY: all build test test-race bench fuzz vet clean demo evidence deps backends
+.PHONY: all build test test-race bench fuzz vet clean demo evidence evidence-quick deps backends
 
 all: build
 
@@ -98,17 +98,56 @@ demo: build
 	$(BIN) pilot --demo $(DEMOFLAGS)
 
 # evidence: docs/EVIDENCE.md, what strata's own sweeps say about the
-# claims behind S + R. The sweeps of examples/evidence/
-# (digits, wine, iris: 10 candidates, 6 learning rates, 5 seeds each) with
-# the binary `make build` makes, into EVIDENCE_DIR, then the document
-# rendered from their outputs. About 8 minutes on 2 cores. The CI variant
-# is examples/evidence's test (iris, one seed, in `go test ./...`).
-EVIDENCE_DIR ?= bin/evidence
+# claims behind S + R. The sweeps of examples/evidence/ with the binary
+# `make build` makes, into EVIDENCE_DIR: digits, wine, iris (10 candidates,
+# 6 learning rates, 5 seeds each); MNIST (a subset written by
+# examples/evidence/mnist from the Go module proxy's copy of the IDX files)
+# with an MLP of width 1024 (mnist.yaml); the PyTorch CNN and transformer
+# on the same subset through the PyTorch loop, validated in ONNX Runtime
+# (examples/evidence/torchsweep, the two at once: PyTorch runs on one
+# thread); then the document rendered from their outputs. Each part prints
+# its wall time. Needs python3-torch and python3-onnx (make deps) and ONNX
+# Runtime.
+#
+# evidence-quick: the CI variant (.ci/run, after make test), under two
+# minutes: the same pipeline on 1,000 + 300 MNIST rows, one seed, an MLP of
+# width 64 with one weight-only, one data-aware and one budgeted candidate
+# and two learning rates, the PyTorch classifiers for one epoch, into
+# EVIDENCE_QUICK_DIR; it fails when a step fails or the document lacks a
+# section.
+EVIDENCE_DIR       ?= bin/evidence
+EVIDENCE_QUICK_DIR ?= bin/evidence-quick
+MNIST_PY           ?= /usr/bin/python3
+comma := ,
+timed = s=$$(date +%s); $(2) && echo "evidence: $(1) took $$(( $$(date +%s) - s )) s"
+TORCHSWEEP = $(GO) run ./examples/evidence/torchsweep -strata $(BIN) -python $(MNIST_PY)
 evidence: build
-	$(BIN) sweep --config examples/evidence/digits.yaml --out $(EVIDENCE_DIR)/digits
-	$(BIN) sweep --config examples/evidence/wine.yaml --out $(EVIDENCE_DIR)/wine
-	$(BIN) sweep --config examples/evidence/iris.yaml --out $(EVIDENCE_DIR)/iris
-	$(GO) run ./examples/evidence -out docs/EVIDENCE.md $(EVIDENCE_DIR)/digits $(EVIDENCE_DIR)/wine $(EVIDENCE_DIR)/iris
+	@$(call timed,digits,$(BIN) sweep --config examples/evidence/digits.yaml --out $(EVIDENCE_DIR)/digits)
+	@$(call timed,wine,$(BIN) sweep --config examples/evidence/wine.yaml --out $(EVIDENCE_DIR)/wine)
+	@$(call timed,iris,$(BIN) sweep --config examples/evidence/iris.yaml --out $(EVIDENCE_DIR)/iris)
+	@$(call timed,mnist data,$(GO) run ./examples/evidence/mnist -train-rows 10000 -test-rows 2000 -out $(EVIDENCE_DIR)/mnist-data)
+	@$(call timed,mnist MLP,$(BIN) sweep --config examples/evidence/mnist.yaml --train $(EVIDENCE_DIR)/mnist-data/train.csv --test $(EVIDENCE_DIR)/mnist-data/test.csv --out $(EVIDENCE_DIR)/mnist)
+	@$(call timed,mnist CNN and transformer,{ $(TORCHSWEEP) -class MnistCNN -train $(EVIDENCE_DIR)/mnist-data/train.csv -test $(EVIDENCE_DIR)/mnist-data/test.csv -out $(EVIDENCE_DIR)/mnist-cnn & \
+	  $(TORCHSWEEP) -class MnistTransformer -train $(EVIDENCE_DIR)/mnist-data/train.csv -test $(EVIDENCE_DIR)/mnist-data/test.csv -out $(EVIDENCE_DIR)/mnist-transformer; b=$$?; wait $$! && [ $$b = 0 ]; })
+	@$(call timed,render,$(GO) run ./examples/evidence -out docs/EVIDENCE.md -mnist $(EVIDENCE_DIR)/mnist-data $(EVIDENCE_DIR)/digits $(EVIDENCE_DIR)/wine $(EVIDENCE_DIR)/iris $(EVIDENCE_DIR)/mnist $(EVIDENCE_DIR)/mnist-cnn $(EVIDENCE_DIR)/mnist-transformer)
+
+EVIDENCE_QUICK_SETS := mnist mnist-cnn mnist-transformer
+EVIDENCE_QUICK_CANDIDATES := \
+  --candidate name=monarch-b4-res4,structure=monarch,blocks=4,residual=lowrank,residual-rank=4 \
+  --candidate name=monarch-b4-res4-calib,structure=monarch,blocks=4,residual=lowrank,residual-rank=4,calibration=true,calibration-fit=residual \
+  --candidate name=budget50,structure=auto,param-budget=0.5
+evidence-quick: build
+	@rm -rf $(EVIDENCE_QUICK_DIR)
+	@$(call timed,mnist data,$(GO) run ./examples/evidence/mnist -train-rows 1000 -test-rows 300 -out $(EVIDENCE_QUICK_DIR)/mnist-data)
+	@$(call timed,mnist MLP,$(BIN) sweep --config examples/evidence/mnist.yaml --train $(EVIDENCE_QUICK_DIR)/mnist-data/train.csv --test $(EVIDENCE_QUICK_DIR)/mnist-data/test.csv \
+	  --init mlp:784-64-64-10:relu --baseline-epochs 3 --seeds 0 --lrs 1e-3$(comma)1e-2 \
+	  $(EVIDENCE_QUICK_CANDIDATES) --out $(EVIDENCE_QUICK_DIR)/mnist >/dev/null 2>$(EVIDENCE_QUICK_DIR)/mnist.log || { tail -40 $(EVIDENCE_QUICK_DIR)/mnist.log; exit 1; })
+	@$(call timed,mnist CNN and transformer,{ $(TORCHSWEEP) -class MnistCNN -seeds 0 -baseline-epochs 1 -epochs 1 -train $(EVIDENCE_QUICK_DIR)/mnist-data/train.csv -test $(EVIDENCE_QUICK_DIR)/mnist-data/test.csv -out $(EVIDENCE_QUICK_DIR)/mnist-cnn & \
+	  $(TORCHSWEEP) -class MnistTransformer -seeds 0 -baseline-epochs 1 -epochs 1 -train $(EVIDENCE_QUICK_DIR)/mnist-data/train.csv -test $(EVIDENCE_QUICK_DIR)/mnist-data/test.csv -out $(EVIDENCE_QUICK_DIR)/mnist-transformer; b=$$?; wait $$! && [ $$b = 0 ]; })
+	@$(call timed,render,$(GO) run ./examples/evidence -out $(EVIDENCE_QUICK_DIR)/EVIDENCE.md -mnist $(EVIDENCE_QUICK_DIR)/mnist-data $(addprefix $(EVIDENCE_QUICK_DIR)/,$(EVIDENCE_QUICK_SETS)))
+	@for h in '## Cost' '## A plain reading' '### Closing note' $(foreach s,$(EVIDENCE_QUICK_SETS),'## $(s)' '### $(s): cost'); do \
+	  grep -qxF "$$h" $(EVIDENCE_QUICK_DIR)/EVIDENCE.md || { echo "evidence-quick: no '$$h' in $(EVIDENCE_QUICK_DIR)/EVIDENCE.md"; exit 1; }; done
+	@echo "evidence-quick: $(EVIDENCE_QUICK_DIR)/EVIDENCE.md has every section"
 
 # bench: the benchmark table of every family (apply, apply + gradients and
 # projection vs dense, .ci/benchtable.go), then the performance table

@@ -27,6 +27,41 @@ type dataSet struct {
 	// Runs holds each candidate's validation.json per seed, in
 	// sweep.json's order.
 	Runs map[string][]*validation.Result
+	// Cost holds each candidate's pilot wall times per seed, in
+	// sweep.json's order.
+	Cost map[string][]stepCost
+	// Torch is torch.json for the outputs of examples/evidence/torchsweep
+	// (a PyTorch classifier fine-tuned through the PyTorch loop), nil for
+	// a strata sweep.
+	Torch *torchRun
+}
+
+// mnistSource describes the MNIST files a sweep read (its data source
+// is only "files").
+const mnistSource = "MNIST (Yann LeCun and Corinna Cortes, CC BY-SA 3.0)"
+
+// stepCost is one candidate's pilot at one seed: the wall time of its
+// convert (with the factors export on the PyTorch path), its fine-tuning
+// (on the PyTorch path the loop, which also fine-tunes the control and
+// exports the three ONNX files) and its validate, in seconds.
+type stepCost struct {
+	Convert, Finetune, Validate float64
+}
+
+// torchRun is what `go run ./examples/evidence/torchsweep` records in
+// torch.json beside its sweep.json.
+type torchRun struct {
+	Command         string
+	Class           string
+	Shape           string
+	BaselineEpochs  int `json:"baseline_epochs"`
+	Epochs          int
+	LR              float64
+	BaselineSeconds []float64 `json:"baseline_seconds"`
+	Validate        []string
+	Steps           map[string][]struct {
+		Convert, Loop, Validate float64
+	}
 }
 
 // seedRun is what a seed's dense baseline training did, and the test
@@ -58,17 +93,36 @@ func loadDataSet(dir string) (*dataSet, error) {
 	if len(res.Candidates) == 0 || len(res.Seeds) == 0 {
 		return nil, fmt.Errorf("%s: no candidates or no seeds", path)
 	}
-	ds := &dataSet{Name: res.Config.Data, Dir: dir, Res: res, Finished: st.ModTime().UTC(), Runs: map[string][]*validation.Result{}}
+	ds := &dataSet{Name: res.Config.Data, Dir: dir, Res: res, Finished: st.ModTime().UTC(), Runs: map[string][]*validation.Result{}, Cost: map[string][]stepCost{}}
 	if ds.Name == "" {
 		ds.Name = filepath.Base(dir)
 	}
+	for i := range res.Seeds {
+		if src := &res.Seeds[i].Data.Source; *src == "files" && strings.HasPrefix(ds.Name, "mnist") {
+			*src = mnistSource
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "torch.json")); err == nil {
+		ds.Torch = new(torchRun)
+		if err := readJSON(filepath.Join(dir, "torch.json"), ds.Torch); err != nil {
+			return nil, err
+		}
+	}
 	for _, c := range res.Candidates {
-		for _, r := range c.Runs {
+		for k, r := range c.Runs {
+			if r.Validation == "" {
+				return nil, fmt.Errorf("%s: %s at seed %d stopped before validation (%s): the evidence needs every run", path, c.Name, r.Seed, r.Failed)
+			}
 			v, _, err := validation.Read(filepath.Join(dir, r.Validation))
 			if err != nil {
 				return nil, err
 			}
 			ds.Runs[c.Name] = append(ds.Runs[c.Name], v)
+			cost, err := runCost(dir, ds.Torch, c.Name, k, r.Dir, v)
+			if err != nil {
+				return nil, err
+			}
+			ds.Cost[c.Name] = append(ds.Cost[c.Name], cost)
 		}
 	}
 	for i, s := range res.Seeds {
@@ -89,6 +143,30 @@ func loadDataSet(dir string) (*dataSet, error) {
 		ds.Seeds = append(ds.Seeds, sr)
 	}
 	return ds, nil
+}
+
+// runCost reads the wall times of the k-th run of a candidate: from
+// torch.json on the PyTorch path, else from the run's convert.json and
+// finetune.json; validate's from its validation.json.
+func runCost(dir string, tr *torchRun, name string, k int, runDir string, v *validation.Result) (stepCost, error) {
+	if tr != nil {
+		steps := tr.Steps[name]
+		if k >= len(steps) {
+			return stepCost{}, fmt.Errorf("%s: no wall times of %s at run %d", filepath.Join(dir, "torch.json"), name, k+1)
+		}
+		return stepCost{steps[k].Convert, steps[k].Loop, steps[k].Validate}, nil
+	}
+	var cv struct{ Seconds float64 }
+	var ft struct {
+		WallSeconds float64 `json:"wall_seconds"`
+	}
+	if err := readJSON(filepath.Join(dir, runDir, "convert", "convert.json"), &cv); err != nil {
+		return stepCost{}, err
+	}
+	if err := readJSON(filepath.Join(dir, runDir, "finetune", "finetune.json"), &ft); err != nil {
+		return stepCost{}, err
+	}
+	return stepCost{cv.Seconds, ft.WallSeconds, v.WallSeconds}, nil
 }
 
 func readJSON(path string, v any) error {

@@ -20,6 +20,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 )
 
@@ -27,6 +28,7 @@ func main() {
 	out := flag.String("out", "docs/EVIDENCE.md", "the markdown file to write (- for stdout)")
 	cpuinfo := flag.String("cpuinfo", "/proc/cpuinfo", "where to read the CPU model and count")
 	strata := flag.String("strata", "bin/strata", "the strata binary, as the commands show it")
+	mnist := flag.String("mnist", "", "the directory of the MNIST subset (its mnist.json) the mnist* sweeps read")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "Usage: go run ./examples/evidence [flags] SWEEP_DIR...\n\nRenders docs/EVIDENCE.md from the outputs of strata sweep.\n\nFlags:\n")
 		flag.PrintDefaults()
@@ -37,15 +39,31 @@ func main() {
 		os.Exit(2)
 	}
 	cmd := "go run ./examples/evidence " + strings.Join(os.Args[1:], " ")
-	if err := run(*out, *cpuinfo, *strata, cmd, flag.Args()); err != nil {
+	if err := run(*out, *cpuinfo, *strata, *mnist, cmd, flag.Args()); err != nil {
 		fmt.Fprintln(os.Stderr, "evidence:", err)
 		os.Exit(1)
 	}
 }
 
-func run(out, cpuinfo, strata, cmd string, dirs []string) error {
+// mnistInfo is the mnist.json `go run ./examples/evidence/mnist` writes
+// beside the CSV files.
+type mnistInfo struct {
+	Command   string
+	Module    string
+	TrainRows int `json:"train_rows"`
+	TestRows  int `json:"test_rows"`
+	Features  int
+}
+
+func run(out, cpuinfo, strata, mnist, cmd string, dirs []string) error {
 	d := &doc{Strata: strata, Render: cmd}
 	var err error
+	if mnist != "" {
+		d.MNIST = new(mnistInfo)
+		if err := readJSON(filepath.Join(mnist, "mnist.json"), d.MNIST); err != nil {
+			return err
+		}
+	}
 	if d.Machine.CPU, d.Machine.CPUs, err = readCPUInfo(cpuinfo); err != nil {
 		return err
 	}
@@ -65,22 +83,25 @@ func run(out, cpuinfo, strata, cmd string, dirs []string) error {
 		_, err = os.Stdout.Write(md)
 		return err
 	}
-	return os.WriteFile(out, md, 0o644)
+	tmp := out + ".tmp"
+	if err := os.WriteFile(tmp, md, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, out)
 }
 
-// check refuses sweeps the reading cannot put side by side: the same
-// number of candidates, in the same order of structures.
+// check refuses a data set that tries two candidates the reading cannot
+// tell apart (the same rowKey).
 func (d *doc) check() error {
-	first := d.Sets[0]
-	for _, ds := range d.Sets[1:] {
-		if len(ds.Res.Candidates) != len(first.Res.Candidates) {
-			return fmt.Errorf("%s has %d candidates, %s %d: the sweeps must try the same candidates", ds.Dir, len(ds.Res.Candidates), first.Dir, len(first.Res.Candidates))
-		}
+	for _, ds := range d.Sets {
+		seen := map[string]string{}
 		for i := range ds.Res.Candidates {
-			a, b := &first.Res.Candidates[i], &ds.Res.Candidates[i]
-			if a.Convert.Structure != b.Convert.Structure || a.Convert.Residual != b.Convert.Residual || a.Retract != b.Retract {
-				return fmt.Errorf("candidate %d is %s in %s but %s in %s: the sweeps must list the same candidates in the same order", i+1, a.Name, first.Dir, b.Name, ds.Dir)
+			c := &ds.Res.Candidates[i]
+			k := rowKey(c)
+			if other, ok := seen[k]; ok {
+				return fmt.Errorf("%s: candidates %s and %s have the same conversion: the reading cannot put them in different rows", ds.Dir, other, c.Name)
 			}
+			seen[k] = c.Name
 		}
 	}
 	return nil

@@ -71,11 +71,10 @@ func tallyClaim(d *doc, cl claim) tally {
 // closing note.
 func renderReading(b *bytes.Buffer, d *doc) {
 	p := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
-	n := d.Sets[0].Res.Candidates[0].Metrics[0].Runs
 	p("## A plain reading\n\n")
 	p("The verdicts below are computed from the tables by these criteria, set out with the evidence sweeps and fixed before ")
 	p("the five-seed sweeps were looked at. For a ")
-	p("candidate on a data set against a reference, with n seeds (here %d) and a quorum q = ceil(3n/5) (here %d), ", n, quorum(n))
+	p("candidate on a data set against a reference, with n seeds (here %s) and a quorum q = ceil(3n/5) (%s), ", seedCounts(d), quorums(d))
 	p("D the mean difference candidate - reference, and B / W the seeds significantly better / worse for the ")
 	p("candidate (the [B/W] of the tables):\n\n")
 	p("- **keeps accuracy** holds when D >= -%s and W = 0 (no seed significantly worse); it is ", plural(int(100*accuracyMargin), "point"))
@@ -118,10 +117,15 @@ func renderReading(b *bytes.Buffer, d *doc) {
 			p("---|---|")
 		}
 		p("\n")
-		for i := range d.Sets[0].Res.Candidates {
-			p("| %s |", rowName(d, i))
-			for _, ds := range d.Sets {
+		for _, r := range d.rows() {
+			p("| %s |", r.name(d))
+			for k, ds := range d.Sets {
+				i := r.At[k]
 				for _, s := range []side{vsBaseline, vsControl} {
+					if i < 0 {
+						p(" not tried |")
+						continue
+					}
 					if s == vsControl && !ds.Res.Config.Control {
 						p(" - (no control) |")
 						continue
@@ -196,11 +200,10 @@ func renderClosing(b *bytes.Buffer, d *doc, tallies []tally) {
 	for _, ds := range d.Sets {
 		names = append(names, ds.Name)
 	}
-	seeds := len(d.Sets[0].Res.Seeds)
 	acc := tallies[0]
 	fmt.Fprintf(b, "### Closing note\n\n")
-	fmt.Fprintf(b, "On %s (%s each), S + R kept accuracy (within %g point of the reference, no seed significantly worse) for %d of %d candidate-data-set pairs against the dense baseline and %d against the equal-budget control, and clearly lost it for %d and %d. ",
-		joinAnd(names), plural(seeds, "seed"), 100*accuracyMargin, acc.count[vsBaseline][holds], acc.pairs, acc.count[vsControl][holds],
+	fmt.Fprintf(b, "On %s (%s), S + R kept accuracy (within %g point of the reference, no seed significantly worse) for %d of %d candidate-data-set pairs against the dense baseline and %d against the equal-budget control, and clearly lost it for %d and %d. ",
+		joinAnd(names), seedCounts(d), 100*accuracyMargin, acc.count[vsBaseline][holds], acc.pairs, acc.count[vsControl][holds],
 		acc.count[vsBaseline][contradicted], acc.count[vsControl][contradicted])
 	var most, counts []string
 	for k, cl := range claims[1:] {
@@ -221,6 +224,92 @@ func renderClosing(b *bytes.Buffer, d *doc, tallies []tally) {
 		lead = "only " + joinAnd(most) + " held for most pairs against both references"
 	}
 	fmt.Fprintf(b, "Beyond accuracy, %s (pairs against the baseline / the control): %s.\n", lead, joinAnd(counts))
+	renderChange(b, d)
+}
+
+// largeRows is the size from which a data set counts as real-size in the
+// closing note: at least this many rows, train and test.
+const largeRows = 10000
+
+// large reports whether ds is a real-size data set or a PyTorch
+// architecture: what the reading on the small data sets is compared with.
+func (ds *dataSet) large() bool {
+	s := ds.Res.Seeds[0].Data
+	return ds.Torch != nil || s.TrainRows+s.TestRows >= largeRows
+}
+
+// renderChange writes, when the document has both, what the real-size
+// data sets and the PyTorch architectures changed in the reading of the
+// small data sets: two sentences from the tallies of each group.
+func renderChange(b *bytes.Buffer, d *doc) {
+	var small, large doc
+	for _, ds := range d.Sets {
+		if ds.large() {
+			large.Sets = append(large.Sets, ds)
+		} else {
+			small.Sets = append(small.Sets, ds)
+		}
+	}
+	if len(small.Sets) == 0 || len(large.Sets) == 0 {
+		return
+	}
+	names := func(g *doc) string {
+		var n []string
+		for _, ds := range g.Sets {
+			n = append(n, ds.Name)
+		}
+		return joinAnd(n)
+	}
+	share := func(t tally, s side, v verdict) string {
+		return fmt.Sprintf("%d of %d", t.count[s][v], t.pairs)
+	}
+	acc := [2]tally{tallyClaim(&small, claims[0]), tallyClaim(&large, claims[0])}
+	fmt.Fprintf(b, "\nWhat changed in the reading: on %s, S + R kept accuracy for %s pairs against the baseline and %s against the control (on %s: %s and %s), and lost it for %s and %s (%s and %s). ",
+		names(&large), share(acc[1], vsBaseline, holds), share(acc[1], vsControl, holds), names(&small),
+		share(acc[0], vsBaseline, holds), share(acc[0], vsControl, holds),
+		share(acc[1], vsBaseline, contradicted), share(acc[1], vsControl, contradicted),
+		share(acc[0], vsBaseline, contradicted), share(acc[0], vsControl, contradicted))
+	var parts []string
+	for _, cl := range claims[1:] {
+		t := [2]tally{tallyClaim(&small, cl), tallyClaim(&large, cl)}
+		parts = append(parts, fmt.Sprintf("%s held for %s / %s and was contradicted for %s / %s (small data sets: held %s / %s, contradicted %s / %s)",
+			cl.topic, share(t[1], vsBaseline, holds), share(t[1], vsControl, holds), share(t[1], vsBaseline, contradicted), share(t[1], vsControl, contradicted),
+			share(t[0], vsBaseline, holds), share(t[0], vsControl, holds), share(t[0], vsBaseline, contradicted), share(t[0], vsControl, contradicted)))
+	}
+	fmt.Fprintf(b, "Beyond accuracy, on the larger data set and architectures (pairs against the baseline / the control; measures validate cannot take on an ONNX model count as no clear effect) %s.\n", joinAnd(parts))
+}
+
+// seedCounts says how many seeds the data sets ran: "5 seeds each", or
+// per data set when they differ.
+func seedCounts(d *doc) string {
+	return perSet(d, func(ds *dataSet) string { return plural(len(ds.Res.Seeds), "seed") })
+}
+
+// quorums says the quorum of each seed count, as seedCounts does.
+func quorums(d *doc) string {
+	return perSet(d, func(ds *dataSet) string { return fmt.Sprintf("q = %d", quorum(len(ds.Res.Seeds))) })
+}
+
+// perSet is f's value for every data set: "V each" when they agree, else
+// "V on A and B, W on C" in the order the values first occur.
+func perSet(d *doc, f func(*dataSet) string) string {
+	var vals []string
+	on := map[string][]string{}
+	for _, ds := range d.Sets {
+		v := f(ds)
+		if _, ok := on[v]; !ok {
+			vals = append(vals, v)
+		}
+		on[v] = append(on[v], ds.Name)
+	}
+	if len(vals) == 1 {
+		return vals[0] + " each"
+	}
+	parts := make([]string, len(vals))
+	for i, v := range vals {
+		parts[i] = v + " on " + joinAnd(on[v])
+	}
+	return strings.Join(parts, ", ")
 }
 
 func plural(n int, what string) string {

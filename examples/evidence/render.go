@@ -22,6 +22,9 @@ type doc struct {
 	// Strata is the binary the sweeps ran (as the commands show it);
 	// Render the command that rendered the document.
 	Strata, Render string
+	// MNIST is the mnist.json of the MNIST subset the mnist* data sets
+	// read (nil: none).
+	MNIST *mnistInfo
 }
 
 // colKind is how a table column shows a metric.
@@ -67,7 +70,8 @@ func render(d *doc) []byte {
 	p("low-rank residual R and fine-tunes it. The claim is that S + R keeps accuracy while improving gradient ")
 	p("conditioning, perturbation sensitivity, per-layer robustness and the ease of learning-rate tuning. This ")
 	p("document measures those claims with strata's own stages (`strata sweep`: convert, finetune, validate) on ")
-	p("the data sets embedded in strata, against the dense baseline and against the equal-budget dense control ")
+	p("the data sets embedded in strata and on MNIST when it is run, with MLPs trained by strata and, on MNIST, PyTorch classifiers ")
+	p("fine-tuned through the PyTorch loop and validated in ONNX Runtime, against the dense baseline and against the equal-budget dense control ")
 	p("(the baseline fine-tuned with exactly the candidate's budget: what more training alone does). It is ")
 	p("generated from the sweeps' outputs: every number comes from them, and a rerun changes only the run date ")
 	p("and the wall times. Negative results are reported as they came out; the protocol was fixed before the ")
@@ -79,6 +83,7 @@ func render(d *doc) []byte {
 	for _, ds := range d.Sets {
 		renderDataSet(&b, ds)
 	}
+	renderCost(&b, d)
 	renderReading(&b, d)
 	return b.Bytes()
 }
@@ -89,24 +94,51 @@ func renderRun(b *bytes.Buffer, d *doc) {
 	p("## How it was run\n\n")
 	p("```\nmake evidence\n```\n\n")
 	p("builds `%s` (`make build`) and runs, one after the other:\n\n```\n", d.Strata)
+	data := d.MNIST != nil
 	for _, ds := range d.Sets {
+		if data && (ds.Torch != nil || ds.Res.Config.Data == "") {
+			p("%s\n", d.MNIST.Command)
+			data = false
+		}
+		if ds.Torch != nil {
+			p("%s\n", ds.Torch.Command)
+			continue
+		}
 		cfg := ds.Res.Config.ConfigFile
 		if cfg == "" {
 			cfg = "(a config built in Go)"
 		}
-		p("%s sweep --config %s --out %s\n", d.Strata, cfg, ds.Dir)
+		p("%s sweep --config %s", d.Strata, cfg)
+		if c := &ds.Res.Config; c.ConfigFile != "" && c.Data == "" {
+			p(" --train %s --test %s", c.Train, c.Test)
+		}
+		p(" --out %s\n", ds.Dir)
 	}
 	p("%s\n```\n\n", d.Render)
+	torch := 0
+	for _, ds := range d.Sets {
+		if ds.Torch != nil {
+			torch++
+		}
+	}
+	if torch > 1 {
+		p("(The %d torchsweep commands run at the same time: PyTorch trains on one thread.)\n\n", torch)
+	}
 	var last time.Time
-	var total float64
+	var total, torchLongest float64
 	var walls []string
 	for _, ds := range d.Sets {
 		if ds.Finished.After(last) {
 			last = ds.Finished
 		}
-		total += ds.Res.Seconds
+		if ds.Torch != nil {
+			torchLongest = max(torchLongest, ds.Res.Seconds)
+		} else {
+			total += ds.Res.Seconds
+		}
 		walls = append(walls, fmt.Sprintf("%s %.0f s", ds.Name, ds.Res.Seconds))
 	}
+	total += torchLongest // the PyTorch runs go at the same time
 	tool := d.Sets[0].Res.Tool
 	p("| | |\n|---|---|\n")
 	p("| CPU | %s, %d logical CPUs (/proc/cpuinfo) |\n", d.Machine.CPU, d.Machine.CPUs)
@@ -114,6 +146,16 @@ func renderRun(b *bytes.Buffer, d *doc) {
 	p("| run date | %s (UTC; when the last sweep finished) |\n", last.Format("2006-01-02"))
 	p("| wall time of the sweeps | %s; %.0f s in all (%.1f min), up to %d stage runs at once |\n\n",
 		strings.Join(walls, ", "), total, total/60, d.Sets[0].Res.Config.Jobs)
+	if d.MNIST != nil {
+		p("**MNIST.** The mnist data sets read a subset of MNIST (Yann LeCun and Corinna Cortes, licensed CC BY-SA 3.0): ")
+		p("the first %d images of its training file to train on and the first %d of its test file for validate, %d features ", d.MNIST.TrainRows, d.MNIST.TestRows, d.MNIST.Features)
+		p("(the 28 x 28 pixels, 0..255), the same rows for every seed. `make evidence` fetches the original IDX files through ")
+		p("the Go module proxy as the module `%s` (its data/*.gz; `go mod download`) and writes them as CSV ", d.MNIST.Module)
+		p("with the command above; they are not part of the repository. mnist is an MLP trained and fine-tuned by strata ")
+		p("(its architecture under Protocol); mnist-cnn and mnist-transformer are PyTorch classifiers (examples/evidence/mnist_models.py) ")
+		p("fine-tuned through the PyTorch loop (examples/pytorch/finetune_loop.py: strata_torch.apply, the equal-budget ")
+		p("control, torch.onnx.export) and validated by `strata validate` in ONNX Runtime.\n\n")
+	}
 }
 
 // renderProtocol writes the settings of each sweep and its candidates.
@@ -141,18 +183,39 @@ func renderProtocol(b *bytes.Buffer, d *doc) {
 	row("data", func(ds *dataSet) string { return ds.Res.Seeds[0].Data.Source })
 	row("split", func(ds *dataSet) string {
 		s := ds.Res.Seeds[0].Data
+		if ds.Torch != nil || ds.Res.Config.Test != "" {
+			return fmt.Sprintf("the given training and test files, the same for every seed (%d train, %d test rows)", s.TrainRows, s.TestRows)
+		}
 		return fmt.Sprintf("%g held out for validate, drawn per seed (%d train, %d test rows)", ds.Res.Config.TestFraction, s.TrainRows, s.TestRows)
 	})
 	row("baseline", func(ds *dataSet) string {
+		if ds.Torch != nil {
+			return fmt.Sprintf("PyTorch `%s` of examples/evidence/mnist_models.py, input [N, %s], trained per seed", ds.Torch.Class, strings.ReplaceAll(ds.Torch.Shape, ",", ", "))
+		}
 		if c := &ds.Res.Config; c.Model != "" {
 			return "the given model " + c.Model
 		}
 		return fmt.Sprintf("`%s`, trained per seed", ds.Res.Config.Baseline.Init)
 	})
-	row("baseline training", func(ds *dataSet) string { return training(ds.Res.Config.Baseline) })
-	row("fine-tuning (candidates, control, each lr run)", func(ds *dataSet) string { return training(ds.Res.Config.Finetune) })
+	row("baseline training", func(ds *dataSet) string {
+		if t := ds.Torch; t != nil {
+			return fmt.Sprintf("PyTorch, Adam, lr %g (constant), batch 64, %s, no validation split", t.LR, plural(t.BaselineEpochs, "epoch"))
+		}
+		return training(ds.Res.Config.Baseline)
+	})
+	row("fine-tuning (candidates, control, each lr run)", func(ds *dataSet) string {
+		if t := ds.Torch; t != nil {
+			return fmt.Sprintf("examples/pytorch/finetune_loop.py: Adam, lr %g (constant), batch 64, %s, every parameter trained (the S + R factors and the layers left dense)", t.LR, plural(t.Epochs, "epoch"))
+		}
+		return training(ds.Res.Config.Finetune)
+	})
 	row("control", func(ds *dataSet) string { return strconv.FormatBool(ds.Res.Config.Control) })
-	row("learning rates", func(ds *dataSet) string { return joinFloats(ds.Res.Config.LRs) })
+	row("learning rates", func(ds *dataSet) string {
+		if len(ds.Res.Config.LRs) == 0 {
+			return "none (no learning-rate sweep)"
+		}
+		return joinFloats(ds.Res.Config.LRs)
+	})
 	row("seeds", func(ds *dataSet) string {
 		s := make([]string, len(ds.Res.Config.Seeds))
 		for i, v := range ds.Res.Config.Seeds {
@@ -161,11 +224,18 @@ func renderProtocol(b *bytes.Buffer, d *doc) {
 		return strings.Join(s, ", ")
 	})
 	row("validate", func(ds *dataSet) string {
+		if ds.Torch != nil {
+			flags := "its defaults"
+			if len(ds.Torch.Validate) > 0 {
+				flags += " but `" + strings.Join(ds.Torch.Validate, " ") + "`"
+			}
+			return "validate on the three ONNX files in ONNX Runtime, " + flags + " (forward passes only: no gradients, layer perturbations or learning-rate sweep)"
+		}
 		v := ds.Res.Config.Validate
 		return fmt.Sprintf("%d bootstrap resamples; noise %s of each feature's std (headline the middle level); robustness eps %g, %d draws; Jacobian at up to %d inputs; gradients in batches of %d rows; latency %d runs",
 			v.Bootstrap, joinFloats(v.Noise), v.RobustnessEps, v.RobustnessDraws, v.MaxJacobianSamples, v.GradBatch, v.LatencyRuns)
 	})
-	row("gate policy (decisions not used here)", func(ds *dataSet) string { return ds.Res.Policy.Path })
+	row("gate policy (decisions not used here)", func(ds *dataSet) string { return orDash(ds.Res.Policy.Path) })
 	p("\nThe candidates (every 2-D weight converted, ranks capped at min(out, in); residual rank 0 is `residual: none`):\n\n")
 	p("| candidate |")
 	for _, ds := range d.Sets {
@@ -176,11 +246,14 @@ func renderProtocol(b *bytes.Buffer, d *doc) {
 		p("---|")
 	}
 	p("\n")
-	for i := range d.Sets[0].Res.Candidates {
-		p("| %s |", rowName(d, i))
-		for _, ds := range d.Sets {
-			c := &ds.Res.Candidates[i]
-			p(" %s |", convertText(c))
+	for _, r := range d.rows() {
+		p("| %s |", r.name(d))
+		for k, ds := range d.Sets {
+			if r.At[k] < 0 {
+				p(" not tried |")
+				continue
+			}
+			p(" %s |", convertText(&ds.Res.Candidates[r.At[k]]))
 		}
 		p("\n")
 	}
@@ -215,22 +288,27 @@ func convertText(c *stages.SweepCandidateResult) string {
 	if v.Structure == "orthogonal" {
 		s += map[bool]string{true: ", retraction on", false: ", retraction off"}[c.Retract]
 	}
+	families := "every family"
+	if len(v.AutoFamilies) > 0 {
+		families = "families " + strings.Join(v.AutoFamilies, ", ")
+	}
+	switch {
+	case v.Structure == "auto" && v.ModelBudget > 0:
+		s = fmt.Sprintf("auto per layer, whole-model budget %g%% of the dense parameters (%s)", 100*v.ModelBudget, families)
+	case v.Structure == "auto" && v.ParamBudget > 0:
+		s = fmt.Sprintf("auto per layer, lowest weight error within %g%% of each layer's dense parameters (%s)", 100*v.ParamBudget, families)
+	}
+	if v.Calibration != "" {
+		fit := v.CalibrationFit
+		if fit == "" {
+			fit = "joint"
+		}
+		s += fmt.Sprintf(", data-aware (fit %s)", fit)
+	}
 	if m := c.Metrics.Get(validation.MetricParams); m != nil && m.Ratio != nil {
 		s += fmt.Sprintf("; %.0f%% of the baseline's parameters", 100*float64(m.Ratio.Mean))
 	}
 	return s
-}
-
-// rowName names the i-th candidate over the data sets: its name, or the
-// distinct names joined when the data sets name it differently.
-func rowName(d *doc, i int) string {
-	var names []string
-	for _, ds := range d.Sets {
-		if n := ds.Res.Candidates[i].Name; !slices.Contains(names, n) {
-			names = append(names, n)
-		}
-	}
-	return strings.Join(names, " / ")
 }
 
 func renderLegend(b *bytes.Buffer) {
@@ -285,6 +363,18 @@ func renderDataSet(b *bytes.Buffer, ds *dataSet) {
 	p("%s; %d candidates x %s, %.0f s.\n\n", ds.Res.Seeds[0].Data.Source, len(ds.Res.Candidates), plural(len(ds.Res.Seeds), "seed"), ds.Res.Seconds)
 	if ds.Res.Config.Model == "" {
 		renderBaselines(b, ds)
+	}
+	if t := ds.Torch; t != nil {
+		p("Dense training per seed (PyTorch, %s), and the test accuracy of the baseline and of the control (validation.json):\n\n", plural(t.BaselineEpochs, "epoch"))
+		p("| seed | training wall time, s | test accuracy: baseline / control |\n|---:|---:|---:|\n")
+		for i, s := range ds.Seeds {
+			wall := nan
+			if i < len(t.BaselineSeconds) {
+				wall = t.BaselineSeconds[i]
+			}
+			p("| %d | %.1f | %.4f / %.4f |\n", s.Seed, wall, s.BaselineAcc, s.ControlAcc)
+		}
+		p("\n")
 	}
 	for _, s := range []side{vsBaseline, vsControl} {
 		p("### %s: candidates %s\n\n", ds.Name, s)
