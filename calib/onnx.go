@@ -212,19 +212,7 @@ func cutBatch(t onnxrt.Tensor, rows, g int) onnxrt.Tensor {
 
 // tensor is the input tensor of n examples xs.
 func (r *onnxModel) tensor(xs []float64, n int) onnxrt.Tensor {
-	shape := append([]int64{int64(n)}, r.row...)
-	if r.in.Type == onnxrt.Int64 {
-		v := make([]int64, len(xs))
-		for i, f := range xs {
-			v[i] = int64(f)
-		}
-		return onnxrt.NewInt64(shape, v)
-	}
-	v := make([]float32, len(xs))
-	for i, f := range xs {
-		v[i] = float32(f)
-	}
-	return onnxrt.NewFloat32(shape, v)
+	return onnxrt.FromFloat64(r.in.Type, append([]int64{int64(n)}, r.row...), xs)
 }
 
 func (r *onnxModel) Collect(ctx context.Context, layers []int, caps Caps) ([]*Activations, error) {

@@ -157,6 +157,24 @@ func NewInt64(shape []int64, data []int64) Tensor {
 	return Tensor{Type: Int64, Shape: shape, Int64: data}
 }
 
+// FromFloat64 returns a tensor of element type typ (Int64, or Float32 for
+// any other) and the given shape holding xs converted: truncated towards
+// zero to int64, rounded to float32. xs is not kept.
+func FromFloat64(typ ElementType, shape []int64, xs []float64) Tensor {
+	if typ == Int64 {
+		v := make([]int64, len(xs))
+		for i, f := range xs {
+			v[i] = int64(f)
+		}
+		return NewInt64(shape, v)
+	}
+	v := make([]float32, len(xs))
+	for i, f := range xs {
+		v[i] = float32(f)
+	}
+	return NewFloat32(shape, v)
+}
+
 // Len is the number of elements the tensor's data holds.
 func (t Tensor) Len() int {
 	switch t.Type {

@@ -323,19 +323,7 @@ func (om *onnxModel) run(x []float64, n int) ([]float64, error) {
 // tensor returns the input tensor of n examples xs (flattened), in the
 // input's element type.
 func (om *onnxModel) tensor(xs []float64, n int) onnxrt.Tensor {
-	shape := append([]int64{int64(n)}, om.row...)
-	if om.in.Type == onnxrt.Int64 {
-		v := make([]int64, len(xs))
-		for i, f := range xs {
-			v[i] = int64(f)
-		}
-		return onnxrt.NewInt64(shape, v)
-	}
-	v := make([]float32, len(xs))
-	for i, f := range xs {
-		v[i] = float32(f)
-	}
-	return onnxrt.NewFloat32(shape, v)
+	return onnxrt.FromFloat64(om.in.Type, append([]int64{int64(n)}, om.row...), xs)
 }
 
 // forward is the model's ForwardFunc.
