@@ -466,19 +466,13 @@ func (cfg *ConvertConfig) chooseFit(w *mat.Dense, wo *compute.Sum[float64], fit 
 	if err != nil {
 		return nil, nil, err
 	}
-	da = stored(da)
+	compute.RoundToFloat32(da)
 	rec.DataAwareError = validation.NullableFloat(compute.OutputRelativeError(w, compute.Dense[float64](da), ld.held, ld.heldRows))
 	if float64(rec.DataAwareError) <= float64(rec.WeightOnlyError) {
 		rec.Written = WrittenDataAware
 		return da, rec, nil
 	}
 	return wo, rec, nil
-}
-
-// stored returns sum with its parameters rounded to float32, what the
-// outputs store.
-func stored(sum *compute.Sum[float64]) *compute.Sum[float64] {
-	return compute.Convert[float64](compute.Convert[float32, float64](sum)).(*compute.Sum[float64])
 }
 
 // startCalibration reads the calibration rows and runs the model on them

@@ -73,11 +73,13 @@ type onnxModel struct {
 // opens it in ONNX Runtime. Its widths are known once prepare has seen the
 // data.
 func loadONNXModel(path string, task compute.Task) (*valModel, error) {
-	m, _, in, err := readONNX(path)
+	m, data, in, err := readONNX(path)
 	if err != nil {
 		return nil, err
 	}
-	sess, err := onnxrt.OpenFile(path, onnxrt.Options{})
+	// The bytes hashed and checked are the bytes run (readONNX refuses
+	// external data, the one reason to hand ORT the file instead).
+	sess, err := onnxrt.Open(data, onnxrt.Options{Name: path})
 	if err != nil {
 		return nil, ortErr(path, err)
 	}

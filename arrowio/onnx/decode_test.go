@@ -10,12 +10,15 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
 	"github.com/strata-ml/strata/arrowio"
 	"github.com/strata-ml/strata/arrowio/onnx/onnxpb"
+	"github.com/strata-ml/strata/internal/inputerr"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/fuzz from the test models")
@@ -339,5 +342,24 @@ func TestFixturesFresh(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Read refuses a named pipe as bad input at once: opening one with no
+// writer would block for ever, and reading it has no size to bound.
+func TestReadRefusesPipe(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "model.onnx")
+	if err := syscall.Mkfifo(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := Read(path); done <- err }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, inputerr.ErrInput) || !strings.Contains(err.Error(), "named pipe") {
+			t.Errorf("Read of a pipe: %v, want bad input naming the pipe", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Read of a named pipe with no writer still waiting after 5 s")
 	}
 }

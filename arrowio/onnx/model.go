@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/strata-ml/strata/arrowio"
 	"github.com/strata-ml/strata/arrowio/onnx/onnxpb"
+	"github.com/strata-ml/strata/internal/inputfile"
 )
 
 const (
@@ -69,19 +69,21 @@ func newConfig(opts []Option) config {
 }
 
 // Read reads, decodes and validates the ONNX model at path (see Decode).
-// A file larger than the size bound is refused before it is read.
+// Only a regular file is read (a pipe or a device is bad input, never
+// waited on), and one larger than the size bound is refused before it is
+// read.
 func Read(path string, opts ...Option) (*Model, error) {
 	c := newConfig(opts)
-	f, err := os.Open(path)
+	f, size, err := inputfile.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("onnx: %w", err)
 	}
 	defer f.Close()
-	if st, err := f.Stat(); err == nil && st.Size() > c.maxBytes {
+	if size > c.maxBytes {
 		return nil, formatErr(path, "", "", arrowio.ErrUnsupported,
-			"%d bytes: larger than the %d-byte limit", st.Size(), c.maxBytes)
+			"%d bytes: larger than the %d-byte limit", size, c.maxBytes)
 	}
-	// The limit holds even if the file grows after Stat.
+	// The limit holds even if the file grows after Open.
 	data, err := io.ReadAll(io.LimitReader(f, c.maxBytes+1))
 	if err != nil {
 		return nil, fmt.Errorf("onnx: read %s: %w", path, err)
